@@ -1,0 +1,77 @@
+"""What a loaded model offers the runtimes and the measurement code.
+
+Every model, whatever its source, becomes a :class:`LoadedModel`: an fp32 torch module that
+returns one tensor (wrappers make it so), its inputs described by name, and the data sets the
+measurement needs (held-out, calibration) as dicts of numpy arrays with the batch on axis 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TASKS = ("classification", "embedding", "causal-lm", "generic")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple[int | str, ...]  # str = a symbolic (dynamic) axis such as "batch"
+    dtype: str  # numpy dtype name
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    task: str
+    module: Any  # torch.nn.Module in eval mode returning one tensor; None for ONNX-only models
+    inputs: list[InputSpec]
+    output_name: str
+    eval_inputs: dict[str, np.ndarray]
+    eval_labels: np.ndarray | None = None
+    calibration_inputs: dict[str, np.ndarray] | None = None
+    onnx_source: Path | None = None  # set when the model *is* an ONNX file
+    params: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [spec.name for spec in self.inputs]
+
+    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        """The first ``batch_size`` held-out rows (tiled when the set is smaller)."""
+        return take_rows(self.eval_inputs, 0, batch_size)
+
+    def calibration_batches(self, samples: int, batch_size: int = 32) -> list[dict[str, np.ndarray]]:
+        data = self.calibration_inputs or self.eval_inputs
+        total = min(samples, rows(data))
+        return [take_rows(data, start, min(batch_size, total - start)) for start in range(0, total, batch_size)]
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        axes = {
+            spec.name: {i: d for i, d in enumerate(spec.shape) if isinstance(d, str)}
+            for spec in self.inputs
+        }
+        axes[self.output_name] = {0: "batch"}
+        return axes
+
+
+def rows(data: dict[str, np.ndarray]) -> int:
+    return len(next(iter(data.values())))
+
+
+def take_rows(data: dict[str, np.ndarray], start: int, count: int) -> dict[str, np.ndarray]:
+    n = rows(data)
+    if start + count <= n:
+        return {k: np.ascontiguousarray(v[start : start + count]) for k, v in data.items()}
+    index = np.arange(start, start + count) % n
+    return {k: np.ascontiguousarray(v[index]) for k, v in data.items()}
+
+
+def iter_batches(data: dict[str, np.ndarray], batch_size: int):
+    n = rows(data)
+    for start in range(0, n, batch_size):
+        yield {k: v[start : start + batch_size] for k, v in data.items()}

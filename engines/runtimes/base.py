@@ -1,0 +1,53 @@
+"""The shape shared by every runtime: an artifact on disk and a session that runs it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class UnsupportedVariant(Exception):
+    """The method cannot be applied to this model on this runtime (recorded as ``unsupported``)."""
+
+
+@dataclass
+class Artifact:
+    path: Path  # a file or a directory
+    notes: list[str] = field(default_factory=list)
+    # Runtimes that quantize at load time (torch) keep the module here; their cold start then
+    # counts the quantization too (the worker adds it).
+    payload: Any = None
+    format: str = ""
+
+    @property
+    def size_bytes(self) -> int:
+        if self.path.is_dir():
+            return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        total = self.path.stat().st_size
+        # ONNX external data files live beside the model
+        data = self.path.with_name(self.path.name + ".data")
+        return total + (data.stat().st_size if data.exists() else 0)
+
+
+class Session:
+    """A loaded variant. ``run`` returns the main output as float32 numpy; ``bind`` returns a
+    zero-argument callable that runs one inference on pre-converted inputs (what gets timed)."""
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def bind(self, inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
+        raise NotImplementedError
+
+    def device_memory_mb(self) -> float | None:
+        """The framework's own device memory high-water mark, where it has one."""
+        return None
+
+
+def file_size_mb(path: Path) -> float:
+    return os.path.getsize(path) / 2**20

@@ -1,0 +1,3 @@
+from qbench_tui.cli import main
+
+raise SystemExit(main())

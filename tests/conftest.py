@@ -1,0 +1,42 @@
+"""Shared fixtures: every test session gets its own QBENCH_HOME (so built-in models train once
+per session, and nothing touches the user's data directory)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Set before any engines module computes a path; child processes inherit it.
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="qbench-test-home-"))
+os.environ.setdefault("QBENCH_HOME", str(_SESSION_HOME))
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+@pytest.fixture(scope="session")
+def qbench_home() -> Path:
+    return Path(os.environ["QBENCH_HOME"])
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "qbench.db"
+
+
+@pytest.fixture
+def store(db_path: Path):
+    from engines.store import Store
+
+    s = Store(db_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def fast_measure():
+    """Short timing windows: tests check behaviour, not speed."""
+    from engines.measure import MeasureSettings
+
+    return MeasureSettings(warmup_reps=2, warmup_s=0.0, min_reps=5, min_time_s=0.05, max_time_s=2.0)
