@@ -169,18 +169,25 @@ def _build_request(args):
         raise UsageError(str(exc)) from None
 
 
+def make_console(stderr: bool = False):
+    """Rich console; when piped, wide enough that tables are not squeezed to 80 columns."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 200)
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
 def _cmd_run(args) -> int:
-    from rich.console import Console
 
     from engines.runner import SweepInterrupted, SweepRunner
     from engines.store import public_json
 
     json_to_stdout = args.json_out == "-"
-    console = Console(stderr=json_to_stdout)
+    console = make_console(stderr=json_to_stdout)
     store = open_store(args.db)
     request = None if args.resume else _build_request(args)
     if args.resume and store.get_run(args.resume) is None:
@@ -247,7 +254,7 @@ def results_table(results: list[dict[str, Any]], title: str = ""):
                          ("bs", "right"), ("status", "left"), ("p50 ms", "right"), ("p99 ms", "right"),
                          ("items/s", "right"), ("size MB", "right"), ("acc", "right"), ("top1", "right"),
                          ("SQNR dB", "right"), ("note", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        table.add_column(col, justify=justify, no_wrap=col != "note")  # type: ignore[arg-type]
     for r in results:
         lat = r.get("latency_ms") or {}
         agr = r.get("agreement") or {}
@@ -266,7 +273,6 @@ def results_table(results: list[dict[str, Any]], title: str = ""):
 
 
 def _cmd_results(args) -> int:
-    from rich.console import Console
 
     from engines.store import public_json
 
@@ -281,7 +287,7 @@ def _cmd_results(args) -> int:
     elif args.format == "csv":
         sys.stdout.write(results_csv(results))
     else:
-        Console().print(results_table(results, title=f"{len(results)} results"))
+        make_console().print(results_table(results, title=f"{len(results)} results"))
     return EXIT_OK
 
 
@@ -303,7 +309,6 @@ def results_csv(results: list[dict[str, Any]]) -> str:
 
 
 def _cmd_runs(args) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     store = open_store(args.db)
@@ -318,7 +323,7 @@ def _cmd_runs(args) -> int:
         table.add_column(col)
     for r in runs:
         table.add_row(r["id"], r["created_at"], r["status"], r["model"], str(len(store.results(r["id"]))), r["source"])
-    Console().print(table)
+    make_console().print(table)
     return EXIT_OK
 
 
@@ -331,7 +336,6 @@ def _cmd_models(args) -> int:
     if args.json:
         sys.stdout.write(json.dumps([asdict(m) for m in models], indent=2) + "\n")
         return EXIT_OK
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="models")
@@ -339,7 +343,7 @@ def _cmd_models(args) -> int:
         table.add_column(col)
     for m in models:
         table.add_row(m.name, m.task, m.source, f"{m.params:,}" if m.params else "–", m.description)
-    Console().print(table)
+    make_console().print(table)
     return EXIT_OK
 
 
@@ -359,7 +363,6 @@ def _cmd_methods(args) -> int:
     if args.json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return EXIT_OK
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="methods (on this machine's CPU)")
@@ -372,7 +375,7 @@ def _cmd_methods(args) -> int:
             cells.append("[green]yes[/]" if reason == "ok" else f"[yellow]no[/]: {reason}")
         table.add_row(row["name"], str(row["bits"]), "yes" if row["needs_calibration"] else "",
                       *cells, ", ".join(row["settings"]))
-    Console().print(table)
+    make_console().print(table)
     return EXIT_OK
 
 
@@ -385,7 +388,6 @@ def _cmd_devices(args) -> int:
     if args.json:
         sys.stdout.write(json.dumps([asdict(d) for d in devices], indent=2) + "\n")
         return EXIT_OK
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="devices")
@@ -393,7 +395,7 @@ def _cmd_devices(args) -> int:
         table.add_column(col)
     for d in devices:
         table.add_row(d.name, d.title, "[green]yes[/]" if d.present else "[red]no[/]", d.detail)
-    Console().print(table)
+    make_console().print(table)
     return EXIT_OK
 
 

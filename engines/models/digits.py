@@ -21,13 +21,29 @@ TEST_FRACTION = 0.3
 CALIBRATION_FRACTION = 0.1
 
 
-def digits_splits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Fixed train / calibration / test splits of the 1797 digits, pixels scaled to [0, 1]."""
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """Pixels and labels, cached as .npz: importing scikit-learn costs each child seconds."""
+    cache = models_cache_dir() / "digits-data.npz"
+    if cache.exists():
+        try:
+            with np.load(cache) as data:
+                return data["x"], data["y"]
+        except (OSError, ValueError, KeyError):
+            pass  # damaged cache: rebuild it below
     from sklearn.datasets import load_digits
 
     data = load_digits()
-    x = (data.data / 16.0).astype(np.float32)
-    y = data.target.astype(np.int64)
+    x, y = data.data.astype(np.float32), data.target.astype(np.int64)
+    tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
+    np.savez(tmp, x=x, y=y)
+    os.replace(tmp, cache)
+    return x, y
+
+
+def digits_splits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Fixed train / calibration / test splits of the 1797 digits, pixels scaled to [0, 1]."""
+    x, y = _digits_arrays()
+    x = x / 16.0
     order = np.random.RandomState(SEED).permutation(len(x))
     n_test = int(len(x) * TEST_FRACTION)
     n_cal = int(len(x) * CALIBRATION_FRACTION)
@@ -89,9 +105,10 @@ def _cached_weights(name: str, kind: str, epochs: int) -> Path:
     if weights.exists() and meta.exists():
         try:
             if json.loads(meta.read_text())["recipe"] == expected:
+                torch.load(weights, weights_only=True)  # a damaged cache is retrained, not fatal
                 return weights
-        except (ValueError, KeyError):
-            pass  # unreadable metadata: retrain
+        except Exception:
+            pass  # unreadable metadata or weights: retrain
     model = _train(kind, epochs)
     tmp = weights.with_suffix(f".tmp{os.getpid()}")
     torch.save(model.state_dict(), tmp)
@@ -104,7 +121,7 @@ def load(name: str) -> LoadedModel:
     import torch
 
     kind = {"digits-mlp": "mlp", "digits-cnn": "cnn"}[name]
-    epochs = 30 if kind == "mlp" else 20
+    epochs = 12  # enough for ~97-98 % held-out accuracy; training takes seconds on 2 cores
     model = _build(kind)
     model.load_state_dict(torch.load(_cached_weights(name, kind, epochs), weights_only=True))
     model.eval()

@@ -1,0 +1,51 @@
+"""Helpers for tests that drive the real ``qbench`` command line in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FAST = ("--min-time", "0.05", "--min-reps", "5")
+
+
+def qbench(*args: str, env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "qbench_tui", *args], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def qbench_json(*args: str, **kwargs) -> tuple[subprocess.CompletedProcess, dict]:
+    proc = qbench(*args, "--json", "-", **kwargs)
+    try:
+        return proc, json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise AssertionError(f"stdout is not JSON ({exc}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}") from None
+
+
+def count_rows(db: Path, sql: str = "SELECT count(*) FROM results") -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute(sql).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0  # tables not created yet
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def by_key(results: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(r["method"], r["runtime"]): r for r in results}

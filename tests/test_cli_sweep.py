@@ -1,0 +1,164 @@
+"""The core loop from the command line, on the real built-in models, measured in real child
+processes and stored in a real SQLite file (issue 2's "must show")."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from tests.helpers import FAST, by_key, qbench, qbench_json
+
+ALL_METHODS = "fp32,fp16,weight-int8,dynamic-int8,static-int8,int4"
+INT8 = ("weight-int8", "dynamic-int8", "static-int8")
+RESULT_KEYS = {"model", "method", "runtime", "device", "batch_size", "status", "error", "latency_ms",
+               "throughput_per_s", "load_s", "peak_rss_mb", "size_mb", "accuracy", "agreement"}
+
+
+@pytest.fixture(scope="module")
+def mlp_sweep(tmp_path_factory):
+    db = tmp_path_factory.mktemp("mlp") / "q.db"
+    proc, payload = qbench_json(
+        "run", "--model", "digits-mlp", "--methods", ALL_METHODS, "--runtimes", "torch,onnxruntime",
+        "--batch-sizes", "1,32", "--db", str(db), *FAST,
+    )
+    return proc, payload, db
+
+
+def test_mlp_sweep_completes_with_every_onnx_method_ok(mlp_sweep):
+    proc, payload, _ = mlp_sweep
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert payload["status"] == "finished"
+    results = payload["results"]
+    assert len(results) == 6 * 2 * 2
+    for r in results:
+        assert RESULT_KEYS <= set(r), r
+        assert set(r["latency_ms"] or {}) >= {"p50", "p90", "p99", "mean", "std", "iqr"} or r["status"] != "ok"
+    onnx = [r for r in results if r["runtime"] == "onnxruntime"]
+    assert {r["status"] for r in onnx} == {"ok"}, [(r["method"], r["error"]) for r in onnx if r["status"] != "ok"]
+    # torch: every method runs or says why it cannot
+    for r in results:
+        assert r["status"] in ("ok", "unsupported"), (r["method"], r["runtime"], r["error"])
+        if r["status"] == "unsupported":
+            assert r["error"]
+
+
+def test_int8_variants_keep_accuracy_and_agree_with_fp32(mlp_sweep):
+    _, payload, _ = mlp_sweep
+    results = [r for r in payload["results"] if r["batch_size"] == 1]
+    table = by_key(results)
+    for runtime in ("onnxruntime", "torch"):
+        fp32 = table[("fp32", runtime)]
+        assert fp32["accuracy"] > 0.9
+        for method in INT8:
+            r = table[(method, runtime)]
+            if r["status"] != "ok":
+                continue
+            assert r["accuracy"] >= fp32["accuracy"] - 0.02, (method, runtime, r["accuracy"])
+            assert r["agreement"]["top1"] >= 0.95, (method, runtime, r["agreement"])
+            assert r["agreement"]["cosine"] > 0.99
+
+
+def test_onnx_artifacts_shrink_as_promised(mlp_sweep):
+    _, payload, _ = mlp_sweep
+    table = by_key([r for r in payload["results"] if r["batch_size"] == 1])
+    fp32 = table[("fp32", "onnxruntime")]["size_mb"]
+    for method in INT8:
+        assert table[(method, "onnxruntime")]["size_mb"] <= 0.35 * fp32, method
+    assert table[("int4", "onnxruntime")]["size_mb"] <= 0.25 * fp32
+    assert 0.45 * fp32 <= table[("fp16", "onnxruntime")]["size_mb"] <= 0.55 * fp32
+
+
+def test_every_result_records_its_measurements(mlp_sweep):
+    _, payload, _ = mlp_sweep
+    for r in payload["results"]:
+        if r["status"] != "ok":
+            continue
+        lat = r["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+        assert lat["samples"] >= 5
+        assert r["throughput_per_s"] > 0 and r["load_s"] > 0 and r["peak_rss_mb"] > 50
+        assert r["size_mb"] > 0 and r["config"]["version"] == 1
+    bs32 = by_key([r for r in payload["results"] if r["batch_size"] == 32])
+    bs1 = by_key([r for r in payload["results"] if r["batch_size"] == 1])
+    # a batch of 32 rows does more work per call than a batch of 1
+    assert bs32[("fp32", "onnxruntime")]["latency_ms"]["p50"] > bs1[("fp32", "onnxruntime")]["latency_ms"]["p50"]
+
+
+def test_run_stores_environment_and_results_command_returns_the_same_objects(mlp_sweep):
+    _, payload, db = mlp_sweep
+    proc = qbench("results", "--db", str(db), "--run", payload["run_id"], "--format", "json")
+    assert proc.returncode == 0
+    stored = json.loads(proc.stdout)
+    assert [(r["method"], r["runtime"], r["batch_size"]) for r in stored] == \
+        [(r["method"], r["runtime"], r["batch_size"]) for r in payload["results"]]
+    assert stored[0]["latency_ms"] == payload["results"][0]["latency_ms"]
+    runs = json.loads(qbench("runs", "--db", str(db), "--json").stdout)
+    env = runs[0]["environment"]
+    assert env["threads"] >= 1 and env["packages"]["onnxruntime"] and env["cpu"] and env["python"]
+    rows = list(csv.DictReader(io.StringIO(qbench("results", "--db", str(db), "--format", "csv").stdout)))
+    assert len(rows) == len(payload["results"]) and rows[0]["latency_p50_ms"]
+    table = qbench("results", "--db", str(db), "--latest")
+    assert "dynamic-int8" in table.stdout
+
+
+def test_cnn_static_int8_on_both_runtimes(tmp_path):
+    proc, payload = qbench_json(
+        "run", "--model", "digits-cnn", "--methods", "fp32,dynamic-int8,static-int8",
+        "--runtimes", "torch,onnxruntime", "--db", str(tmp_path / "q.db"), *FAST,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = by_key(payload["results"])
+    assert {r["status"] for r in payload["results"]} == {"ok"}, [(k, r["error"]) for k, r in table.items()]
+    for runtime in ("onnxruntime", "torch"):
+        fp32 = table[("fp32", runtime)]["accuracy"]
+        for method in ("dynamic-int8", "static-int8"):
+            r = table[(method, runtime)]
+            assert r["accuracy"] >= fp32 - 0.02 and r["agreement"]["top1"] >= 0.95, (method, runtime)
+    # ONNX static int8 quantizes the convolutions (QDQ around Conv), not only the Linear layer
+    assert any("QuantizeLinear" in n for n in table[("static-int8", "onnxruntime")]["notes"])
+    assert table[("static-int8", "onnxruntime")]["size_mb"] <= 0.35 * table[("fp32", "onnxruntime")]["size_mb"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--model", "no-such-model", "--methods", "fp32"), "Known models: digits-mlp, digits-cnn"),
+        (("--model", "digits-mlp", "--methods", "fp32,int3"), "valid: fp32, fp16, weight-int8"),
+        (("--model", "digits-mlp", "--methods", "fp32", "--runtimes", "tensorrt"), "valid: torch, onnxruntime"),
+        (("--model", "digits-mlp", "--methods", "fp32", "--devices", "tpu"), "valid: cpu, cuda, mps, ane"),
+        (("--model", "digits-mlp", "--methods", "int4", "--set", "int4.group_size=48"), "group_size must be"),
+        (("--model", "digits-mlp", "--methods", "int4", "--set", "int4.bits=3"), "no setting 'bits'"),
+        (("--model", "digits-mlp", "--methods", "fp32", "--batch-sizes", "1,x"), "comma-separated integers"),
+        (("--resume", "no-such-run",), "no run 'no-such-run'"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message_and_no_traceback(tmp_path, args, expected):
+    proc = qbench("run", *args, "--db", str(tmp_path / "q.db"))
+    assert proc.returncode == 2
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_a_corrupt_database_is_reported_and_kept(tmp_path):
+    db = tmp_path / "q.db"
+    db.write_bytes(b"\x00garbage" * 512)
+    proc = qbench("results", "--db", str(db))
+    assert proc.returncode == 2 and "not a SQLite database" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert db.read_bytes() == b"\x00garbage" * 512
+
+
+def test_catalog_commands_as_json():
+    models = json.loads(qbench("models", "--json").stdout)
+    assert {"digits-mlp", "digits-cnn"} <= {m["name"] for m in models}
+    methods = {m["name"]: m for m in json.loads(qbench("methods", "--json").stdout)}
+    assert list(methods) == ["fp32", "fp16", "weight-int8", "dynamic-int8", "static-int8", "int4"]
+    assert methods["static-int8"]["needs_calibration"]
+    assert methods["int4"]["settings"]["group_size"]["default"] == 32
+    assert methods["dynamic-int8"]["support"]["onnxruntime"]["cpu"] == "ok"
+    devices = {d["name"]: d for d in json.loads(qbench("devices", "--json").stdout)}
+    assert devices["cpu"]["present"]
+    assert devices["ane"]["detail"]  # present, or the reason it is not

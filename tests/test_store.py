@@ -1,0 +1,116 @@
+"""The SQLite store on real files: schema, WAL, results, and refusing files it does not own."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from engines.store import SCHEMA_VERSION, Store, StoreError
+
+
+def _result(method="fp32", batch=1, status="ok", **extra):
+    return {"model": "digits-mlp", "method": method, "runtime": "onnxruntime", "device": "cpu",
+            "batch_size": batch, "status": status, "config": {"version": 1},
+            "latency_ms": {"p50": 1.0, "p90": 1.5, "p99": 2.0, "mean": 1.1, "std": 0.1, "iqr": 0.2,
+                           "min": 0.9, "max": 2.5, "samples": 100},
+            "agreement": {"top1": 1.0, "sqnr_db": float("inf"), "cosine": 1.0}, **extra}
+
+
+def test_new_store_has_schema_and_wal(db_path):
+    store = Store(db_path)
+    assert store.schema_version == SCHEMA_VERSION
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+
+
+def test_results_survive_reopening_and_round_trip(db_path):
+    store = Store(db_path)
+    store.create_run("r1", "digits-mlp", {"model": "digits-mlp"}, {"python": "3.11"}, "test")
+    store.add_result("r1", _result())
+    store.add_result("r1", _result("int4", status="failed", error="boom"))
+    store.close()
+    again = Store(db_path)
+    results = again.results("r1")
+    assert [(r["method"], r["status"]) for r in results] == [("fp32", "ok"), ("int4", "failed")]
+    assert results[0]["latency_ms"]["p50"] == 1.0 and results[0]["latency_ms"]["samples"] == 100
+    assert results[0]["agreement"]["sqnr_db"] == float("inf")
+    assert results[1]["error"] == "boom"
+    assert again.get_run("r1")["environment"] == {"python": "3.11"}
+    assert again.completed_keys("r1") == {("fp32", "onnxruntime", "cpu", 1), ("int4", "onnxruntime", "cpu", 1)}
+
+
+def test_re_measuring_a_row_replaces_it(store):
+    store.create_run("r1", "m", {}, {}, "test")
+    store.add_result("r1", _result(status="failed", error="x"))
+    store.add_result("r1", _result())
+    assert [r["status"] for r in store.results("r1")] == ["ok"]
+
+
+def test_public_json_turns_infinity_into_null(store):
+    import json
+
+    from engines.store import public_json
+
+    store.create_run("r1", "m", {}, {}, "test")
+    store.add_result("r1", _result())
+    text = json.dumps(public_json(store.results("r1")), allow_nan=False)
+    assert '"sqnr_db": null' in text
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(db_path):
+    db_path.write_bytes(b"this is not a database\n" * 100)
+    before = db_path.read_bytes()
+    with pytest.raises(StoreError, match="not a SQLite database"):
+        Store(db_path)
+    assert db_path.read_bytes() == before
+
+
+def test_a_corrupt_sqlite_file_is_refused_and_left_untouched(db_path):
+    store = Store(db_path)
+    store.create_run("r1", "m", {}, {}, "test")
+    for i in range(200):
+        store.add_result("r1", _result(batch=i + 1))
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    data = bytearray(db_path.read_bytes())
+    data[4096:12288] = os.urandom(8192)  # scramble pages after the header
+    db_path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="corrupt"):
+        Store(db_path)
+    assert db_path.read_bytes() == bytes(data)
+
+
+def test_another_applications_database_is_refused(db_path):
+    conn = sqlite3.connect(db_path)
+    conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="not a qbench database"):
+        Store(db_path)
+
+
+def test_a_newer_schema_is_refused(db_path):
+    Store(db_path).close()
+    conn = sqlite3.connect(db_path)
+    conn.execute("UPDATE qbench_meta SET value = '999' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer qbench"):
+        Store(db_path)
+
+
+def test_a_run_left_running_by_a_dead_process_becomes_interrupted(db_path):
+    # A real process that writes a 'running' run and dies without finishing it.
+    code = (
+        "import sys; from engines.store import Store;"
+        f"s = Store({str(db_path)!r}); s.create_run('dead', 'm', {{}}, {{}}, 'test'); import os; os._exit(9)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=False)
+    store = Store(db_path)
+    run = store.get_run("dead")
+    assert run["status"] == "interrupted"
+    assert "ended unexpectedly" in run["message"]
