@@ -38,6 +38,20 @@ class ActivationType(str, enum.Enum):
     INT8 = "int8"
 
 
+class ComputeType(str, enum.Enum):
+    """What a weight-only kernel computes in (ONNX Runtime MatMulNBits ``accuracy_level``)."""
+
+    INT8 = "int8"  # activations quantized on the fly: the fast CPU kernels (accuracy_level 4)
+    FP32 = "fp32"  # weights dequantized to float: exact activations, slow on CPU (accuracy_level 1)
+
+
+class TorchDynamicBackend(str, enum.Enum):
+    """Which PyTorch library applies dynamic int8."""
+
+    TORCH_AO = "torch.ao"  # quantize_dynamic: fbgemm/qnnpack kernels, fast in eager mode
+    TORCHAO = "torchao"  # Int8DynamicActivationInt8Weight: built for torch.compile
+
+
 @dataclass(frozen=True)
 class MethodConfig:
     """Base of every method config. ``version`` changes when a field's meaning changes."""
@@ -77,6 +91,10 @@ class WeightInt8Config(MethodConfig):
         metadata=_help("Weights per scale block (ONNX MatMulNBits); torch uses one scale per channel."),
     )
     symmetric: bool = field(default=True, metadata=_help("Symmetric (no zero point) weight ranges."))
+    compute: ComputeType = field(
+        default=ComputeType.INT8,
+        metadata=_help("ONNX Runtime kernel compute type: int8 (fast) or fp32 (dequantize weights)."),
+    )
 
     def __post_init__(self) -> None:
         _check_block(self.block_size, "block_size")
@@ -90,6 +108,13 @@ class DynamicInt8Config(MethodConfig):
     reduce_range: bool = field(
         default=False,
         metadata=_help("7-bit weights: avoids int16 overflow on x86 CPUs without VNNI."),
+    )
+    torch_backend: TorchDynamicBackend = field(
+        default=TorchDynamicBackend.TORCH_AO,
+        metadata=_help(
+            "torch only: torch.ao quantize_dynamic (fast eager kernels; deprecated upstream) "
+            "or torchao (eager path is slow on CPU; meant for torch.compile)."
+        ),
     )
 
 
@@ -130,6 +155,10 @@ class Int4Config(MethodConfig):
 
     group_size: int = field(default=32, metadata=_help("Weights sharing one scale: 32, 64 or 128."))
     symmetric: bool = field(default=True, metadata=_help("Symmetric (no zero point) weight ranges."))
+    compute: ComputeType = field(
+        default=ComputeType.INT8,
+        metadata=_help("ONNX Runtime kernel compute type: int8 (fast) or fp32 (dequantize weights)."),
+    )
 
     def __post_init__(self) -> None:
         _check_block(self.group_size, "group_size")

@@ -78,11 +78,13 @@ def measure_latency(
     on_phase: Callable[[str], None] | None = None,
     on_samples: Callable[[list[float]], None] | None = None,
     report_every_s: float = 0.25,
+    keep_samples_ns: list[int] | None = None,
 ) -> LatencyStats:
     """Warm up, then time ``fn`` call by call until the stopping rule holds.
 
     ``on_samples`` receives the latest latencies (ms) every ``report_every_s`` for live traces;
-    it runs between timed calls, never inside one.
+    it runs between timed calls, never inside one. ``keep_samples_ns`` receives every raw
+    sample (for bootstrap intervals in benchmark scripts).
     """
     clock = time.perf_counter_ns
     if on_phase:
@@ -118,6 +120,8 @@ def measure_latency(
             break
     if on_samples is not None and pending:
         on_samples(pending)
+    if keep_samples_ns is not None:
+        keep_samples_ns.extend(samples)
     return LatencyStats.from_samples_ns(samples)
 
 

@@ -45,6 +45,8 @@ def build_quantized(model: LoadedModel, method: str, config: configs.MethodConfi
         return module.half(), notes
     if method == "static-int8":
         return _pt2e_static(model, module, config)
+    if method == "dynamic-int8" and config.torch_backend is configs.TorchDynamicBackend.TORCH_AO:
+        return _torch_ao_dynamic(module, config)
 
     from torchao.quantization import (
         Int8DynamicActivationInt8WeightConfig,
@@ -80,6 +82,30 @@ def build_quantized(model: LoadedModel, method: str, config: configs.MethodConfi
     if others:
         notes.append(f"{len(others)} Conv2d layers stay float (torchao quantize_ targets Linear)")
     return module, notes
+
+
+def _torch_ao_dynamic(module, config) -> tuple[Any, list[str]]:
+    """Classic eager dynamic quantization: real int8 GEMMs (fbgemm on x86, qnnpack on ARM)."""
+    torch = _torch()
+    engines = torch.backends.quantized.supported_engines
+    engine = "x86" if "x86" in engines else "fbgemm" if "fbgemm" in engines else "qnnpack"
+    torch.backends.quantized.engine = engine
+    linears = _linear_count(module)
+    if linears == 0:
+        raise UnsupportedVariant("torch.ao dynamic int8 quantizes Linear layers and this model has none")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the deprecation notice of torch.ao.quantization
+        from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig
+
+        qconfig = per_channel_dynamic_qconfig if config.per_channel else default_dynamic_qconfig
+        quantized = torch.ao.quantization.quantize_dynamic(
+            module, {torch.nn.Linear: qconfig}, dtype=torch.qint8
+        )
+    notes = [f"torch.ao quantize_dynamic ({engine}) on {linears} Linear layers"]
+    convs = sum(1 for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+    if convs:
+        notes.append(f"{convs} Conv2d layers stay float (dynamic quantization covers Linear only)")
+    return quantized, notes
 
 
 def _pt2e_static(model: LoadedModel, module, config) -> tuple[Any, list[str]]:
