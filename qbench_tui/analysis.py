@@ -1,0 +1,351 @@
+"""Pure functions over public result dicts: table columns, filtering, sorting, the Pareto
+frontier and side-by-side comparison. No Textual here, so all of it is unit-tested directly."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+Result = dict[str, Any]
+
+
+# --- numbers --------------------------------------------------------------------------------
+
+
+def fmt_num(value: Any, digits: int | None = None) -> str:
+    """Readable number: adaptive precision, "–" for missing, "∞" for an exact match's SQNR."""
+    if value is None:
+        return "–"
+    if isinstance(value, float) and math.isnan(value):
+        return "–"
+    if isinstance(value, float) and math.isinf(value):
+        return "∞"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if digits is not None:
+        return f"{value:,.{digits}f}"
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    if magnitude >= 100:
+        return f"{value:.1f}"
+    if magnitude >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"×{value:.2f}"
+
+
+def fmt_params(n: int | None) -> str:
+    if not n:
+        return "–"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def fmt_time(iso: str | None) -> str:
+    """Stored UTC timestamp as local "YYYY-MM-DD HH:MM"."""
+    if not iso:
+        return "–"
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}h{seconds // 60 % 60:02d}"
+
+
+# --- fields of a result -----------------------------------------------------------------------
+
+
+def latency(r: Result, key: str = "p50") -> float | None:
+    return (r.get("latency_ms") or {}).get(key)
+
+
+def agreement(r: Result, key: str) -> float | None:
+    return (r.get("agreement") or {}).get(key)
+
+
+def quality(r: Result) -> float | None:
+    """The task accuracy where labels exist, else top-1 agreement with the float reference."""
+    acc = r.get("accuracy")
+    return acc if acc is not None else agreement(r, "top1")
+
+
+def dispersion(r: Result) -> float | None:
+    """IQR as a fraction of the median: how noisy the measurement was."""
+    p50, iqr = latency(r, "p50"), latency(r, "iqr")
+    return iqr / p50 if p50 and iqr is not None else None
+
+
+def result_key(r: Result) -> str:
+    """Unique per stored measurement: a run measures each variant × batch size once."""
+    return f"{r.get('run_id')}/{r['method']}/{r['runtime']}/{r['device']}/{r['batch_size']}"
+
+
+def variant_label(r: Result) -> str:
+    return f"{r['method']} · {r['runtime']} · {r['device']} · bs {r['batch_size']}"
+
+
+def speedups(results: Iterable[Result]) -> dict[str, float]:
+    """p50 speed-up of each ok result over fp32 in the same run, runtime, device and batch size."""
+    results = list(results)
+    reference = {
+        (r.get("run_id"), r["runtime"], r["device"], r["batch_size"]): latency(r)
+        for r in results if r["method"] == "fp32" and r["status"] == "ok" and latency(r)
+    }
+    out = {}
+    for r in results:
+        base = reference.get((r.get("run_id"), r["runtime"], r["device"], r["batch_size"]))
+        own = latency(r)
+        if base and own and r["status"] == "ok":
+            out[result_key(r)] = base / own
+    return out
+
+
+# --- table columns --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    value: Callable[[Result, dict[str, Any]], Any]  # (result, context) -> sortable value
+    text: Callable[[Result, dict[str, Any]], str]
+    numeric: bool = False
+    width: int | None = None
+
+
+def _ctx_speedup(r: Result, ctx: dict[str, Any]) -> float | None:
+    return ctx.get("speedups", {}).get(result_key(r))
+
+
+def _run_time(r: Result, ctx: dict[str, Any]) -> str:
+    run = ctx.get("runs", {}).get(r.get("run_id")) or {}
+    return run.get("created_at") or r.get("started_at") or ""
+
+
+def _note(r: Result) -> str:
+    if r.get("error"):
+        return str(r["error"])
+    return "; ".join(r.get("notes") or [])
+
+
+def _num_col(key: str, label: str, get: Callable[[Result], Any], digits: int | None = None) -> Column:
+    return Column(key, label, lambda r, c: get(r), lambda r, c: fmt_num(get(r), digits), numeric=True)
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("when", "when", _run_time, lambda r, c: fmt_time(_run_time(r, c))[5:], width=11),
+    Column("model", "model", lambda r, c: r["model"], lambda r, c: r["model"]),
+    Column("method", "method", lambda r, c: r["method"], lambda r, c: r["method"]),
+    Column("runtime", "runtime", lambda r, c: r["runtime"], lambda r, c: r["runtime"]),
+    Column("device", "dev", lambda r, c: r["device"], lambda r, c: r["device"]),
+    _num_col("batch_size", "bs", lambda r: r["batch_size"]),
+    Column("status", "status", lambda r, c: r["status"], lambda r, c: r["status"]),
+    _num_col("p50", "p50 ms", lambda r: latency(r, "p50")),
+    _num_col("p99", "p99 ms", lambda r: latency(r, "p99")),
+    Column("iqr", "IQR", lambda r, c: dispersion(r),
+           lambda r, c: "–" if dispersion(r) is None else f"{dispersion(r):.0%}", numeric=True),
+    Column("speedup", "vs fp32", _ctx_speedup, lambda r, c: fmt_ratio(_ctx_speedup(r, c)), numeric=True),
+    _num_col("throughput", "items/s", lambda r: r.get("throughput_per_s"), 0),
+    _num_col("size", "MB", lambda r: r.get("size_mb")),
+    _num_col("accuracy", "acc", lambda r: r.get("accuracy"), 3),
+    _num_col("top1", "top1", lambda r: agreement(r, "top1"), 3),
+    _num_col("sqnr", "SQNR", lambda r: agreement(r, "sqnr_db"), 1),
+    _num_col("load", "load s", lambda r: r.get("load_s")),
+    _num_col("rss", "RSS MB", lambda r: r.get("peak_rss_mb"), 0),
+    Column("note", "note", lambda r, c: _note(r), lambda r, c: _note(r)[:80]),
+)
+COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
+
+
+# --- filter and sort ------------------------------------------------------------------------
+
+FILTER_FIELDS = ("model", "method", "runtime", "device", "status")
+
+
+@dataclass(frozen=True)
+class ResultFilter:
+    """Which results the table shows. ``None`` means any; ``text`` matches any visible field."""
+
+    text: str = ""
+    model: str | None = None
+    method: str | None = None
+    runtime: str | None = None
+    device: str | None = None
+    status: str | None = None
+    run_id: str | None = None
+
+    def with_(self, **changes: Any) -> ResultFilter:
+        return replace(self, **changes)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.text) or any(getattr(self, f) for f in (*FILTER_FIELDS, "run_id"))
+
+    def matches(self, r: Result) -> bool:
+        for name in FILTER_FIELDS:
+            wanted = getattr(self, name)
+            if wanted is not None and r.get(name) != wanted:
+                return False
+        if self.run_id is not None and r.get("run_id") != self.run_id:
+            return False
+        if self.text:
+            haystack = " ".join(
+                str(v) for v in (r.get("run_id"), r["model"], r["method"], r["runtime"], r["device"],
+                                 r["status"], r.get("error") or "", " ".join(r.get("notes") or []),
+                                 f"bs{r['batch_size']}")
+            ).lower()
+            return all(word in haystack for word in self.text.lower().split())
+        return True
+
+
+def filter_results(results: Iterable[Result], flt: ResultFilter) -> list[Result]:
+    return [r for r in results if flt.matches(r)]
+
+
+def sort_results(results: Sequence[Result], column: str | None, reverse: bool = False,
+                 context: dict[str, Any] | None = None) -> list[Result]:
+    """Stable sort by a column; missing values always go last, whatever the direction."""
+    if column is None:
+        return list(results)
+    col = COLUMN_BY_KEY[column]
+    ctx = context or {}
+    present = [r for r in results if col.value(r, ctx) is not None]
+    missing = [r for r in results if col.value(r, ctx) is None]
+    present.sort(key=lambda r: col.value(r, ctx), reverse=reverse)
+    return present + missing
+
+
+def distinct(results: Iterable[Result], name: str) -> list[str]:
+    return sorted({str(r[name]) for r in results if r.get(name) is not None})
+
+
+# --- Pareto frontier ------------------------------------------------------------------------
+
+
+def pareto_frontier(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats: lower x (cost) and higher y (quality).
+
+    A point is dominated when another is at least as good on both axes and better on one.
+    Returned in order of increasing x.
+    """
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    frontier: list[int] = []
+    best_y = -math.inf
+    for i in order:
+        x, y = points[i]
+        if y > best_y:
+            frontier.append(i)
+            best_y = y
+    return frontier
+
+
+def frontier_results(results: Sequence[Result], x: str = "p50") -> tuple[list[Result], list[Result]]:
+    """(plotted ok results with both values, the frontier among them) for latency or size."""
+    def xval(r: Result) -> float | None:
+        return latency(r, "p50") if x == "p50" else r.get("size_mb")
+
+    plotted = [r for r in results if r["status"] == "ok" and xval(r) is not None and quality(r) is not None]
+    idx = pareto_frontier([(xval(r), quality(r)) for r in plotted])  # type: ignore[misc]
+    return plotted, [plotted[i] for i in idx]
+
+
+# --- comparison -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    label: str
+    a: float | None
+    b: float | None
+    lower_is_better: bool | None  # None: neither direction is "better"
+    unit: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.a is None or self.b is None or self.a == 0:
+            return None
+        if any(isinstance(v, float) and not math.isfinite(v) for v in (self.a, self.b)):
+            return None
+        return self.b / self.a
+
+    @property
+    def verdict(self) -> str:
+        """"better", "worse" or "" for B against A (within 2 % counts as the same)."""
+        ratio = self.ratio
+        if ratio is None or self.lower_is_better is None or abs(ratio - 1) < 0.02:
+            return ""
+        improved = ratio < 1 if self.lower_is_better else ratio > 1
+        return "better" if improved else "worse"
+
+
+COMPARE_METRICS: tuple[tuple[str, Callable[[Result], Any], bool | None, str], ...] = (
+    ("latency p50", lambda r: latency(r, "p50"), True, "ms"),
+    ("latency p90", lambda r: latency(r, "p90"), True, "ms"),
+    ("latency p99", lambda r: latency(r, "p99"), True, "ms"),
+    ("latency mean", lambda r: latency(r, "mean"), True, "ms"),
+    ("latency IQR", lambda r: latency(r, "iqr"), True, "ms"),
+    ("samples", lambda r: latency(r, "samples"), None, ""),
+    ("throughput", lambda r: r.get("throughput_per_s"), False, "/s"),
+    ("cold start", lambda r: r.get("load_s"), True, "s"),
+    ("quantize", lambda r: r.get("quantize_s"), True, "s"),
+    ("peak RSS", lambda r: r.get("peak_rss_mb"), True, "MB"),
+    ("size on disk", lambda r: r.get("size_mb"), True, "MB"),
+    ("accuracy", lambda r: r.get("accuracy"), False, ""),
+    ("top-1 agreement", lambda r: agreement(r, "top1"), False, ""),
+    ("SQNR", lambda r: agreement(r, "sqnr_db"), False, "dB"),
+    ("cosine", lambda r: agreement(r, "cosine"), False, ""),
+)
+
+
+def compare(a: Result, b: Result) -> list[CompareRow]:
+    return [CompareRow(label, get(a), get(b), lower, unit) for label, get, lower, unit in COMPARE_METRICS]
+
+
+def match_runs(run_a: Sequence[Result], run_b: Sequence[Result]) -> list[tuple[Result | None, Result | None]]:
+    """Pairs of the same model × variant × batch size in two runs (None where one run lacks it)."""
+    def key(r: Result) -> tuple:
+        return (r["model"], r["method"], r["runtime"], r["device"], r["batch_size"])
+
+    by_a = {key(r): r for r in run_a}
+    by_b = {key(r): r for r in run_b}
+    keys = list(by_a) + [k for k in by_b if k not in by_a]
+    return [(by_a.get(k), by_b.get(k)) for k in keys]
+
+
+# --- a model's history ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelHistory:
+    runs: int
+    measurements: int
+    last_run: str | None
+    best: list[Result]  # the fastest ok result per method × runtime × device × batch size
+
+
+def model_history(results: Iterable[Result], model: str, runs: dict[str, dict[str, Any]]) -> ModelHistory:
+    mine = [r for r in results if r["model"] == model]
+    run_ids = {r.get("run_id") for r in mine}
+    times = [runs.get(rid, {}).get("created_at") for rid in run_ids]
+    best: dict[tuple, Result] = {}
+    for r in mine:
+        if r["status"] != "ok" or latency(r) is None:
+            continue
+        k = (r["method"], r["runtime"], r["device"], r["batch_size"])
+        if k not in best or latency(r) < latency(best[k]):  # type: ignore[operator]
+            best[k] = r
+    ordered = sorted(best.values(), key=lambda r: latency(r) or 0.0)
+    return ModelHistory(len(run_ids), len(mine), max((t for t in times if t), default=None), ordered)

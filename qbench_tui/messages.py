@@ -1,0 +1,133 @@
+"""App-level messages, each named as an event that has happened.
+
+Workers (the sweep, the device sampler, start-up loading) post these to the app from their
+threads; ``post_message`` is thread-safe. High-rate ones (device samples, phases) collapse with
+``can_replace`` so a busy moment never queues stale readings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from textual.message import Message
+
+from qbench_tui.system import DeviceSample
+
+
+@dataclass
+class StoreOpened(Message):
+    """The result store is open (``store`` set) or could not be opened (``error`` set)."""
+
+    store: Any | None
+    error: str | None = None
+
+
+@dataclass
+class ModelsListed(Message):
+    """The model zoo was listed (built-in and discovered models)."""
+
+    models: list[Any]
+    error: str | None = None
+
+
+@dataclass
+class HistoryLoaded(Message):
+    """Every stored result and run, read from the store."""
+
+    results: list[dict[str, Any]]
+    runs: dict[str, dict[str, Any]]
+
+
+@dataclass
+class ModelOpened(Message):
+    """A model given by path was resolved (``spec``) or refused (``error``)."""
+
+    path: str
+    spec: Any | None = None
+    error: str | None = None
+
+
+@dataclass
+class SweepStarted(Message):
+    run_id: str
+    model: str
+    total: int
+    done: int
+    resumed: bool
+    run: dict[str, Any] = field(default_factory=dict)  # the stored run row (request, environment)
+
+
+@dataclass
+class VariantStarted(Message):
+    run_id: str
+    method: str
+    runtime: str
+    device: str
+    index: int
+    count: int
+    batch_sizes: list[int]
+
+
+@dataclass
+class PhaseChanged(Message):
+    """The running variant entered a phase (load, quantize, cold-start, accuracy, warm-up, measure)."""
+
+    run_id: str
+    phase: str
+    batch_size: int | None = None
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, PhaseChanged)
+
+
+@dataclass
+class LatenciesMeasured(Message):
+    """A burst of per-call latencies (ms) from the measuring loop (about four a second)."""
+
+    run_id: str
+    ms: list[float]
+
+
+@dataclass
+class ResultRecorded(Message):
+    """One measurement finished (ok, failed or unsupported) and is stored."""
+
+    run_id: str
+    result: dict[str, Any]
+
+
+@dataclass
+class SweepFinished(Message):
+    run_id: str
+    status: str
+    elapsed_s: float
+
+
+@dataclass
+class SweepCancelled(Message):
+    run_id: str | None
+    elapsed_s: float
+
+
+@dataclass
+class SweepFailed(Message):
+    """The sweep could not start or the engine raised; the message says why."""
+
+    run_id: str | None
+    error: str
+
+
+@dataclass
+class DeviceSampled(Message):
+    sample: DeviceSample
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, DeviceSampled)
+
+
+@dataclass
+class ResultsExported(Message):
+    path: str
+    count: int
+    error: str | None = None

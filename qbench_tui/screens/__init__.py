@@ -1,0 +1,1 @@
+"""Modal screens: help, confirmations, result detail, comparison, chart, open model, export, sort."""

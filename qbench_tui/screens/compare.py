@@ -1,0 +1,79 @@
+"""Two results side by side with ratios; when they come from different runs, every variant the
+two runs share is matched too (run-to-run comparison)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from qbench_tui.analysis import compare, fmt_num, latency, match_runs, variant_label
+
+
+class CompareScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "dismiss", "Close"),
+        Binding("w", "swap", "Swap A and B"),
+    ]
+
+    def __init__(self, a: dict[str, Any], b: dict[str, Any], run_a: list[dict[str, Any]] | None = None,
+                 run_b: list[dict[str, Any]] | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.a, self.b = a, b
+        self.run_a, self.run_b = run_a or [], run_b or []
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog -tall", id="compare-dialog") as dialog:
+            dialog.border_title = "compare"
+            dialog.border_subtitle = "w swaps A and B · escape closes"
+            with VerticalScroll():
+                yield Static(self._text(), id="compare-text")
+
+    def action_swap(self) -> None:
+        self.a, self.b = self.b, self.a
+        self.run_a, self.run_b = self.run_b, self.run_a
+        self.query_one("#compare-text", Static).update(self._text())
+
+    def _text(self) -> Content:
+        a, b = self.a, self.b
+        out = [
+            Content.from_markup("[b]A[/] $m · $v [$text-muted]run $r[/]", m=a["model"], v=variant_label(a),
+                                r=str(a.get("run_id"))),
+            Content.from_markup("[b]B[/] $m · $v [$text-muted]run $r[/]", m=b["model"], v=variant_label(b),
+                                r=str(b.get("run_id"))),
+            Content(""),
+            Content.from_markup("[b]$h[/]", h=f"{'metric':<18}{'A':>12}{'B':>12}{'B/A':>9}  "),
+        ]
+        for row in compare(a, b):
+            if row.a is None and row.b is None:
+                continue
+            ratio = "–" if row.ratio is None else f"×{row.ratio:.2f}"
+            style = {"better": "$text-success", "worse": "$text-error"}.get(row.verdict, "$text-muted")
+            out.append(Content.from_markup(
+                f"$l$va$vb[{style}]$ra  $verdict[/]", l=f"{row.label:<18}",
+                va=f"{fmt_num(row.a):>12}", vb=f"{fmt_num(row.b):>12}", ra=f"{ratio:>9}",
+                verdict=row.verdict))
+        p50a, p50b = latency(a), latency(b)
+        if p50a and p50b:
+            faster, factor = ("B", p50a / p50b) if p50b < p50a else ("A", p50b / p50a)
+            out += [Content(""), Content.from_markup("[b]$f is ×$x faster at the median[/]", f=faster,
+                                                     x=f"{factor:.2f}")]
+        if a.get("run_id") != b.get("run_id") and self.run_a and self.run_b:
+            out += [Content(""), Content.from_markup("[b $text-accent]Runs side by side[/] (p50 ms, accuracy)"),
+                    Content.from_markup("[b]$h[/]", h=f"{'variant':<40}{'A p50':>10}{'B p50':>10}{'B/A':>8}"
+                                                      f"{'A acc':>8}{'B acc':>8}")]
+            for ra, rb in match_runs(self.run_a, self.run_b):
+                ref = ra or rb
+                assert ref is not None
+                la, lb = (latency(ra) if ra else None), (latency(rb) if rb else None)
+                ratio = f"×{lb / la:.2f}" if la and lb else "–"
+                out.append(Content(
+                    f"{variant_label(ref)[:39]:<40}{fmt_num(la):>10}{fmt_num(lb):>10}{ratio:>8}"
+                    f"{fmt_num(ra.get('accuracy') if ra else None, 3):>8}"
+                    f"{fmt_num(rb.get('accuracy') if rb else None, 3):>8}"))
+        return Content("\n").join(out)

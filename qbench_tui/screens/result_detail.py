@@ -1,0 +1,125 @@
+"""Everything stored about one result: measurements, settings, notes, the runtime and the
+environment of its run, and the same variant's earlier measurements."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from qbench_tui.analysis import fmt_num, fmt_time, latency, variant_label
+
+STATUS_STYLE = {"ok": "$text-success", "failed": "$text-error", "unsupported": "$text-warning"}
+
+
+class ResultDetailScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,enter", "dismiss", "Close")]
+
+    def __init__(self, result: dict[str, Any], run: dict[str, Any] | None,
+                 earlier: list[dict[str, Any]] | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.result, self.run, self.earlier = result, run or {}, earlier or []
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog -tall", id="detail-dialog") as dialog:
+            dialog.border_title = f"{self.result['model']} · {variant_label(self.result)}"
+            dialog.border_subtitle = "escape closes"
+            with VerticalScroll():
+                yield Static(self._text(), id="detail-text")
+
+    def _text(self) -> Content:
+        r = self.result
+        out: list[Content] = []
+
+        def section(title: str) -> None:
+            if out:
+                out.append(Content(""))
+            out.append(Content.from_markup("[b $text-accent]$t[/]", t=title))
+
+        def row(key: str, value: Any, style: str = "") -> None:
+            text = value if isinstance(value, str) else fmt_num(value)
+            markup = f"  [$text-muted]$k[/] [{style}]$v[/]" if style else "  [$text-muted]$k[/] $v"
+            out.append(Content.from_markup(markup, k=key.ljust(20), v=text))
+
+        section("Result")
+        row("status", r["status"], STATUS_STYLE.get(r["status"], ""))
+        if r.get("error"):
+            row("error", r["error"], "$text-error")
+        row("model", r["model"])
+        row("method", r["method"])
+        row("runtime · device", f"{r['runtime']} · {r['device']}")
+        row("batch size", r["batch_size"])
+        row("run", f"{r.get('run_id') or '–'} ({self.run.get('source', '?')}, {self.run.get('status', '?')})")
+        row("measured", f"{fmt_time(r.get('started_at'))} → {fmt_time(r.get('finished_at'))}")
+        if r.get("config"):
+            section("Method settings")
+            for key, value in r["config"].items():
+                row(key, str(value))
+        lat = r.get("latency_ms") or {}
+        if lat:
+            section("Latency per call (ms)")
+            for key in ("p50", "p90", "p99", "mean", "std", "iqr", "min", "max"):
+                row(key, lat.get(key))
+            row("samples", lat.get("samples"))
+            row("throughput", f"{fmt_num(r.get('throughput_per_s'), 0)} items/s")
+        if any(r.get(k) is not None for k in ("load_s", "quantize_s", "peak_rss_mb", "size_mb")):
+            section("Cost")
+            row("cold start (load+1st)", _unit(r.get("load_s"), "s"))
+            row("quantize", _unit(r.get("quantize_s"), "s"))
+            row("peak RSS", _unit(r.get("peak_rss_mb"), "MB"))
+            row("size on disk", _unit(r.get("size_mb"), "MB"))
+            if r.get("artifact"):
+                row("artifact", str(r["artifact"]))
+        agreement = r.get("agreement") or {}
+        if r.get("accuracy") is not None or agreement:
+            section("Quality")
+            row("accuracy", r.get("accuracy"))
+            row("top-1 agreement", agreement.get("top1"))
+            row("SQNR", _unit(agreement.get("sqnr_db"), "dB"))
+            row("cosine", agreement.get("cosine"))
+        if r.get("metrics"):
+            section("Other metrics")
+            for key, value in r["metrics"].items():
+                row(key, value if isinstance(value, (int, float)) else json.dumps(value, default=str))
+        if r.get("notes"):
+            section("Notes")
+            for note in r["notes"]:
+                out.append(Content.from_markup("  [$text-warning]•[/] $n", n=str(note)))
+        if r.get("runtime_info"):
+            section("Runtime")
+            for key, value in r["runtime_info"].items():
+                row(key, value if isinstance(value, str) else json.dumps(value, default=str))
+        env = self.run.get("environment") or {}
+        if env:
+            section("Environment of the run")
+            for key in ("qbench", "python", "os", "machine", "cpu", "physical_cores", "logical_cores",
+                        "memory_gib", "threads"):
+                if key in env:
+                    row(key.replace("_", " "), str(env[key]))
+            for name, version in (env.get("packages") or {}).items():
+                row(name, str(version))
+            for name, dev in (env.get("devices") or {}).items():
+                row(f"device {name}", ("present · " if dev.get("present") else "absent · ") + str(dev.get("detail", "")))
+        measure = (self.run.get("request") or {}).get("measure") or {}
+        if measure:
+            section("Measurement settings")
+            for key, value in measure.items():
+                row(key, str(value))
+        if self.earlier:
+            section("Same variant in other runs")
+            for other in self.earlier[:12]:
+                out.append(Content.from_markup(
+                    "  [$text-muted]$when[/] $run  p50 [b]$p[/] ms  acc $acc",
+                    when=fmt_time(other.get("finished_at")), run=str(other.get("run_id")),
+                    p=fmt_num(latency(other)), acc=fmt_num(other.get("accuracy"), 3)))
+        return Content("\n").join(out)
+
+
+def _unit(value: Any, unit: str) -> str:
+    return "–" if value is None else f"{fmt_num(value)} {unit}"

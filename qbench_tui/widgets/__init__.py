@@ -1,0 +1,1 @@
+"""The app's panes and their small building blocks."""

@@ -1,0 +1,278 @@
+"""The method configurator: methods, runtimes, devices, batch sizes and every method's settings.
+
+Choices come from the engine's catalog; the per-method forms are generated from the config
+dataclasses (:mod:`qbench_tui.widgets.method_form`). Unsupported method × runtime × device
+pairs are marked in the list and explained in the support table, with the catalog's reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.message import Message
+from textual.widgets import Collapsible, Input, Label, SelectionList, Static
+from textual.widgets.selection_list import Selection
+
+from engines import catalog
+from qbench_tui.settings import MEASURE_DEFAULTS
+from qbench_tui.sweep import SetupError, SweepSetup
+from qbench_tui.widgets.method_form import MethodSettingsForm
+
+# Measurement fields the user may change, with help text (MeasureSettings has none of its own).
+MEASURE_FIELDS: tuple[tuple[str, str, type], ...] = (
+    ("min_time_s", "Minimum measuring time per batch size (s).", float),
+    ("min_reps", "Minimum timed calls per batch size.", int),
+    ("warmup_s", "Warm-up time before timing (s).", float),
+    ("max_time_s", "Stop measuring after this long even if min reps are not reached (s).", float),
+)
+
+
+class SweepSetupPane(VerticalScroll):
+    """Everything a sweep needs except the model (which the model browser holds)."""
+
+    class Changed(Message):
+        """The set-up changed (the app refreshes what depends on it)."""
+
+    def __init__(self, system: Any, measure: dict[str, Any], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.system = system
+        self.measure_defaults = {**MEASURE_DEFAULTS, **measure}
+        self.device_infos = list(system.devices())
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="setup-summary")
+        with Horizontal(id="setup-lists"):
+            with Vertical(classes="setup-column"):
+                yield Label("Methods", classes="section-title")
+                yield SelectionList[str](*self._method_options(set()), id="methods")
+            with Vertical(classes="setup-column"):
+                yield Label("Runtimes", classes="section-title")
+                yield SelectionList[str](
+                    *(Selection(Content.from_markup("$n [$text-muted]$t[/]", n=rt.name, t=rt.title), rt.name,
+                                id=rt.name)
+                      for rt in catalog.RUNTIMES.values()),
+                    id="runtimes",
+                )
+                yield Label("Devices", classes="section-title")
+                yield SelectionList[str](*self._device_options(), id="devices")
+        with Horizontal(classes="field-row"):
+            yield Label("batch sizes", classes="field-name")
+            yield Input("1", placeholder="e.g. 1, 8, 32", id="batch-sizes", compact=True,
+                        classes="field-control")
+        yield Label("Support on this machine", classes="section-title")
+        yield Static("", id="support-matrix")
+        yield Label("Method settings", classes="section-title", id="method-settings-title")
+        with Vertical(id="method-settings"):
+            for spec in catalog.METHODS.values():
+                form = MethodSettingsForm(spec.name, spec.config_class, id=f"form-{spec.name}",
+                                          classes="method-form")
+                if form.specs:
+                    with Collapsible(title=f"{spec.name} · {spec.title}", collapsed=False,
+                                     id=f"settings-{spec.name}", classes="method-settings"):
+                        yield form
+        with Collapsible(title="Measurement", collapsed=True, id="measure-settings"):
+            for name, help_text, kind in MEASURE_FIELDS:
+                with Horizontal(classes="field-row"):
+                    yield Label(name.replace("_", " "), classes="field-name")
+                    yield Input(str(self.measure_defaults[name]), type="integer" if kind is int else "number",
+                                id=f"measure-{name}", compact=True, classes="field-control")
+                yield Static(help_text, classes="field-help")
+            with Horizontal(classes="field-row"):
+                yield Label("threads", classes="field-name")
+                yield Input("", placeholder="physical cores", type="integer", id="threads", compact=True,
+                            classes="field-control")
+            yield Static("Intra-op threads of each benchmark process (blank: all physical cores).",
+                         classes="field-help")
+
+    def on_mount(self) -> None:
+        self.refresh_support()
+
+    # --- choices -----------------------------------------------------------------------------
+
+    def _method_options(self, selected: set[str]) -> list[Selection]:
+        out = []
+        for spec in catalog.METHODS.values():
+            mark = self._method_mark(spec.name) if self.is_mounted else ""
+            out.append(Selection(
+                Content.from_markup("$n [$text-muted]$b-bit[/] $m", n=spec.name, b=str(spec.bits), m=mark),
+                spec.name, spec.name in selected, id=spec.name,
+            ))
+        return out
+
+    def _device_options(self) -> list[Selection]:
+        out = []
+        for dev in self.device_infos:
+            if dev.present:
+                prompt = Content.from_markup("$n [$text-muted]$t[/]", n=dev.name, t=dev.title)
+            else:
+                prompt = Content.from_markup("$n [$text-error]✗[/] [$text-muted]$why[/]", n=dev.name, why=dev.detail)
+            out.append(Selection(prompt, dev.name, False, id=dev.name, disabled=not dev.present))
+        return out
+
+    def _selected(self, list_id: str) -> list[str]:
+        return list(self.query_one(f"#{list_id}", SelectionList).selected)
+
+    def _combos(self) -> list[tuple[str, str]]:
+        return [(rt, dev) for rt in self._selected("runtimes") for dev in self._selected("devices")]
+
+    def _method_mark(self, method: str) -> str:
+        combos = self._combos()
+        if not combos:
+            return ""
+        ok = sum(1 for rt, dev in combos if self.system.unsupported_reason(method, rt, dev) is None)
+        if ok == len(combos):
+            return ""
+        return "✗ unsupported here" if ok == 0 else f"◐ {ok}/{len(combos)} supported"
+
+    # --- reacting ----------------------------------------------------------------------------
+
+    def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
+        self.refresh_support()
+        self.post_message(self.Changed())
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "batch-sizes":
+            self.refresh_summary()
+        self.post_message(self.Changed())
+
+    def refresh_support(self) -> None:
+        """Re-mark methods and redraw the support table and the summary."""
+        methods = self.query_one("#methods", SelectionList)
+        selected = set(methods.selected)
+        for spec in catalog.METHODS.values():
+            index = methods.get_option_index(spec.name)
+            mark = self._method_mark(spec.name)
+            prompt = Content.from_markup(
+                "$n [$text-muted]$b-bit[/] [$text-warning]$m[/]", n=spec.name, b=str(spec.bits), m=mark)
+            methods.replace_option_prompt_at_index(index, prompt)
+        for spec in catalog.METHODS.values():
+            for node in self.query(f"#settings-{spec.name}"):
+                node.display = spec.name in selected
+        self.query_one("#method-settings-title").display = any(
+            spec.name in selected and catalog.METHODS[spec.name].config_class.__dataclass_fields__
+            for spec in catalog.METHODS.values())
+        self.query_one("#support-matrix", Static).update(self._support_table(sorted(selected, key=list(catalog.METHODS).index)))
+        self.refresh_summary()
+
+    def _support_table(self, methods: list[str]) -> Content:
+        combos = self._combos()
+        if not methods or not combos:
+            return Content.from_markup("[$text-muted]choose at least one method, runtime and device[/]")
+        name_w = max(len(m) for m in methods) + 1
+        headers = [f"{rt}/{dev}" for rt, dev in combos]
+        widths = [max(len(h), 4) + 1 for h in headers]
+        lines = [Content.from_markup("[b]$h[/]", h=" " * name_w + "".join(h.ljust(w) for h, w in zip(headers, widths)))]
+        reasons: list[str] = []
+        for m in methods:
+            cells = [Content(m.ljust(name_w))]
+            for (rt, dev), w in zip(combos, widths):
+                why = self.system.unsupported_reason(m, rt, dev)
+                if why is None:
+                    cells.append(Content.from_markup("[$text-success]$c[/]", c="✓".ljust(w)))
+                else:
+                    if why not in reasons:
+                        reasons.append(why)
+                    n = reasons.index(why) + 1
+                    cells.append(Content.from_markup("[$text-error]$c[/]", c=f"✗{n}".ljust(w)))
+            lines.append(Content("").join(cells))
+        for n, why in enumerate(reasons, 1):
+            lines.append(Content.from_markup("[$text-error]✗$n[/] [$text-muted]$w[/]", n=str(n), w=why))
+        return Content("\n").join(lines)
+
+    def refresh_summary(self) -> None:
+        methods, combos = self._selected("methods"), self._combos()
+        try:
+            batches = parse_batch_sizes(self.query_one("#batch-sizes", Input).value)
+        except SetupError:
+            batches = []
+        total = len(methods) * len(combos) * len(batches)
+        unsupported = sum(1 for m in methods for rt, dev in combos
+                          if self.system.unsupported_reason(m, rt, dev) is not None) * len(batches)
+        text = (f"{len(methods)} method(s) × {len(combos)} runtime·device × {len(batches)} batch size(s) "
+                f"= {total} measurement(s)")
+        extra = f" · {unsupported} unsupported (recorded as such)" if unsupported else ""
+        self.query_one("#setup-summary", Static).update(
+            Content.from_markup("[b]$t[/][$text-warning]$e[/]", t=text, e=extra))
+
+    # --- reading and writing the set-up ------------------------------------------------------
+
+    def current_setup(self, model: str | None) -> SweepSetup:
+        """The sweep as configured; raises SetupError naming the field to fix."""
+        if not model:
+            raise SetupError("choose a model first (model browser, or o to open one by path)", "model-list")
+        methods = self._selected("methods")
+        if not methods:
+            raise SetupError("choose at least one method", "methods")
+        runtimes = self._selected("runtimes")
+        if not runtimes:
+            raise SetupError("choose at least one runtime", "runtimes")
+        devices = self._selected("devices")
+        if not devices:
+            raise SetupError("choose at least one device", "devices")
+        batches = parse_batch_sizes(self.query_one("#batch-sizes", Input).value)
+        configs_by_method: dict[str, dict[str, Any]] = {}
+        for method in methods:
+            for form in self.query(f"#form-{method}").results(MethodSettingsForm):
+                problem = form.check()
+                if problem:
+                    raise SetupError(problem, f"form-{method}")
+                values = form.values()
+                if values:
+                    configs_by_method[method] = values
+        measure: dict[str, Any] = {}
+        for name, _, kind in MEASURE_FIELDS:
+            raw = self.query_one(f"#measure-{name}", Input).value.strip()
+            try:
+                measure[name] = kind(raw) if raw else self.measure_defaults[name]
+            except ValueError:
+                raise SetupError(f"measurement {name.replace('_', ' ')}: {raw!r} is not a number",
+                                 f"measure-{name}") from None
+        measure["max_time_s"] = max(measure["max_time_s"], measure["min_time_s"])
+        measure["warmup_reps"] = self.measure_defaults.get("warmup_reps", MEASURE_DEFAULTS["warmup_reps"])
+        threads_raw = self.query_one("#threads", Input).value.strip()
+        try:
+            threads = int(threads_raw) if threads_raw else None
+        except ValueError:
+            raise SetupError(f"threads: {threads_raw!r} is not a whole number", "threads") from None
+        if threads is not None and threads < 1:
+            raise SetupError("threads must be at least 1", "threads")
+        return SweepSetup(model, tuple(methods), tuple(runtimes), tuple(devices), batches,
+                          configs_by_method, threads, measure)
+
+    def apply_setup(self, data: dict[str, Any]) -> None:
+        """Restore a remembered set-up; unknown or unavailable choices are skipped."""
+        present = {d.name for d in self.device_infos if d.present}
+        for list_id, valid in (("methods", set(catalog.METHODS)), ("runtimes", set(catalog.RUNTIMES)),
+                               ("devices", present)):
+            wanted = [v for v in data.get(list_id, []) if v in valid]
+            if not wanted:
+                continue
+            selection = self.query_one(f"#{list_id}", SelectionList)
+            selection.deselect_all()
+            for value in wanted:
+                selection.select(value)
+        if data.get("batch_sizes"):
+            self.query_one("#batch-sizes", Input).value = ", ".join(str(b) for b in data["batch_sizes"])
+        for method, values in (data.get("configs") or {}).items():
+            for form in self.query(f"#form-{method}").results(MethodSettingsForm):
+                form.set_values(values)
+        if data.get("threads"):
+            self.query_one("#threads", Input).value = str(data["threads"])
+        self.refresh_support()
+
+
+def parse_batch_sizes(text: str) -> tuple[int, ...]:
+    parts = [p for p in text.replace(" ", ",").split(",") if p]
+    if not parts:
+        raise SetupError("give at least one batch size, e.g. 1 or 1, 8, 32", "batch-sizes")
+    try:
+        sizes = tuple(dict.fromkeys(int(p) for p in parts))
+    except ValueError:
+        raise SetupError(f"batch sizes must be whole numbers separated by commas, not {text!r}",
+                         "batch-sizes") from None
+    if any(b < 1 or b > 65536 for b in sizes):
+        raise SetupError("batch sizes must be between 1 and 65536", "batch-sizes")
+    return sizes
