@@ -9,13 +9,17 @@
    in interleaved rounds (A/B/C…, shuffled each round) in this one process, so slow drift of a
    shared machine hits all of them alike. Speedup = median(fp32) / median(variant) on the same
    runtime and batch size, with a 95 % bootstrap interval over the pooled samples; an interval
-   that contains 1.0 is reported as "no significant difference".
+   that contains 1.0 is reported as "no significant difference". Each runtime is measured in a
+   process of its own (as the runner does): torch's OpenMP pool and ONNX Runtime's spinning
+   threads would otherwise disturb each other's timings.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -39,23 +43,31 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,32")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.3, help="measuring time per variant per round")
+    parser.add_argument("--no-overhead", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    runtimes = args.runtimes.split(",")
+    if len(runtimes) > 1:  # one process per runtime, one after the other
+        forwarded = sys.argv[1:]
+        for index, runtime in enumerate(runtimes):
+            extra = ["--runtimes", runtime] + ([] if index == 0 else ["--no-overhead"])
+            subprocess.run([sys.executable, __file__, *forwarded, *extra], check=True)
+        return
     threads = physical_cores()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
 
     # 1. the harness measured on a no-op
-    noop_samples: list[int] = []
     settings = MeasureSettings(warmup_reps=1000, warmup_s=0.1, min_reps=100_000, min_time_s=1.0, max_time_s=2.0)
-    noop = measure_latency(lambda: None, settings, keep_samples_ns=noop_samples)
+    noop = measure_latency(lambda: None, settings)
     overhead_us = noop.p50 * 1000
-    print(f"harness overhead (no-op through measure_latency): p50 {overhead_us:.3f} µs, "
-          f"mean {noop.mean * 1000:.3f} µs per call over {noop.samples:,} calls")
+    if not args.no_overhead:
+        print(f"harness overhead (no-op through measure_latency): p50 {overhead_us:.3f} µs, "
+              f"mean {noop.mean * 1000:.3f} µs per call over {noop.samples:,} calls")
 
     # 2. variants
     model = load_model(resolve_model(args.model))
     workdir = Path(tempfile.mkdtemp(prefix="qbench-bench-"))
     fns, skipped = {}, {}
-    for runtime in args.runtimes.split(","):
+    for runtime in runtimes:
         module = RUNTIMES[runtime]
         for method in args.methods.split(","):
             reason = catalog.unsupported_reason(method, runtime, "cpu")
@@ -81,11 +93,12 @@ def main() -> None:
         for key in keys:
             measure_latency(fns[key], per_round, keep_samples_ns=samples[key])
 
-    print(f"\nmodel {args.model}, {threads} threads, {args.rounds} interleaved rounds of {args.seconds} s each\n")
+    print(f"\nmodel {args.model}, {' '.join(runtimes)}, {threads} threads, {args.rounds} interleaved rounds "
+          f"of {args.seconds} s each\n")
     header = f"{'method':<13} {'runtime':<12} {'bs':>3} {'p50 ms':>9} {'IQR/p50':>8} {'speedup':>8}  {'95% CI':<15} {'overhead':>8}"
     print(header)
     print("-" * len(header))
-    for runtime in args.runtimes.split(","):
+    for runtime in runtimes:
         for bs in batch_sizes:
             base = samples.get(("fp32", runtime, bs))
             for method in args.methods.split(","):

@@ -162,3 +162,20 @@ def test_catalog_commands_as_json():
     devices = {d["name"]: d for d in json.loads(qbench("devices", "--json").stdout)}
     assert devices["cpu"]["present"]
     assert devices["ane"]["detail"]  # present, or the reason it is not
+
+
+def test_static_int8_calibration_methods_and_an_unsupported_combination(tmp_path):
+    db = str(tmp_path / "q.db")
+    proc, payload = qbench_json(
+        "run", "--model", "digits-mlp", "--methods", "static-int8", "--runtimes", "onnxruntime,torch",
+        "--set", "static-int8.calibration_method=entropy", "--set", "static-int8.calibration_samples=64",
+        "--db", db, *FAST,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = by_key(payload["results"])
+    onnx = table[("static-int8", "onnxruntime")]
+    assert onnx["status"] == "ok" and onnx["config"]["calibration_method"] == "entropy"
+    assert any("64 samples (entropy)" in n for n in onnx["notes"])
+    assert onnx["agreement"]["top1"] >= 0.95
+    torch = table[("static-int8", "torch")]
+    assert torch["status"] == "unsupported" and "ONNX Runtime only" in torch["error"]
