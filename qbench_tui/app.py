@@ -98,6 +98,9 @@ class QBenchApp(App[int]):
         self._sampler_timer: Timer | None = None
         self._starting_model = ""
         super().__init__()
+        # Themes are registered and chosen before the first compose: switching later restyles
+        # every widget (seconds on a loaded machine).
+        self._theme_problems = self._register_themes()
 
     # --- layout --------------------------------------------------------------------------------
 
@@ -112,7 +115,9 @@ class QBenchApp(App[int]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self._register_themes()
+        for problem in self._theme_problems:
+            self.notify(problem, title="theme skipped", severity="warning")
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
         for pane, (title, _) in PANES.items():
             self.query_one(f"#{pane}").border_title = title
         setup = self.query_one(SweepSetupPane)
@@ -158,16 +163,14 @@ class QBenchApp(App[int]):
 
     # --- themes --------------------------------------------------------------------------------
 
-    def _register_themes(self) -> None:
+    def _register_themes(self) -> list[str]:
         self.theme_files, problems = load_themes(self._theme_dirs)
         for theme_file in self.theme_files:
             self.register_theme(theme_file.theme)
-        for problem in problems:
-            self.notify(problem, title="theme skipped", severity="warning")
         wanted = self.settings.theme if self.settings.theme in self.available_themes else DEFAULT_THEME
         if wanted in self.available_themes:
             self.theme = wanted
-        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        return problems
 
     def _theme_changed(self, theme: Any) -> None:
         self.settings.theme = theme.name

@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--min-reps", type=int, default=30, help="minimum timed repetitions per batch size")
     run.add_argument("--json", dest="json_out", metavar="FILE|-", help="write the results as JSON ('-': stdout)")
     run.add_argument("--resume", metavar="RUN_ID", help="finish an interrupted run: only what is missing")
+    run.add_argument("--seq-len", type=int, metavar="N",
+                     help="tokens per input row for text models (default 128)")
+    run.add_argument("--allow-pickle", action="store_true",
+                     help="load pickled checkpoints (.pt/.pth/.bin/.ckpt): loading a pickle runs code "
+                          "stored in the file, so only for files you trust")
     run.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
 
     results = sub.add_parser("results", help="show stored results")
@@ -142,7 +147,9 @@ def _build_request(args):
     if not args.model or not args.methods:
         raise UsageError("run needs --model and --methods (or --resume RUN_ID)")
     try:
-        spec = resolve_model(args.model)
+        model_options = {"seq_len": args.seq_len, "allow_pickle": args.allow_pickle or None}
+        model_options = {k: v for k, v in model_options.items() if v is not None}
+        spec = resolve_model(args.model, model_options)
     except ModelNotFound as exc:
         raise UsageError(str(exc)) from None
     except ValueError as exc:  # a file that exists but cannot be a model
@@ -163,7 +170,7 @@ def _build_request(args):
             model=spec.path or spec.name, methods=args.methods, runtimes=args.runtimes, devices=args.devices,
             batch_sizes=args.batch_sizes, configs=parse_settings(args.settings, args.methods),
             threads=args.threads, timeout_s=args.timeout, memory_limit_mb=args.memory_limit_mb,
-            measure=measure,
+            measure=measure, model_options=model_options,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -40,18 +40,19 @@ def field_widget_id(method: str, name: str) -> str:
 class MethodSettingsForm(Vertical):
     """The settings of one method; ``values()`` returns only what differs from the defaults."""
 
-    def __init__(self, method: str, config_class: type, **kwargs: Any):
+    def __init__(self, method: str, config_class: type, initial: dict[str, Any] | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.method = method
         self.config_class = config_class
         self.specs = configs.field_specs(config_class)
+        self.initial = {k: _plain(v) for k, v in (initial or {}).items()}
 
     def compose(self) -> ComposeResult:
         for spec in self.specs:
             wid = field_widget_id(self.method, spec["name"])
             with Horizontal(classes="field-row"):
                 yield Label(spec["name"].replace("_", " "), classes="field-name")
-                yield self._control(spec, wid)
+                yield self._control({**spec, "default": self.initial.get(spec["name"], spec["default"])}, wid)
             if spec["help"]:
                 yield Static(spec["help"], classes="field-help", markup=False)
         yield Static("", classes="form-error")
@@ -72,7 +73,11 @@ class MethodSettingsForm(Vertical):
         """Every field's current value, coerced to its type (raises ValueError on bad text)."""
         out: dict[str, Any] = {}
         for spec in self.specs:
-            widget = self.query_one(f"#{field_widget_id(self.method, spec['name'])}")
+            found = self.query(f"#{field_widget_id(self.method, spec['name'])}")
+            if not found:  # mounted a moment ago and not composed yet: what it will show
+                out[spec["name"]] = self.initial.get(spec["name"], spec["default"])
+                continue
+            widget = found.first()
             if isinstance(widget, Checkbox):
                 value: Any = widget.value
             elif isinstance(widget, Select):
@@ -97,10 +102,12 @@ class MethodSettingsForm(Vertical):
         return changed
 
     def set_values(self, data: dict[str, Any]) -> None:
+        self.initial.update({k: _plain(v) for k, v in data.items()})
         for spec in self.specs:
-            if spec["name"] not in data:
+            found = self.query(f"#{field_widget_id(self.method, spec['name'])}")
+            if spec["name"] not in data or not found:
                 continue
-            widget = self.query_one(f"#{field_widget_id(self.method, spec['name'])}")
+            widget = found.first()
             value = _plain(data[spec["name"]])
             if isinstance(widget, Checkbox):
                 widget.value = bool(value)
@@ -117,7 +124,10 @@ class MethodSettingsForm(Vertical):
             problem = None
         except ValueError as exc:
             problem = str(exc)
-        error = self.query_one(".form-error", Static)
+        errors = self.query(".form-error")
+        if not errors:
+            return problem
+        error = errors.first(Static)
         error.update(Content.from_markup("[$text-error]$p[/]", p=problem) if problem else "")
         error.display = problem is not None
         return problem

@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.widgets import Collapsible, Input, Label, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
-from engines import catalog
+from engines import catalog, configs
 from qbench_tui.settings import MEASURE_DEFAULTS
 from qbench_tui.sweep import SetupError, SweepSetup
 from qbench_tui.widgets.method_form import MethodSettingsForm
@@ -41,6 +41,7 @@ class SweepSetupPane(VerticalScroll):
         self.system = system
         self.measure_defaults = {**MEASURE_DEFAULTS, **measure}
         self.device_infos = list(system.devices())
+        self._pending_configs: dict[str, dict[str, Any]] = {}
 
     def compose(self) -> ComposeResult:
         yield Static("", id="setup-summary")
@@ -65,14 +66,9 @@ class SweepSetupPane(VerticalScroll):
         yield Label("Support on this machine", classes="section-title")
         yield Static("", id="support-matrix")
         yield Label("Method settings", classes="section-title", id="method-settings-title")
-        with Vertical(id="method-settings"):
-            for spec in catalog.METHODS.values():
-                form = MethodSettingsForm(spec.name, spec.config_class, id=f"form-{spec.name}",
-                                          classes="method-form")
-                if form.specs:
-                    with Collapsible(title=f"{spec.name} · {spec.title}", collapsed=False,
-                                     id=f"settings-{spec.name}", classes="method-settings"):
-                        yield form
+        # A method's form is mounted the first time the method is chosen (fewer widgets to
+        # style at start-up), then hidden and shown with its selection so edits are kept.
+        yield Vertical(id="method-settings")
         with Collapsible(title="Measurement", collapsed=True, id="measure-settings"):
             for name, help_text, kind in MEASURE_FIELDS:
                 with Horizontal(classes="field-row"):
@@ -148,12 +144,18 @@ class SweepSetupPane(VerticalScroll):
             prompt = Content.from_markup(
                 "$n [$text-muted]$b-bit[/] [$text-warning]$m[/]", n=spec.name, b=str(spec.bits), m=mark)
             methods.replace_option_prompt_at_index(index, prompt)
+        holder = self.query_one("#method-settings", Vertical)
         for spec in catalog.METHODS.values():
-            for node in self.query(f"#settings-{spec.name}"):
-                node.display = spec.name in selected
+            existing = self.query(f"#settings-{spec.name}")
+            if existing:
+                existing.first().display = spec.name in selected
+            elif spec.name in selected and configs.field_specs(spec.config_class):
+                form = MethodSettingsForm(spec.name, spec.config_class, self._pending_configs.pop(spec.name, None),
+                                          id=f"form-{spec.name}", classes="method-form")
+                holder.mount(Collapsible(form, title=f"{spec.name} · {spec.title}", collapsed=False,
+                                         id=f"settings-{spec.name}", classes="method-settings"))
         self.query_one("#method-settings-title").display = any(
-            spec.name in selected and catalog.METHODS[spec.name].config_class.__dataclass_fields__
-            for spec in catalog.METHODS.values())
+            configs.field_specs(catalog.METHODS[m].config_class) for m in selected)
         self.query_one("#support-matrix", Static).update(self._support_table(sorted(selected, key=list(catalog.METHODS).index)))
         self.refresh_summary()
 
@@ -257,8 +259,11 @@ class SweepSetupPane(VerticalScroll):
         if data.get("batch_sizes"):
             self.query_one("#batch-sizes", Input).value = ", ".join(str(b) for b in data["batch_sizes"])
         for method, values in (data.get("configs") or {}).items():
-            for form in self.query(f"#form-{method}").results(MethodSettingsForm):
-                form.set_values(values)
+            forms = list(self.query(f"#form-{method}").results(MethodSettingsForm))
+            if forms:
+                forms[0].set_values(values)
+            else:
+                self._pending_configs[method] = dict(values)
         if data.get("threads"):
             self.query_one("#threads", Input).value = str(data["threads"])
         self.refresh_support()

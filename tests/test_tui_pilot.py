@@ -1,0 +1,401 @@
+"""Every interaction of the app, driven with Pilot (App.run_test) on a fixed machine and a real
+SQLite store. Each test starts the app once and walks through one feature area (starting the
+app is the expensive part). The sweeps themselves run on the real engine in test_tui_sweep.py."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Input, OptionList, Select, SelectionList, Static, Tabs
+
+from engines import catalog, configs
+from qbench_tui import messages
+from qbench_tui.app import QBenchApp, make_app
+from qbench_tui.commands import QBenchCommands
+from qbench_tui.screens.chart import ParetoChartScreen
+from qbench_tui.screens.compare import CompareScreen
+from qbench_tui.screens.confirm import ConfirmScreen
+from qbench_tui.screens.export import ExportScreen
+from qbench_tui.screens.help import HelpScreen
+from qbench_tui.screens.open_model import OpenModelScreen
+from qbench_tui.screens.result_detail import ResultDetailScreen
+from qbench_tui.screens.sort import SortScreen
+from qbench_tui.settings import AppSettings
+from qbench_tui.widgets.method_form import MethodSettingsForm, field_widget_id
+from qbench_tui.widgets.results import ResultsTable
+from qbench_tui.widgets.sweep_setup import SweepSetupPane
+from test_tui_support import (RUN_A, RUN_B, _result, async_test, fill_store, fixed_system, test_settings,
+                              wait_for, wait_ready)
+
+WIDE, NARROW = (120, 40), (80, 24)
+PANES = ("models", "setup", "meters", "results")
+
+
+@pytest.fixture
+def filled_store(store):
+    fill_store(store)
+    return store
+
+
+def _app(store, system=None, **settings) -> QBenchApp:
+    return make_app(store=store, settings=test_settings(**settings), system=system or fixed_system())
+
+
+def _text(app: QBenchApp, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).render())
+
+
+def _table(app: QBenchApp) -> ResultsTable:
+    return app.query_one(ResultsTable)
+
+
+def _column(app: QBenchApp, key: str) -> list[str]:
+    table = _table(app)
+    return [str(table.get_cell(row, key)) for row in table.rows]
+
+
+def _notified(app: QBenchApp, text: str) -> bool:
+    return any(text in n.message for n in app._notifications)
+
+
+def _shown_panes(app: QBenchApp) -> list[str]:
+    return [p for p in PANES if app.query_one(f"#{p}").display]
+
+
+# --- start-up, empty store, help, quitting ----------------------------------------------------
+
+
+@async_test
+async def test_first_launch_offers_the_starter_sweep_and_help_lists_every_key(store):
+    app = _app(store)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        assert app.query_one("#results-empty").display
+        assert "Welcome to qbench" in _text(app, "#welcome")
+        starter = app.active_bindings["b"]
+        assert starter.binding.action == "starter_sweep" and starter.enabled
+        assert app.browser.selected.name == "digits-mlp"
+        assert "never measured" in _text(app, "#model-details")
+        # The setup starts as the starter sweep (so r runs it too).
+        setup = app.query_one(SweepSetupPane).current_setup("digits-mlp")
+        assert setup.methods == ("fp32", "dynamic-int8") and setup.runtimes == ("onnxruntime",)
+
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = _text(app, "#help-text")
+        for binding in [*QBenchApp.BINDINGS, *ResultsTable.BINDINGS, *ParetoChartScreen.BINDINGS]:
+            assert binding.tooltip or binding.description in text, binding.action
+            if binding.tooltip:
+                assert binding.tooltip in text, binding.action
+        assert "ctrl+p" in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("q")  # no sweep: quits at once
+        await pilot.pause()
+    assert app.return_value == 0
+
+
+@async_test
+async def test_quit_during_a_sweep_asks_first(store):
+    app = _app(store)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        app.sweep_pending = True  # as if a sweep had just started
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "finished results are already stored" in _text(app, "#confirm-question")
+        await pilot.press("n")
+        assert not isinstance(app.screen, ConfirmScreen) and app.is_running
+        await pilot.press("q", "y")
+        await pilot.pause()
+    assert app.return_value == 0
+
+
+# --- layout -------------------------------------------------------------------------------
+
+
+@async_test
+async def test_panes_become_tabs_on_small_terminals_and_a_grid_on_large_ones(filled_store):
+    app = _app(filled_store)
+    async with app.run_test(size=NARROW) as pilot:
+        await wait_ready(pilot)
+        assert app.tabbed and app.query_one("#pane-tabs").display
+        assert _shown_panes(app) == ["models"]
+        for key, pane in (("2", "setup"), ("3", "meters"), ("4", "results"), ("1", "models")):
+            await pilot.press(key)
+            assert app.query_one("#pane-tabs", Tabs).active == f"tab-{pane}"
+            assert _shown_panes(app) == [pane]
+        await pilot.click("#tab-results")  # the mouse works too
+        assert _shown_panes(app) == ["results"]
+
+        await pilot.resize_terminal(200, 60)
+        await pilot.pause()
+        assert not app.tabbed and not app.query_one("#pane-tabs").display
+        assert _shown_panes(app) == list(PANES)
+        assert app.query_one("#results").region.width > 190
+        await pilot.resize_terminal(120, 24)  # wide but short: tabs again
+        await pilot.pause()
+        assert app.tabbed
+
+
+# --- model browser ------------------------------------------------------------------------
+
+
+@async_test
+async def test_model_browser_details_history_and_open_by_path(filled_store):
+    app = _app(filled_store)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        assert _table(app).row_count == 8 and not app.query_one("#results-empty").display
+        assert app.check_action("starter_sweep", ()) is False
+        details = _text(app, "#model-details")
+        assert "measured before 2 runs" in details and "static-int8" in details
+        assert "2 runs" in _text(app, "#topbar")
+
+        await pilot.press("1", "end")
+        await wait_for(pilot, lambda: app.browser.selected.name == "all-MiniLM-L6-v2", what="model choice")
+        details = _text(app, "#model-details")
+        assert "embedding" in details and "/models/all-MiniLM-L6-v2" in details and "22.7M" in details
+        assert "never measured" in details
+
+        await pilot.press("o")
+        assert isinstance(app.screen, OpenModelScreen)
+        app.screen.query_one(Input).value = "/nonexistent/model.onnx"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, OpenModelScreen) and bool(app.screen.error),
+                       what="the error")
+        assert "unknown model" in _text(app, "#open-error")
+        app.screen.query_one(Input).value = "/models/all-MiniLM-L6-v2"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, OpenModelScreen))
+        assert app.browser.selected.name == "all-MiniLM-L6-v2"
+
+
+# --- method configurator --------------------------------------------------------------------
+
+
+@async_test
+async def test_method_configurator(store):
+    system = fixed_system()
+    system.reasons[("int4", "onnxruntime", "cpu")] = "MatMulNBits needs a newer ONNX Runtime"
+    app = _app(store, system)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        pane = app.query_one(SweepSetupPane)
+        methods = app.query_one("#methods", SelectionList)
+
+        # Every method's form is generated from its config dataclass, help text included.
+        methods.select_all()
+        await pilot.pause()
+        for name, spec in catalog.METHODS.items():
+            fields = configs.field_specs(spec.config_class)
+            forms = list(app.query(f"#form-{name}").results(MethodSettingsForm))
+            assert len(forms) == (1 if fields else 0), name
+            helps = [str(h.render()) for h in forms[0].query(".field-help")] if fields else []
+            for f in fields:
+                assert app.query_one(f"#{field_widget_id(name, f['name'])}")
+                assert f["help"] in helps
+
+        # Unsupported pairs are marked in the list, the table and the summary, with the reason.
+        pane.apply_setup({"methods": ["fp32", "int4"], "runtimes": ["onnxruntime"], "devices": ["cpu"]})
+        await pilot.pause()
+        matrix = _text(app, "#support-matrix")
+        assert "onnxruntime/cpu" in matrix and "✓" in matrix and "✗1" in matrix
+        assert "MatMulNBits needs a newer ONNX Runtime" in matrix
+        assert "unsupported here" in str(methods.get_option("int4").prompt)
+        assert "1 unsupported" in _text(app, "#setup-summary")
+        devices = app.query_one("#devices", SelectionList)
+        assert devices.get_option("cuda").disabled and "no NVIDIA driver" in str(devices.get_option("cuda").prompt)
+
+        # r explains what is missing instead of starting.
+        methods.deselect_all()
+        await pilot.press("r")
+        assert not app.sweeping and _notified(app, "choose at least one method")
+        assert app.focused is methods
+        methods.select("static-int8")
+        await pilot.pause()
+        samples = app.query_one(f"#{field_widget_id('static-int8', 'calibration_samples')}", Input)
+        samples.value = "0"
+        app.set_focus(None)
+        await pilot.press("r")
+        assert not app.sweeping and _notified(app, "calibration_samples must be between")
+        samples.value = "64"
+        app.query_one("#batch-sizes", Input).value = "1, x"
+        app.set_focus(None)
+        await pilot.press("r")
+        assert not app.sweeping and _notified(app, "batch sizes must be whole numbers")
+
+        # What the form holds reads back as the sweep: only non-default settings are sent.
+        pane.apply_setup({"methods": ["int4", "static-int8"], "runtimes": ["onnxruntime"], "devices": ["cpu"],
+                          "batch_sizes": [1, 8], "configs": {"int4": {"group_size": 64}}})
+        await pilot.pause()
+        app.query_one(f"#{field_widget_id('static-int8', 'calibration_method')}", Select).value = "entropy"
+        await pilot.pause()
+        setup = pane.current_setup("digits-mlp")
+        assert set(setup.methods) == {"static-int8", "int4"} and setup.batch_sizes == (1, 8)
+        assert setup.configs == {"int4": {"group_size": 64},
+                                 "static-int8": {"calibration_method": "entropy", "calibration_samples": 64}}
+        assert setup.measure["min_time_s"] == 0.05  # from the settings
+
+
+# --- results: filter, sort, open, compare, chart, export --------------------------------------
+
+
+@async_test
+async def test_results_filter_sort_open_compare_chart_export(filled_store, tmp_path: Path):
+    app = _app(filled_store)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        # Filter by text, then by fields.
+        await pilot.press("slash")
+        assert app.focused is app.query_one("#filter-text")
+        await pilot.press(*"sigkill")
+        assert _table(app).row_count == 1
+        await pilot.press("enter")  # back to the table
+        assert app.focused is _table(app)
+        await pilot.press("ctrl+l")
+        assert _table(app).row_count == 8
+        app.query_one("#filter-status", Select).value = "ok"
+        await pilot.pause()
+        assert set(_column(app, "status")) == {"ok"} and _table(app).row_count == 6
+        app.query_one("#filter-run_id", Select).value = RUN_B
+        await pilot.pause()
+        assert _table(app).row_count == 2 and "2 of 8 results" in _text(app, "#results-status")
+        await pilot.press("ctrl+l")
+
+        # Sort from the picker, reverse, and by clicking a header.
+        await pilot.press("s")
+        assert isinstance(app.screen, SortScreen)
+        sort_list = app.screen.query_one("#sort-list", OptionList)
+        sort_list.highlighted = sort_list.get_option_index("p50")
+        await pilot.press("enter")
+        values = [float(v) for v in _column(app, "p50") if v != "–"]
+        assert values == sorted(values)
+        await pilot.press("S")
+        values = [float(v) for v in _column(app, "p50") if v != "–"]
+        assert values == sorted(values, reverse=True)
+        table = _table(app)
+        column = table.columns[table.get_column_index("method") and "method"]  # type: ignore[index]
+        app.results_pane.post_message(DataTable.HeaderSelected(table, column.key, 3, column.label))
+        await pilot.pause()
+        assert app.results_pane.sort_column == "method" and _column(app, "method") == sorted(_column(app, "method"))
+
+        # Enter opens everything about a result, the environment of its run included.
+        app.results_pane.set_filter(app.results_pane.filter.with_(run_id=RUN_A, method="fp32"))
+        await pilot.press("4", "enter")
+        assert isinstance(app.screen, ResultDetailScreen)
+        text = _text(app, "#detail-text")
+        for expected in ("Latency per call", "p99", "throughput", "peak RSS", "SQNR", "Environment of the run",
+                         "Test CPU @ 3.0GHz", "CPUExecutionProvider", "Same variant in other runs", RUN_B):
+            assert expected in text, expected
+        await pilot.press("escape")
+        await pilot.press("ctrl+l")
+
+        # Compare: two marks, then x; results from two runs also compare the runs.
+        await pilot.press("x")
+        assert _notified(app, "mark two results")
+        app.results_pane.set_sort("p50", reverse=False)
+        await pilot.press("4")
+        _table(app).move_cursor(row=0)
+        await pilot.press("space", "down", "space")
+        assert len(app.results_pane.marked) == 2 and "x compares" in _text(app, "#results-status")
+        await pilot.press("x")
+        assert isinstance(app.screen, CompareScreen)
+        text = _text(app, "#compare-text")
+        assert "latency p50" in text and "×" in text and "faster at the median" in text, text
+        assert "Runs side by side" in text
+        await pilot.press("w", "escape")
+
+        # Chart of accuracy vs latency with the frontier; s switches the x axis to size.
+        await pilot.press("g")
+        assert isinstance(app.screen, ParetoChartScreen)
+        frontier = _text(app, "#chart-frontier")
+        assert "static-int8" in frontier and "fp32" in frontier and "int4" not in frontier
+        await pilot.press("s")
+        assert app.screen.x_axis == "size" and "MB" in _text(app, "#chart-frontier")
+        await pilot.press("escape")
+
+        # Export what is shown, as CSV and as JSON.
+        for name in ("out.csv", "out.json"):
+            await pilot.press("e")
+            assert isinstance(app.screen, ExportScreen)
+            app.screen.query_one(Input).value = str(tmp_path / name)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: (tmp_path / name).exists(), what=name)
+        rows = list(csv.DictReader((tmp_path / "out.csv").open()))
+        assert len(rows) == 8 and {r["run_id"] for r in rows} == {RUN_A, RUN_B}
+        data = json.loads((tmp_path / "out.json").read_text())
+        assert len(data) == 8 and all(r["status"] != "ok" or r["latency_ms"]["p50"] > 0 for r in data)
+
+
+# --- palette and themes -------------------------------------------------------------------------
+
+
+@async_test
+async def test_palette_commands_and_a_theme_that_is_remembered(store, tmp_path: Path):
+    settings = test_settings(path=tmp_path / "settings.json")
+    app = make_app(store=store, settings=settings, system=fixed_system())
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        titles = [c[0] for c in app.palette_commands()]
+        for expected in ("Run sweep", "Cancel sweep", "Export results…", "Open model by path…", "Keys and help",
+                         "Theme: qbench light", "Theme: qbench high contrast", "Open model: digits-cnn",
+                         "Show accuracy vs latency chart", "Compare marked results"):
+            assert expected in titles, expected
+        assert QBenchCommands in app.COMMANDS
+        await pilot.press("ctrl+p")
+        await pilot.press(*"qbench high")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.theme == "qbench-high-contrast", what="theme switch")
+        assert json.loads((tmp_path / "settings.json").read_text())["theme"] == "qbench-high-contrast"
+    again = make_app(store=store, settings=AppSettings.load(tmp_path / "settings.json"), system=fixed_system())
+    async with again.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        assert again.theme == "qbench-high-contrast"
+
+
+# --- engine errors never crash the app ----------------------------------------------------------
+
+
+@async_test
+async def test_an_unusable_store_is_explained_and_the_app_stays_up(tmp_path: Path):
+    bad = tmp_path / "not-a-db.db"
+    bad.write_text("this is not SQLite")
+    app = make_app(db=bad, settings=test_settings(), system=fixed_system())
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        assert app.store_error and "store unusable" in _text(app, "#topbar")
+        assert "cannot be used" in _text(app, "#welcome")
+        await pilot.press("r")
+        assert not app.sweeping and app.is_running
+    assert bad.read_text() == "this is not SQLite"  # never written to
+
+
+@async_test
+async def test_sweep_messages_drive_the_meters_and_the_table(filled_store):
+    """The message flow of a sweep (the real engine runs it in test_tui_sweep.py)."""
+    app = _app(filled_store)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        app.post_message(messages.SweepStarted("run-x", "digits-mlp", 2, 0, False, {"id": "run-x"}))
+        app.post_message(messages.VariantStarted("run-x", "fp32", "onnxruntime", "cpu", 0, 2, [1]))
+        app.post_message(messages.PhaseChanged("run-x", "measure", 1))
+        app.post_message(messages.LatenciesMeasured("run-x", [0.1, 0.2, 0.15]))
+        await pilot.pause()
+        assert app.meters.state == "running"
+        assert "variant 1/2" in _text(app, "#job") and "measure" in _text(app, "#phases")
+        assert "0.150" in _text(app, "#latency-text")
+        app.post_message(messages.ResultRecorded("run-x", {**_result("fp32", "ok", 0.1, 0.97, 4.3), "run_id": "run-x"}))
+        app.post_message(messages.ResultRecorded("run-x", {**_result("int4", "failed", None, None, 0, error="kaboom"),
+                                                           "run_id": "run-x"}))
+        await pilot.pause()
+        assert _table(app).row_count == 10 and app.meters.done == 2
+        assert _notified(app, "kaboom")
+        app.post_message(messages.SweepFailed("run-x", "RuntimeError: the engine broke"))
+        await pilot.pause()
+        assert app.meters.state == "failed" and "the engine broke" in _text(app, "#job")
+        assert app.is_running
