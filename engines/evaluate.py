@@ -1,7 +1,22 @@
-"""Task metrics and agreement with the fp32 reference, per task."""
+"""Task metrics and agreement with the fp32 reference, per task.
+
+* ``classification``: accuracy on the held-out labels; agreement as in :func:`engines.measure.agreement`.
+* ``embedding``: cosine of each embedding to its fp32 embedding (mean and worst), and retrieval
+  agreement on the shipped sentence corpus: each sentence queries the others, and the variant's
+  top-k neighbours are compared with fp32's. ``agreement.top1`` is the share of queries whose
+  nearest neighbour is unchanged; ``accuracy`` is paraphrase recall@1 (the partner sentence is
+  the nearest neighbour) where the corpus pairs are known.
+* ``causal-lm``: perplexity on the held-out text, KL(fp32 ‖ variant) of the next-token
+  distributions, next-token accuracy (``accuracy``); ``agreement.top1`` is the share of
+  positions whose most likely next token is unchanged. :func:`extra_measurements` adds time to
+  first token, prefill and decode tokens/s.
+* ``generic`` (a file without labels): agreement with its own fp32 outputs only.
+"""
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 import numpy as np
@@ -9,11 +24,169 @@ import numpy as np
 from engines.measure import agreement
 from engines.models.base import LoadedModel
 
+RETRIEVAL_K = 5
+
 
 def evaluate(model: LoadedModel, outputs: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
     """``accuracy`` (task metric where labels exist), ``agreement`` and task-specific ``metrics``."""
+    if outputs.shape != reference.shape:
+        raise ValueError(f"the variant's output has shape {outputs.shape}, fp32's {reference.shape}")
     report: dict[str, Any] = {"accuracy": None, "agreement": agreement(reference, outputs), "metrics": {}}
     if model.task == "classification" and model.eval_labels is not None:
         report["accuracy"] = float(np.mean(outputs.argmax(axis=-1) == model.eval_labels))
         report["metrics"]["reference_accuracy"] = float(np.mean(reference.argmax(axis=-1) == model.eval_labels))
+    elif model.task == "embedding":
+        _embedding_quality(model, outputs, reference, report)
+    elif model.task == "causal-lm":
+        _causal_lm_quality(model, outputs, reference, report)
     return report
+
+
+# --- embeddings -------------------------------------------------------------------------------
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    denom[denom == 0] = 1.0
+    return np.sum(a * b, axis=1) / denom
+
+
+def neighbours(embeddings: np.ndarray, k: int) -> np.ndarray:
+    """Indices of each row's ``k`` nearest other rows by cosine similarity, nearest first."""
+    e = embeddings.reshape(len(embeddings), -1).astype(np.float64)
+    norms = np.linalg.norm(e, axis=1, keepdims=True)
+    e = e / np.where(norms == 0, 1.0, norms)
+    sims = e @ e.T
+    np.fill_diagonal(sims, -np.inf)
+    # stable sort: ties resolve the same way for the reference and the variant
+    return np.argsort(-sims, axis=1, kind="stable")[:, :k]
+
+
+def retrieval_agreement(reference: np.ndarray, outputs: np.ndarray, k: int = RETRIEVAL_K) -> dict[str, float]:
+    k = max(1, min(k, len(reference) - 1))
+    ref_nn, out_nn = neighbours(reference, k), neighbours(outputs, k)
+    overlap = [len(set(r) & set(o)) / k for r, o in zip(ref_nn, out_nn)]
+    return {
+        "retrieval_k": float(k),
+        "retrieval_top1_agreement": float(np.mean(ref_nn[:, 0] == out_nn[:, 0])),
+        f"retrieval_top{k}_overlap": float(np.mean(overlap)),
+        f"retrieval_top{k}_unchanged": float(np.mean([set(r) == set(o) for r, o in zip(ref_nn, out_nn)])),
+    }
+
+
+def _embedding_quality(model: LoadedModel, outputs: np.ndarray, reference: np.ndarray, report: dict) -> None:
+    cos = cosine_rows(reference, outputs)
+    metrics = report["metrics"]
+    metrics["cosine_mean"] = float(cos.mean())
+    metrics["cosine_min"] = float(cos.min())
+    if len(reference) > 1:
+        metrics.update(retrieval_agreement(reference, outputs))
+        report["agreement"]["top1"] = metrics["retrieval_top1_agreement"]
+    if model.eval_labels is not None and len(reference) > 1:
+        partner = np.asarray(model.eval_labels)
+        report["accuracy"] = float(np.mean(neighbours(outputs, 1)[:, 0] == partner))
+        metrics["reference_accuracy"] = float(np.mean(neighbours(reference, 1)[:, 0] == partner))
+        metrics["accuracy_kind"] = "paraphrase recall@1"
+
+
+# --- causal language models ---------------------------------------------------------------------
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    x = logits.astype(np.float64)
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def lm_scores(outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> dict[str, float]:
+    """Perplexity, KL(fp32 ‖ variant) in nats per token and next-token accuracy, one window at a
+    time (a large vocabulary would not fit in memory in float64 all at once)."""
+    nll = ref_nll = kl = kl_max = 0.0
+    hits = ref_hits = 0
+    count = 0
+    for i in range(len(outputs)):
+        logp, ref_logp = log_softmax(outputs[i]), log_softmax(reference[i])
+        per_pos_kl = np.sum(np.exp(ref_logp) * (ref_logp - logp), axis=-1)
+        kl += float(per_pos_kl.sum())
+        kl_max = max(kl_max, float(per_pos_kl.max()))
+        if labels is not None:
+            target = labels[i]
+            idx = np.arange(len(target))
+            nll -= float(logp[idx, target].sum())
+            ref_nll -= float(ref_logp[idx, target].sum())
+            hits += int(np.sum(logp.argmax(axis=-1) == target))
+            ref_hits += int(np.sum(ref_logp.argmax(axis=-1) == target))
+        count += per_pos_kl.size
+    scores = {"kl_divergence": kl / count, "kl_max": kl_max, "tokens_scored": float(count)}
+    if labels is not None:
+        scores.update({
+            "perplexity": math.exp(nll / count), "reference_perplexity": math.exp(ref_nll / count),
+            "next_token_accuracy": hits / count, "reference_accuracy": ref_hits / count,
+        })
+    return scores
+
+
+def _causal_lm_quality(model: LoadedModel, outputs: np.ndarray, reference: np.ndarray, report: dict) -> None:
+    scores = lm_scores(outputs, reference, model.eval_labels)
+    report["metrics"].update(scores)
+    if "next_token_accuracy" in scores:
+        report["accuracy"] = scores["next_token_accuracy"]
+        report["metrics"]["accuracy_kind"] = "next-token accuracy"
+
+
+# --- measurements beyond per-call latency ----------------------------------------------------
+
+
+def extra_measurements(model: LoadedModel, session: Any, batch_size: int, p50_ms: float | None = None,
+                       repeats: int = 3) -> dict[str, Any]:
+    """Task-specific speed figures for one batch size, merged into the result's ``metrics``.
+
+    Causal LMs: ``prefill_tokens_per_s`` from the timed full-window call (``p50_ms``), and a short
+    greedy generation, repeated: ``ttft_ms`` (prompt in, first new token out),
+    ``decode_tokens_per_s`` (the following tokens). The graphs take the whole sequence and have
+    no KV cache, so each decoding step re-reads the growing context (``decode_kv_cache`` = 0).
+    A variant whose graph fixes the sequence length cannot generate; that is reported in
+    ``generation_error`` rather than failing the result.
+    """
+    if model.task != "causal-lm":
+        return {}
+    seq = int(model.details.get("seq_len") or model.eval_inputs["input_ids"].shape[1])
+    out: dict[str, Any] = {"decode_kv_cache": 0}
+    if p50_ms:
+        out["prefill_tokens_per_s"] = batch_size * seq * 1000.0 / p50_ms
+    prompt_len = int(model.details.get("prompt_tokens") or min(32, seq // 2))
+    new_tokens = int(model.details.get("new_tokens") or min(16, seq - prompt_len))
+    if new_tokens < 2:
+        return out
+    prompt = model.example_inputs(batch_size)["input_ids"][:, :prompt_len]
+    try:
+        _generate(session, prompt, new_tokens)  # warm-up, and the shapes' first compilation
+        runs = [_generate(session, prompt, new_tokens) for _ in range(repeats)]
+    except Exception as exc:  # e.g. a graph specialised to one sequence length
+        out["generation_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        return out
+    ttft = float(np.median([r[0] for r in runs]))
+    decode = float(np.median([r[1] for r in runs]))
+    out.update({
+        "ttft_ms": ttft * 1000.0,
+        "decode_tokens_per_s": batch_size * (new_tokens - 1) / decode if decode > 0 else None,
+        "generation_prompt_tokens": prompt_len, "generation_new_tokens": new_tokens,
+        "generation_repeats": repeats,
+    })
+    return out
+
+
+def _generate(session: Any, prompt: np.ndarray, new_tokens: int) -> tuple[float, float]:
+    """Greedy decoding; returns (seconds to the first new token, seconds for the rest)."""
+    clock = time.perf_counter
+    t0 = clock()
+    context = prompt
+    logits = session.run({"input_ids": context})
+    context = np.concatenate([context, logits[:, -1].argmax(axis=-1)[:, None]], axis=1)
+    t1 = clock()
+    for _ in range(new_tokens - 1):
+        logits = session.run({"input_ids": context})
+        context = np.concatenate([context, logits[:, -1].argmax(axis=-1)[:, None]], axis=1)
+    return t1 - t0, clock() - t1

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +36,37 @@ BUILTIN_MODELS: dict[str, ModelSpec] = {
             "3-layer CNN on 8×8 scikit-learn digits (seeded, cached)",
             "engines.models.digits:load", params=65_994,
         ),
+        ModelSpec(
+            "tiny-lm", "causal-lm", "built-in",
+            "GPT-style byte-level decoder (4 layers, width 128) trained on qbench's own prose "
+            "(seeded, cached)",
+            "engines.models.tiny_lm:load", params=0,
+        ),
     )
 }
 
+# Options a sweep may pass to the loader (stored in ModelSpec.extra).
+MODEL_OPTIONS = {
+    "seq_len": "tokens per input row for text models and symbolic dimensions of files (default 128)",
+    "allow_pickle": "load pickled checkpoints (runs code stored in the file)",
+}
 
-def list_models() -> list[ModelSpec]:
-    """Built-in models, then models discovered on disk."""
-    return list(BUILTIN_MODELS.values())
+
+def list_models(scan_cache: bool = True) -> list[ModelSpec]:
+    """Built-in models (MiniLM when its package is installed), then the local Hugging Face cache.
+
+    Cheap: no torch import, only small JSON files are read.
+    """
+    from engines.models import hub
+
+    models = list(BUILTIN_MODELS.values())
+    minilm = hub.minilm_spec()
+    if minilm is not None:
+        models.append(minilm)
+    if scan_cache:
+        known = {m.name for m in models}
+        models += [m for m in hub.scan_hf_cache() if m.name not in known]
+    return models
 
 
 def model_names() -> list[str]:
@@ -52,24 +77,52 @@ class ModelNotFound(ValueError):
     pass
 
 
-def resolve_model(name_or_path: str) -> ModelSpec:
-    """A catalog name, or a path to a model file or directory."""
-    for spec in list_models():
-        if spec.name == name_or_path:
-            return spec
+def resolve_model(name_or_path: str, options: dict[str, Any] | None = None) -> ModelSpec:
+    """A catalog name (built-in or ``org/name`` from the HF cache), or a path to a model file or
+    directory. ``options`` (see :data:`MODEL_OPTIONS`) travel to the loader in ``extra``.
+
+    Raises :class:`ModelNotFound` for an unknown name, and a ``ValueError`` with the reason for a
+    file that cannot be a model (truncated, a pickle without ``allow_pickle``, …).
+    """
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = set(options) - set(MODEL_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown model option(s): {', '.join(sorted(unknown))}")
+    seq_len = options.get("seq_len")
+    if seq_len is not None and not (isinstance(seq_len, int) and 1 <= seq_len <= 8192):
+        raise ValueError(f"seq_len must be an integer between 1 and 8192 (got {seq_len!r})")
     path = Path(name_or_path).expanduser()
+    # A path wins over a name only when it is explicit (has a separator) and exists: "org/name"
+    # of the HF cache is also a relative path that usually does not exist.
+    if not (path.exists() and (os.sep in name_or_path or path.suffix)):
+        for spec in list_models():
+            if spec.name == name_or_path:
+                return _with_options(spec, options)
     if path.exists():
         from engines.models.files import spec_for_path
 
-        return spec_for_path(path)
+        return spec_for_path(path, options)
     raise ModelNotFound(
         f"unknown model {name_or_path!r}: not a built-in name and no such file. "
         f"Known models: {', '.join(model_names())}"
     )
 
 
+def _with_options(spec: ModelSpec, options: dict[str, Any]) -> ModelSpec:
+    if spec.extra.get("needs_pickle") and not options.get("allow_pickle"):
+        from engines.models.files import pickle_refusal
+
+        raise pickle_refusal(f"{spec.name} (its weights are pytorch_model.bin)")
+    if not options:
+        return spec
+    return replace(spec, extra={**spec.extra, **options})
+
+
 def load_model(spec: ModelSpec):
-    """Import the loader and build the model (child process only: imports torch)."""
+    """Import the loader and build the model (child process only: imports torch).
+
+    Loaders take the :class:`ModelSpec` (name, path and options in ``extra``).
+    """
     module_name, func_name = spec.loader.split(":")
     func = getattr(importlib.import_module(module_name), func_name)
-    return func(spec.path or spec.name) if spec.path else func(spec.name)
+    return func(spec)

@@ -36,6 +36,11 @@ class LoadedModel:
     onnx_source: Path | None = None  # set when the model *is* an ONNX file
     params: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # Symbolic axes of the main output (the batch, and e.g. the sequence of a causal LM's logits).
+    output_axes: dict[int, str] = field(default_factory=lambda: {0: "batch"})
+    # A model whose graph fixes the batch (an ONNX file or exported program with batch 1) runs its
+    # held-out and calibration sets in batches of exactly this size; other batch sizes cannot run.
+    fixed_batch: int | None = None
 
     @property
     def input_names(self) -> list[str]:
@@ -43,11 +48,21 @@ class LoadedModel:
 
     def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
         """The first ``batch_size`` held-out rows (tiled when the set is smaller)."""
+        if self.fixed_batch is not None and batch_size != self.fixed_batch:
+            from engines.runtimes.base import UnsupportedVariant
+
+            raise UnsupportedVariant(
+                f"the model's graph fixes the batch size at {self.fixed_batch}; batch size "
+                f"{batch_size} cannot run"
+            )
         return take_rows(self.eval_inputs, 0, batch_size)
 
     def calibration_batches(self, samples: int, batch_size: int = 32) -> list[dict[str, np.ndarray]]:
         data = self.calibration_inputs or self.eval_inputs
+        batch_size = self.fixed_batch or batch_size
         total = min(samples, rows(data))
+        if self.fixed_batch:  # whole batches only
+            total = max(self.fixed_batch, total - total % self.fixed_batch)
         return [take_rows(data, start, min(batch_size, total - start)) for start in range(0, total, batch_size)]
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
@@ -55,7 +70,7 @@ class LoadedModel:
             spec.name: {i: d for i, d in enumerate(spec.shape) if isinstance(d, str)}
             for spec in self.inputs
         }
-        axes[self.output_name] = {0: "batch"}
+        axes[self.output_name] = dict(self.output_axes)
         return axes
 
 
