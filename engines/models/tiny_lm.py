@@ -1,0 +1,219 @@
+"""``tiny-lm``: a small GPT-style decoder trained on text that ships with qbench.
+
+Byte-level (vocabulary of 256, no tokenizer file), 4 pre-norm transformer blocks of width 128,
+a context of 128 bytes: about 0.86 M parameters. It is trained once, for a fixed number of steps
+with a fixed seed, on the training part of ``data/tiny_lm_text.txt`` (original prose written for
+qbench, MIT-licensed with the project), and cached under ``$QBENCH_HOME/models/tiny-lm``. The
+held-out tail of the same text gives perplexity and the KL divergence of every variant's
+next-byte distributions to fp32.
+
+The attention is written out with plain ``Linear``/``matmul``/``softmax`` so that every
+runtime sees ordinary MatMul weights: torchao quantizes the ``Linear`` layers, ONNX Runtime's
+MatMulNBits and quantize_dynamic the exported MatMul nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from engines.models import ModelSpec
+from engines.models.base import InputSpec, LoadedModel
+from engines.models.corpus import lm_splits, lm_text_fingerprint
+from engines.paths import models_cache_dir
+
+NAME = "tiny-lm"
+RECIPE_VERSION = 1  # bump when the architecture or the training recipe changes
+SEED = 0
+VOCAB = 256
+CONTEXT = 128
+WIDTH, HEADS, LAYERS, FF = 128, 4, 4, 512
+TRAIN_STEPS, TRAIN_BATCH, LEARNING_RATE = 300, 32, 3e-3
+CALIBRATION_WINDOWS = 64
+PROMPT_TOKENS, NEW_TOKENS = 64, 32  # generation timing: prompt bytes, then bytes generated
+
+
+def encode(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
+
+
+def decode(ids) -> str:
+    return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+
+
+def _build():
+    import torch
+    import torch.nn as nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(WIDTH), nn.LayerNorm(WIDTH)
+            self.qkv = nn.Linear(WIDTH, 3 * WIDTH)
+            self.proj = nn.Linear(WIDTH, WIDTH)
+            self.fc1, self.fc2 = nn.Linear(WIDTH, FF), nn.Linear(FF, WIDTH)
+            self.act = nn.GELU()
+
+        def forward(self, x, mask):
+            b, t, _ = x.shape
+            q, k, v = self.qkv(self.ln1(x)).split(WIDTH, dim=-1)
+            q, k, v = (z.reshape(b, t, HEADS, WIDTH // HEADS).transpose(1, 2) for z in (q, k, v))
+            if self.training:  # the fused kernel: same maths, about twice as fast to train
+                att = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:  # written out, so every exporter and quantizer sees plain MatMul/Softmax
+                scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(WIDTH // HEADS))
+                scores = scores.masked_fill(mask[:t, :t], float("-inf"))
+                att = torch.matmul(torch.softmax(scores, dim=-1), v)
+            x = x + self.proj(att.transpose(1, 2).reshape(b, t, WIDTH))
+            return x + self.fc2(self.act(self.fc1(self.ln2(x))))
+
+    class TinyLM(nn.Module):
+        """input_ids (batch, seq) int64 -> next-byte logits (batch, seq, 256)."""
+
+        def __init__(self):
+            super().__init__()
+            self.tokens = nn.Embedding(VOCAB, WIDTH)
+            self.positions = nn.Embedding(CONTEXT, WIDTH)
+            self.blocks = nn.ModuleList(Block() for _ in range(LAYERS))
+            self.ln = nn.LayerNorm(WIDTH)
+            self.head = nn.Linear(WIDTH, VOCAB)
+            upper = torch.triu(torch.ones(CONTEXT, CONTEXT, dtype=torch.bool), diagonal=1)
+            self.register_buffer("causal_mask", upper, persistent=False)
+
+        def forward(self, input_ids):
+            t = input_ids.shape[1]
+            positions = torch.arange(t, device=input_ids.device)
+            x = self.tokens(input_ids) + self.positions(positions)
+            for block in self.blocks:
+                x = block(x, self.causal_mask)
+            return self.head(self.ln(x))
+
+    return TinyLM()
+
+
+def _train():
+    import torch
+
+    torch.manual_seed(SEED)
+    model = _build()
+    train_text, _ = lm_splits()
+    data = torch.from_numpy(encode(train_text))
+    gen = torch.Generator().manual_seed(SEED)
+    opt = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LEARNING_RATE, total_steps=TRAIN_STEPS,
+                                                pct_start=0.1)
+    model.train()
+    for _ in range(TRAIN_STEPS):
+        starts = torch.randint(0, len(data) - CONTEXT - 1, (TRAIN_BATCH,), generator=gen)
+        batch = torch.stack([data[s : s + CONTEXT + 1] for s in starts.tolist()])
+        logits = model(batch[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), batch[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+    return model.eval()
+
+
+def recipe() -> dict:
+    return {
+        "recipe_version": RECIPE_VERSION, "seed": SEED, "steps": TRAIN_STEPS, "batch": TRAIN_BATCH,
+        "lr": LEARNING_RATE, "shape": [VOCAB, CONTEXT, WIDTH, HEADS, LAYERS, FF],
+        "text": lm_text_fingerprint(),
+    }
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """One trainer at a time: concurrent children wait and then reuse the cached weights."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: the atomic rename below still keeps the file whole
+        yield
+        return
+    with open(lock_path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def cached_weights() -> Path:
+    """Train once; later calls (and other child processes) load the cached file."""
+    import torch
+
+    folder = models_cache_dir() / NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    weights, meta = folder / "weights.pt", folder / "meta.json"
+    expected = recipe()
+
+    def fresh() -> bool:
+        try:
+            return weights.exists() and json.loads(meta.read_text())["recipe"] == expected
+        except (OSError, ValueError, KeyError):
+            return False  # missing or unreadable metadata: retrain
+
+    if fresh():
+        return weights
+    with _exclusive(folder / ".lock"):
+        if fresh():  # another process trained it while this one waited
+            return weights
+        model = _train()
+        tmp = weights.with_suffix(f".tmp{os.getpid()}")
+        torch.save(model.state_dict(), tmp)
+        os.replace(tmp, weights)  # atomic: a reader never sees half a file
+        meta_tmp = meta.with_suffix(f".tmp{os.getpid()}")
+        meta_tmp.write_text(json.dumps({"recipe": expected, "model": NAME}, indent=2))
+        os.replace(meta_tmp, meta)
+    return weights
+
+
+def windows(ids: np.ndarray, length: int, count: int | None = None, seed: int | None = None) -> np.ndarray:
+    """Windows of ``length`` + 1 tokens: consecutive and non-overlapping, or ``count`` random ones."""
+    if seed is None:
+        n = (len(ids) - 1) // length
+        return np.stack([ids[i * length : i * length + length + 1] for i in range(n)])
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, len(ids) - length - 1, size=count)
+    return np.stack([ids[s : s + length + 1] for s in starts])
+
+
+def load(spec: ModelSpec | str) -> LoadedModel:
+    import torch
+
+    options = spec.extra if isinstance(spec, ModelSpec) else {}
+    seq_len = int(options.get("seq_len") or CONTEXT)
+    if not 8 <= seq_len <= CONTEXT:
+        raise ValueError(f"tiny-lm has a context of {CONTEXT} bytes; seq_len must be 8..{CONTEXT}")
+    model = _build()
+    model.load_state_dict(torch.load(cached_weights(), weights_only=True))
+    model.eval()
+    train_text, held_out = lm_splits()
+    test = windows(encode(held_out), seq_len)
+    calibration = windows(encode(train_text), seq_len, CALIBRATION_WINDOWS, seed=SEED)
+    return LoadedModel(
+        name=NAME,
+        task="causal-lm",
+        module=model,
+        inputs=[InputSpec("input_ids", ("batch", "seq"), "int64")],
+        output_name="logits",
+        output_axes={0: "batch", 1: "seq"},
+        eval_inputs={"input_ids": test[:, :-1]},
+        eval_labels=test[:, 1:],
+        calibration_inputs={"input_ids": calibration[:, :-1]},
+        params=sum(p.numel() for p in model.parameters()),
+        details={
+            "dataset": "qbench's own prose (engines/models/data/tiny_lm_text.txt), held-out tail",
+            "tokenizer": "bytes (vocabulary 256)", "seq_len": seq_len, "held_out_windows": len(test),
+            "held_out_tokens": int(test[:, 1:].size), "vocab_size": VOCAB,
+            "prompt_tokens": min(PROMPT_TOKENS, seq_len // 2),
+            "new_tokens": min(NEW_TOKENS, seq_len - min(PROMPT_TOKENS, seq_len // 2)),
+        },
+    )
