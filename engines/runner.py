@@ -51,6 +51,8 @@ class SweepRequest:
     timeout_s: float = 900.0
     memory_limit_mb: float | None = None  # None: 80 % of physical memory
     measure: MeasureSettings = field(default_factory=MeasureSettings)
+    # Passed to the model's loader (engines.models.MODEL_OPTIONS): seq_len, allow_pickle.
+    model_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in catalog.METHODS]
@@ -137,7 +139,7 @@ class SweepRunner:
     # --- public ---------------------------------------------------------------------------
 
     def run(self, request: SweepRequest, resume_run_id: str | None = None) -> SweepOutcome:
-        spec = resolve_model(request.model)
+        spec = resolve_model(request.model, request.model_options)
         if resume_run_id:
             run_id = resume_run_id
             done = self.store.completed_keys(run_id)

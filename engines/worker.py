@@ -71,8 +71,8 @@ def _inject_fault(method: str) -> None:
             hog.append(np.ones(64 * 2**20 // 8))  # 64 MiB at a time, touched
 
 
-def run_outputs(session, data: dict[str, np.ndarray]) -> np.ndarray:
-    return np.concatenate([session.run(batch) for batch in iter_batches(data, EVAL_BATCH)])
+def run_outputs(session, data: dict[str, np.ndarray], batch_size: int = EVAL_BATCH) -> np.ndarray:
+    return np.concatenate([session.run(batch) for batch in iter_batches(data, batch_size)])
 
 
 def reference_outputs(model, workdir: Path) -> np.ndarray:
@@ -83,13 +83,13 @@ def reference_outputs(model, workdir: Path) -> np.ndarray:
         with torch.inference_mode():
             outs = [
                 model.module(*(torch.from_numpy(batch[n]) for n in model.input_names)).float().numpy()
-                for batch in iter_batches(model.eval_inputs, EVAL_BATCH)
+                for batch in iter_batches(model.eval_inputs, model.fixed_batch or EVAL_BATCH)
             ]
         return np.concatenate(outs)
     from engines.runtimes import onnx_runtime
 
     session = onnx_runtime.OnnxSession(model.onnx_source, "cpu", threads=1)
-    return run_outputs(session, model.eval_inputs)
+    return run_outputs(session, model.eval_inputs, model.fixed_batch or EVAL_BATCH)
 
 
 def run_job(job: dict[str, Any], emit: Emitter) -> None:
@@ -129,8 +129,8 @@ def run_job(job: dict[str, Any], emit: Emitter) -> None:
     rss_delta = current_rss_mb() - rss_before
 
     phase("accuracy")
-    outputs = run_outputs(session, model.eval_inputs)
-    from engines.evaluate import evaluate
+    outputs = run_outputs(session, model.eval_inputs, model.fixed_batch or EVAL_BATCH)
+    from engines.evaluate import evaluate, extra_measurements
 
     quality = evaluate(model, outputs, reference)
     size_mb = artifact.size_bytes / 2**20
@@ -143,6 +143,10 @@ def run_job(job: dict[str, Any], emit: Emitter) -> None:
             on_samples=lambda ms: emit("latency", ms=ms),
         )
         warnings = stats.noise_warnings()
+        if model.task == "causal-lm":
+            phase("generate", batch_size=batch_size)
+        # task-specific figures (causal LMs: time to first token, prefill/decode tokens/s)
+        extra = extra_measurements(model, session, batch_size, stats.p50)
         emit(
             "result",
             batch_size=batch_size,
@@ -155,7 +159,7 @@ def run_job(job: dict[str, Any], emit: Emitter) -> None:
             size_mb=size_mb,
             accuracy=quality["accuracy"],
             agreement=quality["agreement"],
-            metrics={**quality["metrics"], "rss_delta_mb": rss_delta,
+            metrics={**quality["metrics"], **extra, "rss_delta_mb": rss_delta,
                      "device_memory_mb": session.device_memory_mb()},
             notes=artifact.notes + warnings,
             artifact=str(artifact.path),

@@ -121,11 +121,14 @@ def _matmul_nbits(fp32: Path, out: Path, bits: int, block: int, symmetric: bool,
 
     proto = onnx.load(str(fp32))
     rewritten = gemm_to_matmul(proto)
+    proto, small_tables = _prepare_embedding_gathers(proto, bits)
     # accuracy_level 4 selects MLAS's int8-compute kernels: ~8x faster than the fp32 path for
     # 8-bit weights on x86 (measured here); 1 dequantizes weights and computes in fp32.
     level = 4 if compute is configs.ComputeType.INT8 else 1
+    extra = {"op_types_to_quantize": ("MatMul", "Gather"), "quant_axes": (("MatMul", 0), ("Gather", 1)),
+             "nodes_to_exclude": small_tables}
     quantizer = MatMulNBitsQuantizer(proto, bits=bits, block_size=block, is_symmetric=symmetric,
-                                     accuracy_level=level)
+                                     accuracy_level=level, **(extra if small_tables is not None else {}))
     quantizer.process()
     quantizer.model.save_model_to_file(str(out), False)
     quantized = _count_ops(out).get("MatMulNBits", 0)
@@ -134,7 +137,41 @@ def _matmul_nbits(fp32: Path, out: Path, bits: int, block: int, symmetric: bool,
     notes = [f"{quantized} MatMul nodes as MatMulNBits ({bits}-bit, block {block}, {compute.value} compute)"]
     if rewritten:
         notes.append(f"{rewritten} Gemm nodes rewritten as MatMul+Add first")
+    tables = _count_ops(out).get("GatherBlockQuantized", 0)
+    if tables:
+        notes.append(f"{tables} embedding tables as GatherBlockQuantized ({bits}-bit)")
     return notes
+
+
+EMBEDDING_MIN_VALUES = 1 << 16  # smaller tables are not worth the accuracy
+
+
+def _prepare_embedding_gathers(proto, bits: int):
+    """(graph, names of small Gather tables to leave alone), or (graph, None): no embeddings.
+
+    In a transformer the token-embedding table (a Gather on a float initializer) is often the
+    largest tensor: MiniLM's is half the file. ORT quantizes it to 4 bits as GatherBlockQuantized,
+    an op that needs opset 21, so the graph is converted to opset 21 first; when that conversion
+    fails, only the MatMul weights are quantized.
+    """
+    from onnx import version_converter
+
+    if bits != 4:  # GatherBlockQuantized takes 4-bit data only
+        return proto, None
+    inits = {t.name: t for t in proto.graph.initializer}
+    tables = [n for n in proto.graph.node if n.op_type == "Gather" and n.input[0] in inits
+              and inits[n.input[0]].data_type == 1 and len(inits[n.input[0]].dims) == 2]
+    large = [n for n in tables if np.prod(inits[n.input[0]].dims) >= EMBEDDING_MIN_VALUES]
+    if not large:
+        return proto, None
+    small = [n.name for n in tables if n not in large and n.name]
+    opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset >= 21:
+        return proto, small
+    try:
+        return version_converter.convert_version(proto, 21), small
+    except Exception:  # an op the converter cannot lift: keep the embeddings in float
+        return proto, None
 
 
 def quantize(model: LoadedModel, method: str, config: configs.MethodConfig, workdir: Path) -> Artifact:
