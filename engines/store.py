@@ -16,9 +16,10 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
+if TYPE_CHECKING:  # imported in Store.__init__: sqlite_utils pulls in numpy, slow for a CLI start
+    import sqlite_utils
 
 SCHEMA_VERSION = 1
 APP_ID = "qbench"
@@ -77,6 +78,8 @@ class Store:
         self._check_file()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            import sqlite_utils
+
             conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
             self.db = sqlite_utils.Database(conn)
             self._open()
