@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Container
+from textual.containers import Container, Vertical
 from textual.content import Content
 from textual.timer import Timer
 from textual.widgets import Button, Footer, Input, Select, Static, Tab, Tabs
@@ -40,7 +40,7 @@ from qbench_tui.widgets.sweep_setup import SweepSetupPane
 PANES: dict[str, tuple[str, str]] = {
     "models": ("1 Models", "#model-list"),
     "setup": ("2 Sweep setup", "#methods"),
-    "meters": ("3 Meters", "#meters"),
+    "meters": ("3 Meters", "#device-meters"),
     "results": ("4 Results", "#results-table"),
 }
 
@@ -91,7 +91,9 @@ class QBenchApp(App[int]):
         self.db_path = Path(store.path) if store is not None else db_path
         self.store_error: str | None = None
         self.controller: SweepController | None = None
-        self.sweep_pending = False
+        self.sweep_pending = False  # between r and the runner's first event
+        self.sweep_active = False  # between the first event and the end of the sweep
+        self.built = False  # the panes' contents are mounted
         self.loaded = False  # store opened, models listed, history read (tests wait on this)
         self.theme_files: list[ThemeFile] = []
         self._theme_dirs = theme_dirs
@@ -105,23 +107,39 @@ class QBenchApp(App[int]):
     # --- layout --------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        # A light skeleton paints first (top bar, pane frames, footer); the panes' contents are
+        # mounted right after it (see _build), so the first frame never waits for them.
         yield Static("", id="topbar")
         yield Tabs(*(Tab(title, id=f"tab-{pane}") for pane, (title, _) in PANES.items()), id="pane-tabs")
         with Container(id="workspace"):
-            yield ModelBrowser(id="models", classes="pane -active")
-            yield SweepSetupPane(self.system, self.settings.measure_settings(), id="setup", classes="pane")
-            yield DeviceMeters(self.system, id="meters", classes="pane")
-            yield ResultsPane(id="results", classes="pane")
+            for pane, (title, _) in PANES.items():
+                with Vertical(id=pane, classes="pane -active" if pane == "models" else "pane") as frame:
+                    frame.border_title = title
+                    yield Static("loading…", classes="pane-loading")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         for problem in self._theme_problems:
             self.notify(problem, title="theme skipped", severity="warning")
         self.theme_changed_signal.subscribe(self, self._theme_changed)
-        for pane, (title, _) in PANES.items():
-            self.query_one(f"#{pane}").border_title = title
-        setup = self.query_one(SweepSetupPane)
-        setup.apply_setup(self.settings.last_setup or STARTER_SETUP)
+        self._refresh_topbar()
+        self.call_after_refresh(self._build)
+
+    async def _build(self) -> None:
+        """Mount the panes' contents, then start loading data and sampling devices."""
+
+        contents = {
+            "models": ModelBrowser(id="model-browser"),
+            "setup": SweepSetupPane(self.system, self.settings.measure_settings(), id="sweep-setup"),
+            "meters": DeviceMeters(self.system, id="device-meters"),
+            "results": ResultsPane(id="results-pane"),
+        }
+        for pane, widget in contents.items():
+            frame = self.query_one(f"#{pane}")
+            await frame.query(".pane-loading").remove()
+            await frame.mount(widget)
+        self.built = True
+        self.query_one(SweepSetupPane).apply_setup(self.settings.last_setup or STARTER_SETUP)
         self._refresh_topbar()
         self._load_startup()
         self._arm_sampler(0.05)
@@ -141,7 +159,8 @@ class QBenchApp(App[int]):
 
     @property
     def sweeping(self) -> bool:
-        return self.sweep_pending or (self.controller is not None and self.controller.running.is_set())
+        return (self.sweep_pending or self.sweep_active
+                or (self.controller is not None and self.controller.running.is_set()))
 
     @property
     def tabbed(self) -> bool:
@@ -157,6 +176,10 @@ class QBenchApp(App[int]):
         else:
             state = "[$text-muted]idle[/]"
         runs = len(self.results_pane.runs) if self.loaded else 0
+        if not self.built:
+            self.query_one("#topbar", Static).update(Content.from_markup(
+                "[b $text-primary]qbench[/] [$text-muted]starting…[/]"))
+            return
         self.query_one("#topbar", Static).update(Content.from_markup(
             "[b $text-primary]qbench[/] [$text-muted]store[/] $path [$text-muted]· $runs ·[/] " + state,
             path=path, runs=f"{runs} run{'s' if runs != 1 else ''}"))
@@ -368,6 +391,8 @@ class QBenchApp(App[int]):
 
     def on_sweep_started(self, message: messages.SweepStarted) -> None:
         self.sweep_pending = False
+        self.sweep_active = True
+        self.results_pane.set_running(True)
         if message.run:
             self.results_pane.add_run(message.run)
         self.meters.sweep_started(message.run_id, message.model, message.total, message.done)
@@ -392,7 +417,8 @@ class QBenchApp(App[int]):
             self.notify(f"{result['method']} · {result['runtime']} · {result['device']}: {result.get('error')}",
                         title="variant failed (stored)", severity="error", timeout=8)
         self._show_model_history()
-        self.refresh_bindings()
+        if len(self.results_pane.results) == 1:
+            self.refresh_bindings()  # the starter-sweep key goes once there is a result
 
     def _sweep_counts(self, run_id: str | None) -> str:
         mine = [r for r in self.results_pane.results.values() if r.get("run_id") == run_id]
@@ -432,6 +458,7 @@ class QBenchApp(App[int]):
             run["status"] = status
 
     def _sweep_ended(self) -> None:
+        self.sweep_active = False
         self.results_pane.set_running(False)
         self._refresh_topbar()
         self.refresh_bindings()
@@ -466,7 +493,9 @@ class QBenchApp(App[int]):
     def on_device_sampled(self, message: messages.DeviceSampled) -> None:
         self.meters.update_sample(message.sample)
         # Re-armed only now: a slow sample (nvidia-smi, a loaded machine) delays the next one.
-        self._arm_sampler(self.settings.sample_interval_s)
+        # Between sweeps the meters tick at half the rate: nothing is being measured.
+        interval = self.settings.sample_interval_s
+        self._arm_sampler(interval if self.sweeping else 2 * interval)
 
     # --- results -------------------------------------------------------------------------------
 

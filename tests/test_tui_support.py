@@ -20,7 +20,7 @@ import pytest
 
 from engines import catalog
 from engines.devices import DeviceInfo
-from engines.models import BUILTIN_MODELS, ModelSpec
+from engines.models import ModelSpec
 from qbench_tui.settings import AppSettings
 from qbench_tui.system import AcceleratorSample, DeviceSample, FixedSystem
 
@@ -33,8 +33,13 @@ DEVICES = [
     DeviceInfo("ane", "Apple Neural Engine", False, "needs macOS on Apple Silicon"),
 ]
 
+# Fixed, not engines.models.BUILTIN_MODELS: the zoo grows, and screenshots must not move with it.
 MODELS = [
-    *BUILTIN_MODELS.values(),
+    ModelSpec("digits-mlp", "classification", "built-in",
+              "MLP 64→1024→1024→10 trained on scikit-learn digits (seeded, cached)", "engines.models.digits:load",
+              params=1_127_434),
+    ModelSpec("digits-cnn", "classification", "built-in", "3-layer CNN on 8×8 scikit-learn digits (seeded, cached)",
+              "engines.models.digits:load", params=65_994),
     ModelSpec("all-MiniLM-L6-v2", "embedding", "hf-dir", "sentence-transformers MiniLM-L6 (local folder)",
               "engines.models.hf:load", params=22_713_216, path="/models/all-MiniLM-L6-v2"),
 ]

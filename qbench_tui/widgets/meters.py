@@ -13,6 +13,7 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.content import Content
 from textual.containers import VerticalScroll
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar, Sparkline, Static
 
@@ -22,6 +23,17 @@ from qbench_tui.system import DeviceSample
 PHASES = ("load", "quantize", "cold-start", "accuracy", "warm-up", "measure")
 LATENCY_HISTORY = 240  # calls kept for the trace
 CPU_HISTORY = 120  # samples (two minutes at 1 Hz)
+TRACE_REDRAW_S = 0.5
+
+
+class _Job:
+    """The job readout (wraps on narrow panes, so it keeps its layout pass)."""
+
+    def __init__(self, widget: Static):
+        self.widget = widget
+
+    def update(self, content: Content) -> None:
+        set_text(self.widget, content, fixed_height=False)  # changes a few times per variant
 
 
 def level_style(percent: float) -> str:
@@ -88,6 +100,15 @@ class MeterRows(Widget):
         return Content("\n").join(lines)
 
 
+def set_text(widget: Static, content: Content, fixed_height: bool = True) -> None:
+    """Update a Static only when its text changes; one-line readouts skip the layout pass (a
+    layout of the whole screen several times a second is what a live meter must not cost)."""
+    if getattr(widget, "_last_content", None) == content:
+        return
+    widget._last_content = content  # type: ignore[attr-defined]
+    widget.update(content, layout=not fixed_height)
+
+
 class DeviceMeters(VerticalScroll):
     """The meters pane. ``update_sample`` and the ``sweep_*`` methods are called by the app."""
 
@@ -112,6 +133,8 @@ class DeviceMeters(VerticalScroll):
         self.started_at: float | None = None
         self.elapsed_s = 0.0
         self.message = ""
+        self._trace_dirty = False
+        self._trace_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="job")
@@ -140,9 +163,8 @@ class DeviceMeters(VerticalScroll):
         self.query_one("#cores", MeterRows).set_rows(
             [(f"cpu{i}", p, f"{p:3.0f}%") for i, p in enumerate(sample.per_cpu)])
         self.query_one("#cpu-spark", Sparkline).data = list(self.cpu_history)
-        self.query_one("#cpu-title", Static).update(Content.from_markup(
-            "CPU [$text-muted]· all cores $t% · history $n s[/]", t=f"{sample.cpu_total:.0f}",
-            n=str(len(self.cpu_history))))
+        set_text(self.query_one("#cpu-title", Static), Content.from_markup(
+            "CPU [$text-muted]· $t% on average[/]", t=f"{sample.cpu_total:.0f}"))
         mem_pct = 100 * sample.memory_used_mb / sample.memory_total_mb if sample.memory_total_mb else 0
         rows = [("system", mem_pct, f"{sample.memory_used_mb / 1024:.1f}/{sample.memory_total_mb / 1024:.1f} GiB")]
         if sample.bench_rss_mb is not None:
@@ -151,7 +173,7 @@ class DeviceMeters(VerticalScroll):
                          f"{sample.bench_rss_mb:.0f} MiB · {sample.bench_cpu or 0:.0f}% cpu"))
         rows.append(("app", 100 * sample.app_rss_mb / sample.memory_total_mb, f"{sample.app_rss_mb:.0f} MiB"))
         self.query_one("#memory", MeterRows).set_rows(rows)
-        self.query_one("#accelerators", Static).update(self._accelerators(sample))
+        set_text(self.query_one("#accelerators", Static), self._accelerators(sample), fixed_height=False)
         if self.state == "running" and self.started_at is not None:
             self.elapsed_s = self.system.monotonic() - self.started_at
             self._refresh_progress_text()
@@ -207,18 +229,35 @@ class DeviceMeters(VerticalScroll):
         self.refresh_job()
 
     def latencies_measured(self, ms: list[float]) -> None:
+        # Bursts arrive about four times a second; the trace is redrawn at most twice a second
+        # (each redraw is a compositor pass, the app's main cost while a sweep runs).
         self.latencies.extend(ms)
+        self._trace_dirty = True
+        if self._trace_timer is None:
+            self._draw_trace()
+            self._trace_timer = self.set_interval(TRACE_REDRAW_S, self._draw_trace, name="latency-trace")
+
+    def _draw_trace(self) -> None:
+        if not self._trace_dirty:
+            return
+        self._trace_dirty = False
         self.query_one("#latency-spark", Sparkline).data = list(self.latencies)
         self._latency_title()
+
+    def _stop_trace(self) -> None:
+        if self._trace_timer is not None:
+            self._trace_timer.stop()
+            self._trace_timer = None
+        self._draw_trace()
 
     def _latency_title(self) -> None:
         title = self.query_one("#latency-text", Static)
         if not self.latencies:
-            title.update(Content.from_markup("Latency per call [$text-muted]· no calls timed yet[/]"))
+            set_text(title, Content.from_markup("Latency per call [$text-muted]· none yet[/]"))
             return
         ordered = sorted(self.latencies)
-        title.update(Content.from_markup(
-            "Latency per call [$text-muted]· last $n · p50[/] $p50 ms [$text-muted]· min $lo · max $hi[/]",
+        set_text(title, Content.from_markup(
+            "Latency p50 [b]$p50[/] ms [$text-muted]· $lo–$hi · last $n[/]",
             n=str(len(ordered)), p50=fmt_num(ordered[len(ordered) // 2]), lo=fmt_num(ordered[0]),
             hi=fmt_num(ordered[-1])))
 
@@ -227,6 +266,7 @@ class DeviceMeters(VerticalScroll):
         self._refresh_progress_text()
 
     def sweep_ended(self, state: str, elapsed_s: float | None = None, message: str = "") -> None:
+        self._stop_trace()
         self.state, self.message = state, message
         if elapsed_s is not None:
             self.elapsed_s = elapsed_s
@@ -236,7 +276,7 @@ class DeviceMeters(VerticalScroll):
     # --- drawing -----------------------------------------------------------------------------
 
     def refresh_job(self) -> None:
-        job = self.query_one("#job", Static)
+        job = _Job(self.query_one("#job", Static))
         if self.state == "idle":
             job.update(Content.from_markup("[$text-muted]idle · [b]r[/b] runs the configured sweep[/]"))
         elif self.state == "running":
@@ -258,7 +298,7 @@ class DeviceMeters(VerticalScroll):
             if self.message:
                 lines.append(Content.from_markup(f"[{style}]$m[/]", m=self.message))
             job.update(Content("\n").join(lines))
-        self.query_one("#phases", Static).update(self._phase_strip())
+        set_text(self.query_one("#phases", Static), self._phase_strip(), fixed_height=False)
         self._refresh_progress_text()
 
     def _phase_strip(self) -> Content:
@@ -280,10 +320,10 @@ class DeviceMeters(VerticalScroll):
         progress.update(total=max(1, self.total), progress=self.done)
         text = self.query_one("#progress-text", Static)
         if self.total == 0:
-            text.update(Content.from_markup("[$text-muted]no sweep yet[/]"))
+            set_text(text, Content.from_markup("[$text-muted]no sweep yet[/]"))
             return
         eta = ""
         if self.state == "running" and 0 < self.done < self.total and self.elapsed_s > 0:
             eta = f" · ~{fmt_duration(self.elapsed_s / self.done * (self.total - self.done))} left"
-        text.update(Content.from_markup("$d/$t measurements · $e elapsed$eta", d=str(self.done), t=str(self.total),
+        set_text(text, Content.from_markup("$d/$t done · $e$eta", d=str(self.done), t=str(self.total),
                                         e=fmt_duration(self.elapsed_s), eta=eta))

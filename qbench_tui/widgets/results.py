@@ -68,7 +68,7 @@ class ResultsPane(Vertical):
         with Container(id="filter-bar"):
             yield Input(placeholder="filter text…  (/)", id="filter-text", compact=True)
             for name, label in FILTER_SELECTS:
-                yield Select([], prompt=f"any {label}", id=f"filter-{name}", compact=True)
+                yield Select([], prompt=label, id=f"filter-{name}", compact=True, tooltip=f"Show only this {label}")
         with Vertical(id="results-empty"):
             yield Static("", id="welcome")
             yield Button("Run the starter sweep  (b)", id="starter-button", variant="primary", compact=True)
@@ -99,9 +99,11 @@ class ResultsPane(Vertical):
             self.runs[run["id"]] = run
 
     def add_result(self, result: dict[str, Any]) -> None:
-        is_new_value = any(result.get(f) not in self._filter_values(f) for f, _ in FILTER_SELECTS)
+        new_values = [f for f, _ in FILTER_SELECTS if result.get(f) not in self._filter_values(f)]
         self.results[result_key(result)] = result
-        self.refresh_view(rebuild_filters=is_new_value)
+        if new_values:
+            self._rebuild_filter_options(new_values)
+        self.refresh_view()
 
     def _filter_values(self, name: str) -> set[Any]:
         return {r.get(name) for r in self.results.values()}
@@ -179,8 +181,10 @@ class ResultsPane(Vertical):
                 pass
         table.scroll_x = scroll_x
 
-    def _rebuild_filter_options(self) -> None:
+    def _rebuild_filter_options(self, names: list[str] | None = None) -> None:
         for name, label in FILTER_SELECTS:
+            if names is not None and name not in names:
+                continue
             select = self.query_one(f"#filter-{name}", Select)
             values = analysis.distinct(self.results.values(), name)
             if name == "run_id":

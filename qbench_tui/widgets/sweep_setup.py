@@ -86,6 +86,12 @@ class SweepSetupPane(VerticalScroll):
     def on_mount(self) -> None:
         self.refresh_support()
 
+    def on_resize(self) -> None:
+        # Side by side lists need about 56 columns; below that they stack.
+        stacked = self.size.width < 56
+        if stacked != self.has_class("-stacked"):
+            self.set_class(stacked, "-stacked")
+
     # --- choices -----------------------------------------------------------------------------
 
     def _method_options(self, selected: set[str]) -> list[Selection]:
@@ -193,8 +199,8 @@ class SweepSetupPane(VerticalScroll):
         total = len(methods) * len(combos) * len(batches)
         unsupported = sum(1 for m in methods for rt, dev in combos
                           if self.system.unsupported_reason(m, rt, dev) is not None) * len(batches)
-        text = (f"{len(methods)} method(s) × {len(combos)} runtime·device × {len(batches)} batch size(s) "
-                f"= {total} measurement(s)")
+        text = (f"{_n(len(methods), 'method')} × {_n(len(combos), 'runtime·device')} × "
+                f"{_n(len(batches), 'batch size')} = {_n(total, 'measurement')}")
         extra = f" · {unsupported} unsupported (recorded as such)" if unsupported else ""
         self.query_one("#setup-summary", Static).update(
             Content.from_markup("[b]$t[/][$text-warning]$e[/]", t=text, e=extra))
@@ -267,6 +273,10 @@ class SweepSetupPane(VerticalScroll):
         if data.get("threads"):
             self.query_one("#threads", Input).value = str(data["threads"])
         self.refresh_support()
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:

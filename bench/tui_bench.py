@@ -1,0 +1,239 @@
+"""What the terminal app costs: time to first paint, its CPU use while it shows a running sweep,
+and how much having it open changes the latencies a sweep measures.
+
+Run:  uv run python bench/tui_bench.py [--rounds 2] [--paint-runs 5]
+
+The real ``qbench`` program runs in a pseudo-terminal (100x30) with a temporary QBENCH_HOME:
+
+* first paint — from process start to the first frame (the skeleton: top bar, pane frames,
+  footer), to the full screen (every pane drawn) and to "interactive" (models listed). Measured
+  with a warm bytecode cache (what an installed qbench sees from its second start on) and cold
+  (no cache at all, as in a fresh checkout with PYTHONDONTWRITEBYTECODE set);
+* CPU — the app process's own CPU time (children excluded: the benchmark worker is not the
+  app) divided by wall time, while a sweep runs and while idle;
+* interference — the same sweep (digits-mlp, fp32 and dynamic-int8 on ONNX Runtime, 1 s
+  minimum per measurement) run headless by ``qbench run`` and from the open app, alternating,
+  and the ratio of the p50 latencies (app / headless) printed side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import pty
+import select
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+QBENCH = [sys.executable, "-m", "qbench_tui"]
+COLS, ROWS = 100, 30
+METHODS = ("fp32", "dynamic-int8")
+
+
+class PtyApp:
+    """The program in a pseudo-terminal; its output is drained continuously (as a terminal would)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]):
+        self.start = time.perf_counter()
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # child
+            os.chdir(ROOT)
+            os.execvpe(argv[0], argv, env)
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+        self.output = b""
+        self.seen: dict[bytes, float] = {}
+        self.watch: list[bytes] = []
+        self._stop = False
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        while not self._stop:
+            ready, _, _ = select.select([self.fd], [], [], 0.02)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except OSError:
+                return
+            if not chunk:
+                return
+            now = time.perf_counter() - self.start
+            self.output = (self.output + chunk)[-200_000:]
+            for marker in self.watch:
+                if marker not in self.seen and marker in self.output:
+                    self.seen[marker] = now
+
+    def wait_for(self, marker: bytes, timeout: float) -> float:
+        if marker not in self.watch:
+            self.watch.append(marker)
+            if marker in self.output:
+                self.seen.setdefault(marker, time.perf_counter() - self.start)
+        deadline = time.monotonic() + timeout
+        while marker not in self.seen:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{marker!r} not seen in {timeout} s")
+            time.sleep(0.01)
+        return self.seen[marker]
+
+    def send(self, keys: str) -> None:
+        os.write(self.fd, keys.encode())
+
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.pid).cpu_times()
+        return times.user + times.system  # the app's own threads; the worker processes are children
+
+    def close(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid, _ = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        self._stop = True
+        os.close(self.fd)
+
+
+def base_env(home: Path, bytecode: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "PYTHONDONTWRITEBYTECODE")}
+    env.update(QBENCH_HOME=str(home), TERM="xterm-256color")
+    if bytecode == "warm":
+        env["PYTHONPYCACHEPREFIX"] = str(home / "pycache")
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env["PYTHONPYCACHEPREFIX"] = str(home / "no-pycache")  # empty and never written
+    return env
+
+
+def first_paint(home: Path, bytecode: str, runs: int) -> dict[str, list[float]]:
+    marks = {"first frame": b"starting", "full screen": b"Methods", "interactive": b"digits-mlp"}
+    times: dict[str, list[float]] = {k: [] for k in marks}
+    db = home / "paint.db"
+    for i in range(runs + (1 if bytecode == "warm" else 0)):
+        app = PtyApp([*QBENCH, "--db", str(db)], base_env(home, bytecode))
+        try:
+            got = {name: app.wait_for(marker, 30) for name, marker in marks.items()}
+        finally:
+            app.send("q")
+            app.close()
+        if bytecode == "warm" and i == 0:
+            continue  # this run fills the bytecode cache
+        for name, value in got.items():
+            times[name].append(value)
+    return times
+
+
+def run_status(db: Path) -> str | None:
+    from engines.store import Store
+
+    if not db.exists():
+        return None
+    store = Store(db)
+    try:
+        run_id = store.latest_run_id()
+        return store.get_run(run_id)["status"] if run_id else None
+    finally:
+        store.close()
+
+
+def p50s(db: Path) -> dict[str, float]:
+    from engines.store import Store
+
+    store = Store(db)
+    try:
+        results = store.results(store.latest_run_id())
+    finally:
+        store.close()
+    return {r["method"]: r["latency_ms"]["p50"] for r in results if r["status"] == "ok"}
+
+
+def sweep_headless(home: Path, db: Path) -> dict[str, float]:
+    env = base_env(home, "warm")
+    subprocess.run([*QBENCH, "--db", str(db), "run", "--model", "digits-mlp", "--methods", ",".join(METHODS),
+                    "--runtimes", "onnxruntime", "--min-time", "1", "--min-reps", "30"],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    return p50s(db)
+
+
+def sweep_in_app(home: Path, db: Path) -> tuple[dict[str, float], float, float]:
+    """Returns (p50 per method, app CPU % during the sweep, app CPU % idle for 5 s after)."""
+    env = {**base_env(home, "warm"), "QBENCH_MEASURE_MIN_TIME": "1", "QBENCH_MEASURE_MIN_REPS": "30"}
+    app = PtyApp([*QBENCH, "--db", str(db)], env)
+    try:
+        app.wait_for(b"digits-mlp", 30)
+        time.sleep(1.0)  # let start-up settle before measuring
+        cpu0, wall0 = app.cpu_seconds(), time.perf_counter()
+        app.send("r")
+        deadline = time.monotonic() + 600
+        while run_status(db) in (None, "running"):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the sweep in the app did not finish")
+            time.sleep(0.5)
+        cpu1, wall1 = app.cpu_seconds(), time.perf_counter()
+        time.sleep(5.0)
+        cpu2, wall2 = app.cpu_seconds(), time.perf_counter()
+        app.send("q")
+    finally:
+        app.close()
+    return p50s(db), 100 * (cpu1 - cpu0) / (wall1 - wall0), 100 * (cpu2 - cpu1) / (wall2 - wall1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=2, help="headless/app sweep pairs (alternating)")
+    parser.add_argument("--paint-runs", type=int, default=5)
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="qbench-tui-bench-"))
+    print(f"machine: {psutil.cpu_count(logical=False)} cores, load average {os.getloadavg()[0]:.1f} at start; "
+          f"QBENCH_HOME={home}")
+    print("warming up: training digits-mlp once (not timed)…", flush=True)
+    sweep_headless(home, home / "warmup.db")
+
+    print(f"\n== time to first paint (100x30, median of {args.paint_runs}) ==")
+    for bytecode in ("warm", "cold"):
+        times = first_paint(home, bytecode, args.paint_runs)
+        cells = "  ".join(f"{name} {statistics.median(v):.2f} s (min {min(v):.2f})" for name, v in times.items())
+        print(f"bytecode cache {bytecode:<4}: {cells}")
+
+    print(f"\n== the same sweep headless and in the open app ({args.rounds} rounds, alternating) ==")
+    headless: dict[str, list[float]] = {m: [] for m in METHODS}
+    in_app: dict[str, list[float]] = {m: [] for m in METHODS}
+    busy, idle = [], []
+    for i in range(args.rounds):
+        for m, v in sweep_headless(home, home / f"headless-{i}.db").items():
+            headless[m].append(v)
+        p50, cpu_busy, cpu_idle = sweep_in_app(home, home / f"app-{i}.db")
+        for m, v in p50.items():
+            in_app[m].append(v)
+        busy.append(cpu_busy)
+        idle.append(cpu_idle)
+        print(f"  round {i + 1}: headless {dict((m, round(v[-1], 4)) for m, v in headless.items())} ms, "
+              f"app {dict((m, round(v[-1], 4)) for m, v in in_app.items())} ms", flush=True)
+    print(f"\n{'method':<14}{'headless p50 ms':>17}{'in app p50 ms':>15}{'app/headless':>14}")
+    for m in METHODS:
+        h, a = statistics.median(headless[m]), statistics.median(in_app[m])
+        print(f"{m:<14}{h:>17.4f}{a:>15.4f}{a / h:>14.3f}")
+    print(f"\napp CPU while showing the running sweep: {statistics.median(busy):.1f} % of one core "
+          f"(rounds: {', '.join(f'{b:.1f}' for b in busy)})")
+    print(f"app CPU idle after the sweep: {statistics.median(idle):.1f} % of one core")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
