@@ -222,8 +222,8 @@ def main() -> int:
             in_app[m].append(v)
         busy.append(cpu_busy)
         idle.append(cpu_idle)
-        print(f"  round {i + 1}: headless {dict((m, round(v[-1], 4)) for m, v in headless.items())} ms, "
-              f"app {dict((m, round(v[-1], 4)) for m, v in in_app.items())} ms", flush=True)
+        print(f"  round {i + 1}: headless { {m: round(v[-1], 4) for m, v in headless.items()} } ms, "
+              f"app { {m: round(v[-1], 4) for m, v in in_app.items()} } ms", flush=True)
     print(f"\n{'method':<14}{'headless p50 ms':>17}{'in app p50 ms':>15}{'app/headless':>14}")
     for m in METHODS:
         h, a = statistics.median(headless[m]), statistics.median(in_app[m])

@@ -245,7 +245,7 @@ def pareto_frontier(points: Sequence[tuple[float, float]]) -> list[int]:
     frontier: list[int] = []
     best_y = -math.inf
     for i in order:
-        x, y = points[i]
+        y = points[i][1]
         if y > best_y:
             frontier.append(i)
             best_y = y

@@ -21,7 +21,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Container, Vertical
 from textual.content import Content
 from textual.timer import Timer
-from textual.widgets import Button, Footer, Input, Select, Static, Tab, Tabs
+from textual.widgets import Button, Footer, Input, Static, Tab, Tabs
 from textual.worker import Worker, WorkerState
 
 from qbench_tui import messages
@@ -56,7 +56,7 @@ class QBenchApp(App[int]):
 
     TITLE = "qbench"
     # The screens' styles load with the app: a stylesheet loaded on first push repaints late.
-    CSS_PATH = ["app.tcss", "screens/screens.tcss"]
+    CSS_PATH: ClassVar[list[str]] = ["app.tcss", "screens/screens.tcss"]
     COMMANDS = App.COMMANDS | {QBenchCommands}
     # Below 100 columns or 28 rows the four panes become tabs.
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (100, "-wide")]
@@ -96,6 +96,7 @@ class QBenchApp(App[int]):
         self.built = False  # the panes' contents are mounted
         self.loaded = False  # store opened, models listed, history read (tests wait on this)
         self.theme_files: list[ThemeFile] = []
+        self.model_options: dict[str, dict[str, Any]] = {}  # per model opened by path (allow_pickle)
         self._theme_dirs = theme_dirs
         self._sampler_timer: Timer | None = None
         self._starting_model = ""
@@ -142,7 +143,7 @@ class QBenchApp(App[int]):
         self.query_one(SweepSetupPane).apply_setup(self.settings.last_setup or STARTER_SETUP)
         self._refresh_topbar()
         self._load_startup()
-        self._arm_sampler(0.05)
+        self._arm_sampler(0.5)  # psutil needs an interval for its first CPU reading
         self.query_one("#model-list").focus()
 
     @property
@@ -223,7 +224,7 @@ class QBenchApp(App[int]):
                 except StoreError as exc:
                     self.post_message(messages.StoreOpened(None, str(exc)))
                     store = None
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure becomes a message
                 self.post_message(messages.StoreOpened(None, describe_error(exc)))
                 store = None
         if store is not None:
@@ -231,7 +232,7 @@ class QBenchApp(App[int]):
         try:
             models = self.system.list_models()
             self.post_message(messages.ModelsListed(models))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a broken model plugin must not stop the app
             self.post_message(messages.ModelsListed([], describe_error(exc)))
         results: list[dict[str, Any]] = []
         runs: dict[str, dict[str, Any]] = {}
@@ -239,12 +240,12 @@ class QBenchApp(App[int]):
             try:
                 runs = {r["id"]: r for r in store.list_runs()}
                 results = store.results()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - shown as the store's error
                 self.post_message(messages.StoreOpened(None, f"reading the store failed: {describe_error(exc)}"))
         self.post_message(messages.HistoryLoaded(results, runs))
         try:  # the first `r` then starts at once (numpy and the runner are already imported)
             import engines.runner  # noqa: F401
-        except Exception:
+        except ImportError:
             pass
 
     def on_store_opened(self, message: messages.StoreOpened) -> None:
@@ -291,28 +292,30 @@ class QBenchApp(App[int]):
         history = model_history(self.results_pane.results.values(), spec.name, self.results_pane.runs)
         self.browser.show_details(spec, history)
 
-    def action_open_model(self, error: str | None = None, value: str = "") -> None:
+    def action_open_model(self, error: str | None = None, value: str = "", allow_pickle: bool = False) -> None:
         from qbench_tui.screens.open_model import OpenModelScreen
 
-        def opened(path: str | None) -> None:
-            if path:
-                self._resolve_model(path)
+        def opened(answer: tuple[str, dict] | None) -> None:
+            if answer:
+                self._resolve_model(*answer)
 
-        self.push_screen(OpenModelScreen(error, value), opened)
+        self.push_screen(OpenModelScreen(error, value, allow_pickle), opened)
 
     @work(thread=True, group="open-model", exit_on_error=False)
-    def _resolve_model(self, path: str) -> None:
+    def _resolve_model(self, path: str, options: dict[str, Any]) -> None:
         try:
-            spec = self.system.resolve_model(os.path.expanduser(path))
-        except Exception as exc:
-            self.post_message(messages.ModelOpened(path, error=describe_error(exc)))
+            spec = self.system.resolve_model(os.path.expanduser(path), options or None)
+        except Exception as exc:  # noqa: BLE001 - loaders raise many kinds; all are shown
+            self.post_message(messages.ModelOpened(path, error=describe_error(exc), options=options))
             return
-        self.post_message(messages.ModelOpened(path, spec=spec))
+        self.post_message(messages.ModelOpened(path, spec=spec, options=options))
 
     def on_model_opened(self, message: messages.ModelOpened) -> None:
         if message.spec is None:
-            self.action_open_model(error=message.error, value=message.path)
+            self.action_open_model(error=message.error, value=message.path,
+                                   allow_pickle=bool(message.options.get("allow_pickle")))
             return
+        self.model_options[message.spec.name] = dict(message.options)
         self.browser.add_model(message.spec)
         self.notify(f"opened {message.spec.name} ({message.spec.task})", timeout=3)
 
@@ -339,7 +342,8 @@ class QBenchApp(App[int]):
         spec = self.browser.selected
         model = (spec.path or spec.name) if spec is not None else None
         try:
-            setup = self.query_one(SweepSetupPane).current_setup(model)
+            options = self.model_options.get(spec.name, {}) if spec is not None else {}
+            setup = self.query_one(SweepSetupPane).current_setup(model, options)
         except SetupError as exc:
             self.notify(str(exc), title="cannot run yet", severity="error")
             if exc.field:
@@ -568,7 +572,7 @@ class QBenchApp(App[int]):
             from engines.paths import qbench_home
 
             folder = qbench_home() / "exports"
-        except Exception:
+        except OSError:
             folder = Path.cwd()
         default = folder / f"qbench-results-{datetime.now():%Y%m%d-%H%M%S}.csv"
 
@@ -591,7 +595,7 @@ class QBenchApp(App[int]):
 
                 rows = [{**r, "run_id": r.get("run_id")} for r in results]
                 path.write_text(results_csv(rows), encoding="utf-8")
-        except Exception as exc:
+        except (OSError, ValueError, TypeError) as exc:
             self.post_message(messages.ResultsExported(str(path), 0, describe_error(exc)))
             return
         self.post_message(messages.ResultsExported(str(path), len(results)))
@@ -771,7 +775,7 @@ def run_app(db: Path | None = None) -> int:
         from engines.paths import settings_path
 
         settings = AppSettings.load(settings_path())
-    except Exception:
+    except (OSError, ValueError):
         settings = AppSettings()
     app = make_app(settings=settings, db=db)
 

@@ -46,6 +46,7 @@ class ModelOpened(Message):
     path: str
     spec: Any | None = None
     error: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # model options it was opened with
 
 
 @dataclass

@@ -38,6 +38,7 @@ class SweepSetup:
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     threads: int | None = None
     measure: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)  # seq_len, allow_pickle
 
     @property
     def variant_count(self) -> int:
@@ -60,9 +61,11 @@ def build_request(setup: SweepSetup):
     from engines.runner import SweepRequest
 
     measure = MeasureSettings(**setup.measure) if setup.measure else MeasureSettings()
+    extra = {"model_options": setup.model_options} if setup.model_options else {}
     return SweepRequest(
         model=setup.model, methods=setup.methods, runtimes=setup.runtimes, devices=setup.devices,
         batch_sizes=setup.batch_sizes, configs=setup.configs, threads=setup.threads, measure=measure,
+        **extra,
     )
 
 
@@ -112,7 +115,7 @@ class SweepController:
                 self.post(messages.SweepCancelled(self.run_id, self.clock() - self._started))
                 return
             self.post(messages.SweepFinished(outcome.run_id, outcome.status, self.clock() - self._started))
-        except Exception as exc:  # an engine error must end as a message, never as a crash
+        except Exception as exc:  # noqa: BLE001 - an engine error must end as a message, never as a crash
             self.post(messages.SweepFailed(self.run_id, describe_error(exc)))
         finally:
             self.running.clear()
@@ -124,7 +127,7 @@ class SweepController:
             self.run_id = run_id
             try:
                 run = self.store.get_run(run_id) or {}
-            except Exception:  # the row is a nicety for the detail view; never fatal
+            except Exception:  # noqa: BLE001 - the row is a nicety for the detail view; never fatal
                 run = {}
             self.post(messages.SweepStarted(run_id, event["model"], event["total"], event["done"],
                                             event["resumed"], run))

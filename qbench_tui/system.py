@@ -58,7 +58,7 @@ class SystemProbe(Protocol):
 
     def list_models(self) -> list[Any]: ...  # engines.models.ModelSpec
 
-    def resolve_model(self, name_or_path: str) -> Any: ...
+    def resolve_model(self, name_or_path: str, options: dict[str, Any] | None = None) -> Any: ...
 
     def sample(self) -> DeviceSample: ...
 
@@ -89,10 +89,10 @@ class LocalSystem:
 
         return list(list_models())
 
-    def resolve_model(self, name_or_path: str) -> Any:
+    def resolve_model(self, name_or_path: str, options: dict[str, Any] | None = None) -> Any:
         from engines.models import resolve_model
 
-        return resolve_model(name_or_path)
+        return resolve_model(name_or_path, options) if options else resolve_model(name_or_path)
 
     def monotonic(self) -> float:
         return time.monotonic()
@@ -160,7 +160,7 @@ def _nvidia_smi_samples(dev: Any) -> list[AcceleratorSample]:
     try:
         proc = subprocess.run(
             ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=2, env={**os.environ, "LC_ALL": "C"},
+            capture_output=True, text=True, timeout=2, env={**os.environ, "LC_ALL": "C"}, check=False,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         return [AcceleratorSample(dev.name, dev.title, True, f"nvidia-smi failed: {exc}")]
@@ -202,7 +202,7 @@ class FixedSystem:
     def list_models(self) -> list[Any]:
         return list(self.models)
 
-    def resolve_model(self, name_or_path: str) -> Any:
+    def resolve_model(self, name_or_path: str, options: dict[str, Any] | None = None) -> Any:
         for spec in self.models:
             if spec.name == name_or_path or spec.path == name_or_path:
                 return spec

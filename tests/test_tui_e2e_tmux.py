@@ -33,7 +33,7 @@ class Tmux:
         self.session = session
 
     def run(self, *args: str) -> str:
-        out = subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=30)
+        out = subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=30, check=False)
         return out.stdout
 
     def screen(self) -> str:

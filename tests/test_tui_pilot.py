@@ -9,7 +9,18 @@ import json
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Input, OptionList, Select, SelectionList, Static, Tabs
+from test_tui_support import (
+    RUN_A,
+    RUN_B,
+    _result,
+    async_test,
+    fill_store,
+    fixed_system,
+    test_settings,
+    wait_for,
+    wait_ready,
+)
+from textual.widgets import Checkbox, DataTable, Input, OptionList, Select, SelectionList, Static, Tabs
 
 from engines import catalog, configs
 from qbench_tui import messages
@@ -27,8 +38,6 @@ from qbench_tui.settings import AppSettings
 from qbench_tui.widgets.method_form import MethodSettingsForm, field_widget_id
 from qbench_tui.widgets.results import ResultsTable
 from qbench_tui.widgets.sweep_setup import SweepSetupPane
-from test_tui_support import (RUN_A, RUN_B, _result, async_test, fill_store, fixed_system, test_settings,
-                              wait_for, wait_ready)
 
 WIDE, NARROW = (120, 40), (80, 24)
 PANES = ("models", "setup", "meters", "results")
@@ -169,9 +178,12 @@ async def test_model_browser_details_history_and_open_by_path(filled_store):
                        what="the error")
         assert "unknown model" in _text(app, "#open-error")
         app.screen.query_one(Input).value = "/models/all-MiniLM-L6-v2"
+        app.screen.query_one("#allow-pickle", Checkbox).value = True  # kept in the model's options
+        app.screen.query_one(Input).focus()
         await pilot.press("enter")
         await wait_for(pilot, lambda: not isinstance(app.screen, OpenModelScreen))
         assert app.browser.selected.name == "all-MiniLM-L6-v2"
+        assert app.model_options["all-MiniLM-L6-v2"] == {"allow_pickle": True}
 
 
 # --- method configurator --------------------------------------------------------------------
@@ -234,7 +246,9 @@ async def test_method_configurator(store):
         await pilot.pause()
         app.query_one(f"#{field_widget_id('static-int8', 'calibration_method')}", Select).value = "entropy"
         await pilot.pause()
-        setup = pane.current_setup("digits-mlp")
+        app.query_one("#seq-len", Input).value = "64"
+        setup = pane.current_setup("digits-mlp", {"allow_pickle": True})
+        assert setup.model_options == {"allow_pickle": True, "seq_len": 64}
         assert set(setup.methods) == {"static-int8", "int4"} and setup.batch_sizes == (1, 8)
         assert setup.configs == {"int4": {"group_size": 64},
                                  "static-int8": {"calibration_method": "entropy", "calibration_samples": 64}}
@@ -324,7 +338,7 @@ async def test_results_filter_sort_open_compare_chart_export(filled_store, tmp_p
             assert isinstance(app.screen, ExportScreen)
             app.screen.query_one(Input).value = str(tmp_path / name)
             await pilot.press("enter")
-            await wait_for(pilot, lambda: (tmp_path / name).exists(), what=name)
+            await wait_for(pilot, lambda target=tmp_path / name: target.exists(), what=name)
         rows = list(csv.DictReader((tmp_path / "out.csv").open()))
         assert len(rows) == 8 and {r["run_id"] for r in rows} == {RUN_A, RUN_B}
         data = json.loads((tmp_path / "out.json").read_text())

@@ -8,14 +8,26 @@ at the report before committing the new SVGs (tests/__snapshots__/).
 from __future__ import annotations
 
 import pytest
+from test_tui_support import (
+    RUN_A,
+    RUN_B,
+    RUNNING_SAMPLE,
+    SAMPLE,
+    _result,
+    fill_store,
+    fixed_store_path,
+    fixed_system,
+    test_settings,
+    utc,
+    wait_for,
+    wait_ready,
+)
 from textual.widgets import Input, OptionList
 
 from engines.store import Store
 from qbench_tui import messages
 from qbench_tui.app import QBenchApp, make_app
 from qbench_tui.widgets.results import ResultsTable
-from test_tui_support import (RUN_A, RUN_B, RUNNING_SAMPLE, SAMPLE, _result, fill_store, fixed_store_path,
-                              fixed_system, test_settings, utc, wait_for, wait_ready)
 
 MAIN = (100, 30)
 SMALL = (80, 24)
@@ -28,7 +40,9 @@ def _app(name: str, *, filled: bool = True, theme: str = "qbench-dark", sample=S
     store = Store(fixed_store_path(name))
     if filled:
         fill_store(store)
-    return make_app(store=store, settings=test_settings(theme=theme), system=fixed_system(sample))
+    # One device sample only: a second one, taken or not before the screenshot, would move the CPU trace.
+    return make_app(store=store, settings=test_settings(theme=theme, sample_interval_s=3600),
+                    system=fixed_system(sample))
 
 
 async def _ready(pilot) -> None:
@@ -88,7 +102,7 @@ def test_main_error(snap_compare):
 def test_main_store_unusable(snap_compare):
     path = fixed_store_path("unusable")
     path.write_text("this is not SQLite")
-    app = make_app(db=path, settings=test_settings(), system=fixed_system())
+    app = make_app(db=path, settings=test_settings(sample_interval_s=3600), system=fixed_system())
     assert snap_compare(app, terminal_size=MAIN, run_before=_ready)
 
 

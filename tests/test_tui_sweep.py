@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import psutil
 import pytest
+from test_tui_support import async_test, test_settings, wait_for, wait_ready
 
 from engines.models import ModelSpec
 from qbench_tui.app import QBenchApp, make_app
 from qbench_tui.widgets.results import ResultsTable
 from qbench_tui.widgets.sweep_setup import SweepSetupPane
-from test_tui_support import async_test, test_settings, wait_for, wait_ready
 
 SIZE = (120, 40)
 SWEEP_TIMEOUT = 240  # the first sweep of a session trains digits-mlp (cached afterwards)

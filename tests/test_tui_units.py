@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from test_tui_support import RUN_A, RUN_B, _result
 
 from qbench_tui import analysis
 from qbench_tui.analysis import ResultFilter
@@ -15,7 +16,6 @@ from qbench_tui.settings import MEASURE_DEFAULTS, AppSettings, measure_from_env
 from qbench_tui.sweep import SetupError, SweepSetup, describe_error
 from qbench_tui.themes import load_theme_file, load_themes, theme_dirs
 from qbench_tui.widgets.sweep_setup import parse_batch_sizes
-from test_tui_support import RUN_A, RUN_B, _result
 
 
 def _results():
@@ -167,6 +167,20 @@ def test_setup_round_trips_through_json():
     setup = SweepSetup("digits-mlp", ("fp32",), ("onnxruntime",), ("cpu",), (1, 8), {"int4": {"group_size": 64}})
     assert json.loads(json.dumps(setup.to_dict()))["batch_sizes"] == [1, 8]
     assert setup.measurement_count == 2
+
+
+def test_the_setup_becomes_the_engines_request():
+    from qbench_tui.sweep import build_request
+
+    setup = SweepSetup("digits-mlp", ("int4",), ("onnxruntime",), ("cpu",), (1,), {"int4": {"group_size": 64}},
+                       threads=2, measure={"min_time_s": 0.05, "min_reps": 5}, model_options={"seq_len": 64})
+    request = build_request(setup)
+    assert request.config_for("int4").group_size == 64
+    assert request.measure.min_time_s == 0.05 and request.threads == 2
+    assert request.model_options == {"seq_len": 64}
+    with pytest.raises(ValueError):
+        build_request(SweepSetup("digits-mlp", ("int4",), ("onnxruntime",), ("cpu",), (1,),
+                                 {"int4": {"group_size": 3}}))
 
 
 def test_errors_read_as_one_line():

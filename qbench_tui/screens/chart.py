@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.color import Color
+from textual.color import Color, ColorParseError
 from textual.containers import Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
@@ -90,5 +90,5 @@ class ParetoChartScreen(ModalScreen[None]):
         value = self.app.theme_variables.get(variable) or self.app.theme_variables.get("foreground", "white")
         try:
             return Color.parse(value).rgb
-        except Exception:
+        except ColorParseError:
             return Color.parse("white").rgb

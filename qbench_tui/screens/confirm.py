@@ -7,10 +7,8 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Static
-
-
 from textual.screen import ModalScreen
+from textual.widgets import Button, Static
 
 
 class ConfirmScreen(ModalScreen[bool]):

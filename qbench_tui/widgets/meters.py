@@ -11,8 +11,8 @@ from collections import deque
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.content import Content
 from textual.containers import VerticalScroll
+from textual.content import Content
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar, Sparkline, Static

@@ -62,6 +62,7 @@ class ResultsPane(Vertical):
         self.running = False  # a sweep runs: show the (filling) table, not the welcome
         self.store_path = ""
         self._visible: list[dict[str, Any]] = []
+        self._filter_choices: dict[str, list[str]] = {}
         self._frontier: set[str] = set()
 
     def compose(self) -> ComposeResult:
@@ -174,11 +175,8 @@ class ResultsPane(Vertical):
                     style = styles.get(r["status"], "")
                 cells.append(Text(text, style=style, justify="right" if col.numeric else "left", end=""))
             table.add_row(*cells, key=key)
-        if cursor_key is not None and cursor_key in self.results:
-            try:
-                table.move_cursor(row=table.get_row_index(cursor_key), animate=False)
-            except Exception:  # the row was filtered out
-                pass
+        if cursor_key is not None and cursor_key in table.rows:  # still shown: keep the cursor on it
+            table.move_cursor(row=table.get_row_index(cursor_key), animate=False)
         table.scroll_x = scroll_x
 
     def _rebuild_filter_options(self, names: list[str] | None = None) -> None:
@@ -190,6 +188,7 @@ class ResultsPane(Vertical):
             if name == "run_id":
                 values.sort(reverse=True)
             current = getattr(self.filter, name)
+            self._filter_choices[name] = values
             with self.prevent(Select.Changed):
                 select.set_options([(v, v) for v in values])
                 if current in values:
@@ -288,8 +287,6 @@ class ResultsPane(Vertical):
         """Filter to one run (used when opening a run from the palette)."""
         select = self.query_one("#filter-run_id", Select)
         with self.prevent(Select.Changed):
-            try:
+            if run_id in self._filter_choices.get("run_id", ()):
                 select.value = run_id
-            except Exception:
-                pass
         self.set_filter(self.filter.with_(run_id=run_id))

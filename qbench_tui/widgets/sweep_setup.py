@@ -82,6 +82,12 @@ class SweepSetupPane(VerticalScroll):
                             classes="field-control")
             yield Static("Intra-op threads of each benchmark process (blank: all physical cores).",
                          classes="field-help")
+            with Horizontal(classes="field-row"):
+                yield Label("seq len", classes="field-name")
+                yield Input("", placeholder="model default", type="integer", id="seq-len", compact=True,
+                            classes="field-control")
+            yield Static("Tokens per input row for text models (blank: the model's default, 128).",
+                         classes="field-help")
 
     def on_mount(self) -> None:
         self.refresh_support()
@@ -207,7 +213,7 @@ class SweepSetupPane(VerticalScroll):
 
     # --- reading and writing the set-up ------------------------------------------------------
 
-    def current_setup(self, model: str | None) -> SweepSetup:
+    def current_setup(self, model: str | None, model_options: dict[str, Any] | None = None) -> SweepSetup:
         """The sweep as configured; raises SetupError naming the field to fix."""
         if not model:
             raise SetupError("choose a model first (model browser, or o to open one by path)", "model-list")
@@ -247,8 +253,18 @@ class SweepSetupPane(VerticalScroll):
             raise SetupError(f"threads: {threads_raw!r} is not a whole number", "threads") from None
         if threads is not None and threads < 1:
             raise SetupError("threads must be at least 1", "threads")
+        options = dict(model_options or {})
+        seq_raw = self.query_one("#seq-len", Input).value.strip()
+        if seq_raw:
+            try:
+                seq_len = int(seq_raw)
+            except ValueError:
+                raise SetupError(f"seq len: {seq_raw!r} is not a whole number", "seq-len") from None
+            if not 1 <= seq_len <= 8192:
+                raise SetupError("seq len must be between 1 and 8192", "seq-len")
+            options["seq_len"] = seq_len
         return SweepSetup(model, tuple(methods), tuple(runtimes), tuple(devices), batches,
-                          configs_by_method, threads, measure)
+                          configs_by_method, threads, measure, options)
 
     def apply_setup(self, data: dict[str, Any]) -> None:
         """Restore a remembered set-up; unknown or unavailable choices are skipped."""
@@ -272,6 +288,9 @@ class SweepSetupPane(VerticalScroll):
                 self._pending_configs[method] = dict(values)
         if data.get("threads"):
             self.query_one("#threads", Input).value = str(data["threads"])
+        seq_len = (data.get("model_options") or {}).get("seq_len")
+        if seq_len:
+            self.query_one("#seq-len", Input).value = str(seq_len)
         self.refresh_support()
 
 
