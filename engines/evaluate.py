@@ -164,7 +164,7 @@ def extra_measurements(model: LoadedModel, session: Any, batch_size: int, p50_ms
     try:
         _generate(session, prompt, new_tokens)  # warm-up, and the shapes' first compilation
         runs = [_generate(session, prompt, new_tokens) for _ in range(repeats)]
-    except Exception as exc:  # e.g. a graph specialised to one sequence length
+    except Exception as exc:  # noqa: BLE001 - e.g. a graph specialised to one sequence length
         out["generation_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
         return out
     ttft = float(np.median([r[0] for r in runs]))

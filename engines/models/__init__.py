@@ -38,9 +38,9 @@ BUILTIN_MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "tiny-lm", "causal-lm", "built-in",
-            "GPT-style byte-level decoder (4 layers, width 128) trained on qbench's own prose "
-            "(seeded, cached)",
-            "engines.models.tiny_lm:load", params=0,
+            "GPT-style byte-level decoder (3 layers, width 96, context 128) trained briefly on "
+            "qbench's own prose (seeded, cached)",
+            "engines.models.tiny_lm:load", params=397_408,
         ),
     )
 }

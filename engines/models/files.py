@@ -254,7 +254,7 @@ def load_onnx(spec: ModelSpec):
     path = Path(spec.path or "")
     try:
         proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
         raise ModelFileError(f"{path} cannot be parsed as ONNX ({type(exc).__name__}: {exc})") from None
     graph = proto.graph
     initializers = {t.name: t for t in graph.initializer}
@@ -326,32 +326,24 @@ def _gather_bounds(graph, initializers) -> dict[str, int]:
 # --- torch files ------------------------------------------------------------------------------
 
 
-def _first_tensor_module(module):
+def _first_tensor_module(module, inputs: int):
     """Wrap ``module`` so that it returns one tensor (the first of a tuple, list or dict)."""
-    import torch
+    from engines.models.wrappers import FixedArity, first_tensor, with_arity
 
-    class FirstTensor(torch.nn.Module):
+    class FirstTensor(FixedArity):
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
 
-        def forward(self, *args):
-            out = self.inner(*args)
-            while not isinstance(out, torch.Tensor):
-                if isinstance(out, dict):
-                    out = next(iter(out.values()))
-                elif isinstance(out, (tuple, list)) and out:
-                    out = out[0]
-                else:
-                    raise TypeError(f"the model returned {type(out).__name__}, not a tensor")
-            return out
+        def call(self, *args):
+            return first_tensor(self.inner(*args))
 
         def train(self, mode: bool = True):
             # ExportedProgram modules refuse train(); a loaded model is only ever evaluated.
             self.training = mode
             return self
 
-    return FirstTensor(module).eval()
+    return with_arity(FirstTensor(module), inputs).eval()
 
 
 def _layer_kind(module) -> str:
@@ -390,16 +382,17 @@ def infer_torch_inputs(module, seq: int) -> list[tuple[str, tuple, str, int | No
             with torch.inference_mode():
                 module(torch.from_numpy(trial))
             return [("input", shape, dtype, bound)]
-        except Exception as exc:  # a shape the model rejects: try the next one
+        except Exception as exc:  # noqa: BLE001 - a shape the model rejects: try the next one
             errors.append(f"{shape}: {type(exc).__name__}")
     raise ModelFileError(f"could not find an input shape the model accepts (tried {'; '.join(errors)})")
 
 
-def _torch_loaded(spec: ModelSpec, module, gen_specs, fixed_batch: int | None, details: dict):
+def _torch_loaded(spec: ModelSpec, module, gen_specs, fixed_batch: int | None, details: dict,
+                  wrap: bool = True):
     from engines.models.base import InputSpec, LoadedModel
 
     rows = _rows_for(gen_specs, fixed_batch)
-    wrapped = _first_tensor_module(module)
+    wrapped = _first_tensor_module(module, len(gen_specs)) if wrap else module
     return LoadedModel(
         name=spec.name, task="generic", module=wrapped,
         inputs=[InputSpec(n, ("batch", *shape), dt) for n, shape, dt, _ in gen_specs],
@@ -410,26 +403,57 @@ def _torch_loaded(spec: ModelSpec, module, gen_specs, fixed_batch: int | None, d
     )
 
 
+def _via_onnx_cache(spec: ModelSpec, build):
+    """ONNX Runtime variants after the first one reuse the exported graph (no torch import)."""
+    from engines.models import onnx_cache
+
+    if not onnx_cache.wants_onnx(spec.extra):
+        return build()
+    path = Path(spec.path or "")
+    parts = {"loader": spec.loader, "file": onnx_cache.file_stamp([path]), "seq_len": spec.extra.get("seq_len")}
+    return onnx_cache.onnx_model(spec.name, parts, build)
+
+
 def load_torchscript(spec: ModelSpec):
+    return _via_onnx_cache(spec, lambda: _load_torchscript(spec))
+
+
+def load_exported_program(spec: ModelSpec):
+    return _via_onnx_cache(spec, lambda: _load_exported_program(spec))
+
+
+def load_pickle(spec: ModelSpec):
+    """A pickled ``nn.Module`` (torch.save(model)); only with the user's explicit permission."""
+    if not spec.extra.get("allow_pickle"):
+        raise pickle_refusal(spec.path)  # also refused here, whoever started the job
+    return _via_onnx_cache(spec, lambda: _load_pickle(spec))
+
+
+def _load_torchscript(spec: ModelSpec):
     import torch
 
     path = Path(spec.path or "")
     try:
         module = torch.jit.load(str(path), map_location="cpu").eval()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to load is the file's problem, reported
         raise ModelFileError(f"{path} cannot be loaded as TorchScript ({type(exc).__name__}: {exc})") from None
     gen_specs = infer_torch_inputs(module, int(spec.extra.get("seq_len") or DEFAULT_SEQ))
     details = {"format": "torchscript", "inputs": "generated; shape read from the first layer (seed 0)"}
-    return _torch_loaded(spec, module, gen_specs, None, details)
+    # A Python wrapper around a loaded ScriptModule cannot be traced for ONNX export, so the
+    # module is used as it is when it already returns one tensor.
+    trial = generate_inputs(gen_specs, 2, seed=0)
+    with torch.inference_mode():
+        out = module(*(torch.from_numpy(trial[name]) for name, *_ in gen_specs))
+    return _torch_loaded(spec, module, gen_specs, None, details, wrap=not isinstance(out, torch.Tensor))
 
 
-def load_exported_program(spec: ModelSpec):
+def _load_exported_program(spec: ModelSpec):
     import torch
 
     path = Path(spec.path or "")
     try:
         program = torch.export.load(str(path))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to load is the file's problem, reported
         raise ModelFileError(f"{path} cannot be loaded as a torch ExportedProgram "
                              f"({type(exc).__name__}: {exc})") from None
     user_inputs = set(program.graph_signature.user_inputs)
@@ -455,16 +479,13 @@ def load_exported_program(spec: ModelSpec):
     return _torch_loaded(spec, program.module(), gen_specs, fixed_batch, details)
 
 
-def load_pickle(spec: ModelSpec):
-    """A pickled ``nn.Module`` (torch.save(model)); only with the user's explicit permission."""
+def _load_pickle(spec: ModelSpec):
     import torch
 
     path = Path(spec.path or "")
-    if not spec.extra.get("allow_pickle"):
-        raise pickle_refusal(path)  # also refused here, whoever started the job
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=False)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to load is the file's problem, reported
         raise ModelFileError(f"{path} cannot be unpickled ({type(exc).__name__}: {exc})") from None
     if isinstance(obj, dict):
         modules = [v for v in obj.values() if isinstance(v, torch.nn.Module)]

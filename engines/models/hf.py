@@ -81,9 +81,13 @@ def _pretrained_kwargs(spec: ModelSpec, directory: Path) -> dict[str, Any]:
 def _tokenizer(directory: Path):
     from transformers import AutoTokenizer
 
+    from engines.models.hub import has_tokenizer_files
+
+    if not has_tokenizer_files(directory):
+        return None  # transformers would build an empty tokenizer that maps everything to <unk>
     try:
         return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-    except Exception:  # no tokenizer files, or a tokenizer class this install lacks
+    except Exception:  # noqa: BLE001 - a tokenizer class this install lacks: generated ids
         return None
 
 
@@ -110,11 +114,30 @@ def _ensure_loaded_ok(directory: Path) -> None:
         safetensors_header(path)
 
 
+LOADER_VERSION = 1  # bump when what load() builds changes: cached ONNX exports are redone
+
+
 def load(spec: ModelSpec) -> LoadedModel:
-    _offline()
-    _quiet_transformers()
+    """The model for one variant. ONNX Runtime variants get the cached fp32 ONNX export and
+    data (no torch, no transformers in their process) once a first variant has made it."""
     directory = model_dir(spec)
     _ensure_loaded_ok(directory)
+    from engines.models import onnx_cache
+
+    if not onnx_cache.wants_onnx(spec.extra):
+        return _load_torch(spec, directory)
+    from engines.models.hub import TOKENIZER_FILES, weight_files
+
+    files = [*weight_files(directory)[0], *weight_files(directory)[1], directory / "config.json"]
+    files += [directory / f for f in TOKENIZER_FILES if (directory / f).exists()]
+    parts = {"loader": LOADER_VERSION, "dir": str(directory), "files": onnx_cache.file_stamp(files),
+             "task": spec.task, "seq_len": spec.extra.get("seq_len"), "pooling": spec.extra.get("pooling")}
+    return onnx_cache.onnx_model(spec.name, parts, lambda: _load_torch(spec, directory))
+
+
+def _load_torch(spec: ModelSpec, directory: Path) -> LoadedModel:
+    _offline()
+    _quiet_transformers()
     config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
     task = spec.task
     if task not in ("embedding", "classification", "causal-lm"):
@@ -131,9 +154,9 @@ def load(spec: ModelSpec) -> LoadedModel:
 
 
 def _encoder_wrapper(base, input_names: list[str], pooling: dict[str, Any] | None):
-    import torch
+    from engines.models.wrappers import FixedArity, with_arity
 
-    class SentenceEmbedding(torch.nn.Module):
+    class SentenceEmbedding(FixedArity):
         """Encoder + pooling (+ L2 normalisation): token ids -> one vector per row."""
 
         def __init__(self):
@@ -142,7 +165,9 @@ def _encoder_wrapper(base, input_names: list[str], pooling: dict[str, Any] | Non
             self.mode = (pooling or {}).get("mode", "mean")
             self.normalize = bool((pooling or {}).get("normalize", False))
 
-        def forward(self, *args):
+        def call(self, *args):
+            import torch
+
             kwargs = dict(zip(input_names, args))
             hidden = self.encoder(**kwargs).last_hidden_state
             mask = kwargs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -157,15 +182,15 @@ def _encoder_wrapper(base, input_names: list[str], pooling: dict[str, Any] | Non
                 pooled = pooled / torch.sqrt((pooled * pooled).sum(dim=-1, keepdim=True)).clamp(min=1e-12)
             return pooled
 
-    class Logits(torch.nn.Module):
+    class Logits(FixedArity):
         def __init__(self):
             super().__init__()
             self.model = base
 
-        def forward(self, *args):
+        def call(self, *args):
             return self.model(**dict(zip(input_names, args))).logits
 
-    return SentenceEmbedding() if pooling is not None else Logits()
+    return with_arity(SentenceEmbedding() if pooling is not None else Logits(), len(input_names))
 
 
 def _encode_sentences(tokenizer, sentences: list[str], seq: int, names: list[str]) -> dict[str, np.ndarray]:
@@ -192,6 +217,10 @@ def _load_encoder(spec: ModelSpec, directory: Path, config: dict[str, Any], seq:
     kwargs = _pretrained_kwargs(spec, directory)
     cls = AutoModelForSequenceClassification if task == "classification" else AutoModel
     base = cls.from_pretrained(str(directory), **kwargs).eval()
+    if task == "embedding" and getattr(base, "pooler", None) is not None:
+        # Sentence embeddings pool the last hidden state; BERT's own pooler (Linear + Tanh) would
+        # be dead code that still costs time, and PT2E's quantizer trips over its unused output.
+        base.pooler = None
     tokenizer = _tokenizer(directory)
     names = ["input_ids", "attention_mask"]
     accepts_types = tokenizer is None or "token_type_ids" in getattr(tokenizer, "model_input_names", [])
@@ -227,19 +256,24 @@ def _load_encoder(spec: ModelSpec, directory: Path, config: dict[str, Any], seq:
 
 
 def _lm_wrapper(base):
-    import torch
+    from engines.models.wrappers import FixedArity, with_arity
 
-    class CausalLMLogits(torch.nn.Module):
+    class CausalLMLogits(FixedArity):
         """input_ids (batch, seq) -> logits (batch, seq, vocab); no KV cache."""
 
         def __init__(self):
             super().__init__()
             self.model = base
 
-        def forward(self, input_ids):
-            return self.model(input_ids=input_ids, use_cache=False).logits
+        def call(self, input_ids):
+            import torch
 
-    return CausalLMLogits()
+            # An explicit all-ones mask: without one, transformers looks for packed sequences
+            # with torch.diff, which the ONNX exporter cannot express.
+            mask = torch.ones_like(input_ids)
+            return self.model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits
+
+    return with_arity(CausalLMLogits(), 1)
 
 
 def lm_windows(ids: np.ndarray, seq: int, max_windows: int) -> np.ndarray:

@@ -154,6 +154,14 @@ def weight_files(directory: Path) -> tuple[list[Path], list[Path]]:
     return safetensors, pickles
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
+                   "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
+
+
+def has_tokenizer_files(directory: Path) -> bool:
+    return any((directory / f).exists() for f in TOKENIZER_FILES)
+
+
 def hf_directory_spec(directory: Path, name: str | None = None, source: str = "hf-dir",
                       check_weights: bool = True) -> ModelSpec:
     """A :class:`ModelSpec` for a Hugging Face–format directory (config.json + weights)."""
@@ -177,9 +185,7 @@ def hf_directory_spec(directory: Path, name: str | None = None, source: str = "h
         extra["pooling"] = pooling_config(directory)
     if not safetensors:
         extra["needs_pickle"] = True  # pytorch_model.bin only: loading it unpickles
-    has_tokenizer = any((directory / f).exists() for f in ("tokenizer.json", "tokenizer_config.json",
-                                                           "vocab.txt", "tokenizer.model"))
-    extra["tokenizer"] = has_tokenizer
+    extra["tokenizer"] = has_tokenizer_files(directory)
     described = {"embedding": "sentence embeddings", "classification": "sequence classification",
                  "causal-lm": "causal language model"}[task]
     return ModelSpec(
