@@ -99,7 +99,9 @@ def run_job(job: dict[str, Any], emit: Emitter) -> None:
     workdir = Path(job["workdir"])
     workdir.mkdir(parents=True, exist_ok=True)
     settings = MeasureSettings(**job["measure"])
-    spec = ModelSpec(**job["model"])
+    # The loader learns which runtime will run the model: ONNX Runtime variants of a torch model
+    # can then use a cached fp32 ONNX export instead of importing torch (engines.models.onnx_cache).
+    spec = ModelSpec(**{**job["model"], "extra": {**job["model"].get("extra", {}), "runtime": runtime}})
     config = configs.config_from_dict(catalog.METHODS[method].config_class, job.get("config"))
 
     def phase(name: str, **extra: Any) -> None:

@@ -170,7 +170,7 @@ def _prepare_embedding_gathers(proto, bits: int):
         return proto, small
     try:
         return version_converter.convert_version(proto, 21), small
-    except Exception:  # an op the converter cannot lift: keep the embeddings in float
+    except Exception:  # noqa: BLE001 - an op the converter cannot lift: embeddings stay float
         return proto, None
 
 
