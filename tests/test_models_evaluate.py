@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -78,7 +79,7 @@ def test_causal_lm_report_and_generation_timings():
     assert report["metrics"]["perplexity"] < 1.01 and report["metrics"]["kl_divergence"] == pytest.approx(0)
 
     class Session:  # predicts "previous token + 1", like the data
-        calls = []
+        calls: ClassVar[list[int]] = []
 
         def run(self, inputs):
             x = inputs["input_ids"]
