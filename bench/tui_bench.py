@@ -10,7 +10,7 @@ The real ``qbench`` program runs in a pseudo-terminal (100x30) with a temporary 
   with a warm bytecode cache (what an installed qbench sees from its second start on) and cold
   (no cache at all, as in a fresh checkout with PYTHONDONTWRITEBYTECODE set);
 * CPU — the app process's own CPU time (children excluded: the benchmark worker is not the
-  app) divided by wall time, while a sweep runs and while idle;
+  app; the runner thread waiting on it is) divided by wall time, while a sweep runs and idle;
 * interference — the same sweep (digits-mlp, fp32 and dynamic-int8 on ONNX Runtime, 1 s
   minimum per measurement) run headless by ``qbench run`` and from the open app, alternating,
   and the ratio of the p50 latencies (app / headless) printed side by side.
@@ -171,7 +171,7 @@ def sweep_headless(home: Path, db: Path) -> dict[str, float]:
 
 
 def sweep_in_app(home: Path, db: Path) -> tuple[dict[str, float], float, float]:
-    """Returns (p50 per method, app CPU % during the sweep, app CPU % idle for 5 s after)."""
+    """Returns (p50 per method, app CPU % during the sweep, app CPU % idle: 10 s from 5 s after it)."""
     env = {**base_env(home, "warm"), "QBENCH_MEASURE_MIN_TIME": "1", "QBENCH_MEASURE_MIN_REPS": "30"}
     app = PtyApp([*QBENCH, "--db", str(db)], env)
     try:
@@ -185,12 +185,14 @@ def sweep_in_app(home: Path, db: Path) -> tuple[dict[str, float], float, float]:
                 raise TimeoutError("the sweep in the app did not finish")
             time.sleep(0.5)
         cpu1, wall1 = app.cpu_seconds(), time.perf_counter()
-        time.sleep(5.0)
+        time.sleep(5.0)  # the end of a sweep redraws the table and shows a notification
         cpu2, wall2 = app.cpu_seconds(), time.perf_counter()
+        time.sleep(10.0)
+        cpu3, wall3 = app.cpu_seconds(), time.perf_counter()
         app.send("q")
     finally:
         app.close()
-    return p50s(db), 100 * (cpu1 - cpu0) / (wall1 - wall0), 100 * (cpu2 - cpu1) / (wall2 - wall1)
+    return p50s(db), 100 * (cpu1 - cpu0) / (wall1 - wall0), 100 * (cpu3 - cpu2) / (wall3 - wall2)
 
 
 def main() -> int:
@@ -230,7 +232,7 @@ def main() -> int:
         print(f"{m:<14}{h:>17.4f}{a:>15.4f}{a / h:>14.3f}")
     print(f"\napp CPU while showing the running sweep: {statistics.median(busy):.1f} % of one core "
           f"(rounds: {', '.join(f'{b:.1f}' for b in busy)})")
-    print(f"app CPU idle after the sweep: {statistics.median(idle):.1f} % of one core")
+    print(f"app CPU idle (10 s, from 5 s after the sweep): {statistics.median(idle):.1f} % of one core")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 

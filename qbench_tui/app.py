@@ -326,6 +326,8 @@ class QBenchApp(App[int]):
     # --- the sweep -----------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not self.built and action not in ("quit", "help", "command_palette"):
+            return None  # the panes are still being mounted (a fraction of a second)
         if action == "cancel_sweep":
             return True if self.sweeping else None  # shown dimmed while idle
         if action == "run_sweep":
@@ -708,6 +710,8 @@ class QBenchApp(App[int]):
 
     def palette_commands(self) -> list[tuple[str, str, Any, bool]]:
         """(title, help, callback, shown without a query) for the palette provider."""
+        if not self.built:
+            return []
         cmds: list[tuple[str, str, Any, bool]] = [
             ("Run sweep", "Run the configured sweep on the chosen model (r)", self.action_run_sweep, True),
             ("Cancel sweep", "Stop the running sweep; finished results stay stored (c)", self.action_cancel_sweep,
