@@ -407,9 +407,6 @@ def _cmd_devices(args) -> int:
 
 
 def _cmd_tui(args) -> int:
-    try:
-        from qbench_tui.app import run_app
-    except ImportError:
-        build_parser().print_help()
-        return EXIT_OK
+    from qbench_tui.app import run_app
+
     return run_app(db=getattr(args, "db", None))
