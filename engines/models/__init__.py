@@ -102,9 +102,10 @@ def resolve_model(name_or_path: str, options: dict[str, Any] | None = None) -> M
         from engines.models.files import spec_for_path
 
         return spec_for_path(path, options)
+    names = model_names()
+    shown = ", ".join(names[:12]) + (f" and {len(names) - 12} more (qbench models)" if len(names) > 12 else "")
     raise ModelNotFound(
-        f"unknown model {name_or_path!r}: not a built-in name and no such file. "
-        f"Known models: {', '.join(model_names())}"
+        f"unknown model {name_or_path!r}: not a built-in name and no such file. Known models: {shown}"
     )
 
 

@@ -58,12 +58,21 @@ class LoadedModel:
         return take_rows(self.eval_inputs, 0, batch_size)
 
     def calibration_batches(self, samples: int, batch_size: int = 32) -> list[dict[str, np.ndarray]]:
+        """Up to ``samples`` calibration rows in batches of one size (ONNX Runtime's histogram
+        calibrators, Entropy and Percentile, cannot stack batches of different sizes): at most
+        ``batch_size`` rows each, dropping fewer rows than there are batches."""
         data = self.calibration_inputs or self.eval_inputs
-        batch_size = self.fixed_batch or batch_size
         total = min(samples, rows(data))
-        if self.fixed_batch:  # whole batches only
+        if self.fixed_batch:  # whole batches of the graph's own size
+            batch_size = self.fixed_batch
             total = max(self.fixed_batch, total - total % self.fixed_batch)
-        return [take_rows(data, start, min(batch_size, total - start)) for start in range(0, total, batch_size)]
+        elif total == 0:
+            return []
+        else:
+            count = -(-total // batch_size)
+            batch_size = total // count
+            total = batch_size * count
+        return [take_rows(data, start, batch_size) for start in range(0, total, batch_size)]
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         axes = {

@@ -65,17 +65,22 @@ def _pretrained_kwargs(spec: ModelSpec, directory: Path) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"local_files_only": True, "dtype": torch.float32,
                               # written-out attention: exports to plain MatMul/Softmax everywhere
                               "attn_implementation": "eager"}
-    if spec.extra.get("needs_pickle") or (
-        not any(directory.glob("*.safetensors")) and any(directory.glob("pytorch_model*.bin"))
-    ):
-        if not spec.extra.get("allow_pickle"):
-            from engines.models.files import pickle_refusal
-
-            raise pickle_refusal(f"{directory} (pytorch_model.bin)")
-        kwargs["use_safetensors"] = False
-    else:
-        kwargs["use_safetensors"] = True  # never fall back to unpickling
+    # never fall back to unpickling unless the weights are a pickle and the user allowed it
+    kwargs["use_safetensors"] = not _needs_pickle(spec, directory)
     return kwargs
+
+
+def _needs_pickle(spec: ModelSpec, directory: Path) -> bool:
+    """True for pytorch_model.bin weights, which load only with the user's permission."""
+    if not (spec.extra.get("needs_pickle") or (
+        not any(directory.glob("*.safetensors")) and any(directory.glob("pytorch_model*.bin"))
+    )):
+        return False
+    if not spec.extra.get("allow_pickle"):
+        from engines.models.files import pickle_refusal
+
+        raise pickle_refusal(f"{directory} (pytorch_model.bin)")
+    return True
 
 
 def _tokenizer(directory: Path):
@@ -122,6 +127,7 @@ def load(spec: ModelSpec) -> LoadedModel:
     data (no torch, no transformers in their process) once a first variant has made it."""
     directory = model_dir(spec)
     _ensure_loaded_ok(directory)
+    _needs_pickle(spec, directory)  # refused here too, whoever started the job
     from engines.models import onnx_cache
 
     if not onnx_cache.wants_onnx(spec.extra):
