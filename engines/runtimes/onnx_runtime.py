@@ -239,8 +239,8 @@ def _quantize_static(model, config, fp32: Path, out: Path, workdir: Path) -> lis
         calibrate_method=method,
         op_types_to_quantize=op_types,
     )
-    notes = [f"calibrated on {sum(len(next(iter(b.values()))) for b in batches)} samples "
-             f"({config.calibration_method.value})"]
+    samples = sum(len(next(iter(b.values()))) for b in batches)
+    notes = [f"calibrated on {samples} samples ({config.calibration_method.value})"]
     return notes + ([attention_note] if attention_note else [])
 
 
