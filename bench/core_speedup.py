@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,32")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.3, help="measuring time per variant per round")
+    parser.add_argument("--threads", type=int, help="intra-op threads (default: physical cores); on a "
+                        "shared machine torch's spinning OpenMP pool can stall, so compare with 1")
     parser.add_argument("--no-overhead", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     runtimes = args.runtimes.split(",")
@@ -52,7 +54,7 @@ def main() -> None:
             extra = ["--runtimes", runtime] + ([] if index == 0 else ["--no-overhead"])
             subprocess.run([sys.executable, __file__, *forwarded, *extra], check=True)
         return
-    threads = physical_cores()
+    threads = args.threads or physical_cores()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
 
     # 1. the harness measured on a no-op
