@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import random
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import numpy as np
 
 from engines import catalog
 from engines.devices import physical_cores
-from engines.measure import MeasureSettings, bootstrap_ratio_ci, measure_latency
+from engines.measure import MeasureSettings, bootstrap_ratio_ci, measure_interleaved, measure_latency
 from engines.models import load_model, resolve_model
 from engines.runtimes import onnx_runtime, torch_runtime
 from engines.runtimes.base import UnsupportedVariant
@@ -86,14 +85,9 @@ def main() -> None:
                 continue
             for bs in batch_sizes:
                 fns[(method, runtime, bs)] = session.bind(model.example_inputs(bs))
-    samples: dict[tuple, list[int]] = {key: [] for key in fns}
     per_round = MeasureSettings(warmup_reps=3, warmup_s=0.05, min_reps=10, min_time_s=args.seconds,
                                 max_time_s=max(args.seconds * 4, 2.0))
-    keys = list(fns)
-    for round_index in range(args.rounds):
-        random.Random(round_index).shuffle(keys)
-        for key in keys:
-            measure_latency(fns[key], per_round, keep_samples_ns=samples[key])
+    samples = measure_interleaved(fns, per_round, args.rounds)
 
     print(f"\nmodel {args.model}, {' '.join(runtimes)}, {threads} threads, {args.rounds} interleaved rounds "
           f"of {args.seconds} s each\n")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import numpy as np
 from engines import catalog
 from engines.devices import physical_cores
 from engines.evaluate import cosine_rows, retrieval_agreement
-from engines.measure import MeasureSettings, bootstrap_ratio_ci, measure_latency
+from engines.measure import MeasureSettings, bootstrap_ratio_ci, measure_interleaved
 from engines.models import load_model, resolve_model
 from engines.models.base import iter_batches
 from engines.runtimes import onnx_runtime, torch_runtime
@@ -117,14 +116,9 @@ def main() -> None:
         for bs in batch_sizes:
             fns[(method, bs)] = session.bind(model.example_inputs(bs))
 
-    samples: dict[tuple, list[int]] = {key: [] for key in fns}
     per_round = MeasureSettings(warmup_reps=3, warmup_s=0.1, min_reps=10, min_time_s=args.seconds,
                                 max_time_s=max(args.seconds * 4, 2.0))
-    keys = list(fns)
-    for round_index in range(args.rounds):
-        random.Random(round_index).shuffle(keys)
-        for key in keys:
-            measure_latency(fns[key], per_round, keep_samples_ns=samples[key])
+    samples = measure_interleaved(fns, per_round, args.rounds)
 
     print(f"\n{args.model} on {runtime}: seq {args.seq_len}, {threads} threads, {args.rounds} interleaved "
           f"rounds of {args.seconds} s per variant")

@@ -125,6 +125,22 @@ def measure_latency(
     return LatencyStats.from_samples_ns(samples)
 
 
+def measure_interleaved(
+    fns: dict[Any, Callable[[], Any]], settings: MeasureSettings, rounds: int
+) -> dict[Any, list[int]]:
+    """Raw samples (ns) of several callables measured in interleaved rounds, shuffled each round
+    with a fixed seed, so that slow drift of a shared machine hits every variant alike."""
+    import random
+
+    samples: dict[Any, list[int]] = {key: [] for key in fns}
+    keys = list(fns)
+    for round_index in range(rounds):
+        random.Random(round_index).shuffle(keys)
+        for key in keys:
+            measure_latency(fns[key], settings, keep_samples_ns=samples[key])
+    return samples
+
+
 # --- agreement with the float reference -------------------------------------------------------
 
 

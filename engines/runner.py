@@ -115,10 +115,6 @@ class SweepOutcome:
     results: list[dict[str, Any]]
 
 
-class _ChildEnded(Exception):
-    pass
-
-
 def _default_memory_limit_mb() -> float:
     import psutil
 

@@ -56,3 +56,16 @@ def test_bootstrap_ratio_interval_contains_the_ratio():
     base, fast = rng.normal(10, 0.5, 200), rng.normal(5, 0.25, 200)
     ratio, lo, hi = bootstrap_ratio_ci(base, fast)
     assert lo < ratio < hi and 1.8 < ratio < 2.2
+
+
+def test_interleaved_rounds_sample_every_callable_each_round():
+    from engines.measure import measure_interleaved
+
+    order = []
+    fns = {name: (lambda n=name: order.append(n)) for name in ("a", "b", "c")}
+    settings = MeasureSettings(warmup_reps=0, warmup_s=0.0, min_reps=2, min_time_s=0.0, max_time_s=1)
+    samples = measure_interleaved(fns, settings, rounds=3)
+    assert {k: len(v) for k, v in samples.items()} == {"a": 6, "b": 6, "c": 6}
+    # each round measures all three before the next round starts
+    rounds = [order[i * 6:(i + 1) * 6] for i in range(3)]
+    assert all(sorted(set(r)) == ["a", "b", "c"] for r in rounds)

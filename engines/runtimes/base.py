@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,3 @@ class Session:
         """The framework's own device memory high-water mark, where it has one."""
         return None
 
-
-def file_size_mb(path: Path) -> float:
-    return os.path.getsize(path) / 2**20
