@@ -3,7 +3,7 @@
     uv run python bench/core_speedup.py [--model digits-mlp] [--rounds 5] [--seconds 0.3]
 
 1. Harness overhead: a no-op timed through exactly the path variants use
-   (``engines.measure.measure_latency`` around a bound zero-argument call), reported per call
+   (``engines.bench.measure.measure_latency`` around a bound zero-argument call), reported per call
    and as a share of each variant's median latency.
 2. Speedups: every method on both runtimes is quantized once, then all variants are measured
    in interleaved rounds (A/B/C…, shuffled each round) in this one process, so slow drift of a
@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from engines import catalog
+from engines.bench.measure import MeasureSettings, bootstrap_ratio_ci, measure_interleaved, measure_latency
 from engines.devices import physical_cores
-from engines.measure import MeasureSettings, bootstrap_ratio_ci, measure_interleaved, measure_latency
 from engines.models import load_model, resolve_model
 from engines.runtimes import onnx_runtime, torch_runtime
 from engines.runtimes.base import UnsupportedVariant

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from engines import catalog
+from engines.bench.evaluate import cosine_rows, retrieval_agreement
+from engines.bench.measure import MeasureSettings, bootstrap_ratio_ci, measure_interleaved
 from engines.devices import physical_cores
-from engines.evaluate import cosine_rows, retrieval_agreement
-from engines.measure import MeasureSettings, bootstrap_ratio_ci, measure_interleaved
 from engines.models import load_model, resolve_model
 from engines.models.base import iter_batches
 from engines.runtimes import onnx_runtime, torch_runtime

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engines import configs
 from engines.devices import detect_devices, device_info, package_installed
+from engines.methods import configs
 
 
 @dataclass(frozen=True)

@@ -244,7 +244,7 @@ class QBenchApp(App[int]):
                 self.post_message(messages.StoreOpened(None, f"reading the store failed: {describe_error(exc)}"))
         self.post_message(messages.HistoryLoaded(results, runs))
         try:  # the first `r` then starts at once (numpy and the runner are already imported)
-            import engines.runner  # noqa: F401
+            import engines.bench.runner  # noqa: F401
         except ImportError:
             pass
 

@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parse_settings(items: list[str], methods: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    from engines import catalog, configs
+    from engines import catalog
+    from engines.methods import configs
 
     out: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -140,9 +141,9 @@ def parse_settings(items: list[str], methods: tuple[str, ...]) -> dict[str, dict
 
 def _build_request(args):
     from engines import catalog
-    from engines.measure import MeasureSettings
+    from engines.bench.measure import MeasureSettings
+    from engines.bench.runner import SweepRequest
     from engines.models import ModelNotFound, resolve_model
-    from engines.runner import SweepRequest
 
     if not args.model or not args.methods:
         raise UsageError("run needs --model and --methods (or --resume RUN_ID)")
@@ -190,7 +191,7 @@ def _raise_interrupt(signum, frame):
 
 def _cmd_run(args) -> int:
 
-    from engines.runner import SweepInterrupted, SweepRunner
+    from engines.bench.runner import SweepInterrupted, SweepRunner
     from engines.store import public_json
 
     json_to_stdout = args.json_out == "-"
@@ -355,7 +356,8 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_methods(args) -> int:
-    from engines import catalog, configs
+    from engines import catalog
+    from engines.methods import configs
 
     rows = []
     for spec in catalog.METHODS.values():

@@ -25,7 +25,7 @@ MEASURE_ENV: dict[str, tuple[str, type]] = {
 }
 
 # MeasureSettings' defaults, repeated here so that start-up does not import numpy
-# (engines.measure does); tests/test_tui_units.py checks they stay equal.
+# (engines.bench.measure does); tests/test_tui_units.py checks they stay equal.
 MEASURE_DEFAULTS: dict[str, Any] = {
     "warmup_reps": 10, "warmup_s": 0.2, "min_reps": 30, "min_time_s": 1.0, "max_time_s": 20.0,
 }

@@ -56,9 +56,9 @@ class SweepSetup:
 
 
 def build_request(setup: SweepSetup):
-    """The engine's SweepRequest (imports engines.runner: call it off the UI thread)."""
-    from engines.measure import MeasureSettings
-    from engines.runner import SweepRequest
+    """The engine's SweepRequest (imports engines.bench.runner: call it off the UI thread)."""
+    from engines.bench.measure import MeasureSettings
+    from engines.bench.runner import SweepRequest
 
     measure = MeasureSettings(**setup.measure) if setup.measure else MeasureSettings()
     extra = {"model_options": setup.model_options} if setup.model_options else {}
@@ -102,7 +102,7 @@ class SweepController:
         self.run_id = resume_run_id
         self._started = self.clock()
         try:
-            from engines.runner import SweepInterrupted, SweepRunner
+            from engines.bench.runner import SweepInterrupted, SweepRunner
 
             runner = SweepRunner(self.store, self._on_event, self.cancel_event, source="tui")
             try:

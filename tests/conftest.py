@@ -37,6 +37,6 @@ def store(db_path: Path):
 @pytest.fixture
 def fast_measure():
     """Short timing windows: tests check behaviour, not speed."""
-    from engines.measure import MeasureSettings
+    from engines.bench.measure import MeasureSettings
 
     return MeasureSettings(warmup_reps=2, warmup_s=0.0, min_reps=5, min_time_s=0.05, max_time_s=2.0)

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from engines import catalog, configs
+from engines import catalog
+from engines.methods import configs
 
 
 @pytest.mark.parametrize("method", list(catalog.METHODS))
@@ -61,7 +62,7 @@ def test_catalog_lists_without_importing_heavy_engines():
     import sys
 
     code = (
-        "import sys, engines.catalog as c, engines.models as m, engines.runner, engines.store;"
+        "import sys, engines.catalog as c, engines.models as m, engines.bench.runner, engines.store;"
         "c.support_matrix('cpu'); m.list_models();"
         "heavy = [x for x in ('torch', 'onnxruntime', 'onnx', 'transformers', 'sklearn') if x in sys.modules];"
         "print(','.join(heavy))"

@@ -47,8 +47,8 @@ def test_building_the_app_and_its_panes_stays_light():
 
 
 def test_light_engine_modules_do_not_import_the_ui():
-    code = ("import engines.catalog, engines.configs, engines.devices, engines.models, engines.paths, "
-            "engines.store, engines.runner, engines.measure, engines.environment")
+    code = ("import engines.catalog, engines.methods.configs, engines.devices, engines.models, engines.paths, "
+            "engines.store, engines.bench.runner, engines.bench.measure, engines.core.environment")
     loaded = _roots(_modules_after(code))
     assert not loaded & set(UI), sorted(loaded & set(UI))
     assert not loaded & {"torch", "onnxruntime", "transformers"}  # the runner's parent side stays light too

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from engines.measure import LatencyStats, MeasureSettings, agreement, bootstrap_ratio_ci, measure_latency
+from engines.bench.measure import LatencyStats, MeasureSettings, agreement, bootstrap_ratio_ci, measure_latency
 
 
 def test_stops_only_when_both_minimum_count_and_time_are_reached():
@@ -59,7 +59,7 @@ def test_bootstrap_ratio_interval_contains_the_ratio():
 
 
 def test_interleaved_rounds_sample_every_callable_each_round():
-    from engines.measure import measure_interleaved
+    from engines.bench.measure import measure_interleaved
 
     order = []
     fns = {name: (lambda n=name: order.append(n)) for name in ("a", "b", "c")}

@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from engines.evaluate import evaluate, extra_measurements, lm_scores, neighbours, retrieval_agreement
+from engines.bench.evaluate import evaluate, extra_measurements, lm_scores, neighbours, retrieval_agreement
 from engines.models.base import InputSpec, LoadedModel
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from engines.runner import SweepRequest, SweepRunner
+from engines.bench.runner import SweepRequest, SweepRunner
 from tests.helpers import FAST, qbench_json
 
 
@@ -67,7 +67,7 @@ def test_cli_exit_code_is_1_when_a_variant_failed(tmp_path):
 
 @pytest.mark.parametrize("method", ["crash", "hang"])
 def test_fault_injection_only_hits_the_named_method(method, monkeypatch):
-    from engines import worker
+    from engines.bench import worker
 
     monkeypatch.setenv("QBENCH_FAULT", f"{method}:int4")
     worker._inject_fault("fp32")  # returns at once: another method

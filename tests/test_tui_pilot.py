@@ -22,7 +22,8 @@ from test_tui_support import (
 )
 from textual.widgets import Checkbox, DataTable, Input, OptionList, Select, SelectionList, Static, Tabs
 
-from engines import catalog, configs
+from engines import catalog
+from engines.methods import configs
 from qbench_tui import messages
 from qbench_tui.app import QBenchApp, make_app
 from qbench_tui.commands import QBenchCommands

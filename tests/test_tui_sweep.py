@@ -85,7 +85,7 @@ async def test_cancel_a_real_sweep(store):
 
 @async_test
 async def test_engine_errors_show_in_the_app_and_are_stored(store, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("QBENCH_FAULT", "crash:fp32")  # the worker aborts for real (engines.worker)
+    monkeypatch.setenv("QBENCH_FAULT", "crash:fp32")  # the worker aborts for real (engines.bench.worker)
     app = make_app(store=store, settings=test_settings())
     async with app.run_test(size=SIZE) as pilot:
         await wait_ready(pilot)

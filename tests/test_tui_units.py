@@ -113,7 +113,7 @@ def test_number_formatting():
 
 
 def test_measure_defaults_match_the_engine():
-    from engines.measure import MeasureSettings
+    from engines.bench.measure import MeasureSettings
 
     engine = asdict(MeasureSettings())
     assert {k: engine[k] for k in MEASURE_DEFAULTS} == MEASURE_DEFAULTS

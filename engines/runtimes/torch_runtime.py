@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from engines import configs
+from engines.methods import configs
 from engines.models.base import LoadedModel
 from engines.runtimes.base import Artifact, Session, UnsupportedVariant
 

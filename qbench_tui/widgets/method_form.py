@@ -1,4 +1,4 @@
-"""A settings form generated from a method's config dataclass (``engines.configs.field_specs``).
+"""A settings form generated from a method's config dataclass (``engines.methods.configs.field_specs``).
 
 bool fields become check boxes, enums become selects, numbers become validated inputs; the help
 text of each field is shown under it. A new method or field needs no UI code.
@@ -15,7 +15,7 @@ from textual.content import Content
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
-from engines import configs
+from engines.methods import configs
 
 
 class _FieldValidator(Validator):

@@ -16,7 +16,8 @@ from textual.message import Message
 from textual.widgets import Collapsible, Input, Label, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
-from engines import catalog, configs
+from engines import catalog
+from engines.methods import configs
 from qbench_tui.settings import MEASURE_DEFAULTS
 from qbench_tui.sweep import SetupError, SweepSetup
 from qbench_tui.widgets.method_form import MethodSettingsForm

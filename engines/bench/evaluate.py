@@ -1,6 +1,6 @@
 """Task metrics and agreement with the fp32 reference, per task.
 
-* ``classification``: accuracy on the held-out labels; agreement as in :func:`engines.measure.agreement`.
+* ``classification``: accuracy on the held-out labels; agreement as in :func:`engines.bench.measure.agreement`.
 * ``embedding``: cosine of each embedding to its fp32 embedding (mean and worst), and retrieval
   agreement on the shipped sentence corpus: each sentence queries the others, and the variant's
   top-k neighbours are compared with fp32's. ``agreement.top1`` is the share of queries whose
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.measure import agreement
+from engines.bench.measure import agreement
 from engines.models.base import LoadedModel
 
 RETRIEVAL_K = 5

@@ -22,10 +22,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engines import catalog, configs
-from engines.environment import collect_environment
+from engines import catalog
+from engines.bench.measure import MeasureSettings
+from engines.core.environment import collect_environment
 from engines.devices import physical_cores
-from engines.measure import MeasureSettings
+from engines.methods import configs
 from engines.models import ModelSpec, resolve_model
 from engines.paths import artifacts_dir
 from engines.store import Store, now_iso
@@ -264,7 +265,7 @@ class SweepRunner:
         limit_mb = request.memory_limit_mb or _default_memory_limit_mb()
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "engines.worker", str(write_fd)],
+                [sys.executable, "-m", "engines.bench.worker", str(write_fd)],
                 stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(write_fd,), env=env,
                 # Own process group: the terminal's Ctrl-C reaches the parent, which then ends
                 # the child itself and records the run as interrupted.

@@ -1,6 +1,6 @@
 """The child process that measures one variant (method × runtime × device) at each batch size.
 
-Started by :mod:`engines.runner` as ``python -m engines.worker FD``; reads the job as JSON on
+Started by :mod:`engines.bench.runner` as ``python -m engines.bench.worker FD``; reads the job as JSON on
 stdin and writes events as JSON lines to file descriptor FD (stdout and stderr stay free for
 the libraries' own chatter, which goes to the variant's log file). Everything heavy is imported
 here, never in the parent.
@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from engines import catalog, configs
-from engines.measure import LatencyStats, MeasureSettings, measure_latency
+from engines import catalog
+from engines.bench.measure import LatencyStats, MeasureSettings, measure_latency
+from engines.methods import configs
 from engines.models import ModelSpec, load_model
 from engines.models.base import iter_batches
 from engines.runtimes.base import UnsupportedVariant
@@ -132,7 +133,7 @@ def run_job(job: dict[str, Any], emit: Emitter) -> None:
 
     phase("accuracy")
     outputs = run_outputs(session, model.eval_inputs, model.fixed_batch or EVAL_BATCH)
-    from engines.evaluate import evaluate, extra_measurements
+    from engines.bench.evaluate import evaluate, extra_measurements
 
     quality = evaluate(model, outputs, reference)
     size_mb = artifact.size_bytes / 2**20

@@ -1,0 +1,1 @@
+"""Measuring variants: the child worker, the runner that drives it, timing and evaluation."""

@@ -1,0 +1,1 @@
+"""Quantization methods: one typed, versioned config per method, registered by name."""
