@@ -589,11 +589,11 @@ class QBenchApp(App[int]):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.suffix.lower() == ".json":
-                from engines.store import public_json
+                from engines.core.schema import public_json
 
                 path.write_text(json.dumps(public_json(results), indent=2) + "\n", encoding="utf-8")
             else:
-                from qbench_tui.cli import results_csv
+                from engines.core.schema import results_csv
 
                 rows = [{**r, "run_id": r.get("run_id")} for r in results]
                 path.write_text(results_csv(rows), encoding="utf-8")

@@ -7,8 +7,6 @@ Exit codes: 0 every variant ok or unsupported, 1 any failed, 2 bad arguments, 13
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import signal
 import sys
@@ -192,7 +190,7 @@ def _raise_interrupt(signum, frame):
 def _cmd_run(args) -> int:
 
     from engines.bench.runner import SweepInterrupted, SweepRunner
-    from engines.store import public_json
+    from engines.core.schema import public_json
 
     json_to_stdout = args.json_out == "-"
     console = make_console(stderr=json_to_stdout)
@@ -232,14 +230,15 @@ class _Progress:
     def __init__(self, console):
         self.console = console
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event["type"]
-        if kind == "run_started":
-            verb = "resuming" if event["resumed"] else "run"
-            self.console.print(f"[bold]{verb} {event['run_id']}[/]: {event['model']}, "
-                               f"{event['total']} measurements ({event['done']} already done)")
-        elif kind == "result":
-            r = event["result"]
+    def __call__(self, event: Any) -> None:
+        from engines.core import events
+
+        if isinstance(event, events.RunStarted):
+            verb = "resuming" if event.resumed else "run"
+            self.console.print(f"[bold]{verb} {event.run_id}[/]: {event.model}, "
+                               f"{event.total} measurements ({event.done} already done)")
+        elif isinstance(event, events.ResultRecorded):
+            r = event.result
             colour = {"ok": "green", "failed": "red", "unsupported": "yellow"}.get(r["status"], "white")
             detail = (f"p50 {r['latency_ms']['p50']:.3f} ms" if r.get("latency_ms") else (r.get("error") or ""))
             self.console.print(f"  [{colour}]{r['status']:<11}[/] {r['method']:<13} {r['runtime']:<12} "
@@ -282,7 +281,7 @@ def results_table(results: list[dict[str, Any]], title: str = ""):
 
 def _cmd_results(args) -> int:
 
-    from engines.store import public_json
+    from engines.core.schema import public_json, results_csv
 
     store = open_store(args.db)
     run_id = args.run or (store.latest_run_id() if args.latest else None)
@@ -297,23 +296,6 @@ def _cmd_results(args) -> int:
     else:
         make_console().print(results_table(results, title=f"{len(results)} results"))
     return EXIT_OK
-
-
-CSV_COLUMNS = ("run_id", "model", "method", "runtime", "device", "batch_size", "status", "error",
-               "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_std_ms",
-               "latency_iqr_ms", "throughput_per_s", "load_s", "peak_rss_mb", "size_mb", "accuracy",
-               "agreement_top1", "agreement_sqnr_db", "agreement_cosine")
-
-
-def results_csv(results: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(CSV_COLUMNS)
-    for r in results:
-        lat, agr = r.get("latency_ms") or {}, r.get("agreement") or {}
-        flat = {**r, **{f"latency_{k}_ms": v for k, v in lat.items()}, **{f"agreement_{k}": v for k, v in agr.items()}}
-        writer.writerow(["" if flat.get(c) is None else flat.get(c) for c in CSV_COLUMNS])
-    return buf.getvalue()
 
 
 def _cmd_runs(args) -> int:

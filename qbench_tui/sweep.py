@@ -120,28 +120,28 @@ class SweepController:
         finally:
             self.running.clear()
 
-    def _on_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        run_id = event.get("run_id") or self.run_id or ""
-        if kind == "run_started":
+    def _on_event(self, event: Any) -> None:
+        from engines.core import events
+
+        run_id = event.run_id or self.run_id or ""
+        if isinstance(event, events.RunStarted):
             self.run_id = run_id
             try:
                 run = self.store.get_run(run_id) or {}
             except Exception:  # noqa: BLE001 - the row is a nicety for the detail view; never fatal
                 run = {}
-            self.post(messages.SweepStarted(run_id, event["model"], event["total"], event["done"],
-                                            event["resumed"], run))
-        elif kind == "variant_started":
-            v = event["variant"]
-            self.post(messages.VariantStarted(run_id, v["method"], v["runtime"], v["device"],
-                                              event["index"], event["count"], list(event["batch_sizes"])))
-        elif kind == "phase":
-            self.post(messages.PhaseChanged(run_id, event["phase"], event.get("batch_size")))
-        elif kind == "latency":
-            self.post(messages.LatenciesMeasured(run_id, list(event["ms"])))
-        elif kind == "result":
-            self.post(messages.ResultRecorded(run_id, {**event["result"], "run_id": run_id}))
-        # run_finished is reported once the runner returns (with the elapsed time).
+            self.post(messages.SweepStarted(run_id, event.model, event.total, event.done, event.resumed, run))
+        elif isinstance(event, events.VariantStarted):
+            v = event.variant
+            self.post(messages.VariantStarted(run_id, v.label, v.runtime, v.device, event.index, event.count,
+                                              list(event.batch_sizes)))
+        elif isinstance(event, events.PhaseChanged):
+            self.post(messages.PhaseChanged(run_id, event.phase, event.batch_size))
+        elif isinstance(event, events.LatenciesMeasured):
+            self.post(messages.LatenciesMeasured(run_id, list(event.ms)))
+        elif isinstance(event, events.ResultRecorded):
+            self.post(messages.ResultRecorded(run_id, {**event.result, "run_id": run_id}))
+        # RunFinished is reported once the runner returns (with the elapsed time).
 
 
 def describe_error(exc: BaseException) -> str:

@@ -53,7 +53,7 @@ def test_re_measuring_a_row_replaces_it(store):
 def test_public_json_turns_infinity_into_null(store):
     import json
 
-    from engines.store import public_json
+    from engines.core.schema import public_json
 
     store.create_run("r1", "m", {}, {}, "test")
     store.add_result("r1", _result())

@@ -24,6 +24,7 @@ from typing import Any
 
 from engines import catalog
 from engines.bench.measure import MeasureSettings
+from engines.core import events
 from engines.core.environment import collect_environment
 from engines.devices import physical_cores
 from engines.methods import configs
@@ -31,7 +32,7 @@ from engines.models import ModelSpec, resolve_model
 from engines.paths import artifacts_dir
 from engines.store import Store, now_iso
 
-EventHandler = Callable[[dict[str, Any]], None]
+EventHandler = Callable[[events.SweepEvent], None]
 
 
 class SweepInterrupted(Exception):
@@ -148,8 +149,8 @@ class SweepRunner:
             self.store.create_run(run_id, spec.name, request.to_dict(), env, self.source)
         variants = plan_variants(request)
         total = len(variants) * len(request.batch_sizes)
-        self._emit("run_started", run_id=run_id, total=total, done=len(done), model=spec.name,
-                   resumed=bool(resume_run_id))
+        self.on_event(events.RunStarted(run_id, model=spec.name, total=total, done=len(done),
+                                        resumed=bool(resume_run_id)))
         try:
             for index, variant in enumerate(variants):
                 missing = [b for b in request.batch_sizes
@@ -163,15 +164,15 @@ class SweepRunner:
             self._kill_child()
             reason = "cancelled" if isinstance(exc, SweepInterrupted) else "interrupted (Ctrl-C)"
             self.store.set_run_status(run_id, "interrupted", reason)
-            self._emit("run_finished", run_id=run_id, status="interrupted")
+            self.on_event(events.RunFinished(run_id, "interrupted"))
             raise SweepInterrupted(run_id) from None
         except BaseException as exc:
             self._kill_child()
             self.store.set_run_status(run_id, "failed", f"{type(exc).__name__}: {exc}")
-            self._emit("run_finished", run_id=run_id, status="failed")
+            self.on_event(events.RunFinished(run_id, "failed"))
             raise
         self.store.set_run_status(run_id, "finished")
-        self._emit("run_finished", run_id=run_id, status="finished")
+        self.on_event(events.RunFinished(run_id, "finished"))
         return SweepOutcome(run_id, "finished", self.store.results(run_id))
 
     def resume(self, run_id: str) -> SweepOutcome:
@@ -182,9 +183,6 @@ class SweepRunner:
 
     # --- one variant ------------------------------------------------------------------------
 
-    def _emit(self, kind: str, **data: Any) -> None:
-        self.on_event({"type": kind, **data})
-
     def _base_result(self, spec: ModelSpec, request: SweepRequest, variant: Variant, batch: int) -> dict:
         return {
             "model": spec.name, "method": variant.method, "runtime": variant.runtime,
@@ -194,13 +192,13 @@ class SweepRunner:
 
     def _store(self, run_id: str, result: dict[str, Any]) -> None:
         self.store.add_result(run_id, result)
-        self._emit("result", run_id=run_id, result=result)
+        self.on_event(events.ResultRecorded(run_id, result))
 
     def _run_variant(self, run_id: str, spec: ModelSpec, request: SweepRequest, variant: Variant,
                      batch_sizes: list[int], index: int, count: int) -> None:
         started = now_iso()
-        self._emit("variant_started", run_id=run_id, variant=asdict(variant), index=index, count=count,
-                   batch_sizes=batch_sizes)
+        info = events.VariantInfo(variant.method, variant.method, variant.method, variant.runtime, variant.device)
+        self.on_event(events.VariantStarted(run_id, info, index, count, tuple(batch_sizes)))
         reason = catalog.unsupported_reason(variant.method, variant.runtime, variant.device)
         if reason:
             for b in batch_sizes:
@@ -235,9 +233,9 @@ class SweepRunner:
             elif kind == "unsupported":
                 unsupported = event["reason"]
             elif kind == "phase":
-                self._emit("phase", run_id=run_id, variant=asdict(variant), **event)
+                self.on_event(events.PhaseChanged(run_id, event["phase"], event.get("batch_size")))
             elif kind == "latency":
-                self._emit("latency", run_id=run_id, ms=event["ms"])
+                self.on_event(events.LatenciesMeasured(run_id, tuple(event["ms"])))
 
         log_path = workdir / "worker.log"
         returncode, ended_by = self._spawn_and_wait(job, handle, log_path, request)
