@@ -26,12 +26,10 @@ import numpy as np
 
 from engines import catalog
 from engines.bench.measure import MeasureSettings, bootstrap_ratio_ci, measure_interleaved, measure_latency
+from engines.bench.worker import open_recipe
 from engines.devices import physical_cores
 from engines.models import load_model, resolve_model
-from engines.runtimes import onnx_runtime, torch_runtime
 from engines.runtimes.base import UnsupportedVariant
-
-RUNTIMES = {"onnxruntime": onnx_runtime, "torch": torch_runtime}
 
 
 def main() -> None:
@@ -69,7 +67,6 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="qbench-bench-"))
     fns, skipped = {}, {}
     for runtime in runtimes:
-        module = RUNTIMES[runtime]
         for method in args.methods.split(","):
             reason = catalog.unsupported_reason(method, runtime, "cpu")
             if reason:
@@ -78,8 +75,7 @@ def main() -> None:
             folder = workdir / f"{method}-{runtime}"
             folder.mkdir()
             try:
-                artifact = module.quantize(model, method, catalog.METHODS[method].default_config(), folder)
-                session = module.open_session(artifact, model, "cpu", threads)
+                artifact, session = open_recipe(model, method, runtime, "cpu", threads, folder)
             except UnsupportedVariant as exc:
                 skipped[(method, runtime)] = str(exc)
                 continue

@@ -33,13 +33,12 @@ import numpy as np
 from engines import catalog
 from engines.bench.evaluate import cosine_rows, retrieval_agreement
 from engines.bench.measure import MeasureSettings, bootstrap_ratio_ci, measure_interleaved
+from engines.bench.worker import open_recipe
 from engines.devices import physical_cores
 from engines.models import load_model, resolve_model
 from engines.models.base import iter_batches
-from engines.runtimes import onnx_runtime, torch_runtime
 from engines.runtimes.base import UnsupportedVariant
 
-RUNTIMES = {"onnxruntime": onnx_runtime, "torch": torch_runtime}
 METHODS = "fp32,dynamic-int8,static-int8,weight-int8,int4"
 
 
@@ -82,7 +81,6 @@ def main() -> None:
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         return
     (runtime,) = runtimes
-    module = RUNTIMES[runtime]
     threads = args.threads or physical_cores()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     methods = args.methods.split(",")
@@ -101,8 +99,7 @@ def main() -> None:
         folder = workdir / method
         folder.mkdir()
         try:
-            artifact = module.quantize(model, method, catalog.METHODS[method].default_config(), folder)
-            session = module.open_session(artifact, model, "cpu", threads)
+            artifact, session = open_recipe(model, method, runtime, "cpu", threads, folder)
         except UnsupportedVariant as exc:
             skipped[method] = str(exc)
             continue

@@ -4,6 +4,8 @@ per session, and nothing touches the user's data directory)."""
 from __future__ import annotations
 
 import os
+import platform
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -40,3 +42,20 @@ def fast_measure():
     from engines.bench.measure import MeasureSettings
 
     return MeasureSettings(warmup_reps=2, warmup_s=0.0, min_reps=5, min_time_s=0.05, max_time_s=2.0)
+
+
+def _hardware_missing(marker: str) -> str | None:
+    if marker == "macos" and not (platform.system() == "Darwin" and platform.machine() == "arm64"):
+        return "needs macOS on Apple Silicon; this machine is " + f"{platform.system()} {platform.machine()}"
+    if marker == "cuda" and not (os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi")):
+        return "needs an NVIDIA GPU with CUDA; no NVIDIA driver found"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked for hardware this machine lacks are skipped, saying what is missing."""
+    for item in items:
+        for marker in ("macos", "cuda"):
+            reason = item.get_closest_marker(marker) and _hardware_missing(marker)
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=reason))

@@ -27,6 +27,7 @@ def mlp_sweep(tmp_path_factory):
     return proc, payload, db
 
 
+@pytest.mark.slow
 def test_mlp_sweep_completes_with_every_onnx_method_ok(mlp_sweep):
     proc, payload, _ = mlp_sweep
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -45,6 +46,7 @@ def test_mlp_sweep_completes_with_every_onnx_method_ok(mlp_sweep):
             assert r["error"]
 
 
+@pytest.mark.slow  # shares the full digits-mlp sweep
 def test_int8_variants_keep_accuracy_and_agree_with_fp32(mlp_sweep):
     _, payload, _ = mlp_sweep
     results = [r for r in payload["results"] if r["batch_size"] == 1]
@@ -61,6 +63,7 @@ def test_int8_variants_keep_accuracy_and_agree_with_fp32(mlp_sweep):
             assert r["agreement"]["cosine"] > 0.99
 
 
+@pytest.mark.slow  # shares the full digits-mlp sweep
 def test_onnx_artifacts_shrink_as_promised(mlp_sweep):
     _, payload, _ = mlp_sweep
     table = by_key([r for r in payload["results"] if r["batch_size"] == 1])
@@ -71,6 +74,7 @@ def test_onnx_artifacts_shrink_as_promised(mlp_sweep):
     assert 0.45 * fp32 <= table[("fp16", "onnxruntime")]["size_mb"] <= 0.55 * fp32
 
 
+@pytest.mark.slow  # shares the full digits-mlp sweep
 def test_every_result_records_its_measurements(mlp_sweep):
     _, payload, _ = mlp_sweep
     for r in payload["results"]:
@@ -87,6 +91,7 @@ def test_every_result_records_its_measurements(mlp_sweep):
     assert bs32[("fp32", "onnxruntime")]["latency_ms"]["p50"] > bs1[("fp32", "onnxruntime")]["latency_ms"]["p50"]
 
 
+@pytest.mark.slow  # shares the full digits-mlp sweep
 def test_run_stores_environment_and_results_command_returns_the_same_objects(mlp_sweep):
     _, payload, db = mlp_sweep
     proc = qbench("results", "--db", str(db), "--run", payload["run_id"], "--format", "json")
@@ -104,6 +109,7 @@ def test_run_stores_environment_and_results_command_returns_the_same_objects(mlp
     assert "dynamic-int8" in table.stdout
 
 
+@pytest.mark.slow
 def test_cnn_static_int8_on_both_runtimes(tmp_path):
     proc, payload = qbench_json(
         "run", "--model", "digits-cnn", "--methods", "fp32,dynamic-int8,static-int8",
@@ -157,13 +163,15 @@ def test_catalog_commands_as_json():
     methods = {m["name"]: m for m in json.loads(qbench("methods", "--json").stdout)}
     assert list(methods) == ["fp32", "fp16", "weight-int8", "dynamic-int8", "static-int8", "int4"]
     assert methods["static-int8"]["needs_calibration"]
-    assert methods["int4"]["settings"]["group_size"]["default"] == 32
+    assert methods["int4"]["settings"]["group_size"]["default"] == 64
+    assert methods["int4"]["passes"] == {"torch": ["torchao-int4"], "onnxruntime": ["export-onnx", "ort-matmul-nbits-4"]}
     assert methods["dynamic-int8"]["support"]["onnxruntime"]["cpu"] == "ok"
     devices = {d["name"]: d for d in json.loads(qbench("devices", "--json").stdout)}
     assert devices["cpu"]["present"]
     assert devices["ane"]["detail"]  # present, or the reason it is not
 
 
+@pytest.mark.slow
 def test_static_int8_calibration_methods_and_an_unsupported_combination(tmp_path):
     db = str(tmp_path / "q.db")
     proc, payload = qbench_json(
@@ -179,3 +187,22 @@ def test_static_int8_calibration_methods_and_an_unsupported_combination(tmp_path
     assert onnx["agreement"]["top1"] >= 0.95
     torch = table[("static-int8", "torch")]
     assert torch["status"] == "unsupported" and "ONNX Runtime only" in torch["error"]
+
+
+def test_several_settings_of_one_method_in_one_run(tmp_path):
+    db = tmp_path / "q.db"
+    proc, payload = qbench_json("run", "--model", "digits-mlp", "--methods",
+                                "int4,int4:group_size=128,int4:group_size=32", "--runtimes", "onnxruntime",
+                                "--db", str(db), *FAST)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = payload["results"]
+    assert [r["status"] for r in results] == ["ok"] * 3
+    assert [r["label"] for r in results] == ["int4", "int4(g128)", "int4(g32)"]
+    assert len({r["recipe_id"] for r in results}) == 3
+    assert len({r["size_mb"] for r in results}) == 3  # the group size changes the number of scales stored
+    assert all(r["passes"] == ["export-onnx", "ort-matmul-nbits-4"] for r in results)
+    assert [r["config"]["group_size"] for r in results] == [64, 128, 32]
+    table = qbench("results", "--db", str(db)).stdout
+    assert "int4(g128)" in table and "int4(g32)" in table
+    rows = list(csv.DictReader(io.StringIO(qbench("results", "--db", str(db), "--format", "csv").stdout)))
+    assert [r["label"] for r in rows] == ["int4", "int4(g128)", "int4(g32)"]

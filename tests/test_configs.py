@@ -7,7 +7,12 @@ import json
 import pytest
 
 from engines import catalog
-from engines.methods import configs
+from engines.methods import configs, parse_recipe
+from engines.methods.configs import CalibrationMethod, QuantFormat
+from engines.methods.floats import Fp16Config
+from engines.methods.int4 import Int4Config
+from engines.methods.int8 import DynamicInt8Config, StaticInt8Config
+from engines.methods.recipe import Recipe
 
 
 @pytest.mark.parametrize("method", list(catalog.METHODS))
@@ -20,29 +25,29 @@ def test_every_default_config_round_trips_through_json(method):
 
 
 def test_non_default_values_round_trip_with_enums():
-    config = configs.StaticInt8Config(
-        calibration_method=configs.CalibrationMethod.ENTROPY, calibration_samples=64,
-        per_channel=False, quant_format=configs.QuantFormat.QOPERATOR,
+    config = StaticInt8Config(
+        calibration_method=CalibrationMethod.ENTROPY, calibration_samples=64,
+        per_channel=False, quant_format=QuantFormat.QOPERATOR,
     )
     data = configs.config_to_dict(config)
     assert data["calibration_method"] == "entropy"
-    assert configs.config_from_dict(configs.StaticInt8Config, data) == config
+    assert configs.config_from_dict(StaticInt8Config, data) == config
     assert "calibration_method=entropy" in config.describe()
 
 
 def test_text_values_are_coerced_to_field_types():
-    config = configs.config_from_dict(configs.Int4Config, {"group_size": "128", "symmetric": "false"})
-    assert config == configs.Int4Config(group_size=128, symmetric=False)
+    config = configs.config_from_dict(Int4Config, {"group_size": "128", "symmetric": "false"})
+    assert config == Int4Config(group_size=128, symmetric=False)
 
 
 @pytest.mark.parametrize(
     ("cls", "data", "message"),
     [
-        (configs.Int4Config, {"group_size": 48}, "group_size must be one of"),
-        (configs.StaticInt8Config, {"calibration_samples": 0}, "calibration_samples"),
-        (configs.StaticInt8Config, {"calibration_method": "magic"}, "not one of: minmax, entropy, percentile"),
-        (configs.DynamicInt8Config, {"per_chanel": True}, "unknown setting"),
-        (configs.Fp16Config, {"keep_io_types": "maybe"}, "not a boolean"),
+        (Int4Config, {"group_size": 48}, "group_size must be one of"),
+        (StaticInt8Config, {"calibration_samples": 0}, "calibration_samples"),
+        (StaticInt8Config, {"calibration_method": "magic"}, "not one of: minmax, entropy, percentile"),
+        (DynamicInt8Config, {"per_chanel": True}, "unknown setting"),
+        (Fp16Config, {"keep_io_types": "maybe"}, "not a boolean"),
     ],
 )
 def test_invalid_settings_are_rejected_with_a_reason(cls, data, message):
@@ -51,7 +56,7 @@ def test_invalid_settings_are_rejected_with_a_reason(cls, data, message):
 
 
 def test_field_specs_describe_every_field_for_generated_forms():
-    specs = {s["name"]: s for s in configs.field_specs(configs.StaticInt8Config)}
+    specs = {s["name"]: s for s in configs.field_specs(StaticInt8Config)}
     assert specs["calibration_method"]["choices"] == ["minmax", "entropy", "percentile"]
     assert specs["calibration_samples"]["default"] == 256
     assert all(s["help"] for s in specs.values())
@@ -63,8 +68,9 @@ def test_catalog_lists_without_importing_heavy_engines():
 
     code = (
         "import sys, engines.catalog as c, engines.models as m, engines.bench.runner, engines.store;"
-        "c.support_matrix('cpu'); m.list_models();"
-        "heavy = [x for x in ('torch', 'onnxruntime', 'onnx', 'transformers', 'sklearn') if x in sys.modules];"
+        "c.support_matrix('cpu'); m.list_models(); c.plan_variant('int4:group_size=128', 'onnxruntime', 'cpu');"
+        "heavy = [x for x in ('torch', 'onnxruntime', 'onnx', 'transformers', 'sklearn', 'numpy')"
+        " if x in sys.modules];"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -76,3 +82,38 @@ def test_unsupported_pairs_carry_a_reason():
     reason = catalog.unsupported_reason("dynamic-int8", "torch", "mps")
     assert reason and ("MPS" in reason or "not present" in reason)
     assert "no mps backend" in catalog.unsupported_reason("fp32", "onnxruntime", "mps")
+
+
+# --- recipes -----------------------------------------------------------------------------------
+
+
+def test_recipe_specs_parse_with_settings_and_keep_a_stable_id_and_label():
+    plain, g128, g32 = parse_recipe("int4"), parse_recipe("int4:group_size=128"), parse_recipe("int4:group_size=32")
+    assert (plain.label, g128.label, g32.label) == ("int4", "int4(g128)", "int4(g32)")
+    assert len({plain.id, g128.id, g32.id}) == 3
+    assert parse_recipe("int4:group_size=128").id == g128.id  # stable across parses (and processes: a hash)
+    assert parse_recipe(g128.spec_text) == g128
+    assert Recipe.from_list(json.loads(json.dumps(g128.to_list()))) == g128
+    assert parse_recipe("int4:group_size=64").id == plain.id  # the default spelled out is the same recipe
+
+
+def test_recipe_defaults_apply_before_the_spec_settings():
+    recipe = parse_recipe("static-int8:per_channel=false", {"static-int8": {"calibration_method": "entropy"}})
+    assert recipe.steps[0] == StaticInt8Config(calibration_method=CalibrationMethod.ENTROPY, per_channel=False)
+    assert recipe.label == "static-int8(entropy,per-tensor)"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("int5", "unknown method 'int5'; valid: fp32"),
+    ("int4:group=128", "int4 has no setting 'group'; valid: group_size, symmetric"),
+    ("int4:group_size", "expected FIELD=VALUE"),
+    ("int4:group_size=48", "group_size must be one of"),
+])
+def test_bad_recipe_specs_say_what_is_valid(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_recipe(text)
+
+
+def test_multi_step_recipes_chain_with_plus():
+    recipe = parse_recipe("fp32+int4:group_size=128")
+    assert recipe.label == "fp32+int4(g128)" and recipe.method == "fp32" and len(recipe.to_list()) == 2

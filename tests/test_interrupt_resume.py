@@ -13,6 +13,9 @@ import pytest
 from engines.store import Store
 from tests.helpers import FAST, count_rows, qbench_json, wait_for
 
+pytestmark = [pytest.mark.slow]
+
+
 METHODS = "fp32,dynamic-int8,int4"
 
 

@@ -99,6 +99,7 @@ def _mlp():
     return torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.ReLU(), torch.nn.Linear(64, 5)).eval()
 
 
+@pytest.mark.slow
 def test_exported_program_sweep(tmp_path):
     import torch
 
@@ -120,7 +121,7 @@ def test_exported_program_sweep(tmp_path):
 def test_torchscript_and_exported_program_loaders(tmp_path):
     import torch
 
-    from engines.runtimes import onnx_runtime
+    from engines.passes import onnx_passes
 
     scripted = tmp_path / "mlp.ts.pt"
     torch.jit.trace(_mlp(), torch.randn(2, 20)).save(str(scripted))
@@ -131,7 +132,7 @@ def test_torchscript_and_exported_program_loaders(tmp_path):
     with torch.inference_mode():
         out = model.module(torch.from_numpy(model.eval_inputs["input"]))
     assert out.shape == (len(model.eval_inputs["input"]), 5)
-    onnx_path = onnx_runtime.export_fp32(model, tmp_path)  # the ONNX route works from TorchScript
+    onnx_path = onnx_passes.export_fp32(model, tmp_path)  # the ONNX route works from TorchScript
     assert onnx_path.exists()
 
     static = tmp_path / "static.pt2"  # exported without a dynamic batch: batch 2 only

@@ -11,6 +11,9 @@ from engines.models import load_model, resolve_model
 from tests.helpers import FAST, by_key, qbench_json
 
 
+pytestmark = [pytest.mark.real_model]
+
+
 def _save_tiny_gpt2(directory) -> None:
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
@@ -55,6 +58,7 @@ def test_cached_causal_lm_loads_offline(hub_cache, monkeypatch):
     assert model.output_axes == {0: "batch", 1: "seq"}
 
 
+@pytest.mark.slow
 def test_cached_causal_lm_sweep_reports_perplexity_kl_and_speed(hub_cache, tmp_path):
     proc, payload = qbench_json("run", "--model", "acme/tiny-gpt2", "--methods", "fp32,int4",
                                 "--runtimes", "onnxruntime", "--seq-len", "64", "--db", str(tmp_path / "q.db"),

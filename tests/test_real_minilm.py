@@ -10,6 +10,9 @@ import pytest
 
 from tests.helpers import FAST, by_key, qbench_json
 
+pytestmark = [pytest.mark.slow, pytest.mark.real_model]
+
+
 METHODS = "fp32,dynamic-int8,static-int8,int4"
 
 

@@ -14,6 +14,9 @@ from engines.models import load_model, resolve_model
 from tests.helpers import FAST, by_key, qbench_json
 
 
+pytestmark = [pytest.mark.slow, pytest.mark.real_model]
+
+
 @pytest.fixture(scope="module")
 def lm_sweep(tmp_path_factory):
     db = tmp_path_factory.mktemp("tinylm") / "q.db"

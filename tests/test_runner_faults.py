@@ -30,6 +30,7 @@ def test_a_crashing_variant_fails_with_a_reason_and_the_sweep_continues(store, f
     assert store.get_run(outcome.run_id)["status"] == "finished"
 
 
+@pytest.mark.slow
 def test_a_hanging_variant_is_killed_at_its_timeout(store, fast_measure, monkeypatch):
     monkeypatch.setenv("QBENCH_FAULT", "hang:fp32")
     outcome, results, _ = _sweep(store, fast_measure, timeout_s=12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -9,6 +10,7 @@ import sys
 
 import pytest
 
+from engines.methods import parse_recipe
 from engines.store import SCHEMA_VERSION, Store, StoreError
 
 
@@ -40,7 +42,9 @@ def test_results_survive_reopening_and_round_trip(db_path):
     assert results[0]["agreement"]["sqnr_db"] == float("inf")
     assert results[1]["error"] == "boom"
     assert again.get_run("r1")["environment"] == {"python": "3.11"}
-    assert again.completed_keys("r1") == {("fp32", "onnxruntime", "cpu", 1), ("int4", "onnxruntime", "cpu", 1)}
+    fp32, int4 = parse_recipe("fp32").id, parse_recipe("int4").id
+    assert again.completed_keys("r1") == {(fp32, "onnxruntime", "cpu", 1), (int4, "onnxruntime", "cpu", 1)}
+    assert [r["label"] for r in results] == ["fp32", "int4"]
 
 
 def test_re_measuring_a_row_replaces_it(store):
@@ -114,3 +118,51 @@ def test_a_run_left_running_by_a_dead_process_becomes_interrupted(db_path):
     run = store.get_run("dead")
     assert run["status"] == "interrupted"
     assert "ended unexpectedly" in run["message"]
+
+
+# --- a database written by the first release (schema 1) ------------------------------------------
+
+
+def _first_release_db(path):
+    """The tables and rows qbench 0.1 wrote, built with plain SQL as it left them on disk."""
+    from engines.store.migrations import LEGACY_RESULT_COLUMNS
+
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE qbench_meta (key TEXT PRIMARY KEY, value TEXT);"
+        "INSERT INTO qbench_meta VALUES ('app', 'qbench'), ('schema_version', '1');"
+        "CREATE TABLE runs (id TEXT PRIMARY KEY, created_at TEXT, finished_at TEXT, status TEXT, model TEXT,"
+        " request TEXT, environment TEXT, pid INTEGER, host TEXT, source TEXT, message TEXT);"
+        f"CREATE TABLE results ({', '.join(c + (' INTEGER PRIMARY KEY' if c == 'id' else '') for c in LEGACY_RESULT_COLUMNS)},"
+        " FOREIGN KEY(run_id) REFERENCES runs(id));"
+        "CREATE UNIQUE INDEX idx_results_run_id_method_runtime_device_batch_size"
+        " ON results (run_id, method, runtime, device, batch_size);"
+    )
+    request = {"model": "digits-mlp", "methods": ["fp32", "int4"], "runtimes": ["onnxruntime"], "devices": ["cpu"],
+               "batch_sizes": [1], "configs": {}, "threads": None, "timeout_s": 900.0, "memory_limit_mb": None,
+               "measure": {}, "model_options": {}}
+    conn.execute("INSERT INTO runs VALUES ('old1', '2026-11-20T10:00:00+00:00', NULL, 'interrupted', 'digits-mlp',"
+                 " ?, '{}', 1, 'host', 'cli', NULL)", [json.dumps(request)])
+    # the old int4 default was group 32, stored in full, with the 'compute' field this release dropped
+    old_int4 = {"group_size": 32, "symmetric": True, "compute": "int8", "version": 1}
+    conn.execute("INSERT INTO results (run_id, model, method, runtime, device, batch_size, status, config,"
+                 " latency_p50_ms, latency_samples, size_mb, metrics, notes, runtime_info)"
+                 " VALUES ('old1', 'digits-mlp', 'int4', 'onnxruntime', 'cpu', 1, 'ok', ?, 0.2, 50, 0.7, '{}', '[]',"
+                 " '{}')", [json.dumps(old_int4)])
+    conn.commit()
+    conn.close()
+
+
+def test_a_first_release_database_is_migrated_and_its_results_still_show(db_path):
+    _first_release_db(db_path)
+    store = Store(db_path)
+    assert store.schema_version == SCHEMA_VERSION
+    (result,) = store.results("old1")
+    assert result["label"] == "int4(g32)" and result["recipe_id"] == parse_recipe("int4:group_size=32").id
+    assert result["latency_ms"]["p50"] == 0.2 and result["size_mb"] == 0.7
+    assert result["recipe"] == [{"method": "int4", "config": {"group_size": 32, "symmetric": True, "version": 1}}]
+    # the new unique key: two settings of one method can live in one run
+    store.add_result("old1", {**result, "id": None, "recipe_id": parse_recipe("int4:group_size=128").id,
+                              "label": "int4(g128)"})
+    assert len(store.results("old1")) == 2
+    store.close()

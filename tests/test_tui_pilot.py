@@ -243,7 +243,7 @@ async def test_method_configurator(store):
 
         # What the form holds reads back as the sweep: only non-default settings are sent.
         pane.apply_setup({"methods": ["int4", "static-int8"], "runtimes": ["onnxruntime"], "devices": ["cpu"],
-                          "batch_sizes": [1, 8], "configs": {"int4": {"group_size": 64}}})
+                          "batch_sizes": [1, 8], "configs": {"int4": {"group_size": 128}}})
         await pilot.pause()
         app.query_one(f"#{field_widget_id('static-int8', 'calibration_method')}", Select).value = "entropy"
         await pilot.pause()
@@ -251,7 +251,7 @@ async def test_method_configurator(store):
         setup = pane.current_setup("digits-mlp", {"allow_pickle": True})
         assert setup.model_options == {"allow_pickle": True, "seq_len": 64}
         assert set(setup.methods) == {"static-int8", "int4"} and setup.batch_sizes == (1, 8)
-        assert setup.configs == {"int4": {"group_size": 64},
+        assert setup.configs == {"int4": {"group_size": 128},
                                  "static-int8": {"calibration_method": "entropy", "calibration_samples": 64}}
         assert setup.measure["min_time_s"] == 0.05  # from the settings
 

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 from engines import catalog
+from engines.methods import parse_recipe
+from engines.passes import Format, plan
 from engines.devices import DeviceInfo
 from engines.models import ModelSpec
 from qbench_tui.settings import AppSettings
@@ -66,8 +68,9 @@ def fixed_reasons() -> dict[tuple[str, str, str], str]:
                 elif dev not in present:
                     info = next(d for d in DEVICES if d.name == dev)
                     why = f"device {dev} is not present: {info.detail}"
-                else:
-                    why = spec.support.get(r, {}).get(dev)
+                else:  # the planner's answer, as on a machine with this device
+                    planned = plan(parse_recipe(m), Format.TORCH, rt, dev)
+                    why = planned if isinstance(planned, str) else None
                 if why:
                     reasons[(m, r, dev)] = why
     return reasons

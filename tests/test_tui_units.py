@@ -175,7 +175,7 @@ def test_the_setup_becomes_the_engines_request():
     setup = SweepSetup("digits-mlp", ("int4",), ("onnxruntime",), ("cpu",), (1,), {"int4": {"group_size": 64}},
                        threads=2, measure={"min_time_s": 0.05, "min_reps": 5}, model_options={"seq_len": 64})
     request = build_request(setup)
-    assert request.config_for("int4").group_size == 64
+    assert request.recipes()[0].steps[0].group_size == 64
     assert request.measure.min_time_s == 0.05 and request.threads == 2
     assert request.model_options == {"seq_len": 64}
     with pytest.raises(ValueError):

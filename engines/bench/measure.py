@@ -11,9 +11,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class LatencyStats:
 
     @classmethod
     def from_samples_ns(cls, samples_ns: list[int] | np.ndarray) -> LatencyStats:
+        import numpy as np
+
         ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
         p25, p50, p75, p90, p99 = np.percentile(ms, [25, 50, 75, 90, 99])
         return cls(
@@ -146,6 +149,8 @@ def measure_interleaved(
 
 def sqnr_db(reference: np.ndarray, output: np.ndarray) -> float:
     """Signal-to-quantization-noise ratio in dB (inf when identical)."""
+    import numpy as np
+
     ref = reference.astype(np.float64).ravel()
     noise = ref - output.astype(np.float64).ravel()
     noise_power = float(np.sum(noise * noise))
@@ -156,6 +161,8 @@ def sqnr_db(reference: np.ndarray, output: np.ndarray) -> float:
 
 def mean_cosine(reference: np.ndarray, output: np.ndarray) -> float:
     """Mean over samples of the cosine similarity between output vectors."""
+    import numpy as np
+
     a = reference.reshape(len(reference), -1).astype(np.float64)
     b = output.reshape(len(output), -1).astype(np.float64)
     denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
@@ -164,6 +171,8 @@ def mean_cosine(reference: np.ndarray, output: np.ndarray) -> float:
 
 
 def top1_agreement(reference: np.ndarray, output: np.ndarray) -> float:
+    import numpy as np
+
     return float(np.mean(reference.argmax(axis=-1) == output.argmax(axis=-1)))
 
 
@@ -179,6 +188,8 @@ def bootstrap_ratio_ci(
     baseline_ms: np.ndarray, variant_ms: np.ndarray, n: int = 1000, seed: int = 0
 ) -> tuple[float, float, float]:
     """Speedup (median baseline / median variant) with a 95 % bootstrap interval."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     a, b = np.asarray(baseline_ms), np.asarray(variant_ms)
     ratio = float(np.median(a) / np.median(b))

@@ -1,4 +1,4 @@
-"""The child process that measures one variant (method × runtime × device) at each batch size.
+"""The child process that measures one variant (recipe × runtime × device) at each batch size.
 
 Started by :mod:`engines.bench.runner` as ``python -m engines.bench.worker FD``; reads the job as JSON on
 stdin and writes events as JSON lines to file descriptor FD (stdout and stderr stay free for
@@ -20,12 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from engines import catalog
 from engines.bench.measure import LatencyStats, MeasureSettings, measure_latency
-from engines.methods import configs
+from engines.core.config import config_from_dict
 from engines.models import ModelSpec, load_model
-from engines.models.base import iter_batches
-from engines.runtimes.base import UnsupportedVariant
+from engines.models.base import LoadedModel, iter_batches
+from engines.models.onnx_cache import SOURCE_FORMAT
+from engines.passes import Format, PassContext, get_pass
+from engines.runtimes import runtime_spec
+from engines.runtimes.base import Artifact, UnsupportedVariant
 
 EVAL_BATCH = 256
 
@@ -87,47 +89,117 @@ def reference_outputs(model, workdir: Path) -> np.ndarray:
                 for batch in iter_batches(model.eval_inputs, model.fixed_batch or EVAL_BATCH)
             ]
         return np.concatenate(outs)
-    from engines.runtimes import onnx_runtime
+    from engines.runtimes.ort.session import OnnxSession
 
-    session = onnx_runtime.OnnxSession(model.onnx_source, "cpu", threads=1)
+    session = OnnxSession(model.onnx_source, "cpu", threads=1)
     return run_outputs(session, model.eval_inputs, model.fixed_batch or EVAL_BATCH)
 
 
+def source_artifact(model: LoadedModel, workdir: Path) -> Artifact:
+    """The loaded model as the first artifact of the chain: its ONNX file, or its torch module."""
+    if model.module is None:
+        from engines.passes.onnx_passes import export_fp32
+
+        return Artifact(export_fp32(model, workdir), format=Format.ONNX.value)  # copies the file
+    # Saved (for its size) only if no pass replaces it: see apply_passes.
+    return Artifact(workdir / "model.fp32.pt", payload=model.module, format=Format.TORCH.value)
+
+
+def _context(model: LoadedModel, workdir: Path, runtime: str, device: str, threads: int,
+             emit: Emitter | None = None) -> PassContext:
+    progress = (lambda **data: emit("phase", phase="quantize", detail=data)) if emit else (lambda **data: None)
+    return PassContext(model, workdir, runtime, device, threads, progress)
+
+
+def apply_passes(model: LoadedModel, planned: list[dict[str, Any]], ctx: PassContext) -> tuple[Artifact, list[str]]:
+    """Run the planned chain; returns the last artifact and the names of the passes applied.
+
+    A chain that starts with ``export-onnx`` on a model that already is an ONNX graph (the
+    export cache) skips that pass."""
+    artifact = source_artifact(model, ctx.workdir)
+    applied: list[str] = []
+    for step in planned:
+        spec = get_pass(step["pass"])
+        if spec.input.value != artifact.format and spec.config_class is None and spec.output.value == artifact.format:
+            continue  # the conversion is already done (the model came as that format)
+        config = config_from_dict(spec.config_class, step["config"]) if spec.config_class else None
+        notes = artifact.notes
+        artifact = spec.fn(ctx, artifact, config)
+        artifact.notes = notes + [n for n in artifact.notes if n not in notes]
+        applied.append(spec.name)
+    if artifact.payload is not None and not artifact.path.exists():
+        from engines.passes.torch_passes import save_module
+
+        artifact = save_module(artifact.payload, ctx, "fp32")
+    return artifact, applied
+
+
+def open_variant(model: LoadedModel, job: dict[str, Any], ctx: PassContext) -> tuple[Artifact, Any, list[str], Any]:
+    """Apply the job's passes and open the result: (artifact, session, passes applied, runtime module).
+
+    The benchmark scripts in ``bench/`` call this too, so they measure exactly what a sweep does."""
+    runtime = runtime_spec(job["runtime"])
+    artifact, applied = apply_passes(model, job["plan"], ctx)
+    session_module = importlib.import_module(runtime.session)
+    runtime_config = config_from_dict(runtime.config_class, job.get("runtime_config"))
+    session = session_module.open_session(artifact, model, ctx.device, ctx.threads, runtime_config)
+    return artifact, session, applied, session_module
+
+
+def open_recipe(model: LoadedModel, recipe: str, runtime: str, device: str, threads: int, workdir: Path,
+                runtime_config: dict[str, Any] | None = None) -> tuple[Artifact, Any]:
+    """Plan, apply and open one recipe in this process: (artifact, session). For ``bench/`` scripts,
+    which time several variants side by side in one process; raises UnsupportedVariant."""
+    from engines import catalog
+
+    source = Format.ONNX if model.module is None else Format.TORCH
+    planned = catalog.plan_variant(recipe, runtime, device, source)
+    if isinstance(planned, str):
+        raise UnsupportedVariant(planned)
+    job = {"runtime": runtime, "plan": [p.to_dict() for p in planned.passes], "runtime_config": runtime_config}
+    artifact, session, _, _ = open_variant(model, job, _context(model, workdir, runtime, device, threads))
+    return artifact, session
+
+
 def run_job(job: dict[str, Any], emit: Emitter) -> None:
-    method, runtime, device = job["method"], job["runtime"], job["device"]
+    runtime, device = job["runtime"], job["device"]
     batch_sizes: list[int] = job["batch_sizes"]
     threads: int = job["threads"]
     workdir = Path(job["workdir"])
     workdir.mkdir(parents=True, exist_ok=True)
     settings = MeasureSettings(**job["measure"])
-    # The loader learns which runtime will run the model: ONNX Runtime variants of a torch model
-    # can then use a cached fp32 ONNX export instead of importing torch (engines.models.onnx_cache).
-    spec = ModelSpec(**{**job["model"], "extra": {**job["model"].get("extra", {}), "runtime": runtime}})
-    config = configs.config_from_dict(catalog.METHODS[method].config_class, job.get("config"))
+    # A chain that starts with an ONNX export may take the model from the fp32 export cache and
+    # skip importing torch (engines.models.onnx_cache).
+    extra = dict(job["model"].get("extra", {}))
+    if job["plan"] and job["plan"][0]["pass"] == "export-onnx":
+        extra[SOURCE_FORMAT] = "onnx"
+    spec = ModelSpec(**{**job["model"], "extra": extra})
 
-    def phase(name: str, **extra: Any) -> None:
-        emit("phase", phase=name, **extra)
+    def phase(name: str, **data: Any) -> None:
+        emit("phase", phase=name, **data)
 
     phase("load")
-    _inject_fault(method)
+    _inject_fault(job["method"])
     model = load_model(spec)
     reference = reference_outputs(model, workdir)
-    rt = importlib.import_module(catalog.RUNTIMES[runtime].module)
-    if hasattr(rt, "runtime_info"):
-        emit("runtime_info", info=rt.runtime_info())
+    session_module = importlib.import_module(runtime_spec(runtime).session)
+    emit("runtime_info", info=session_module.runtime_info())
 
     phase("quantize")
+    ctx = _context(model, workdir, runtime, device, threads, emit)
     t0 = time.perf_counter()
-    artifact = rt.quantize(model, method, config, workdir)
+    artifact, applied = apply_passes(model, job["plan"], ctx)
     quantize_s = time.perf_counter() - t0
+    emit("passes", passes=applied)
 
     phase("cold-start")
     rss_before = current_rss_mb()
     t0 = time.perf_counter()
-    session = rt.open_session(artifact, model, device, threads)
+    runtime_config = config_from_dict(runtime_spec(runtime).config_class, job.get("runtime_config"))
+    session = session_module.open_session(artifact, model, device, threads, runtime_config)
     session.run(model.example_inputs(batch_sizes[0]))
     load_s = time.perf_counter() - t0
-    if artifact.payload is not None:  # quantized at load time: that is part of its cold start
+    if artifact.payload is not None:  # quantized in memory at load time: part of its cold start
         load_s += quantize_s
     rss_delta = current_rss_mb() - rss_before
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,16 @@ class ModelSpec:
     params: int | None = None
     path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def source_format(self):
+        """The format the model comes in (engines.passes.Format): an ONNX file, else a torch module."""
+        from engines.passes import Format
+
+        return Format.ONNX if self.path and self.path.lower().endswith(".onnx") else Format.TORCH
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 BUILTIN_MODELS: dict[str, ModelSpec] = {

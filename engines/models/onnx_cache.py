@@ -29,9 +29,12 @@ from engines.paths import models_cache_dir
 CACHE_VERSION = 1
 
 
+SOURCE_FORMAT = "source_format"  # set by the worker when the variant's passes start from ONNX
+
+
 def wants_onnx(spec_extra: dict[str, Any]) -> bool:
-    """The worker marks jobs for ONNX Runtime; only those may skip the torch module."""
-    return spec_extra.get("runtime") == "onnxruntime"
+    """Jobs whose pass chain starts with an ONNX export may skip the torch module."""
+    return spec_extra.get(SOURCE_FORMAT) == "onnx"
 
 
 def file_stamp(paths: list[Path]) -> list[list[Any]]:
@@ -71,12 +74,12 @@ def onnx_model(name: str, key_parts: dict[str, Any], build: Callable[[], LoadedM
 
 
 def _write(model: LoadedModel, folder: Path) -> None:
-    from engines.runtimes import onnx_runtime
+    from engines.passes import onnx_passes
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        onnx_runtime.export_fp32(model, tmp)
+        onnx_passes.export_fp32(model, tmp)
         arrays = {f"eval__{k}": v for k, v in model.eval_inputs.items()}
         arrays.update({f"calibration__{k}": v for k, v in (model.calibration_inputs or {}).items()})
         if model.eval_labels is not None:

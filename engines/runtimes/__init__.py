@@ -1,6 +1,83 @@
-"""Runtimes: turn a loaded model into a quantized artifact, load it, run it.
+"""Runtimes: each is a plugin with a light spec (the app may read it) and a heavy session module.
 
-Each runtime module exposes ``quantize(model, method, config, workdir) -> Artifact`` and
-``open_session(artifact, model, device, threads) -> Session``. They are imported only in the
-child process that measures a variant.
+A built-in runtime is a sub-package here whose ``__init__`` defines ``SPEC`` (a
+:class:`RuntimeSpec`) and imports nothing heavy; ``SPEC.session`` names the module the child
+imports to open artifacts: ``open_session(artifact, model, device, threads, config) -> Session``
+and ``runtime_info() -> dict``. A plugin runtime can be a single module holding both
+(:mod:`engines.plugins` finds it). Runtime-only knobs (compile, kernels, providers) are the
+fields of the spec's ``config_class``, never of a method's config.
 """
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from engines.core.config import Config
+
+if TYPE_CHECKING:
+    from engines.passes import Format
+
+
+@dataclass(frozen=True)
+class RuntimeConfig(Config):
+    """Base of every runtime config (a runtime without knobs uses it as it is)."""
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    name: str  # the CLI name: torch, onnxruntime, …
+    title: str
+    formats: tuple[Format, ...]  # what it opens
+    devices: tuple[str, ...]  # devices it has a backend for
+    package: str  # import name of the library it needs (checked without importing it)
+    session: str  # module with open_session() and runtime_info(), imported in the child only
+    config_class: type[RuntimeConfig] = RuntimeConfig
+    extra: str | None = None  # the optional dependency group that installs it
+    accepts: tuple[str, ...] | None = None  # the only methods it runs (None: whatever a plan reaches)
+    order: int = 100  # position in listings
+
+    def installed(self) -> bool:
+        from engines.devices import package_installed
+
+        return package_installed(self.package)
+
+    def install_hint(self) -> str:
+        return f"uv sync --extra {self.extra}" if self.extra else f"pip install {self.package}"
+
+
+_RUNTIMES: dict[str, RuntimeSpec] = {}
+
+
+def register_runtime(spec: RuntimeSpec) -> RuntimeSpec:
+    existing = _RUNTIMES.get(spec.name)
+    if existing is not None and existing != spec:
+        raise ValueError(f"runtime {spec.name!r} is registered twice")
+    _RUNTIMES[spec.name] = spec
+    return spec
+
+
+def load_builtin_runtimes() -> None:
+    import engines.runtimes as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.ispkg:
+            module = importlib.import_module(f"engines.runtimes.{info.name}")
+            if isinstance(getattr(module, "SPEC", None), RuntimeSpec):
+                register_runtime(module.SPEC)
+
+
+def all_runtimes() -> dict[str, RuntimeSpec]:
+    from engines import plugins
+
+    plugins.load_all()
+    return dict(sorted(_RUNTIMES.items(), key=lambda item: (item[1].order, item[0])))
+
+
+def runtime_spec(name: str) -> RuntimeSpec:
+    runtimes = all_runtimes()
+    if name not in runtimes:
+        raise ValueError(f"unknown runtime {name!r}; valid: {', '.join(runtimes)}")
+    return runtimes[name]

@@ -1,27 +1,27 @@
-"""The shape shared by every runtime: an artifact on disk and a session that runs it."""
+"""What passes exchange (an :class:`Artifact`) and what a runtime opens it as (a :class:`Session`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from engines.core.errors import UnsupportedVariant  # noqa: F401 - raised by runtimes and passes
 
-
-class UnsupportedVariant(Exception):
-    """The method cannot be applied to this model on this runtime (recorded as ``unsupported``)."""
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
 class Artifact:
     path: Path  # a file or a directory
     notes: list[str] = field(default_factory=list)
-    # Runtimes that quantize at load time (torch) keep the module here; their cold start then
-    # counts the quantization too (the worker adds it).
+    # In-memory artifacts (a torch module) travel here; ``path`` then holds their saved form, for
+    # the size. Quantizing in memory is part of such a variant's cold start (the worker adds it).
     payload: Any = None
-    format: str = ""
+    format: str = ""  # an engines.passes.Format value
+    facts: dict[str, Any] = field(default_factory=dict)  # what passes learnt: op counts, plans, …
 
     @property
     def size_bytes(self) -> int:

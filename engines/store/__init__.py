@@ -8,65 +8,25 @@ refused with a clear message and never written to.
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # imported in Store.__init__: sqlite_utils pulls in numpy, slow for a CLI start
-    import sqlite_utils
+from engines.core.schema import Result, now_iso, public_json, variant_key  # noqa: F401 - re-exported
+from engines.store.migrations import MIGRATIONS, SCHEMA_VERSION, legacy_recipe
 
-SCHEMA_VERSION = 1
 APP_ID = "qbench"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 RUN_STATUSES = ("running", "finished", "interrupted", "failed")
-RESULT_STATUSES = ("ok", "failed", "unsupported")
-LATENCY_KEYS = ("p50", "p90", "p99", "mean", "std", "iqr", "min", "max", "samples")
-AGREEMENT_KEYS = ("top1", "sqnr_db", "cosine")
 
 
 class StoreError(Exception):
     """The database cannot be used; the message says why and what to do."""
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _migration_1(db: sqlite_utils.Database) -> None:
-    db["runs"].create(
-        {
-            "id": str, "created_at": str, "finished_at": str, "status": str, "model": str,
-            "request": str, "environment": str, "pid": int, "host": str, "source": str, "message": str,
-        },
-        pk="id",
-    )
-    columns: dict[str, Any] = {
-        "id": int, "run_id": str, "model": str, "method": str, "runtime": str, "device": str,
-        "batch_size": int, "status": str, "error": str, "config": str,
-    }
-    columns.update({f"latency_{k}_ms" if k != "samples" else "latency_samples": float for k in LATENCY_KEYS})
-    columns.update(
-        {
-            "throughput_per_s": float, "load_s": float, "quantize_s": float, "peak_rss_mb": float,
-            "size_mb": float, "accuracy": float, "agreement_top1": float, "agreement_sqnr_db": float,
-            "agreement_cosine": float, "metrics": str, "notes": str, "artifact": str,
-            "runtime_info": str, "started_at": str, "finished_at": str,
-        }
-    )
-    db["results"].create(columns, pk="id", foreign_keys=[("run_id", "runs", "id")])
-    db["results"].create_index(["run_id", "method", "runtime", "device", "batch_size"], unique=True)
-    db["results"].create_index(["model"])
-
-
-# Each entry upgrades the schema by one version; never edit a released one, append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1]
 
 
 class Store:
@@ -195,15 +155,20 @@ class Store:
 
     # --- results ------------------------------------------------------------------------------
 
-    def add_result(self, run_id: str, result: dict[str, Any]) -> None:
+    def add_result(self, run_id: str, result: Result | dict[str, Any]) -> None:
         """Insert (or replace, on resume) one result, committed at once."""
-        row = _flatten_result(run_id, result)
+        if isinstance(result, dict):
+            result = Result.from_dict(result)
+        if not result.recipe_id:  # a caller that names the method only (the legacy shape)
+            result.recipe_id, result.label, steps = legacy_recipe(result.method, json.dumps(result.config))
+            result.recipe = json.loads(steps)
+        row = {**result.to_row(), "run_id": run_id}
         with self._lock, self.db.conn:
             # A resumed run re-measures only missing rows, but a replaced row must not duplicate.
             self.db.execute(
-                "DELETE FROM results WHERE run_id = ? AND method = ? AND runtime = ? "
+                "DELETE FROM results WHERE run_id = ? AND recipe_id = ? AND runtime = ? "
                 "AND device = ? AND batch_size = ?",
-                [row["run_id"], row["method"], row["runtime"], row["device"], row["batch_size"]],
+                [run_id, row["recipe_id"], row["runtime"], row["device"], row["batch_size"]],
             )
             self.db["results"].insert(row)
 
@@ -219,48 +184,11 @@ class Store:
             args.extend(params)
         with self._lock:
             rows = self.db["results"].rows_where(" AND ".join(clauses) or None, args, order_by="id")
-            return [_decode_result(r) for r in rows]
+            return [Result.from_row(r).to_dict() for r in rows]
 
     def completed_keys(self, run_id: str) -> set[tuple[str, str, str, int]]:
-        """(method, runtime, device, batch_size) already measured in a run, whatever the outcome."""
-        return {(r["method"], r["runtime"], r["device"], r["batch_size"]) for r in self.results(run_id)}
-
-    def history(self, model: str, method: str, runtime: str, device: str, batch_size: int) -> list[dict]:
-        return self.results(
-            where="model = ? AND method = ? AND runtime = ? AND device = ? AND batch_size = ? AND status = 'ok'",
-            params=[model, method, runtime, device, batch_size],
-        )
-
-
-def _num(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def _flatten_result(run_id: str, result: dict[str, Any]) -> dict[str, Any]:
-    latency = result.get("latency_ms") or {}
-    agreement = result.get("agreement") or {}
-    row = {
-        "run_id": run_id,
-        **{k: result.get(k) for k in ("model", "method", "runtime", "device", "batch_size", "status", "error")},
-        "config": json.dumps(result.get("config") or {}),
-        "throughput_per_s": result.get("throughput_per_s"),
-        "load_s": result.get("load_s"),
-        "quantize_s": result.get("quantize_s"),
-        "peak_rss_mb": result.get("peak_rss_mb"),
-        "size_mb": result.get("size_mb"),
-        "accuracy": result.get("accuracy"),
-        "metrics": json.dumps(result.get("metrics") or {}, default=str),
-        "notes": json.dumps(result.get("notes") or []),
-        "artifact": result.get("artifact"),
-        "runtime_info": json.dumps(result.get("runtime_info") or {}),
-        "started_at": result.get("started_at"),
-        "finished_at": result.get("finished_at") or now_iso(),
-    }
-    for key in LATENCY_KEYS:
-        row["latency_samples" if key == "samples" else f"latency_{key}_ms"] = _num(latency.get(key))
-    for key in AGREEMENT_KEYS:
-        row[f"agreement_{key}"] = _num(agreement.get(key))
-    return row
+        """Variant keys (recipe id, runtime, device, batch size) a run has stored, whatever the outcome."""
+        return {variant_key(r) for r in self.results(run_id)}
 
 
 def _decode_run(row: dict[str, Any]) -> dict[str, Any]:
@@ -268,57 +196,3 @@ def _decode_run(row: dict[str, Any]) -> dict[str, Any]:
     out["request"] = json.loads(row["request"] or "{}")
     out["environment"] = json.loads(row["environment"] or "{}")
     return out
-
-
-def _json_float(value: Any) -> Any:
-    """Infinity is not JSON: an exact match (SQNR = inf) is reported as null."""
-    if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
-        return None
-    return value
-
-
-def _decode_result(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored row in the public result shape (the CLI's --json, the TUI's detail view)."""
-    latency = {k: row["latency_samples" if k == "samples" else f"latency_{k}_ms"] for k in LATENCY_KEYS}
-    if latency["samples"] is not None:
-        latency["samples"] = int(latency["samples"])
-    return {
-        "id": row["id"],
-        "run_id": row["run_id"],
-        "model": row["model"],
-        "method": row["method"],
-        "runtime": row["runtime"],
-        "device": row["device"],
-        "batch_size": row["batch_size"],
-        "status": row["status"],
-        "error": row["error"],
-        "config": json.loads(row["config"] or "{}"),
-        "latency_ms": latency if latency["p50"] is not None else None,
-        "throughput_per_s": row["throughput_per_s"],
-        "load_s": row["load_s"],
-        "quantize_s": row["quantize_s"],
-        "peak_rss_mb": row["peak_rss_mb"],
-        "size_mb": row["size_mb"],
-        "accuracy": row["accuracy"],
-        "agreement": {k: row[f"agreement_{k}"] for k in AGREEMENT_KEYS}
-        if row["agreement_top1"] is not None or row["agreement_cosine"] is not None else None,
-        "metrics": json.loads(row["metrics"] or "{}"),
-        "notes": json.loads(row["notes"] or "[]"),
-        "artifact": row["artifact"],
-        "runtime_info": json.loads(row["runtime_info"] or "{}"),
-        "started_at": row["started_at"],
-        "finished_at": row["finished_at"],
-    }
-
-
-def public_json(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Results with non-finite floats turned into null, ready for ``json.dumps``."""
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        return _json_float(value)
-
-    return [clean(r) for r in results]

@@ -1,30 +1,34 @@
-"""ONNX Runtime: export to ONNX, quantize with ONNX Runtime's own quantizers, run sessions.
+"""ONNX passes: export a torch module to ONNX, and ONNX Runtime's own quantizers.
 
-fp16: ``onnxruntime.transformers.float16``; weight-int8 and int4: ``MatMulNBitsQuantizer``
-(8 / 4 bits, block-wise); dynamic-int8: ``quantize_dynamic``; static-int8: ``quantize_static``
-with a calibration reader (MinMax, Entropy or Percentile).
+``export-onnx`` (TorchScript exporter, dynamic batch axis); ``ort-float16``
+(``onnxruntime.transformers.float16``); ``ort-matmul-nbits-8`` / ``-4`` (``MatMulNBitsQuantizer``,
+block-wise, embedding tables too at 4 bits); ``ort-dynamic-int8`` (``quantize_dynamic``);
+``ort-static-int8`` (``quantize_static`` with a calibration reader: MinMax, Entropy or Percentile).
+Everything heavy (torch, onnx, onnxruntime) is imported inside the functions.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import numpy as np
+from engines.methods.configs import ActivationType, CalibrationMethod, QuantFormat
+from engines.methods.floats import Fp16Config
+from engines.methods.int4 import Int4Config
+from engines.methods.int8 import DynamicInt8Config, StaticInt8Config, WeightInt8Config
+from engines.passes import Format, PassContext, register_pass
+from engines.runtimes.base import Artifact, UnsupportedVariant
 
-from engines.methods import configs
-from engines.models.base import LoadedModel
-from engines.runtimes.base import Artifact, Session, UnsupportedVariant
+if TYPE_CHECKING:
+    import numpy as np
+
+    from engines.models.base import LoadedModel
 
 OPSET = 17
-_NP_TYPES = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_,
-    "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
-}
+_ORT = ("onnxruntime",)  # graphs with com.microsoft ops or ORT-only layouts
+_ORT_CPU_ONLY = "ONNX Runtime's int8 quantized operators run on the CPU execution provider only"
 
 # The quantizers log every skipped node at INFO; keep the child's log readable.
 logging.getLogger("onnxruntime").setLevel(logging.WARNING)
@@ -59,6 +63,7 @@ def gemm_to_matmul(model_proto) -> int:
     Exporters emit Gemm for linear layers, but ONNX Runtime's block-wise quantizer
     (MatMulNBits) only quantizes MatMul nodes. Returns the number of nodes rewritten.
     """
+    import numpy as np
     import onnx
     from onnx import helper, numpy_helper
 
@@ -95,7 +100,7 @@ def gemm_to_matmul(model_proto) -> int:
     return rewritten
 
 
-def _count_ops(path: Path) -> dict[str, int]:
+def count_ops(path: Path) -> dict[str, int]:
     import onnx
 
     counts: dict[str, int] = {}
@@ -114,8 +119,7 @@ class _CalibrationReader:
         return next(self._batches, None)
 
 
-def _matmul_nbits(fp32: Path, out: Path, bits: int, block: int, symmetric: bool,
-                  compute: configs.ComputeType) -> list[str]:
+def _matmul_nbits(fp32: Path, out: Path, bits: int, block: int, symmetric: bool) -> list[str]:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
@@ -123,21 +127,22 @@ def _matmul_nbits(fp32: Path, out: Path, bits: int, block: int, symmetric: bool,
     rewritten = gemm_to_matmul(proto)
     proto, small_tables = _prepare_embedding_gathers(proto, bits)
     # accuracy_level 4 selects MLAS's int8-compute kernels: ~8x faster than the fp32 path for
-    # 8-bit weights on x86 (measured here); 1 dequantizes weights and computes in fp32.
-    level = 4 if compute is configs.ComputeType.INT8 else 1
+    # 8-bit weights on x86 (measured here). It is a kernel choice, so ONNX Runtime's runtime config
+    # (nbits_compute) may lower it when it opens the graph; the file carries the fast default.
+    level = 4
     extra = {"op_types_to_quantize": ("MatMul", "Gather"), "quant_axes": (("MatMul", 0), ("Gather", 1)),
              "nodes_to_exclude": small_tables}
     quantizer = MatMulNBitsQuantizer(proto, bits=bits, block_size=block, is_symmetric=symmetric,
                                      accuracy_level=level, **(extra if small_tables is not None else {}))
     quantizer.process()
     quantizer.model.save_model_to_file(str(out), False)
-    quantized = _count_ops(out).get("MatMulNBits", 0)
+    quantized = count_ops(out).get("MatMulNBits", 0)
     if quantized == 0:
         raise UnsupportedVariant("the model has no MatMul/Gemm weights for MatMulNBits to quantize")
-    notes = [f"{quantized} MatMul nodes as MatMulNBits ({bits}-bit, block {block}, {compute.value} compute)"]
+    notes = [f"{quantized} MatMul nodes as MatMulNBits ({bits}-bit, block {block})"]
     if rewritten:
         notes.append(f"{rewritten} Gemm nodes rewritten as MatMul+Add first")
-    tables = _count_ops(out).get("GatherBlockQuantized", 0)
+    tables = count_ops(out).get("GatherBlockQuantized", 0)
     if tables:
         notes.append(f"{tables} embedding tables as GatherBlockQuantized ({bits}-bit)")
     return notes
@@ -154,6 +159,7 @@ def _prepare_embedding_gathers(proto, bits: int):
     an op that needs opset 21, so the graph is converted to opset 21 first; when that conversion
     fails, only the MatMul weights are quantized.
     """
+    import numpy as np
     from onnx import version_converter
 
     if bits != 4:  # GatherBlockQuantized takes 4-bit data only
@@ -174,68 +180,29 @@ def _prepare_embedding_gathers(proto, bits: int):
         return proto, None
 
 
-def quantize(model: LoadedModel, method: str, config: configs.MethodConfig, workdir: Path) -> Artifact:
-    fp32 = export_fp32(model, workdir)
-    out = workdir / f"model.{method}.onnx"
-    notes: list[str] = []
-    if method == "fp32":
-        return Artifact(fp32, format="onnx")
-    if method == "fp16":
-        import onnx
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-
-        assert isinstance(config, configs.Fp16Config)
-        proto = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=config.keep_io_types)
-        onnx.save(proto, str(out))
-    elif method == "weight-int8":
-        assert isinstance(config, configs.WeightInt8Config)
-        notes += _matmul_nbits(fp32, out, 8, config.block_size, config.symmetric, config.compute)
-    elif method == "int4":
-        assert isinstance(config, configs.Int4Config)
-        notes += _matmul_nbits(fp32, out, 4, config.group_size, config.symmetric, config.compute)
-    elif method == "dynamic-int8":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        assert isinstance(config, configs.DynamicInt8Config)
-        quantize_dynamic(
-            str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=config.per_channel,
-            reduce_range=config.reduce_range,
-        )
-    elif method == "static-int8":
-        notes += _quantize_static(model, config, fp32, out, workdir)
-    else:
-        raise UnsupportedVariant(f"ONNX Runtime has no implementation of {method}")
-    ops = _count_ops(out)
-    int_ops = {k: v for k, v in ops.items() if k.startswith(("QLinear", "MatMulInteger", "ConvInteger",
-                                                           "DynamicQuantize", "QuantizeLinear", "MatMulNBits"))}
-    if int_ops:
-        notes.append("ops: " + ", ".join(f"{k}×{v}" for k, v in sorted(int_ops.items())))
-    return Artifact(out, notes=notes, format="onnx")
-
-
-def _quantize_static(model, config, fp32: Path, out: Path, workdir: Path) -> list[str]:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+def _quantize_static(model, config: StaticInt8Config, fp32: Path, out: Path, workdir: Path) -> list[str]:
+    from onnxruntime import quantization as ortq
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    assert isinstance(config, configs.StaticInt8Config)
     pre = workdir / "model.pre.onnx"
     try:
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
     except Exception:  # pre-processing is an optimisation; quantize the raw graph if it fails
         pre = fp32
     method = {
-        configs.CalibrationMethod.MINMAX: CalibrationMethod.MinMax,
-        configs.CalibrationMethod.ENTROPY: CalibrationMethod.Entropy,
-        configs.CalibrationMethod.PERCENTILE: CalibrationMethod.Percentile,
+        CalibrationMethod.MINMAX: ortq.CalibrationMethod.MinMax,
+        CalibrationMethod.ENTROPY: ortq.CalibrationMethod.Entropy,
+        CalibrationMethod.PERCENTILE: ortq.CalibrationMethod.Percentile,
     }[config.calibration_method]
     batches = model.calibration_batches(config.calibration_samples)
     op_types, attention_note = _static_op_types(pre)
-    quantize_static(
+    ortq.quantize_static(
         str(pre), str(out), _CalibrationReader(batches),
-        quant_format=QuantFormat.QDQ if config.quant_format is configs.QuantFormat.QDQ else QuantFormat.QOperator,
+        quant_format=ortq.QuantFormat.QDQ if config.quant_format is QuantFormat.QDQ else ortq.QuantFormat.QOperator,
         per_channel=config.per_channel,
-        activation_type=QuantType.QUInt8 if config.activation_type is configs.ActivationType.UINT8 else QuantType.QInt8,
-        weight_type=QuantType.QInt8,
+        activation_type=(ortq.QuantType.QUInt8 if config.activation_type is ActivationType.UINT8
+                         else ortq.QuantType.QInt8),
+        weight_type=ortq.QuantType.QInt8,
         calibrate_method=method,
         op_types_to_quantize=op_types,
     )
@@ -260,38 +227,67 @@ def _static_op_types(path: Path) -> tuple[list[str] | None, str | None]:
     return kept, f"attention graph: static int8 on {', '.join(kept)} only (mask adds stay float)"
 
 
-class OnnxSession(Session):
-    def __init__(self, path: Path, device: str, threads: int):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-        if device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise UnsupportedVariant("onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
-        self._session = ort.InferenceSession(str(path), options, providers=providers)
-        self._inputs = {i.name: _NP_TYPES.get(i.type, np.float32) for i in self._session.get_inputs()}
-        self._output = self._session.get_outputs()[0].name
-
-    def _feed(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {name: np.ascontiguousarray(inputs[name], dtype=dtype) for name, dtype in self._inputs.items()}
-
-    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        out = self._session.run([self._output], self._feed(inputs))[0]
-        return np.asarray(out, dtype=np.float32)
-
-    def bind(self, inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
-        feed, names, run = self._feed(inputs), [self._output], self._session.run
-        return lambda: run(names, feed)
+# --- the registered passes ------------------------------------------------------------------------
 
 
-def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: int) -> Session:
-    return OnnxSession(artifact.path, device, threads)
+@register_pass("export-onnx", config=None, input=Format.TORCH, output=Format.ONNX)
+def export_onnx(ctx: PassContext, artifact: Artifact, config: None) -> Artifact:
+    """Export the float torch module to ONNX (opset 17, dynamic batch axis)."""
+    return Artifact(export_fp32(ctx.model, ctx.workdir), format=Format.ONNX.value)
 
 
-def runtime_info() -> dict[str, Any]:
-    import onnxruntime as ort
+def _quantized(out: Path, notes: list[str]) -> Artifact:
+    ops = count_ops(out)
+    int_ops = {k: v for k, v in ops.items() if k.startswith(("QLinear", "MatMulInteger", "ConvInteger",
+                                                           "DynamicQuantize", "QuantizeLinear", "MatMulNBits",
+                                                           "GatherBlockQuantized"))}
+    if int_ops:
+        notes.append("ops: " + ", ".join(f"{k}×{v}" for k, v in sorted(int_ops.items())))
+    return Artifact(out, notes=notes, format=Format.ONNX.value, facts={"ops": ops})
 
-    return {"onnxruntime": ort.__version__, "providers": ort.get_available_providers()}
+
+@register_pass("ort-float16", config=Fp16Config, input=Format.ONNX, output=Format.ONNX)
+def ort_float16(ctx: PassContext, artifact: Artifact, config: Fp16Config) -> Artifact:
+    """Cast the graph to float16 (onnxruntime.transformers.float16)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    out = ctx.workdir / "model.fp16.onnx"
+    proto = convert_float_to_float16(onnx.load(str(artifact.path)), keep_io_types=config.keep_io_types)
+    onnx.save(proto, str(out))
+    return _quantized(out, [])
+
+
+@register_pass("ort-matmul-nbits-8", config=WeightInt8Config, input=Format.ONNX, output=Format.ONNX,
+               runtimes=_ORT, unsupported={"cuda": "MatMulNBits 8-bit has no CUDA kernel"})
+def ort_weight_int8(ctx: PassContext, artifact: Artifact, config: WeightInt8Config) -> Artifact:
+    """8-bit block-wise weights (MatMulNBitsQuantizer)."""
+    out = ctx.workdir / "model.weight-int8.onnx"
+    return _quantized(out, _matmul_nbits(artifact.path, out, 8, config.block_size, config.symmetric))
+
+
+@register_pass("ort-matmul-nbits-4", config=Int4Config, input=Format.ONNX, output=Format.ONNX, runtimes=_ORT)
+def ort_int4(ctx: PassContext, artifact: Artifact, config: Int4Config) -> Artifact:
+    """4-bit block-wise weights, embedding tables included (MatMulNBitsQuantizer)."""
+    out = ctx.workdir / "model.int4.onnx"
+    return _quantized(out, _matmul_nbits(artifact.path, out, 4, config.group_size, config.symmetric))
+
+
+@register_pass("ort-dynamic-int8", config=DynamicInt8Config, input=Format.ONNX, output=Format.ONNX,
+               runtimes=_ORT, unsupported={"cuda": _ORT_CPU_ONLY})
+def ort_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Config) -> Artifact:
+    """int8 weights, activation scales at run time (quantize_dynamic)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = ctx.workdir / "model.dynamic-int8.onnx"
+    quantize_dynamic(str(artifact.path), str(out), weight_type=QuantType.QInt8, per_channel=config.per_channel,
+                     reduce_range=config.reduce_range)
+    return _quantized(out, [])
+
+
+@register_pass("ort-static-int8", config=StaticInt8Config, input=Format.ONNX, output=Format.ONNX,
+               runtimes=_ORT, unsupported={"cuda": _ORT_CPU_ONLY})
+def ort_static_int8(ctx: PassContext, artifact: Artifact, config: StaticInt8Config) -> Artifact:
+    """W8A8 with calibrated activation ranges (quantize_static, QDQ or QOperator)."""
+    out = ctx.workdir / "model.static-int8.onnx"
+    return _quantized(out, _quantize_static(ctx.model, config, artifact.path, out, ctx.workdir))

@@ -1,0 +1,105 @@
+"""What a sweep measures: the request (stored with the run) and the variants it expands into.
+
+A variant is model × recipe × runtime × device; each is measured at every batch size. Methods
+are given as recipe specs (``int4``, ``int4:group_size=128``), so one run can compare several
+settings of one method; ``configs`` holds per-method defaults (``--set``, the app's forms) and
+``runtime_configs`` the runtime-only knobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from engines.bench.measure import MeasureSettings
+from engines.core.config import config_from_dict, config_to_dict
+from engines.devices import physical_cores
+from engines.methods.recipe import Recipe, parse_recipe
+from engines.runtimes import RuntimeConfig, all_runtimes, runtime_spec
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """Everything needed to run (or resume) a sweep; stored with the run as JSON."""
+
+    model: str
+    methods: tuple[str, ...]  # recipe specs: "int4", "int4:group_size=128", "fp32"
+    runtimes: tuple[str, ...]
+    devices: tuple[str, ...] = ("cpu",)
+    batch_sizes: tuple[int, ...] = (1,)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> default settings
+    runtime_configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # runtime -> settings
+    threads: int | None = None  # None: all physical cores
+    timeout_s: float = 900.0
+    memory_limit_mb: float | None = None  # None: 80 % of physical memory
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
+    # Passed to the model's loader (engines.models.MODEL_OPTIONS): seq_len, allow_pickle.
+    model_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.methods or not self.runtimes or not self.devices or not self.batch_sizes:
+            raise ValueError("a sweep needs at least one method, runtime, device and batch size")
+        self.recipes()  # every spec parses (ValueError names the valid methods and settings)
+        known = all_runtimes()
+        unknown = [r for r in self.runtimes if r not in known]
+        if unknown:
+            raise ValueError(f"unknown runtime(s) {', '.join(unknown)}; valid: {', '.join(known)}")
+        for name in self.runtime_configs:
+            self.runtime_config(name)  # validates
+        if any(b < 1 for b in self.batch_sizes):
+            raise ValueError("batch sizes must be positive")
+
+    def recipes(self) -> list[Recipe]:
+        """The distinct recipes, in the order given (two specs of the same settings count once)."""
+        out: dict[str, Recipe] = {}
+        for text in self.methods:
+            recipe = parse_recipe(text, self.configs)
+            out.setdefault(recipe.id, recipe)
+        return list(out.values())
+
+    def runtime_config(self, runtime: str) -> RuntimeConfig:
+        spec = runtime_spec(runtime)
+        return config_from_dict(spec.config_class, self.runtime_configs.get(runtime))
+
+    @property
+    def effective_threads(self) -> int:
+        return self.threads or physical_cores()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["measure"] = self.measure.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepRequest:
+        data = dict(data)
+        data["measure"] = MeasureSettings(**data.get("measure", {}))
+        for key in ("methods", "runtimes", "devices", "batch_sizes"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Variant:
+    recipe: Recipe
+    runtime: str
+    device: str
+    runtime_config: RuntimeConfig
+
+    @property
+    def label(self) -> str:
+        return f"{self.recipe.label} · {self.runtime} · {self.device}"
+
+    def identity(self, model: str, batch_size: int) -> dict[str, Any]:
+        """The identity fields of this variant's result at one batch size (engines.core.schema)."""
+        steps = self.recipe.to_list()
+        return {
+            "model": model, "method": self.recipe.method, "recipe_id": self.recipe.id, "label": self.recipe.label,
+            "recipe": steps, "config": steps[0]["config"], "runtime": self.runtime, "device": self.device,
+            "batch_size": batch_size, "runtime_config": config_to_dict(self.runtime_config),
+        }
+
+
+def plan_variants(request: SweepRequest) -> list[Variant]:
+    return [Variant(recipe, runtime, device, request.runtime_config(runtime))
+            for recipe in request.recipes() for runtime in request.runtimes for device in request.devices]

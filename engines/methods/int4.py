@@ -1,0 +1,25 @@
+"""4-bit weight-only methods: block-wise (group-wise) int4."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engines.methods.configs import MethodConfig, check_block, help_text
+from engines.methods.registry import register_method
+
+
+@register_method("int4", title="int4 weight-only (block-wise)", bits=4, order=20,
+                 description="4-bit weights in blocks with one scale each (ORT MatMulNBits, torchao "
+                             "IntxWeightOnly).")
+@dataclass(frozen=True)
+class Int4Config(MethodConfig):
+    """Block-wise weight-only int4 (ONNX Runtime MatMulNBits; torchao Intx on torch)."""
+
+    # 64 as MLX's default: between llama.cpp's 32 (more scales, larger) and ORT's 128 (smaller).
+    group_size: int = field(default=64, metadata=help_text("Weights sharing one scale: 32, 64 or 128.",
+                                                           short="g{}"))
+    symmetric: bool = field(default=True, metadata=help_text("Symmetric (no zero point) weight ranges.",
+                                                             short=("asym", "sym")))
+
+    def __post_init__(self) -> None:
+        check_block(self.group_size, "group_size")

@@ -1,0 +1,87 @@
+"""8-bit integer methods: weight-only, dynamic (activation scales at run time) and static (W8A8)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engines.methods.configs import (
+    ActivationType,
+    CalibrationMethod,
+    MethodConfig,
+    QuantFormat,
+    TorchDynamicBackend,
+    check_block,
+    help_text,
+)
+from engines.methods.registry import register_method
+
+
+@register_method("weight-int8", title="int8 weight-only", bits=8, order=10,
+                 description="int8 weights dequantized on the fly; activations stay float (torchao "
+                             "Int8WeightOnly, ONNX Runtime MatMulNBits 8-bit).")
+@dataclass(frozen=True)
+class WeightInt8Config(MethodConfig):
+    """int8 weights, float activations: smaller files, speed depends on the runtime's kernels."""
+
+    block_size: int = field(
+        default=32,
+        metadata=help_text("Weights per scale block (ONNX MatMulNBits); torch uses one scale per channel.",
+                           short="b{}"),
+    )
+    symmetric: bool = field(default=True, metadata=help_text("Symmetric (no zero point) weight ranges.",
+                                                             short=("asym", "sym")))
+
+    def __post_init__(self) -> None:
+        check_block(self.block_size, "block_size")
+
+
+@register_method("dynamic-int8", title="int8 dynamic", bits=8, order=11,
+                 description="int8 weights, activations quantized per batch at run time (torchao, ORT "
+                             "quantize_dynamic).")
+@dataclass(frozen=True)
+class DynamicInt8Config(MethodConfig):
+    """int8 weights; activation scales computed at run time from each input."""
+
+    per_channel: bool = field(default=True, metadata=help_text("One weight scale per output channel.",
+                                                               short=("per-tensor", "per-channel")))
+    reduce_range: bool = field(
+        default=False,
+        metadata=help_text("7-bit weights: avoids int16 overflow on x86 CPUs without VNNI.",
+                           short=("full-range", "reduce-range")),
+    )
+    torch_backend: TorchDynamicBackend = field(
+        default=TorchDynamicBackend.TORCH_AO,
+        metadata=help_text(
+            "torch only: torch.ao quantize_dynamic (fast eager kernels; deprecated upstream) "
+            "or torchao (eager path is slow on CPU; meant for torch.compile)."
+        ),
+    )
+
+
+@register_method("static-int8", title="int8 static (W8A8)", bits=8, needs_calibration=True, order=12,
+                 description="int8 weights and activations with ranges from calibration data (torchao PT2E, "
+                             "ORT quantize_static).")
+@dataclass(frozen=True)
+class StaticInt8Config(MethodConfig):
+    """W8A8: int8 weights and activations, activation ranges fixed by calibration data."""
+
+    calibration_method: CalibrationMethod = field(
+        default=CalibrationMethod.MINMAX,
+        metadata=help_text("How activation ranges are chosen (entropy/percentile: ONNX Runtime only)."),
+    )
+    calibration_samples: int = field(
+        default=256, metadata=help_text("Samples from the calibration split fed through the model.",
+                                        short="n{}"),
+    )
+    per_channel: bool = field(default=True, metadata=help_text("One weight scale per output channel.",
+                                                               short=("per-tensor", "per-channel")))
+    quant_format: QuantFormat = field(
+        default=QuantFormat.QDQ, metadata=help_text("ONNX graph layout of the quantized model.")
+    )
+    activation_type: ActivationType = field(
+        default=ActivationType.UINT8, metadata=help_text("Activation integer type (ONNX Runtime).", short="a-{}")
+    )
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.calibration_samples <= 100_000:
+            raise ValueError("calibration_samples must be between 1 and 100000")

@@ -1,0 +1,202 @@
+"""Passes: format → format transforms, registered against the config type they carry out.
+
+A pass is a function ``fn(ctx, artifact, config) -> Artifact`` decorated with
+:func:`register_pass`, which states the config class it implements (``None`` for a conversion
+such as ``export-onnx``), its input and output formats, which runtimes can run what it produces,
+and the devices it cannot serve with the reason. :func:`plan` turns a recipe into the chain of
+passes that takes a model's source format to a format the chosen runtime opens, or explains why
+there is none; support tables (``qbench methods``, the app's configurator) are derived from it.
+
+Pass modules import nothing heavy at import time: the heavy work happens inside the functions,
+which only the child process that measures a variant calls.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import pkgutil
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engines.core.config import Config, config_to_dict
+
+if TYPE_CHECKING:
+    from engines.methods.recipe import Recipe
+    from engines.models.base import LoadedModel
+    from engines.runtimes import RuntimeSpec
+    from engines.runtimes.base import Artifact
+
+
+class Format(str, enum.Enum):
+    """What an artifact is: the currency passes exchange and runtimes open."""
+
+    TORCH = "torch"  # an nn.Module in memory (its state dict on disk, for the size)
+    ONNX = "onnx"
+    COREML = "coreml"
+    TFLITE = "tflite"
+    MLX = "mlx"
+
+    @property
+    def title(self) -> str:
+        return {"torch": "PyTorch module", "onnx": "ONNX graph", "coreml": "Core ML package",
+                "tflite": "TFLite flatbuffer", "mlx": "MLX module"}[self.value]
+
+
+@dataclass
+class PassContext:
+    """What a pass may use besides its input artifact and config."""
+
+    model: LoadedModel
+    workdir: Path
+    runtime: str
+    device: str
+    threads: int
+    emit: Callable[..., None] = lambda *args, **kwargs: None  # progress events (QAT epochs, …)
+
+
+PassFn = Callable[[PassContext, "Artifact", Any], "Artifact"]
+
+
+@dataclass(frozen=True)
+class PassSpec:
+    name: str
+    fn: PassFn
+    config_class: type[Config] | None  # None: a conversion, applied whenever the planner needs it
+    input: Format
+    output: Format
+    runtimes: tuple[str, ...] | None = None  # who can run the output (None: any runtime of that format)
+    unsupported: dict[str, str] = field(default_factory=dict)  # device -> reason
+    check: Callable[[Any], str | None] | None = None  # config -> reason it cannot be done, or None
+    selects: Callable[[Any], bool] | None = None  # among alternatives for one config: is it this one?
+    description: str = ""
+
+    def refusal(self, runtime: str, device: str, config: Any) -> str | None:
+        if self.runtimes is not None and runtime not in self.runtimes:
+            return f"{self.name} produces a graph only {', '.join(self.runtimes)} can run"
+        if device in self.unsupported:
+            return self.unsupported[device]
+        if self.check is not None and config is not None:
+            return self.check(config)
+        return None
+
+
+_PASSES: dict[str, PassSpec] = {}
+
+
+def register_pass(name: str, *, config: type[Config] | None, input: Format, output: Format,
+                  runtimes: tuple[str, ...] | None = None, unsupported: dict[str, str] | None = None,
+                  check: Callable[[Any], str | None] | None = None, selects: Callable[[Any], bool] | None = None):
+    """Function decorator registering a pass (see the module's docstring)."""
+
+    def register(fn: PassFn) -> PassFn:
+        if name in _PASSES and _PASSES[name].fn is not fn:
+            raise ValueError(f"pass {name!r} is registered twice")
+        doc = (fn.__doc__ or "").strip().split("\n")[0]
+        _PASSES[name] = PassSpec(name, fn, config, input, output, runtimes, dict(unsupported or {}), check,
+                                 selects, doc)
+        return fn
+
+    return register
+
+
+def load_builtin_passes() -> None:
+    import engines.passes as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"engines.passes.{info.name}")
+
+
+def all_passes() -> dict[str, PassSpec]:
+    from engines import plugins
+
+    plugins.load_all()
+    return dict(_PASSES)
+
+
+def get_pass(name: str) -> PassSpec:
+    passes = all_passes()
+    if name not in passes:
+        raise ValueError(f"unknown pass {name!r}; registered: {', '.join(passes)}")
+    return passes[name]
+
+
+# --- planning ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedPass:
+    spec: PassSpec
+    config: Config | None  # the recipe step it carries out (None for conversions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pass": self.spec.name, "config": config_to_dict(self.config) if self.config else None}
+
+
+@dataclass(frozen=True)
+class Plan:
+    source: Format
+    passes: tuple[PlannedPass, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [p.spec.name for p in self.passes]
+
+    @property
+    def output(self) -> Format:
+        return self.passes[-1].spec.output if self.passes else self.source
+
+
+def plan(recipe: Recipe, source: Format, runtime: RuntimeSpec, device: str) -> Plan | str:
+    """The shortest chain of passes realising ``recipe`` from ``source`` for ``runtime`` on
+    ``device``, or the reason there is none (the most specific refusal met on the way)."""
+    passes = list(all_passes().values())
+    steps = recipe.steps
+    specs = recipe.specs
+    start = (source, 0)
+    queue: deque[tuple[Format, int]] = deque([start])
+    came_from: dict[tuple[Format, int], tuple[tuple[Format, int], PlannedPass | None] | None] = {start: None}
+    refusals: list[tuple[int, str]] = []  # (step reached, reason)
+    while queue:
+        fmt, i = queue.popleft()
+        if i == len(steps) and fmt in runtime.formats:
+            chain: list[PlannedPass] = []
+            node: tuple[Format, int] = (fmt, i)
+            while came_from[node] is not None:
+                node, edge = came_from[node]  # type: ignore[misc]
+                if edge is not None:
+                    chain.append(edge)
+            return Plan(source, tuple(reversed(chain)))
+        moves: list[tuple[tuple[Format, int], PlannedPass | None]] = []
+        if i < len(steps) and not specs[i].transforms:
+            moves.append(((fmt, i + 1), None))
+        for spec in passes:
+            if spec.input is not fmt:
+                continue
+            if spec.config_class is None:
+                config = None
+            elif i < len(steps) and isinstance(steps[i], spec.config_class):
+                config = steps[i]
+                if spec.selects is not None and not spec.selects(config):
+                    continue
+            else:
+                continue
+            reason = spec.refusal(runtime.name, device, config)
+            if reason:
+                refusals.append((i, reason))
+                continue
+            moves.append(((spec.output, i + (config is not None)), PlannedPass(spec, config)))
+        for target, edge in moves:
+            if target not in came_from:
+                came_from[target] = ((fmt, i), edge)
+                queue.append(target)
+    if refusals:
+        return max(refusals, key=lambda r: r[0])[1]
+    if source not in runtime.formats and not any(p.input is source for p in passes):
+        return f"{runtime.title} cannot open a {source.title} and no pass converts one"
+    names = " + ".join(s.title for s in specs)
+    opens = ", ".join(f.title for f in runtime.formats)
+    return f"no registered pass carries out {names} on a {source.title} for {runtime.title} (it opens {opens})"

@@ -1,0 +1,176 @@
+"""PyTorch passes: torchao ``quantize_`` configs, torch.ao dynamic int8, PT2E static int8.
+
+torch variants are quantized in memory, the way an application using torchao does it; each
+pass saves the state dict only so that the artifact's size on disk can be measured. Their
+output is a module only the torch runtime runs (torchao tensor subclasses do not export).
+Everything heavy is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import platform
+import warnings
+from typing import Any
+
+from engines.methods.configs import CalibrationMethod, TorchDynamicBackend
+from engines.methods.floats import Fp16Config
+from engines.methods.int4 import Int4Config
+from engines.methods.int8 import DynamicInt8Config, StaticInt8Config, WeightInt8Config
+from engines.passes import Format, PassContext, register_pass
+from engines.runtimes.base import Artifact, UnsupportedVariant
+
+# torchao's CPU wheel tries to load CUDA kernels and warns about each; none of it matters here.
+logging.getLogger("torchao").setLevel(logging.ERROR)
+
+_TORCH = ("torch",)
+_NO_MPS_INT = {"mps": "torchao integer kernels do not run on MPS"}
+
+
+def save_module(module: Any, ctx: PassContext, name: str, notes: list[str] | None = None,
+                **facts: Any) -> Artifact:
+    """The module as an artifact: in memory for the runtime, its state dict on disk for the size."""
+    import torch
+
+    path = ctx.workdir / f"model.{name}.pt"
+    torch.save(module.state_dict(), path)
+    return Artifact(path, notes=notes or [], payload=module, format=Format.TORCH.value, facts=facts)
+
+
+def _copy(artifact: Artifact) -> Any:
+    """A private copy: the loaded model's own module stays the fp32 reference."""
+    return copy.deepcopy(artifact.payload).eval()
+
+
+def _count(module: Any, kind: str) -> int:
+    import torch
+
+    return sum(1 for m in module.modules() if isinstance(m, getattr(torch.nn, kind)))
+
+
+def _linears_or_refuse(module: Any, what: str) -> int:
+    linears = _count(module, "Linear")
+    if linears == 0:
+        raise UnsupportedVariant(f"{what} quantizes Linear layers and this model has none")
+    return linears
+
+
+def _convs_note(module: Any, why: str) -> list[str]:
+    convs = _count(module, "Conv2d")
+    return [f"{convs} Conv2d layers stay float ({why})"] if convs else []
+
+
+def _torchao(ctx: PassContext, artifact: Artifact, ao_config: Any, name: str) -> Artifact:
+    from torchao.quantization import quantize_
+
+    module = _copy(artifact)
+    linears = _linears_or_refuse(module, f"torchao {name}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_(module, ao_config)
+    notes = [f"torchao {type(ao_config).__name__} on {linears} Linear layers"]
+    return save_module(module, ctx, name, notes + _convs_note(module, "torchao quantize_ targets Linear"))
+
+
+@register_pass("torch-half", config=Fp16Config, input=Format.TORCH, output=Format.TORCH, runtimes=_TORCH)
+def torch_half(ctx: PassContext, artifact: Artifact, config: Fp16Config) -> Artifact:
+    """Cast the module to float16 (inputs are cast when it runs)."""
+    return save_module(_copy(artifact).half(), ctx, "fp16", half_inputs=True)
+
+
+@register_pass("torchao-weight-int8", config=WeightInt8Config, input=Format.TORCH, output=Format.TORCH,
+               runtimes=_TORCH, unsupported=_NO_MPS_INT)
+def torchao_weight_int8(ctx: PassContext, artifact: Artifact, config: WeightInt8Config) -> Artifact:
+    """torchao Int8WeightOnlyConfig (one scale per channel)."""
+    from torchao.quantization import Int8WeightOnlyConfig
+
+    return _torchao(ctx, artifact, Int8WeightOnlyConfig(), "weight-int8")
+
+
+@register_pass("torch-ao-dynamic-int8", config=DynamicInt8Config, input=Format.TORCH, output=Format.TORCH,
+               runtimes=_TORCH, unsupported=_NO_MPS_INT,
+               selects=lambda c: c.torch_backend is TorchDynamicBackend.TORCH_AO)
+def torch_ao_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Config) -> Artifact:
+    """Classic eager dynamic quantization: real int8 GEMMs (fbgemm/x86 on x86, qnnpack on ARM)."""
+    import torch
+
+    supported = torch.backends.quantized.supported_engines
+    engine = "x86" if "x86" in supported else "fbgemm" if "fbgemm" in supported else "qnnpack"
+    torch.backends.quantized.engine = engine
+    module = _copy(artifact)
+    linears = _linears_or_refuse(module, "torch.ao dynamic int8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the deprecation notice of torch.ao.quantization
+        from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig
+
+        qconfig = per_channel_dynamic_qconfig if config.per_channel else default_dynamic_qconfig
+        quantized = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear: qconfig}, dtype=torch.qint8)
+    notes = [f"torch.ao quantize_dynamic ({engine}) on {linears} Linear layers"]
+    notes += _convs_note(module, "dynamic quantization covers Linear only")
+    return save_module(quantized, ctx, "dynamic-int8", notes, quantized_engine=engine)
+
+
+@register_pass("torchao-dynamic-int8", config=DynamicInt8Config, input=Format.TORCH, output=Format.TORCH,
+               runtimes=_TORCH, unsupported=_NO_MPS_INT,
+               selects=lambda c: c.torch_backend is TorchDynamicBackend.TORCHAO)
+def torchao_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Config) -> Artifact:
+    """torchao Int8DynamicActivationInt8WeightConfig (meant for torch.compile)."""
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig
+
+    return _torchao(ctx, artifact, Int8DynamicActivationInt8WeightConfig(), "dynamic-int8")
+
+
+@register_pass("torchao-int4", config=Int4Config, input=Format.TORCH, output=Format.TORCH, runtimes=_TORCH,
+               unsupported=_NO_MPS_INT)
+def torchao_int4(ctx: PassContext, artifact: Artifact, config: Int4Config) -> Artifact:
+    """torchao IntxWeightOnlyConfig(int4, PerGroup): runs on any CPU (the packed Int4 kernels need
+    CUDA, or bf16 on x86)."""
+    import torch
+    from torchao.quantization import IntxWeightOnlyConfig
+    from torchao.quantization.granularity import PerGroup
+    from torchao.quantization.quant_primitives import MappingType
+
+    ao_config = IntxWeightOnlyConfig(
+        weight_dtype=torch.int4, granularity=PerGroup(config.group_size),
+        mapping_type=MappingType.SYMMETRIC if config.symmetric else MappingType.ASYMMETRIC,
+    )
+    return _torchao(ctx, artifact, ao_config, "int4")
+
+
+def _pt2e_refusal(config: StaticInt8Config) -> str | None:
+    if config.calibration_method is not CalibrationMethod.MINMAX:
+        return (f"{config.calibration_method.value} calibration is offered by ONNX Runtime only; "
+                "torch PT2E uses its quantizer's observers")
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return "torch static int8 uses the x86 PT2E quantizer; this CPU is not x86"
+    return None
+
+
+@register_pass("pt2e-static-int8", config=StaticInt8Config, input=Format.TORCH, output=Format.TORCH,
+               runtimes=_TORCH, check=_pt2e_refusal,
+               unsupported={"cuda": "the x86 PT2E quantizer targets CPUs", **_NO_MPS_INT})
+def pt2e_static_int8(ctx: PassContext, artifact: Artifact, config: StaticInt8Config) -> Artifact:
+    """PT2E export + X86InductorQuantizer, calibrated; eager Q/DQ unless the runtime compiles it."""
+    import torch
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    model = ctx.model
+    batches = model.calibration_batches(config.calibration_samples)
+    example = tuple(torch.from_numpy(batches[0][n]) for n in model.input_names)
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    dynamic = tuple({0: batch} for _ in model.input_names)
+    exported = torch.export.export(_copy(artifact), example, dynamic_shapes=dynamic).module()
+    quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config(is_dynamic=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_pt2e(exported, quantizer)
+        with torch.no_grad():
+            for b in batches:
+                prepared(*(torch.from_numpy(b[n]) for n in model.input_names))
+        converted = convert_pt2e(prepared)
+    samples = sum(len(b[model.input_names[0]]) for b in batches)
+    notes = [f"PT2E X86InductorQuantizer, calibrated on {samples} samples",
+             "eager Q/DQ graph simulates int8 unless the torch runtime compiles it (compile=true)"]
+    return save_module(converted, ctx, "static-int8", notes, pt2e=True)

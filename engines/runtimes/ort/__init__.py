@@ -1,0 +1,32 @@
+"""ONNX Runtime on the CPU (and its CUDA execution provider where onnxruntime-gpu is installed)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from engines.core.config import help_text
+from engines.passes import Format
+from engines.runtimes import RuntimeConfig, RuntimeSpec
+
+
+class NBitsCompute(str, enum.Enum):
+    """What MatMulNBits kernels compute in (the node's ``accuracy_level``)."""
+
+    INT8 = "int8"  # activations quantized on the fly: the fast CPU kernels (accuracy_level 4)
+    FP32 = "fp32"  # weights dequantized to float: exact activations, slow on CPU (accuracy_level 1)
+
+
+@dataclass(frozen=True)
+class OrtRuntimeConfig(RuntimeConfig):
+    nbits_compute: NBitsCompute = field(
+        default=NBitsCompute.INT8,
+        metadata=help_text("Kernel compute type of block-quantized MatMuls (weight-int8, int4): int8 "
+                           "(fast) or fp32 (dequantize weights)."),
+    )
+
+
+SPEC = RuntimeSpec(
+    name="onnxruntime", title="ONNX Runtime", formats=(Format.ONNX,), devices=("cpu", "cuda"),
+    package="onnxruntime", session="engines.runtimes.ort.session", config_class=OrtRuntimeConfig, order=20,
+)

@@ -1,0 +1,76 @@
+"""ONNX Runtime sessions: open an ONNX artifact on the CPU (or CUDA) execution provider."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines.models.base import LoadedModel
+from engines.runtimes.base import Artifact, Session, UnsupportedVariant
+from engines.runtimes.ort import NBitsCompute, OrtRuntimeConfig
+
+_NP_TYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_,
+    "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
+}
+_ACCURACY_LEVEL = {NBitsCompute.INT8: 4, NBitsCompute.FP32: 1}
+
+
+class OnnxSession(Session):
+    def __init__(self, source: Path | bytes, device: str, threads: int):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+        if device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise UnsupportedVariant("onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
+        model = source if isinstance(source, bytes) else str(source)
+        self._session = ort.InferenceSession(model, options, providers=providers)
+        self._inputs = {i.name: _NP_TYPES.get(i.type, np.float32) for i in self._session.get_inputs()}
+        self._output = self._session.get_outputs()[0].name
+
+    def _feed(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {name: np.ascontiguousarray(inputs[name], dtype=dtype) for name, dtype in self._inputs.items()}
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        out = self._session.run([self._output], self._feed(inputs))[0]
+        return np.asarray(out, dtype=np.float32)
+
+    def bind(self, inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
+        feed, names, run = self._feed(inputs), [self._output], self._session.run
+        return lambda: run(names, feed)
+
+
+def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: int,
+                 config: OrtRuntimeConfig | None = None) -> Session:
+    config = config or OrtRuntimeConfig()
+    graph = None
+    if artifact.facts.get("ops", {}).get("MatMulNBits"):
+        graph = _with_accuracy_level(artifact.path, _ACCURACY_LEVEL[config.nbits_compute])
+    return OnnxSession(graph or artifact.path, device, threads)
+
+
+def _with_accuracy_level(path: Path, level: int) -> bytes | None:
+    """The graph with every MatMulNBits at ``level``, or None when it already is (no copy)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    changed = False
+    for node in proto.graph.node:
+        for attr in node.attribute if node.op_type == "MatMulNBits" else ():
+            if attr.name == "accuracy_level" and attr.i != level:
+                attr.i, changed = level, True
+    return proto.SerializeToString() if changed else None
+
+
+def runtime_info() -> dict[str, Any]:
+    import onnxruntime as ort
+
+    return {"onnxruntime": ort.__version__, "providers": ort.get_available_providers()}

@@ -1,0 +1,91 @@
+"""PyTorch sessions: run a torch-module artifact eagerly (or compiled) on CPU, CUDA or MPS."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from engines.models.base import LoadedModel
+from engines.runtimes.base import Artifact, Session
+from engines.runtimes.pytorch import TorchRuntimeConfig
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+class TorchSession(Session):
+    def __init__(self, module, model: LoadedModel, device: str, half_inputs: bool):
+        self._torch = _torch()
+        self._module = module
+        self._model = model
+        self._device = device
+        self._half = half_inputs
+
+    def _tensors(self, inputs: dict[str, np.ndarray]) -> tuple:
+        torch = self._torch
+        out = []
+        for name in self._model.input_names:
+            t = torch.from_numpy(np.ascontiguousarray(inputs[name])).to(self._device)
+            if self._half and t.is_floating_point():
+                t = t.half()
+            out.append(t)
+        return tuple(out)
+
+    def _sync(self) -> None:
+        if self._device == "cuda":
+            self._torch.cuda.synchronize()
+        elif self._device == "mps":
+            self._torch.mps.synchronize()
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        with self._torch.inference_mode():
+            out = self._module(*self._tensors(inputs))
+        return out.float().cpu().numpy()
+
+    def bind(self, inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
+        args, module, inference_mode, sync = self._tensors(inputs), self._module, self._torch.inference_mode, self._sync
+
+        def call():
+            with inference_mode():
+                out = module(*args)
+            sync()  # GPU work is asynchronous: time it to completion
+            return out
+
+        return call
+
+    def device_memory_mb(self) -> float | None:
+        torch = self._torch
+        if self._device == "cuda":
+            return torch.cuda.max_memory_allocated() / 2**20
+        if self._device == "mps":
+            return torch.mps.driver_allocated_memory() / 2**20
+        return None
+
+
+def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: int,
+                 config: TorchRuntimeConfig | None = None) -> Session:
+    torch = _torch()
+    config = config or TorchRuntimeConfig()
+    torch.set_num_threads(threads)
+    module = artifact.payload
+    if device != "cpu":
+        module = module.to(device)
+    if config.compile:
+        module = torch.compile(module)
+        artifact.notes.append("lowered with torch.compile (inductor)")
+    return TorchSession(module, model, device, half_inputs=bool(artifact.facts.get("half_inputs")))
+
+
+def runtime_info() -> dict[str, Any]:
+    torch = _torch()
+    info = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    try:
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:
+        pass
+    return info

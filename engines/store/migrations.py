@@ -1,0 +1,73 @@
+"""Schema migrations of the store. Each upgrades by one version; never edit a released one.
+
+Version 1 (the first release): runs, results keyed by run × method × runtime × device × batch.
+Version 2: results carry their recipe (id, label, steps), runtime config and passes; the unique
+key becomes run × recipe × runtime × device × batch. Old rows get the recipe id their method and
+settings have today, so old runs keep showing and ``--resume`` still finds what they measured.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+LEGACY_RESULT_COLUMNS = (
+    "id", "run_id", "model", "method", "runtime", "device", "batch_size", "status", "error", "config",
+    "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_std_ms", "latency_iqr_ms",
+    "latency_min_ms", "latency_max_ms", "latency_samples", "throughput_per_s", "load_s", "quantize_s",
+    "peak_rss_mb", "size_mb", "accuracy", "agreement_top1", "agreement_sqnr_db", "agreement_cosine", "metrics",
+    "notes", "artifact", "runtime_info", "started_at", "finished_at",
+)
+
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    db["runs"].create(
+        {
+            "id": str, "created_at": str, "finished_at": str, "status": str, "model": str,
+            "request": str, "environment": str, "pid": int, "host": str, "source": str, "message": str,
+        },
+        pk="id",
+    )
+    columns: dict[str, Any] = {name: str for name in LEGACY_RESULT_COLUMNS}
+    columns.update({"id": int, "batch_size": int})
+    columns.update({c: float for c in LEGACY_RESULT_COLUMNS if c.startswith(("latency_", "agreement_"))})
+    columns.update({c: float for c in ("throughput_per_s", "load_s", "quantize_s", "peak_rss_mb", "size_mb",
+                                       "accuracy")})
+    db["results"].create(columns, pk="id", foreign_keys=[("run_id", "runs", "id")])
+    db["results"].create_index(["run_id", "method", "runtime", "device", "batch_size"], unique=True)
+    db["results"].create_index(["model"])
+
+
+def legacy_recipe(method: str, config_json: str | None) -> tuple[str, str, str]:
+    """(recipe id, label, steps JSON) of a version-1 row; settings this release dropped are ignored."""
+    from engines.methods.recipe import Recipe
+
+    config = json.loads(config_json or "{}")
+    try:
+        recipe = Recipe.from_list([{"method": method, "config": config}], lenient=True)
+    except ValueError:  # a method this release no longer has: keep the row, keyed by its name
+        return method, method, json.dumps([{"method": method, "config": config}])
+    return recipe.id, recipe.label, json.dumps(recipe.to_list())
+
+
+def _migration_2(db: sqlite_utils.Database) -> None:
+    results = db["results"]
+    for name in ("recipe_id", "label", "recipe", "runtime_config", "passes"):
+        results.add_column(name, str)
+    rows = list(db.execute("SELECT id, method, config FROM results").fetchall())
+    for row_id, method, config in rows:
+        recipe_id, label, steps = legacy_recipe(method, config)
+        db.execute("UPDATE results SET recipe_id = ?, label = ?, recipe = ?, runtime_config = '{}', passes = '[]' "
+                   "WHERE id = ?", [recipe_id, label, steps, row_id])
+    db.execute("DROP INDEX IF EXISTS idx_results_run_id_method_runtime_device_batch_size")
+    results.create_index(["run_id", "recipe_id", "runtime", "device", "batch_size"], unique=True)
+    results.create_index(["status"])
+    results.create_index(["finished_at"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,99 @@
+"""The headless command line: ``qbench run | results | runs | models | methods | runtimes | devices``.
+
+Shares the engine and the store with the terminal app; with no sub-command it opens the app.
+Exit codes: 0 every variant ok or unsupported, 1 any failed, 2 bad arguments, 130 interrupted.
+The CLI may import the app; the app never imports the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from qbench_tui.cli.common import EXIT_USAGE, UsageError, csv_list, int_list
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qbench",
+        description="Quantize models, benchmark every variant, browse and compare the results. "
+        "With no command, opens the terminal app.",
+    )
+    parser.add_argument("--db", type=Path, help="SQLite store (default: $QBENCH_HOME/qbench.db)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a sweep (each variant in its own process)")
+    run.add_argument("--model", help="built-in model name, or a path to a model file/directory")
+    run.add_argument("--methods", type=csv_list,
+                     help="comma-separated recipes: a method (see `qbench methods`), or a method with settings "
+                          "after ':' (int4:group_size=128:symmetric=false); the same method may appear with "
+                          "several settings")
+    run.add_argument("--runtimes", type=csv_list, default=("onnxruntime",), help="default: onnxruntime")
+    run.add_argument("--devices", type=csv_list, default=("cpu",), help="default: cpu")
+    run.add_argument("--batch-sizes", type=int_list, default=(1,), help="default: 1")
+    run.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME.FIELD=VALUE",
+                     help="a default setting of a method (static-int8.calibration_method=entropy) or a runtime "
+                          "(torch.compile=true, onnxruntime.nbits_compute=fp32); repeatable")
+    run.add_argument("--threads", type=int, help="intra-op threads (default: physical cores)")
+    run.add_argument("--timeout", type=float, default=900.0, help="seconds per variant (default 900)")
+    run.add_argument("--memory-limit-mb", type=float, help="kill a variant above this RSS (default 80%% of RAM)")
+    run.add_argument("--min-time", type=float, default=1.0, help="minimum measuring seconds per batch size")
+    run.add_argument("--min-reps", type=int, default=30, help="minimum timed repetitions per batch size")
+    run.add_argument("--json", dest="json_out", metavar="FILE|-", help="write the results as JSON ('-': stdout)")
+    run.add_argument("--resume", metavar="RUN_ID", help="finish an interrupted run: only what is missing")
+    run.add_argument("--seq-len", type=int, metavar="N",
+                     help="tokens per input row for text models (default 128)")
+    run.add_argument("--allow-pickle", action="store_true",
+                     help="load pickled checkpoints (.pt/.pth/.bin/.ckpt): loading a pickle runs code "
+                          "stored in the file, so only for files you trust")
+    run.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
+
+    results = sub.add_parser("results", help="show stored results")
+    results.add_argument("--run", help="one run (default: all runs)")
+    results.add_argument("--latest", action="store_true", help="only the most recent run")
+    results.add_argument("--model", help="only this model")
+    results.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    results.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
+
+    runs = sub.add_parser("runs", help="list runs")
+    runs.add_argument("--json", action="store_true")
+    runs.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
+
+    for name, text in (("models", "list models"), ("methods", "list methods and what they support"),
+                       ("runtimes", "list runtimes, what they open and their settings"),
+                       ("devices", "list compute devices and why any is missing")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--json", action="store_true")
+
+    tui = sub.add_parser("tui", help="open the terminal app (the default)")
+    tui.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from engines.store import StoreError
+
+    try:
+        if args.command in (None, "tui"):
+            return cmd_tui(args)
+        from qbench_tui.cli.listing import cmd_devices, cmd_methods, cmd_models, cmd_results, cmd_runs, cmd_runtimes
+        from qbench_tui.cli.run import cmd_run
+
+        handler = {"run": cmd_run, "results": cmd_results, "runs": cmd_runs, "models": cmd_models,
+                   "methods": cmd_methods, "runtimes": cmd_runtimes, "devices": cmd_devices}[args.command]
+        return handler(args)
+    except UsageError as exc:
+        print(f"qbench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as exc:
+        print(f"qbench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def cmd_tui(args) -> int:
+    from qbench_tui.app import run_app
+
+    return run_app(db=getattr(args, "db", None))

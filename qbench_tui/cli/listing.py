@@ -1,0 +1,158 @@
+"""The read-only commands: ``results``, ``runs``, ``models``, ``methods``, ``runtimes``, ``devices``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from qbench_tui.cli.common import EXIT_OK, UsageError, open_store
+from qbench_tui.cli.output import make_console, results_table
+
+
+def cmd_results(args) -> int:
+
+    from engines.core.schema import public_json, results_csv
+
+    store = open_store(args.db)
+    run_id = args.run or (store.latest_run_id() if args.latest else None)
+    if args.run and store.get_run(args.run) is None:
+        raise UsageError(f"no run {args.run!r} in {store.path}; see `qbench runs`")
+    results = store.results(run_id, where="model = ?" if args.model else None,
+                            params=[args.model] if args.model else [])
+    if args.format == "json":
+        sys.stdout.write(json.dumps(public_json(results), indent=2) + "\n")
+    elif args.format == "csv":
+        sys.stdout.write(results_csv(results))
+    else:
+        make_console().print(results_table(results, title=f"{len(results)} results"))
+    return EXIT_OK
+
+
+def cmd_runs(args) -> int:
+    from rich.table import Table
+
+    store = open_store(args.db)
+    runs = store.list_runs()
+    if args.json:
+        for r in runs:
+            r["results"] = len(store.results(r["id"]))
+        sys.stdout.write(json.dumps(runs, indent=2, default=str) + "\n")
+        return EXIT_OK
+    table = Table(title=f"{len(runs)} runs in {store.path}")
+    for col in ("run", "created", "status", "model", "results", "source"):
+        table.add_column(col)
+    for r in runs:
+        table.add_row(r["id"], r["created_at"], r["status"], r["model"], str(len(store.results(r["id"]))), r["source"])
+    make_console().print(table)
+    return EXIT_OK
+
+
+def cmd_models(args) -> int:
+    from dataclasses import asdict
+
+    from engines.models import list_models
+
+    models = list_models()
+    if args.json:
+        sys.stdout.write(json.dumps([asdict(m) for m in models], indent=2) + "\n")
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title="models")
+    for col in ("name", "task", "source", "params", "description"):
+        table.add_column(col)
+    for m in models:
+        table.add_row(m.name, m.task, m.source, f"{m.params:,}" if m.params else "–", m.description)
+    make_console().print(table)
+    return EXIT_OK
+
+
+def cmd_methods(args) -> int:
+    from engines import catalog
+    from engines.core.config import field_specs
+    from engines.passes import Plan
+
+    rows = []
+    for spec in catalog.METHODS.values():
+        support: dict[str, dict[str, str]] = {}
+        passes: dict[str, list[str]] = {}
+        for rt in catalog.RUNTIMES.values():
+            support[rt.name] = {}
+            for dev in rt.devices:
+                planned = catalog.plan_variant(spec.name, rt.name, dev)
+                support[rt.name][dev] = "ok" if isinstance(planned, Plan) else planned
+                if isinstance(planned, Plan) and rt.name not in passes:
+                    passes[rt.name] = planned.names
+        rows.append({
+            "name": spec.name, "title": spec.title, "bits": spec.bits, "description": spec.description,
+            "needs_calibration": spec.needs_calibration,
+            "settings": {s["name"]: {"default": s["default"], "help": s["help"], "choices": s["choices"]}
+                         for s in field_specs(spec.config_class)},
+            "support": support, "passes": passes,
+        })
+    if args.json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title="methods (on this machine's CPU; support derived from the registered passes)")
+    for col in ("name", "bits", "calibration", *catalog.RUNTIMES, "settings"):
+        table.add_column(col)
+    for row in rows:
+        cells = []
+        for rt in catalog.RUNTIMES:
+            reason = row["support"][rt].get("cpu", "no cpu backend")
+            chain = " → ".join(row["passes"].get(rt, [])) or "as loaded"
+            cells.append(f"[green]yes[/] ({chain})" if reason == "ok" else f"[yellow]no[/]: {reason}")
+        table.add_row(row["name"], str(row["bits"]), "yes" if row["needs_calibration"] else "",
+                      *cells, ", ".join(row["settings"]))
+    make_console().print(table)
+    return EXIT_OK
+
+
+def cmd_runtimes(args) -> int:
+    from engines import catalog
+    from engines.core.config import field_specs
+
+    rows = [{
+        "name": rt.name, "title": rt.title, "formats": [f.value for f in rt.formats], "devices": list(rt.devices),
+        "installed": rt.installed(), "install": None if rt.installed() else rt.install_hint(),
+        "accepts": list(rt.accepts) if rt.accepts is not None else None,
+        "settings": {s["name"]: {"default": s["default"], "help": s["help"], "choices": s["choices"]}
+                     for s in field_specs(rt.config_class)},
+    } for rt in catalog.RUNTIMES.values()]
+    if args.json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title="runtimes")
+    for col in ("name", "runtime", "opens", "devices", "installed", "settings"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(row["name"], row["title"], ", ".join(row["formats"]), ", ".join(row["devices"]),
+                      "[green]yes[/]" if row["installed"] else f"[red]no[/]: {row['install']}",
+                      ", ".join(f"{k}={v['default']}" for k, v in row["settings"].items()))
+    make_console().print(table)
+    return EXIT_OK
+
+
+def cmd_devices(args) -> int:
+    from dataclasses import asdict
+
+    from engines.devices import detect_devices
+
+    devices = detect_devices()
+    if args.json:
+        sys.stdout.write(json.dumps([asdict(d) for d in devices], indent=2) + "\n")
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title="devices")
+    for col in ("name", "device", "present", "detail"):
+        table.add_column(col)
+    for d in devices:
+        table.add_row(d.name, d.title, "[green]yes[/]" if d.present else "[red]no[/]", d.detail)
+    make_console().print(table)
+    return EXIT_OK
+

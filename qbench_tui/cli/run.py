@@ -1,0 +1,145 @@
+"""``qbench run``: build a sweep request from the arguments, run it with live progress, report."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from qbench_tui.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, open_store
+from qbench_tui.cli.output import make_console, results_table
+
+
+def parse_settings(items: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """``--set NAME.FIELD=VALUE`` for a method or a runtime: (method settings, runtime settings)."""
+    from engines import catalog
+    from engines.core.config import coerce_field, config_from_dict, field_specs
+
+    methods: dict[str, dict[str, Any]] = {}
+    runtimes: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        name, dot, field_name = key.partition(".")
+        if not sep or not dot:
+            raise UsageError(f"--set expects METHOD.FIELD=VALUE or RUNTIME.FIELD=VALUE, got {item!r}")
+        if name in catalog.METHODS:
+            cls, target = catalog.METHODS[name].config_class, methods
+        elif name in catalog.RUNTIMES:
+            cls, target = catalog.RUNTIMES[name].config_class, runtimes
+        else:
+            valid = ", ".join([*catalog.METHODS, *catalog.RUNTIMES])
+            raise UsageError(f"--set: unknown method or runtime {name!r}; valid: {valid}")
+        specs = {s["name"]: s for s in field_specs(cls)}
+        if field_name not in specs:
+            valid = ", ".join(specs) or "(none)"
+            raise UsageError(f"--set: {name} has no setting {field_name!r}; valid: {valid}")
+        try:
+            target.setdefault(name, {})[field_name] = coerce_field(specs[field_name]["type"], value)
+            config_from_dict(cls, target[name])
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"--set {item}: {exc}") from None
+    return methods, runtimes
+
+
+def _build_request(args):
+    from engines import catalog
+    from engines.bench.measure import MeasureSettings
+    from engines.bench.runner import SweepRequest
+    from engines.models import ModelNotFound, resolve_model
+
+    if not args.model or not args.methods:
+        raise UsageError("run needs --model and --methods (or --resume RUN_ID)")
+    try:
+        model_options = {"seq_len": args.seq_len, "allow_pickle": args.allow_pickle or None}
+        model_options = {k: v for k, v in model_options.items() if v is not None}
+        spec = resolve_model(args.model, model_options)
+    except ModelNotFound as exc:
+        raise UsageError(str(exc)) from None
+    except ValueError as exc:  # a file that exists but cannot be a model
+        raise UsageError(str(exc)) from None
+    unknown = [n for n in args.runtimes if n not in catalog.RUNTIMES]
+    if unknown:
+        raise UsageError(f"unknown runtime(s): {', '.join(unknown)}; valid: {', '.join(catalog.RUNTIMES)}")
+    from engines.devices import device_names
+
+    unknown = [d for d in args.devices if d not in device_names()]
+    if unknown:
+        raise UsageError(f"unknown device(s): {', '.join(unknown)}; valid: {', '.join(device_names())}")
+    method_settings, runtime_settings = parse_settings(args.settings)
+    try:
+        measure = MeasureSettings(min_time_s=args.min_time, min_reps=args.min_reps,
+                                  max_time_s=max(20.0, args.min_time * 4))
+        return SweepRequest(
+            model=spec.path or spec.name, methods=args.methods, runtimes=args.runtimes, devices=args.devices,
+            batch_sizes=args.batch_sizes, configs=method_settings, runtime_configs=runtime_settings,
+            threads=args.threads, timeout_s=args.timeout, memory_limit_mb=args.memory_limit_mb,
+            measure=measure, model_options=model_options,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def cmd_run(args) -> int:
+
+    from engines.bench.runner import SweepInterrupted, SweepRunner
+    from engines.core.schema import public_json
+
+    json_to_stdout = args.json_out == "-"
+    console = make_console(stderr=json_to_stdout)
+    store = open_store(args.db)
+    request = None if args.resume else _build_request(args)
+    if args.resume and store.get_run(args.resume) is None:
+        raise UsageError(f"no run {args.resume!r} in {store.path}; see `qbench runs`")
+    progress = _Progress(console)
+    runner = SweepRunner(store, progress, source="cli")
+    # SIGTERM (a cron timeout, `kill`) ends the sweep like Ctrl-C: recorded as interrupted.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        outcome = runner.resume(args.resume) if args.resume else runner.run(request)
+        run_id, status, results = outcome.run_id, outcome.status, outcome.results
+    except SweepInterrupted as exc:
+        run_id = str(exc)
+        status, results = "interrupted", store.results(run_id)
+        console.print(f"[yellow]interrupted[/]: finished results are stored; resume with "
+                      f"[bold]qbench run --resume {run_id}[/]")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json_out:
+        payload = json.dumps({"run_id": run_id, "status": status, "results": public_json(results)}, indent=2)
+        if json_to_stdout:
+            sys.stdout.write(payload + "\n")
+        else:
+            Path(args.json_out).write_text(payload + "\n")
+    console.print(results_table(results, title=f"run {run_id} · {status}"))
+    if status == "interrupted":
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if any(r["status"] == "failed" for r in results) else EXIT_OK
+
+
+class _Progress:
+    """Prints one line per finished result (the run's table comes at the end)."""
+
+    def __init__(self, console):
+        self.console = console
+
+    def __call__(self, event: Any) -> None:
+        from engines.core import events
+        from engines.core.schema import display_label
+
+        if isinstance(event, events.RunStarted):
+            verb = "resuming" if event.resumed else "run"
+            self.console.print(f"[bold]{verb} {event.run_id}[/]: {event.model}, "
+                               f"{event.total} measurements ({event.done} already done)")
+        elif isinstance(event, events.ResultRecorded):
+            r = event.result
+            colour = {"ok": "green", "failed": "red", "unsupported": "yellow"}.get(r["status"], "white")
+            detail = (f"p50 {r['latency_ms']['p50']:.3f} ms" if r.get("latency_ms") else (r.get("error") or ""))
+            self.console.print(f"  [{colour}]{r['status']:<11}[/] {display_label(r):<13} {r['runtime']:<12} "
+                               f"{r['device']:<5} bs={r['batch_size']:<4} {detail}")
+
