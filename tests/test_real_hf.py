@@ -10,7 +10,6 @@ import pytest
 from engines.models import load_model, resolve_model
 from tests.helpers import FAST, by_key, qbench_json
 
-
 pytestmark = [pytest.mark.real_model]
 
 

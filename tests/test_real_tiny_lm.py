@@ -13,7 +13,6 @@ import pytest
 from engines.models import load_model, resolve_model
 from tests.helpers import FAST, by_key, qbench_json
 
-
 pytestmark = [pytest.mark.slow, pytest.mark.real_model]
 
 

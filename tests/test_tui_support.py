@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from engines import catalog
-from engines.methods import parse_recipe
-from engines.passes import Format, plan
 from engines.devices import DeviceInfo
+from engines.methods import parse_recipe
 from engines.models import ModelSpec
+from engines.passes import Format, plan
 from qbench_tui.settings import AppSettings
 from qbench_tui.system import AcceleratorSample, DeviceSample, FixedSystem
 
