@@ -12,7 +12,7 @@ from typing import Any
 
 from textual.message import Message
 
-from qbench_tui.system import DeviceSample
+from engines.devices.sampling import DeviceSample
 
 
 @dataclass

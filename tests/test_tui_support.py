@@ -20,9 +20,10 @@ import pytest
 
 from engines import catalog
 from engines.devices import DeviceInfo
+from engines.devices.sampling import AcceleratorSample, DeviceSample
 from engines.models import ModelSpec
 from qbench_tui.settings import AppSettings
-from qbench_tui.system import AcceleratorSample, DeviceSample, FixedSystem
+from qbench_tui.system import FixedSystem
 
 FAST_MEASURE = {"warmup_reps": 2, "warmup_s": 0.0, "min_reps": 5, "min_time_s": 0.05, "max_time_s": 2.0}
 
