@@ -12,8 +12,8 @@ from test_tui_support import RUN_A, RUN_B, _result
 
 from qbench_tui import analysis
 from qbench_tui.analysis import ResultFilter
+from qbench_tui.controllers.sweep import SetupError, SweepSetup, describe_error
 from qbench_tui.settings import MEASURE_DEFAULTS, AppSettings, measure_from_env
-from qbench_tui.sweep import SetupError, SweepSetup, describe_error
 from qbench_tui.themes import load_theme_file, load_themes, theme_dirs
 from qbench_tui.widgets.sweep_setup import parse_batch_sizes
 
@@ -170,7 +170,7 @@ def test_setup_round_trips_through_json():
 
 
 def test_the_setup_becomes_the_engines_request():
-    from qbench_tui.sweep import build_request
+    from qbench_tui.controllers.sweep import build_request
 
     setup = SweepSetup("digits-mlp", ("int4",), ("onnxruntime",), ("cpu",), (1,), {"int4": {"group_size": 64}},
                        threads=2, measure={"min_time_s": 0.05, "min_reps": 5}, model_options={"seq_len": 64})

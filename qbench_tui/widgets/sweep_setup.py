@@ -18,8 +18,8 @@ from textual.widgets.selection_list import Selection
 
 from engines import catalog
 from engines.methods import configs
+from qbench_tui.controllers.sweep import SetupError, SweepSetup
 from qbench_tui.settings import MEASURE_DEFAULTS
-from qbench_tui.sweep import SetupError, SweepSetup
 from qbench_tui.widgets.method_form import MethodSettingsForm
 
 # Measurement fields the user may change, with help text (MeasureSettings has none of its own).
