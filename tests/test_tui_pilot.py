@@ -24,7 +24,7 @@ from textual.widgets import Checkbox, DataTable, Input, OptionList, Select, Sele
 
 from engines import catalog
 from engines.methods import configs
-from qbench_tui import messages
+from qbench_tui import analysis, messages
 from qbench_tui.app import QBenchApp, make_app
 from qbench_tui.commands import QBenchCommands
 from qbench_tui.screens.chart import ParetoChartScreen
@@ -415,3 +415,52 @@ async def test_sweep_messages_drive_the_meters_and_the_table(filled_store):
         await pilot.pause()
         assert app.main.meters.state == "failed" and "the engine broke" in _text(app, "#job")
         assert app.is_running
+
+
+# --- recipes: several settings of one method, named by their labels ------------------------------
+
+
+def _int4(group_size: int, p50: float, size: float) -> dict:
+    return {**_result("int4", "ok", p50, 0.97, size), "run_id": "run-r", "label": f"int4(g{group_size})",
+            "recipe_id": f"r-int4-g{group_size}", "passes": ["export-onnx", "ort-nbits"],
+            "recipe": [{"method": "int4", "config": {"version": 1, "group_size": group_size}}],
+            "runtime_config": {"threads": 4, "providers": ["CPUExecutionProvider"]},
+            "config": {"version": 1, "group_size": group_size}}
+
+
+@async_test
+async def test_recipe_labels_name_the_variants_in_every_view(store):
+    app = _app(store)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        main = app.main
+        main.sweep.begin()
+        main.post_message(messages.SweepStarted("run-r", "digits-mlp", 2, 0, False, {"id": "run-r"}))
+        main.post_message(messages.VariantStarted("run-r", "int4(g32)", "onnxruntime", "cpu", 0, 2, [1]))
+        await pilot.pause()
+        assert "int4(g32) · onnxruntime · cpu" in _text(app, "#job")
+        g32, g128 = _int4(32, 0.08, 0.7), _int4(128, 0.05, 0.6)
+        for r in (g32, g128):
+            main.post_message(messages.ResultRecorded("run-r", r))
+        main.post_message(messages.SweepFinished("run-r", "finished", 3.0))
+        await pilot.pause()
+        # Two rows, one per recipe, named by their labels.
+        assert sorted(_column(app, "method")) == ["int4(g128)", "int4(g32)"]
+        assert "int4(g128) · onnxruntime · cpu · bs 1" in _text(app, "#model-details")
+        # The detail names the recipe, its id, passes and runtime settings.
+        main.results_pane.open_result(g128)
+        await pilot.pause()
+        text = _text(app, "#detail-text")
+        for expected in ("int4(g128)", "r-int4-g128", "export-onnx → ort-nbits", "Runtime settings", "threads",
+                         "group_size"):
+            assert expected in text, expected
+        await pilot.press("escape")
+        # The chart's frontier and the comparison name them too.
+        await pilot.press("g")
+        assert "int4(g128) · onnxruntime" in _text(app, "#chart-frontier")
+        await pilot.press("escape")
+        main.results_pane.toggle_mark(analysis.result_key(g32))
+        main.results_pane.toggle_mark(analysis.result_key(g128))
+        await pilot.press("x")
+        text = _text(app, "#compare-text")
+        assert "A digits-mlp · int4(g32)" in text and "B digits-mlp · int4(g128)" in text

@@ -141,8 +141,10 @@ def test_result_detail(snap_compare):
 async def _mark_two(pilot) -> None:
     await _ready(pilot)
     pane = pilot.app.main.results_pane
-    pane.toggle_mark(f"{RUN_A}/fp32/onnxruntime/cpu/1")
-    pane.toggle_mark(f"{RUN_B}/dynamic-int8/onnxruntime/cpu/1")
+    for run_id, method in ((RUN_A, "fp32"), (RUN_B, "dynamic-int8")):
+        key = next(k for k, r in pane.results.items()
+                   if r["run_id"] == run_id and r["method"] == method and r["runtime"] == "onnxruntime")
+        pane.toggle_mark(key)
 
 
 def test_compare_screen(snap_compare):
