@@ -464,3 +464,71 @@ async def test_recipe_labels_name_the_variants_in_every_view(store):
         await pilot.press("x")
         text = _text(app, "#compare-text")
         assert "A digits-mlp · int4(g32)" in text and "B digits-mlp · int4(g128)" in text
+
+
+@async_test
+async def test_several_settings_of_one_method_become_extra_variants(store):
+    """The set-up side only: a sweep with method specs needs the engine's spec parser (the CLI's
+    ``--methods int4,int4:group_size=128``), tested on the engine side."""
+    app = _app(store)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        pane = app.query_one(SweepSetupPane)
+        pane.apply_setup({"methods": ["int4"], "runtimes": ["onnxruntime"], "devices": ["cpu"], "batch_sizes": [1]})
+        await pilot.pause()
+        group = app.query_one(f"#{field_widget_id('int4', 'group_size')}", Input)
+        assert not app.query_one("#variants-title").display
+
+        group.value = "128"
+        app.query_one("#add-variant-int4").focus()  # the keyboard's way: tab to the button, enter
+        await pilot.press("enter")
+        await pilot.pause()
+        assert pane.variants == ["int4:group_size=128"]
+        assert app.query_one("#variants-title").display
+        assert [str(s.render()) for s in app.query(".variant-spec")] == ["int4:group_size=128"]
+        assert "1 method + 1 variant × 1 runtime·device × 1 batch size = 2 measurements" in _text(app, "#setup-summary")
+
+        group.value = "64"
+        app.query_one(f"#{field_widget_id('int4', 'symmetric')}", Checkbox).value = False
+        await pilot.pause()
+        assert pane.add_variant_from_form("int4") == "int4:group_size=64:symmetric=false"
+        assert pane.add_variant_from_form("int4") is None
+        await pilot.pause()
+        assert _notified(app, "in the sweep already")
+        group.value = "32"  # the defaults again: that is plain int4
+        app.query_one(f"#{field_widget_id('int4', 'symmetric')}", Checkbox).value = True
+        await pilot.pause()
+        assert pane.add_variant_from_form("int4") is None
+        await pilot.pause()
+        assert _notified(app, "default settings")
+        group.value = "33"  # invalid settings are explained, not added
+        await pilot.pause()
+        assert pane.add_variant_from_form("int4") is None
+        await pilot.pause()
+        assert _notified(app, "group_size must be one of")
+        group.value = "32"
+
+        # The sweep carries the specs next to the plain names (the engine parses them).
+        setup = pane.current_setup("digits-mlp")
+        assert setup.methods == ("int4", "int4:group_size=128", "int4:group_size=64:symmetric=false")
+        assert setup.measurement_count == 3
+        assert "1 method + 2 variants" in _text(app, "#setup-summary")
+
+        # Removable; a variant alone is a sweep.
+        first_remove = app.query(".remove-variant").first()
+        first_remove.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert pane.variants == ["int4:group_size=64:symmetric=false"]
+        app.query_one("#methods", SelectionList).deselect("int4")
+        await pilot.pause()
+        assert pane.current_setup("digits-mlp").methods == ("int4:group_size=64:symmetric=false",)
+
+        # Remembered set-ups bring their variants back (unknown methods are dropped).
+        pane.apply_setup({"methods": ["fp32", "int4:group_size=128", "nope:x=1"]})
+        await pilot.pause()
+        assert pane.variants == ["int4:group_size=128"]
+        assert pane.current_setup("digits-mlp").methods == ("fp32", "int4:group_size=128")
+        pane.apply_setup({"methods": ["fp32"]})
+        await pilot.pause()
+        assert pane.variants == [] and not app.query_one("#variants-title").display

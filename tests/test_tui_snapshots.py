@@ -198,3 +198,23 @@ async def _sort_picker(pilot) -> None:
 
 def test_sort_picker(snap_compare):
     assert snap_compare(_app("sort"), terminal_size=MAIN, run_before=_sort_picker)
+
+
+# --- sweep setup: extra variants of one method ---------------------------------------------------
+
+
+async def _variants(pilot) -> None:
+    await _ready(pilot)
+    from qbench_tui.widgets.sweep_setup import SweepSetupPane
+
+    pane = pilot.app.query_one(SweepSetupPane)
+    pane.apply_setup({"methods": ["fp32", "int4", "int4:group_size=128", "int4:group_size=64:symmetric=false"],
+                      "runtimes": ["onnxruntime"], "devices": ["cpu"], "batch_sizes": [1]})
+    await pilot.press("2")
+    await pilot.pause()
+    pilot.app.query_one("#variants-title").scroll_visible(top=True, animate=False)
+    await pilot.pause()
+
+
+def test_sweep_setup_with_variants(snap_compare):
+    assert snap_compare(_app("variants"), terminal_size=SMALL, run_before=_variants)

@@ -81,7 +81,7 @@ class SweepSetup:
     """What the configurator holds: plain data, validated by the engine's SweepRequest."""
 
     model: str
-    methods: tuple[str, ...]
+    methods: tuple[str, ...]  # method names and method specs (``int4:group_size=128``), as the CLI takes them
     runtimes: tuple[str, ...]
     devices: tuple[str, ...]
     batch_sizes: tuple[int, ...]
@@ -103,6 +103,23 @@ class SweepSetup:
         for key in ("methods", "runtimes", "devices", "batch_sizes"):
             data[key] = list(data[key])
         return data
+
+
+def method_spec(method: str, values: dict[str, Any]) -> str:
+    """``int4`` + ``{"group_size": 128}`` → ``int4:group_size=128`` (the CLI's ``--methods`` syntax)."""
+    parts = [method]
+    for name, value in values.items():
+        value = value.value if isinstance(value, enum.Enum) else value
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if not text or any(c in text for c in ":=,"):
+            raise SetupError(f"{method}.{name}: {text!r} cannot be written in a method spec")
+        parts.append(f"{name}={text}")
+    return ":".join(parts)
+
+
+def spec_method(spec: str) -> str:
+    """The method a spec starts from: ``int4:group_size=128`` → ``int4``."""
+    return spec.split(":", 1)[0]
 
 
 def build_request(setup: SweepSetup):
