@@ -513,6 +513,15 @@ async def test_several_settings_of_one_method_become_extra_variants(store):
         assert setup.methods == ("int4", "int4:group_size=128", "int4:group_size=64:symmetric=false")
         assert setup.measurement_count == 3
         assert "1 method + 2 variants" in _text(app, "#setup-summary")
+        # The engine applies the plain method's settings under a spec's fields: what a variant does
+        # not name is pinned to its default, so it runs as it was added.
+        app.query_one(f"#{field_widget_id('int4', 'symmetric')}", Checkbox).value = False
+        await pilot.pause()
+        setup = pane.current_setup("digits-mlp")
+        assert setup.configs == {"int4": {"symmetric": False}}
+        assert setup.methods == ("int4", "int4:group_size=128:symmetric=true", "int4:group_size=64:symmetric=false")
+        app.query_one(f"#{field_widget_id('int4', 'symmetric')}", Checkbox).value = True
+        await pilot.pause()
 
         # Removable; a variant alone is a sweep.
         first_remove = app.query(".remove-variant").first()

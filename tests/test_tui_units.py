@@ -221,3 +221,16 @@ def test_errors_read_as_one_line():
     assert describe_error(ValueError("bad batch size")) == "bad batch size"
     assert describe_error(RuntimeError("x")) == "RuntimeError: x"
     assert describe_error(KeyError()) == "KeyError"
+
+
+def test_method_specs_are_written_in_the_clis_syntax():
+    from qbench_tui.controllers.sweep import method_spec, pin_spec, spec_method
+
+    assert method_spec("int4", {"group_size": 128, "symmetric": False}) == "int4:group_size=128:symmetric=false"
+    assert method_spec("int4", {}) == "int4" and spec_method("int4:group_size=128") == "int4"
+    with pytest.raises(SetupError, match="cannot be written"):
+        method_spec("x", {"name": "a:b"})
+    defaults = {"group_size": 32, "symmetric": True}
+    assert pin_spec("int4:group_size=128", {"symmetric": False}, defaults) == "int4:group_size=128:symmetric=true"
+    assert pin_spec("int4:group_size=128", {"group_size": 64}, defaults) == "int4:group_size=128"
+    assert pin_spec("int4:group_size=128", {}, defaults) == "int4:group_size=128"

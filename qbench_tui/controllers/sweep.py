@@ -111,7 +111,7 @@ def method_spec(method: str, values: dict[str, Any]) -> str:
     for name, value in values.items():
         value = value.value if isinstance(value, enum.Enum) else value
         text = str(value).lower() if isinstance(value, bool) else str(value)
-        if not text or any(c in text for c in ":=,"):
+        if not text or any(c in text for c in ":=,+"):
             raise SetupError(f"{method}.{name}: {text!r} cannot be written in a method spec")
         parts.append(f"{name}={text}")
     return ":".join(parts)
@@ -120,6 +120,18 @@ def method_spec(method: str, values: dict[str, Any]) -> str:
 def spec_method(spec: str) -> str:
     """The method a spec starts from: ``int4:group_size=128`` → ``int4``."""
     return spec.split(":", 1)[0]
+
+
+def pin_spec(spec: str, plain: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """``spec`` with the fields the plain method's settings change put back to their defaults.
+
+    The engine applies the plain method's settings (``configs``) first and a spec's fields over
+    them, so ``int4:group_size=128`` next to a plain int4 set to ``symmetric=false`` would inherit
+    it; a variant means what its spec says, so the others are spelled out.
+    """
+    named = {part.partition("=")[0] for part in spec.split(":")[1:]}
+    unnamed = {k: defaults[k] for k in plain if k not in named and k in defaults}
+    return spec + method_spec("", unnamed) if unnamed else spec
 
 
 def build_request(setup: SweepSetup):

@@ -20,7 +20,7 @@ from textual.widgets.selection_list import Selection
 
 from engines import catalog
 from engines.methods import configs
-from qbench_tui.controllers.sweep import SetupError, SweepSetup, method_spec, spec_method
+from qbench_tui.controllers.sweep import SetupError, SweepSetup, method_spec, pin_spec, spec_method
 from qbench_tui.settings import MEASURE_DEFAULTS
 from qbench_tui.widgets.method_form import MethodSettingsForm
 
@@ -287,7 +287,12 @@ class SweepSetupPane(VerticalScroll):
             if not 1 <= seq_len <= 8192:
                 raise SetupError("seq len must be between 1 and 8192", "seq-len")
             options["seq_len"] = seq_len
-        return SweepSetup(model, (*methods, *self.variants), tuple(runtimes), tuple(devices), batches,
+        variants = []
+        for spec in self.variants:
+            method = spec_method(spec)
+            defaults = {f["name"]: f["default"] for f in configs.field_specs(catalog.METHODS[method].config_class)}
+            variants.append(pin_spec(spec, configs_by_method.get(method, {}), defaults))
+        return SweepSetup(model, (*methods, *variants), tuple(runtimes), tuple(devices), batches,
                           configs_by_method, threads, measure, options)
 
     def apply_setup(self, data: dict[str, Any]) -> None:
