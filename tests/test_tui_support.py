@@ -67,8 +67,10 @@ def fixed_reasons() -> dict[tuple[str, str, str], str]:
                 elif dev not in present:
                     info = next(d for d in DEVICES if d.name == dev)
                     why = f"device {dev} is not present: {info.detail}"
-                else:
+                elif hasattr(spec, "support"):  # the hand-written table of the first release
                     why = spec.support.get(r, {}).get(dev)
+                else:  # support derived from registered passes (issue 7's engine)
+                    why = catalog.unsupported_reason(m, r, dev)
                 if why:
                     reasons[(m, r, dev)] = why
     return reasons
