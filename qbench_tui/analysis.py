@@ -1,5 +1,10 @@
 """Pure functions over public result dicts: table columns, filtering, sorting, the Pareto
-frontier and side-by-side comparison. No Textual here, so all of it is unit-tested directly."""
+frontier and side-by-side comparison. No Textual here, so all of it is unit-tested directly.
+
+A result's identity and name come from the schema (``engines.core.schema``): ``variant_key``
+(recipe × runtime × device × batch size), ``result_key`` (the run plus that) and
+``display_label`` (the recipe's short name, e.g. ``int4(g128)``; the method for older results).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from engines.core.schema import display_label, result_key, variant_key
+
 Result = dict[str, Any]
+__all__ = ["display_label", "result_key", "variant_key"]  # re-exported: the UI imports them from here
 
 
 # --- numbers --------------------------------------------------------------------------------
@@ -88,13 +96,9 @@ def dispersion(r: Result) -> float | None:
     return iqr / p50 if p50 and iqr is not None else None
 
 
-def result_key(r: Result) -> str:
-    """Unique per stored measurement: a run measures each variant × batch size once."""
-    return f"{r.get('run_id')}/{r['method']}/{r['runtime']}/{r['device']}/{r['batch_size']}"
-
-
 def variant_label(r: Result) -> str:
-    return f"{r['method']} · {r['runtime']} · {r['device']} · bs {r['batch_size']}"
+    """The variant in words: recipe label · runtime · device · batch size."""
+    return f"{display_label(r)} · {r['runtime']} · {r['device']} · bs {r['batch_size']}"
 
 
 def speedups(results: Iterable[Result]) -> dict[str, float]:
@@ -148,7 +152,7 @@ def _num_col(key: str, label: str, get: Callable[[Result], Any], digits: int | N
 COLUMNS: tuple[Column, ...] = (
     Column("when", "when", _run_time, lambda r, c: fmt_time(_run_time(r, c))[5:], width=11),
     Column("model", "model", lambda r, c: r["model"], lambda r, c: r["model"]),
-    Column("method", "method", lambda r, c: r["method"], lambda r, c: r["method"]),
+    Column("method", "method", lambda r, c: display_label(r), lambda r, c: display_label(r)),
     Column("runtime", "runtime", lambda r, c: r["runtime"], lambda r, c: r["runtime"]),
     Column("device", "dev", lambda r, c: r["device"], lambda r, c: r["device"]),
     _num_col("batch_size", "bs", lambda r: r["batch_size"]),
@@ -203,8 +207,8 @@ class ResultFilter:
             return False
         if self.text:
             haystack = " ".join(
-                str(v) for v in (r.get("run_id"), r["model"], r["method"], r["runtime"], r["device"],
-                                 r["status"], r.get("error") or "", " ".join(r.get("notes") or []),
+                str(v) for v in (r.get("run_id"), r["model"], display_label(r), r["method"], r["runtime"],
+                                 r["device"], r["status"], r.get("error") or "", " ".join(r.get("notes") or []),
                                  f"bs{r['batch_size']}")
             ).lower()
             return all(word in haystack for word in self.text.lower().split())
@@ -317,7 +321,7 @@ def compare(a: Result, b: Result) -> list[CompareRow]:
 def match_runs(run_a: Sequence[Result], run_b: Sequence[Result]) -> list[tuple[Result | None, Result | None]]:
     """Pairs of the same model × variant × batch size in two runs (None where one run lacks it)."""
     def key(r: Result) -> tuple:
-        return (r["model"], r["method"], r["runtime"], r["device"], r["batch_size"])
+        return (r["model"], *variant_key(r))
 
     by_a = {key(r): r for r in run_a}
     by_b = {key(r): r for r in run_b}
@@ -333,7 +337,7 @@ class ModelHistory:
     runs: int
     measurements: int
     last_run: str | None
-    best: list[Result]  # the fastest ok result per method × runtime × device × batch size
+    best: list[Result]  # the fastest ok result per variant (recipe × runtime × device × batch size)
 
 
 def model_history(results: Iterable[Result], model: str, runs: dict[str, dict[str, Any]]) -> ModelHistory:
@@ -344,7 +348,7 @@ def model_history(results: Iterable[Result], model: str, runs: dict[str, dict[st
     for r in mine:
         if r["status"] != "ok" or latency(r) is None:
             continue
-        k = (r["method"], r["runtime"], r["device"], r["batch_size"])
+        k = variant_key(r)
         if k not in best or latency(r) < latency(best[k]):  # type: ignore[operator]
             best[k] = r
     ordered = sorted(best.values(), key=lambda r: latency(r) or 0.0)

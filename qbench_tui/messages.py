@@ -12,7 +12,7 @@ from typing import Any
 
 from textual.message import Message
 
-from qbench_tui.system import DeviceSample
+from engines.devices.sampling import DeviceSample
 
 
 @dataclass
@@ -21,6 +21,7 @@ class StoreOpened(Message):
 
     store: Any | None
     error: str | None = None
+    path: str | None = None  # the database file, opened or not
 
 
 @dataclass
@@ -61,8 +62,10 @@ class SweepStarted(Message):
 
 @dataclass
 class VariantStarted(Message):
+    """The runner moved to the next variant; ``label`` names its recipe (e.g. ``int4(g128)``)."""
+
     run_id: str
-    method: str
+    label: str
     runtime: str
     device: str
     index: int

@@ -24,7 +24,7 @@ from textual.widgets import Checkbox, DataTable, Input, OptionList, Select, Sele
 
 from engines import catalog
 from engines.methods import configs
-from qbench_tui import messages
+from qbench_tui import analysis, messages
 from qbench_tui.app import QBenchApp, make_app
 from qbench_tui.commands import QBenchCommands
 from qbench_tui.screens.chart import ParetoChartScreen
@@ -32,6 +32,7 @@ from qbench_tui.screens.compare import CompareScreen
 from qbench_tui.screens.confirm import ConfirmScreen
 from qbench_tui.screens.export import ExportScreen
 from qbench_tui.screens.help import HelpScreen
+from qbench_tui.screens.main import MainScreen
 from qbench_tui.screens.open_model import OpenModelScreen
 from qbench_tui.screens.result_detail import ResultDetailScreen
 from qbench_tui.screens.sort import SortScreen
@@ -87,7 +88,7 @@ async def test_first_launch_offers_the_starter_sweep_and_help_lists_every_key(st
         assert "Welcome to qbench" in _text(app, "#welcome")
         starter = app.active_bindings["b"]
         assert starter.binding.action == "starter_sweep" and starter.enabled
-        assert app.browser.selected.name == "digits-mlp"
+        assert app.main.browser.selected.name == "digits-mlp"
         assert "never measured" in _text(app, "#model-details")
         # The setup starts as the starter sweep (so r runs it too).
         setup = app.query_one(SweepSetupPane).current_setup("digits-mlp")
@@ -96,7 +97,7 @@ async def test_first_launch_offers_the_starter_sweep_and_help_lists_every_key(st
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = _text(app, "#help-text")
-        for binding in [*QBenchApp.BINDINGS, *ResultsTable.BINDINGS, *ParetoChartScreen.BINDINGS]:
+        for binding in [*MainScreen.BINDINGS, *ResultsTable.BINDINGS, *ParetoChartScreen.BINDINGS]:
             assert binding.tooltip or binding.description in text, binding.action
             if binding.tooltip:
                 assert binding.tooltip in text, binding.action
@@ -113,7 +114,7 @@ async def test_quit_during_a_sweep_asks_first(store):
     app = _app(store)
     async with app.run_test(size=WIDE) as pilot:
         await wait_ready(pilot)
-        app.sweep_pending = True  # as if a sweep had just started
+        app.main.sweep.begin()  # as if a sweep had just started
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmScreen)
         assert "finished results are already stored" in _text(app, "#confirm-question")
@@ -132,7 +133,7 @@ async def test_panes_become_tabs_on_small_terminals_and_a_grid_on_large_ones(fil
     app = _app(filled_store)
     async with app.run_test(size=NARROW) as pilot:
         await wait_ready(pilot)
-        assert app.tabbed and app.query_one("#pane-tabs").display
+        assert app.main.tabbed and app.query_one("#pane-tabs").display
         assert _shown_panes(app) == ["models"]
         for key, pane in (("2", "setup"), ("3", "meters"), ("4", "results"), ("1", "models")):
             await pilot.press(key)
@@ -143,12 +144,12 @@ async def test_panes_become_tabs_on_small_terminals_and_a_grid_on_large_ones(fil
 
         await pilot.resize_terminal(200, 60)
         await pilot.pause()
-        assert not app.tabbed and not app.query_one("#pane-tabs").display
+        assert not app.main.tabbed and not app.query_one("#pane-tabs").display
         assert _shown_panes(app) == list(PANES)
         assert app.query_one("#results").region.width > 190
         await pilot.resize_terminal(120, 24)  # wide but short: tabs again
         await pilot.pause()
-        assert app.tabbed
+        assert app.main.tabbed
 
 
 # --- model browser ------------------------------------------------------------------------
@@ -160,13 +161,13 @@ async def test_model_browser_details_history_and_open_by_path(filled_store):
     async with app.run_test(size=WIDE) as pilot:
         await wait_ready(pilot)
         assert _table(app).row_count == 8 and not app.query_one("#results-empty").display
-        assert app.check_action("starter_sweep", ()) is False
+        assert app.main.check_action("starter_sweep", ()) is False
         details = _text(app, "#model-details")
         assert "measured before 2 runs" in details and "static-int8" in details
         assert "2 runs" in _text(app, "#topbar")
 
         await pilot.press("1", "end")
-        await wait_for(pilot, lambda: app.browser.selected.name == "all-MiniLM-L6-v2", what="model choice")
+        await wait_for(pilot, lambda: app.main.browser.selected.name == "all-MiniLM-L6-v2", what="model choice")
         details = _text(app, "#model-details")
         assert "embedding" in details and "/models/all-MiniLM-L6-v2" in details and "22.7M" in details
         assert "never measured" in details
@@ -183,8 +184,8 @@ async def test_model_browser_details_history_and_open_by_path(filled_store):
         app.screen.query_one(Input).focus()
         await pilot.press("enter")
         await wait_for(pilot, lambda: not isinstance(app.screen, OpenModelScreen))
-        assert app.browser.selected.name == "all-MiniLM-L6-v2"
-        assert app.model_options["all-MiniLM-L6-v2"] == {"allow_pickle": True}
+        assert app.main.browser.selected.name == "all-MiniLM-L6-v2"
+        assert app.main.model_options["all-MiniLM-L6-v2"] == {"allow_pickle": True}
 
 
 # --- method configurator --------------------------------------------------------------------
@@ -226,7 +227,7 @@ async def test_method_configurator(store):
         # r explains what is missing instead of starting.
         methods.deselect_all()
         await pilot.press("r")
-        assert not app.sweeping and _notified(app, "choose at least one method")
+        assert not app.main.sweeping and _notified(app, "choose at least one method")
         assert app.focused is methods
         methods.select("static-int8")
         await pilot.pause()
@@ -234,12 +235,12 @@ async def test_method_configurator(store):
         samples.value = "0"
         app.set_focus(None)
         await pilot.press("r")
-        assert not app.sweeping and _notified(app, "calibration_samples must be between")
+        assert not app.main.sweeping and _notified(app, "calibration_samples must be between")
         samples.value = "64"
         app.query_one("#batch-sizes", Input).value = "1, x"
         app.set_focus(None)
         await pilot.press("r")
-        assert not app.sweeping and _notified(app, "batch sizes must be whole numbers")
+        assert not app.main.sweeping and _notified(app, "batch sizes must be whole numbers")
 
         # What the form holds reads back as the sweep: only non-default settings are sent.
         pane.apply_setup({"methods": ["int4", "static-int8"], "runtimes": ["onnxruntime"], "devices": ["cpu"],
@@ -294,12 +295,12 @@ async def test_results_filter_sort_open_compare_chart_export(filled_store, tmp_p
         assert values == sorted(values, reverse=True)
         table = _table(app)
         column = table.columns[table.get_column_index("method") and "method"]  # type: ignore[index]
-        app.results_pane.post_message(DataTable.HeaderSelected(table, column.key, 3, column.label))
+        app.main.results_pane.post_message(DataTable.HeaderSelected(table, column.key, 3, column.label))
         await pilot.pause()
-        assert app.results_pane.sort_column == "method" and _column(app, "method") == sorted(_column(app, "method"))
+        assert app.main.results_pane.sort_column == "method" and _column(app, "method") == sorted(_column(app, "method"))
 
         # Enter opens everything about a result, the environment of its run included.
-        app.results_pane.set_filter(app.results_pane.filter.with_(run_id=RUN_A, method="fp32"))
+        app.main.results_pane.set_filter(app.main.results_pane.filter.with_(run_id=RUN_A, method="fp32"))
         await pilot.press("4", "enter")
         assert isinstance(app.screen, ResultDetailScreen)
         text = _text(app, "#detail-text")
@@ -312,11 +313,11 @@ async def test_results_filter_sort_open_compare_chart_export(filled_store, tmp_p
         # Compare: two marks, then x; results from two runs also compare the runs.
         await pilot.press("x")
         assert _notified(app, "mark two results")
-        app.results_pane.set_sort("p50", reverse=False)
+        app.main.results_pane.set_sort("p50", reverse=False)
         await pilot.press("4")
         _table(app).move_cursor(row=0)
         await pilot.press("space", "down", "space")
-        assert len(app.results_pane.marked) == 2 and "x compares" in _text(app, "#results-status")
+        assert len(app.main.results_pane.marked) == 2 and "x compares" in _text(app, "#results-status")
         await pilot.press("x")
         assert isinstance(app.screen, CompareScreen)
         text = _text(app, "#compare-text")
@@ -382,10 +383,10 @@ async def test_an_unusable_store_is_explained_and_the_app_stays_up(tmp_path: Pat
     app = make_app(db=bad, settings=test_settings(), system=fixed_system())
     async with app.run_test(size=WIDE) as pilot:
         await wait_ready(pilot)
-        assert app.store_error and "store unusable" in _text(app, "#topbar")
+        assert app.main.store_error and "store unusable" in _text(app, "#topbar")
         assert "cannot be used" in _text(app, "#welcome")
         await pilot.press("r")
-        assert not app.sweeping and app.is_running
+        assert not app.main.sweeping and app.is_running
     assert bad.read_text() == "this is not SQLite"  # never written to
 
 
@@ -395,21 +396,148 @@ async def test_sweep_messages_drive_the_meters_and_the_table(filled_store):
     app = _app(filled_store)
     async with app.run_test(size=WIDE) as pilot:
         await wait_ready(pilot)
-        app.post_message(messages.SweepStarted("run-x", "digits-mlp", 2, 0, False, {"id": "run-x"}))
-        app.post_message(messages.VariantStarted("run-x", "fp32", "onnxruntime", "cpu", 0, 2, [1]))
-        app.post_message(messages.PhaseChanged("run-x", "measure", 1))
-        app.post_message(messages.LatenciesMeasured("run-x", [0.1, 0.2, 0.15]))
+        app.main.sweep.begin()  # what r does before its worker runs
+        app.main.post_message(messages.SweepStarted("run-x", "digits-mlp", 2, 0, False, {"id": "run-x"}))
+        app.main.post_message(messages.VariantStarted("run-x", "fp32", "onnxruntime", "cpu", 0, 2, [1]))
+        app.main.post_message(messages.PhaseChanged("run-x", "measure", 1))
+        app.main.post_message(messages.LatenciesMeasured("run-x", [0.1, 0.2, 0.15]))
         await pilot.pause()
-        assert app.meters.state == "running"
+        assert app.main.meters.state == "running"
         assert "variant 1/2" in _text(app, "#job") and "measure" in _text(app, "#phases")
         assert "0.150" in _text(app, "#latency-text")
-        app.post_message(messages.ResultRecorded("run-x", {**_result("fp32", "ok", 0.1, 0.97, 4.3), "run_id": "run-x"}))
-        app.post_message(messages.ResultRecorded("run-x", {**_result("int4", "failed", None, None, 0, error="kaboom"),
+        app.main.post_message(messages.ResultRecorded("run-x", {**_result("fp32", "ok", 0.1, 0.97, 4.3), "run_id": "run-x"}))
+        app.main.post_message(messages.ResultRecorded("run-x", {**_result("int4", "failed", None, None, 0, error="kaboom"),
                                                            "run_id": "run-x"}))
         await pilot.pause()
-        assert _table(app).row_count == 10 and app.meters.done == 2
+        assert _table(app).row_count == 10 and app.main.meters.done == 2
         assert _notified(app, "kaboom")
-        app.post_message(messages.SweepFailed("run-x", "RuntimeError: the engine broke"))
+        app.main.post_message(messages.SweepFailed("run-x", "RuntimeError: the engine broke"))
         await pilot.pause()
-        assert app.meters.state == "failed" and "the engine broke" in _text(app, "#job")
+        assert app.main.meters.state == "failed" and "the engine broke" in _text(app, "#job")
         assert app.is_running
+
+
+# --- recipes: several settings of one method, named by their labels ------------------------------
+
+
+def _int4(group_size: int, p50: float, size: float) -> dict:
+    return {**_result("int4", "ok", p50, 0.97, size), "run_id": "run-r", "label": f"int4(g{group_size})",
+            "recipe_id": f"r-int4-g{group_size}", "passes": ["export-onnx", "ort-nbits"],
+            "recipe": [{"method": "int4", "config": {"version": 1, "group_size": group_size}}],
+            "runtime_config": {"threads": 4, "providers": ["CPUExecutionProvider"]},
+            "config": {"version": 1, "group_size": group_size}}
+
+
+@async_test
+async def test_recipe_labels_name_the_variants_in_every_view(store):
+    app = _app(store)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        main = app.main
+        main.sweep.begin()
+        main.post_message(messages.SweepStarted("run-r", "digits-mlp", 2, 0, False, {"id": "run-r"}))
+        main.post_message(messages.VariantStarted("run-r", "int4(g32)", "onnxruntime", "cpu", 0, 2, [1]))
+        await pilot.pause()
+        assert "int4(g32) · onnxruntime · cpu" in _text(app, "#job")
+        g32, g128 = _int4(32, 0.08, 0.7), _int4(128, 0.05, 0.6)
+        for r in (g32, g128):
+            main.post_message(messages.ResultRecorded("run-r", r))
+        main.post_message(messages.SweepFinished("run-r", "finished", 3.0))
+        await pilot.pause()
+        # Two rows, one per recipe, named by their labels.
+        assert sorted(_column(app, "method")) == ["int4(g128)", "int4(g32)"]
+        assert "int4(g128) · onnxruntime · cpu · bs 1" in _text(app, "#model-details")
+        # The detail names the recipe, its id, passes and runtime settings.
+        main.results_pane.open_result(g128)
+        await pilot.pause()
+        text = _text(app, "#detail-text")
+        for expected in ("int4(g128)", "r-int4-g128", "export-onnx → ort-nbits", "Runtime settings", "threads",
+                         "group_size"):
+            assert expected in text, expected
+        await pilot.press("escape")
+        # The chart's frontier and the comparison name them too.
+        await pilot.press("g")
+        assert "int4(g128) · onnxruntime" in _text(app, "#chart-frontier")
+        await pilot.press("escape")
+        main.results_pane.toggle_mark(analysis.result_key(g32))
+        main.results_pane.toggle_mark(analysis.result_key(g128))
+        await pilot.press("x")
+        text = _text(app, "#compare-text")
+        assert "A digits-mlp · int4(g32)" in text and "B digits-mlp · int4(g128)" in text
+
+
+@async_test
+async def test_several_settings_of_one_method_become_extra_variants(store):
+    """The set-up side only: a sweep with method specs needs the engine's spec parser (the CLI's
+    ``--methods int4,int4:group_size=128``), tested on the engine side."""
+    app = _app(store)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        pane = app.query_one(SweepSetupPane)
+        pane.apply_setup({"methods": ["int4"], "runtimes": ["onnxruntime"], "devices": ["cpu"], "batch_sizes": [1]})
+        await pilot.pause()
+        group = app.query_one(f"#{field_widget_id('int4', 'group_size')}", Input)
+        assert not app.query_one("#variants-title").display
+
+        group.value = "128"
+        app.query_one("#add-variant-int4").focus()  # the keyboard's way: tab to the button, enter
+        await pilot.press("enter")
+        await pilot.pause()
+        assert pane.variants == ["int4:group_size=128"]
+        assert app.query_one("#variants-title").display
+        assert [str(s.render()) for s in app.query(".variant-spec")] == ["int4:group_size=128"]
+        assert "1 method + 1 variant × 1 runtime·device × 1 batch size = 2 measurements" in _text(app, "#setup-summary")
+
+        group.value = "64"
+        app.query_one(f"#{field_widget_id('int4', 'symmetric')}", Checkbox).value = False
+        await pilot.pause()
+        assert pane.add_variant_from_form("int4") == "int4:group_size=64:symmetric=false"
+        assert pane.add_variant_from_form("int4") is None
+        await pilot.pause()
+        assert _notified(app, "in the sweep already")
+        group.value = "32"  # the defaults again: that is plain int4
+        app.query_one(f"#{field_widget_id('int4', 'symmetric')}", Checkbox).value = True
+        await pilot.pause()
+        assert pane.add_variant_from_form("int4") is None
+        await pilot.pause()
+        assert _notified(app, "default settings")
+        group.value = "33"  # invalid settings are explained, not added
+        await pilot.pause()
+        assert pane.add_variant_from_form("int4") is None
+        await pilot.pause()
+        assert _notified(app, "group_size must be one of")
+        group.value = "32"
+
+        # The sweep carries the specs next to the plain names (the engine parses them).
+        setup = pane.current_setup("digits-mlp")
+        assert setup.methods == ("int4", "int4:group_size=128", "int4:group_size=64:symmetric=false")
+        assert setup.measurement_count == 3
+        assert "1 method + 2 variants" in _text(app, "#setup-summary")
+        # The engine applies the plain method's settings under a spec's fields: what a variant does
+        # not name is pinned to its default, so it runs as it was added.
+        app.query_one(f"#{field_widget_id('int4', 'symmetric')}", Checkbox).value = False
+        await pilot.pause()
+        setup = pane.current_setup("digits-mlp")
+        assert setup.configs == {"int4": {"symmetric": False}}
+        assert setup.methods == ("int4", "int4:group_size=128:symmetric=true", "int4:group_size=64:symmetric=false")
+        app.query_one(f"#{field_widget_id('int4', 'symmetric')}", Checkbox).value = True
+        await pilot.pause()
+
+        # Removable; a variant alone is a sweep.
+        first_remove = app.query(".remove-variant").first()
+        first_remove.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert pane.variants == ["int4:group_size=64:symmetric=false"]
+        app.query_one("#methods", SelectionList).deselect("int4")
+        await pilot.pause()
+        assert pane.current_setup("digits-mlp").methods == ("int4:group_size=64:symmetric=false",)
+
+        # Remembered set-ups bring their variants back (unknown methods are dropped).
+        pane.apply_setup({"methods": ["fp32", "int4:group_size=128", "nope:x=1"]})
+        await pilot.pause()
+        assert pane.variants == ["int4:group_size=128"]
+        assert pane.current_setup("digits-mlp").methods == ("fp32", "int4:group_size=128")
+        pane.apply_setup({"methods": ["fp32"]})
+        await pilot.pause()
+        assert pane.variants == [] and not app.query_one("#variants-title").display

@@ -56,27 +56,28 @@ async def _running(pilot) -> None:
     await _ready(pilot)
     app = pilot.app
     run = "20261127-090000-cccc"
-    app.post_message(messages.SweepStarted(run, "digits-mlp", 3, 0, False, {"id": run, "created_at": "2026-11-27T09:00:00+00:00"}))
-    app.post_message(messages.VariantStarted(run, "fp32", "onnxruntime", "cpu", 0, 3, [1]))
-    app.post_message(messages.ResultRecorded(run, {**_result("fp32", "ok", 0.119, 0.9778, 4.30,
+    app.main.sweep.begin()  # what r does before its worker runs
+    app.main.post_message(messages.SweepStarted(run, "digits-mlp", 3, 0, False, {"id": run, "created_at": "2026-11-27T09:00:00+00:00"}))
+    app.main.post_message(messages.VariantStarted(run, "fp32", "onnxruntime", "cpu", 0, 3, [1]))
+    app.main.post_message(messages.ResultRecorded(run, {**_result("fp32", "ok", 0.119, 0.9778, 4.30,
                                                              when="2026-11-27T09:00:20+00:00"), "run_id": run}))
-    app.post_message(messages.VariantStarted(run, "dynamic-int8", "onnxruntime", "cpu", 1, 3, [1]))
-    app.post_message(messages.PhaseChanged(run, "measure", 1))
-    app.post_message(messages.LatenciesMeasured(run, [0.06 + 0.004 * ((i * 7) % 11) for i in range(120)]))
+    app.main.post_message(messages.VariantStarted(run, "dynamic-int8", "onnxruntime", "cpu", 1, 3, [1]))
+    app.main.post_message(messages.PhaseChanged(run, "measure", 1))
+    app.main.post_message(messages.LatenciesMeasured(run, [0.06 + 0.004 * ((i * 7) % 11) for i in range(120)]))
     await pilot.pause()
-    await wait_for(pilot, lambda: app.meters.state == "running" and app.meters.done == 1)
+    await wait_for(pilot, lambda: app.main.meters.state == "running" and app.main.meters.done == 1)
 
 
 async def _failed(pilot) -> None:
     await _running(pilot)
     app = pilot.app
     run = "20261127-090000-cccc"
-    app.post_message(messages.ResultRecorded(run, {**_result("dynamic-int8", "failed", None, None, 0,
+    app.main.post_message(messages.ResultRecorded(run, {**_result("dynamic-int8", "failed", None, None, 0,
                                                              error="worker crashed: killed by SIGKILL (out of memory?)",
                                                              when="2026-11-27T09:00:40+00:00"), "run_id": run}))
-    app.post_message(messages.SweepFailed(run, "OSError: [Errno 28] No space left on device"))
+    app.main.post_message(messages.SweepFailed(run, "OSError: [Errno 28] No space left on device"))
     await pilot.pause()
-    await wait_for(pilot, lambda: app.meters.state == "failed")
+    await wait_for(pilot, lambda: app.main.meters.state == "failed")
 
 
 # --- the main screen in each state --------------------------------------------------------------
@@ -128,7 +129,7 @@ def test_help_screen(snap_compare):
 
 async def _open_first_result(pilot) -> None:
     await _ready(pilot)
-    pane = pilot.app.results_pane
+    pane = pilot.app.main.results_pane
     pane.set_filter(pane.filter.with_(run_id=RUN_A, method="dynamic-int8"))
     pilot.app.query_one(ResultsTable).focus()
 
@@ -139,9 +140,11 @@ def test_result_detail(snap_compare):
 
 async def _mark_two(pilot) -> None:
     await _ready(pilot)
-    pane = pilot.app.results_pane
-    pane.toggle_mark(f"{RUN_A}/fp32/onnxruntime/cpu/1")
-    pane.toggle_mark(f"{RUN_B}/dynamic-int8/onnxruntime/cpu/1")
+    pane = pilot.app.main.results_pane
+    for run_id, method in ((RUN_A, "fp32"), (RUN_B, "dynamic-int8")):
+        key = next(k for k, r in pane.results.items()
+                   if r["run_id"] == run_id and r["method"] == method and r["runtime"] == "onnxruntime")
+        pane.toggle_mark(key)
 
 
 def test_compare_screen(snap_compare):
@@ -195,3 +198,23 @@ async def _sort_picker(pilot) -> None:
 
 def test_sort_picker(snap_compare):
     assert snap_compare(_app("sort"), terminal_size=MAIN, run_before=_sort_picker)
+
+
+# --- sweep setup: extra variants of one method ---------------------------------------------------
+
+
+async def _variants(pilot) -> None:
+    await _ready(pilot)
+    from qbench_tui.widgets.sweep_setup import SweepSetupPane
+
+    pane = pilot.app.query_one(SweepSetupPane)
+    pane.apply_setup({"methods": ["fp32", "int4", "int4:group_size=128", "int4:group_size=64:symmetric=false"],
+                      "runtimes": ["onnxruntime"], "devices": ["cpu"], "batch_sizes": [1]})
+    await pilot.press("2")
+    await pilot.pause()
+    pilot.app.query_one("#variants-title").scroll_visible(top=True, animate=False)
+    await pilot.pause()
+
+
+def test_sweep_setup_with_variants(snap_compare):
+    assert snap_compare(_app("variants"), terminal_size=SMALL, run_before=_variants)

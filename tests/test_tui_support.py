@@ -20,11 +20,12 @@ import pytest
 
 from engines import catalog
 from engines.devices import DeviceInfo
+from engines.devices.sampling import AcceleratorSample, DeviceSample
 from engines.methods import parse_recipe
 from engines.models import ModelSpec
 from engines.passes import Format, plan
 from qbench_tui.settings import AppSettings
-from qbench_tui.system import AcceleratorSample, DeviceSample, FixedSystem
+from qbench_tui.system import FixedSystem
 
 FAST_MEASURE = {"warmup_reps": 2, "warmup_s": 0.0, "min_reps": 5, "min_time_s": 0.05, "max_time_s": 2.0}
 
@@ -166,7 +167,7 @@ async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 1
 async def wait_ready(pilot: Any, timeout: float = 15.0) -> None:
     """Store opened, models listed, history read, first device sample shown."""
     app = pilot.app
-    await wait_for(pilot, lambda: app.loaded and app.meters.sample is not None, timeout, "the app to load")
+    await wait_for(pilot, lambda: app.main.loaded and app.main.meters.sample is not None, timeout, "the app to load")
     await pilot.pause()
 
 

@@ -30,7 +30,7 @@ async def test_run_a_real_sweep_from_the_keyboard(store):
     async with app.run_test(size=SIZE) as pilot:
         await wait_ready(pilot)
         _configure(app, ["fp32", "dynamic-int8"])
-        original_phase, original_sample = app.meters.phase_changed, app.meters.update_sample
+        original_phase, original_sample = app.main.meters.phase_changed, app.main.meters.update_sample
 
         def phase_changed(phase, batch_size):
             seen_phases.append(phase)
@@ -41,16 +41,16 @@ async def test_run_a_real_sweep_from_the_keyboard(store):
                 seen_bench_memory.append(sample.bench_rss_mb)
             original_sample(sample)
 
-        app.meters.phase_changed, app.meters.update_sample = phase_changed, update_sample
+        app.main.meters.phase_changed, app.main.meters.update_sample = phase_changed, update_sample
         await pilot.press("r")
-        assert app.sweeping
-        await wait_for(pilot, lambda: app.meters.state != "idle" and not app.sweeping, SWEEP_TIMEOUT, "the sweep")
-        assert app.meters.state == "finished", app.meters.message
-        assert "2 ok" in app.meters.message
+        assert app.main.sweeping
+        await wait_for(pilot, lambda: app.main.meters.state != "idle" and not app.main.sweeping, SWEEP_TIMEOUT, "the sweep")
+        assert app.main.meters.state == "finished", app.main.meters.message
+        assert "2 ok" in app.main.meters.message
         # The meters followed the sweep: its phases (a phase that lasts less than a frame may be
         # collapsed into the next one), a latency trace, the benchmark process's memory.
         assert {"load", "quantize", "accuracy", "measure"} <= set(seen_phases)
-        assert len(app.meters.latencies) > 0
+        assert len(app.main.meters.latencies) > 0
         assert seen_bench_memory and max(seen_bench_memory) > 20
         # The table shows what the store holds.
         table = app.query_one(ResultsTable)
@@ -72,11 +72,11 @@ async def test_cancel_a_real_sweep(store):
         await wait_ready(pilot)
         _configure(app, ["fp32", "dynamic-int8"])
         await pilot.press("r")
-        await wait_for(pilot, lambda: app.meters.variant is not None, 60, "the first variant")
+        await wait_for(pilot, lambda: app.main.meters.variant is not None, 60, "the first variant")
         await pilot.press("c")
-        await wait_for(pilot, lambda: not app.sweeping, 30, "the cancellation")
-        assert app.meters.state == "cancelled"
-        assert "Resume run" in app.meters.message
+        await wait_for(pilot, lambda: not app.main.sweeping, 30, "the cancellation")
+        assert app.main.meters.state == "cancelled"
+        assert "Resume run" in app.main.meters.message
         assert not psutil.Process().children(recursive=True)  # the worker process is gone
         assert any(t.startswith("Resume run") for t, *_ in app.palette_commands())
     run = store.get_run(store.latest_run_id())
@@ -91,8 +91,8 @@ async def test_engine_errors_show_in_the_app_and_are_stored(store, monkeypatch: 
         await wait_ready(pilot)
         _configure(app, ["fp32"])
         await pilot.press("r")
-        await wait_for(pilot, lambda: app.meters.state != "idle" and not app.sweeping, SWEEP_TIMEOUT, "the sweep")
-        failed = [r for r in app.results_pane.results.values() if r["status"] == "failed"]
+        await wait_for(pilot, lambda: app.main.meters.state != "idle" and not app.main.sweeping, SWEEP_TIMEOUT, "the sweep")
+        failed = [r for r in app.main.results_pane.results.values() if r["status"] == "failed"]
         assert len(failed) == 1 and "crashed" in failed[0]["error"]
         assert any("crashed" in n.message for n in app._notifications)
         table = app.query_one(ResultsTable)
@@ -101,10 +101,10 @@ async def test_engine_errors_show_in_the_app_and_are_stored(store, monkeypatch: 
         # An error before any worker starts (a model file that has gone) ends the sweep as failed.
         gone = ModelSpec("gone", "generic", "file", "a deleted file", "engines.models.files:load",
                          path="/nonexistent/gone.onnx")
-        app.browser.add_model(gone)
+        app.main.browser.add_model(gone)
         await pilot.pause()
         await pilot.press("r")
-        await wait_for(pilot, lambda: app.meters.state == "failed" and not app.sweeping, 60, "the failure")
-        assert "gone" in app.meters.message
+        await wait_for(pilot, lambda: app.main.meters.state == "failed" and not app.main.sweeping, 60, "the failure")
+        assert "gone" in app.main.meters.message
         assert app.is_running
     assert store.results(where="status = 'failed'")[0]["error"].startswith("worker crashed")

@@ -12,8 +12,8 @@ from test_tui_support import RUN_A, RUN_B, _result
 
 from qbench_tui import analysis
 from qbench_tui.analysis import ResultFilter
+from qbench_tui.controllers.sweep import SetupError, SweepSetup, describe_error
 from qbench_tui.settings import MEASURE_DEFAULTS, AppSettings, measure_from_env
-from qbench_tui.sweep import SetupError, SweepSetup, describe_error
 from qbench_tui.themes import load_theme_file, load_themes, theme_dirs
 from qbench_tui.widgets.sweep_setup import parse_batch_sizes
 
@@ -100,6 +100,40 @@ def test_model_history_keeps_the_fastest_per_variant():
     assert len(fp32) == 1 and fp32[0]["latency_ms"]["p50"] == 0.10
 
 
+def _int4(group_size: int, p50: float, run_id: str = RUN_A) -> dict:
+    """An int4 result as the recipe-aware engine writes it (label, recipe id, passes)."""
+    return {**_result("int4", "ok", p50, 0.96, 0.6 if group_size == 128 else 0.7), "run_id": run_id,
+            "label": f"int4(g{group_size})", "recipe_id": f"r-int4-g{group_size}",
+            "passes": ["export-onnx", "ort-nbits"], "runtime_config": {"threads": 4},
+            "config": {"version": 1, "group_size": group_size}}
+
+
+def test_two_settings_of_one_method_are_two_variants_named_by_their_labels():
+    g32, g128 = _int4(32, 0.08), _int4(128, 0.07)
+    assert analysis.result_key(g32) != analysis.result_key(g128)
+    assert analysis.variant_key(g32) != analysis.variant_key(g128)
+    assert analysis.variant_label(g128) == "int4(g128) · onnxruntime · cpu · bs 1"
+    method = analysis.COLUMN_BY_KEY["method"]
+    assert [method.text(r, {}) for r in (g32, g128)] == ["int4(g32)", "int4(g128)"]
+    assert [r["label"] for r in analysis.filter_results([g32, g128], ResultFilter(text="g128"))] == ["int4(g128)"]
+    assert len(analysis.filter_results([g32, g128], ResultFilter(method="int4"))) == 2  # the method filters the family
+    # Matched across runs by recipe, kept apart in a model's history.
+    pairs = analysis.match_runs([g32, g128], [_int4(128, 0.06, RUN_B)])
+    assert [(a["label"] if a else None, b["label"] if b else None) for a, b in pairs] == [
+        ("int4(g32)", None), ("int4(g128)", "int4(g128)")]
+    history = analysis.model_history([g32, g128, _int4(128, 0.06, RUN_B)], "digits-mlp", {})
+    assert sorted(analysis.variant_label(r) for r in history.best) == [
+        "int4(g128) · onnxruntime · cpu · bs 1", "int4(g32) · onnxruntime · cpu · bs 1"]
+
+
+def test_older_results_without_a_label_are_named_by_their_method():
+    old = _results()[2]
+    assert "label" not in old and "recipe_id" not in old
+    assert analysis.display_label(old) == "int4"
+    assert analysis.variant_label(old) == "int4 · onnxruntime · cpu · bs 1"
+    assert analysis.result_key(old) == f"{RUN_A}/int4/onnxruntime/cpu/1"
+
+
 def test_number_formatting():
     assert analysis.fmt_num(None) == "–"
     assert analysis.fmt_num(math.inf) == "∞"
@@ -170,7 +204,7 @@ def test_setup_round_trips_through_json():
 
 
 def test_the_setup_becomes_the_engines_request():
-    from qbench_tui.sweep import build_request
+    from qbench_tui.controllers.sweep import build_request
 
     setup = SweepSetup("digits-mlp", ("int4",), ("onnxruntime",), ("cpu",), (1,), {"int4": {"group_size": 64}},
                        threads=2, measure={"min_time_s": 0.05, "min_reps": 5}, model_options={"seq_len": 64})
@@ -187,3 +221,16 @@ def test_errors_read_as_one_line():
     assert describe_error(ValueError("bad batch size")) == "bad batch size"
     assert describe_error(RuntimeError("x")) == "RuntimeError: x"
     assert describe_error(KeyError()) == "KeyError"
+
+
+def test_method_specs_are_written_in_the_clis_syntax():
+    from qbench_tui.controllers.sweep import method_spec, pin_spec, spec_method
+
+    assert method_spec("int4", {"group_size": 128, "symmetric": False}) == "int4:group_size=128:symmetric=false"
+    assert method_spec("int4", {}) == "int4" and spec_method("int4:group_size=128") == "int4"
+    with pytest.raises(SetupError, match="cannot be written"):
+        method_spec("x", {"name": "a:b"})
+    defaults = {"group_size": 32, "symmetric": True}
+    assert pin_spec("int4:group_size=128", {"symmetric": False}, defaults) == "int4:group_size=128:symmetric=true"
+    assert pin_spec("int4:group_size=128", {"group_size": 64}, defaults) == "int4:group_size=128"
+    assert pin_spec("int4:group_size=128", {}, defaults) == "int4:group_size=128"

@@ -16,7 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
-from qbench_tui.analysis import fmt_num, frontier_results, latency, quality
+from qbench_tui.analysis import display_label, fmt_num, frontier_results, latency, quality, variant_label
 
 SERIES_VARIABLES = ("primary", "secondary", "accent", "success", "warning", "error")
 
@@ -66,11 +66,12 @@ class ParetoChartScreen(ModalScreen[None]):
             self.query_one("#chart-frontier", Static).update("")
             return
         colours = [self._colour(name) for name in SERIES_VARIABLES]
-        methods = sorted({r["method"] for r in plotted})
-        for i, method in enumerate(methods):
-            mine = [r for r in plotted if r["method"] == method]
-            plt.scatter([self._x(r) for r in mine], [quality(r) for r in mine], label=method,
-                        marker="dot" if len(methods) > 4 else "hd", color=colours[i % len(colours)])
+        # One series per recipe: int4(g32) and int4(g128) are different points to choose from.
+        labels = sorted({display_label(r) for r in plotted})
+        for i, label in enumerate(labels):
+            mine = [r for r in plotted if display_label(r) == label]
+            plt.scatter([self._x(r) for r in mine], [quality(r) for r in mine], label=label,
+                        marker="dot" if len(labels) > 4 else "hd", color=colours[i % len(colours)])
         plt.plot([self._x(r) for r in frontier], [quality(r) for r in frontier], label="Pareto frontier",
                  marker="braille", color=self._colour("foreground"))
         xs = [self._x(r) for r in plotted]
@@ -82,7 +83,7 @@ class ParetoChartScreen(ModalScreen[None]):
         lines = [Content.from_markup("[b]on the frontier[/] [$text-muted](best quality for its cost)[/]")]
         for r in frontier:
             lines.append(Content.from_markup(
-                "  [$text-accent]★[/] $v  $x  quality $q", v=f"{r['method']} · {r['runtime']} · {r['device']} · bs {r['batch_size']}",
+                "  [$text-accent]★[/] $v  $x  quality $q", v=variant_label(r),
                 x=f"{fmt_num(self._x(r))} {'ms' if self.x_axis == 'p50' else 'MB'}", q=fmt_num(quality(r), 3)))
         self.query_one("#chart-frontier", Static).update(Content("\n").join(lines))
 

@@ -1,7 +1,8 @@
-"""Export the shown results to CSV or JSON."""
+"""Export the shown results to CSV or JSON: the dialog, and the writer the screen's worker calls."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -44,3 +45,25 @@ class ExportScreen(ModalScreen[Path | None]):
             self.query_one("#export-error", Static).update("give a file name")
             return
         self.dismiss(Path(raw).expanduser())
+
+
+def export_folder() -> Path:
+    """Where exports go by default: ``$QBENCH_HOME/exports`` (the working folder if that fails)."""
+    try:
+        from engines.paths import qbench_home
+
+        return qbench_home() / "exports"
+    except OSError:
+        return Path.cwd()
+
+
+def write_results(path: Path, results: list[dict[str, Any]]) -> None:
+    """Write ``results`` as JSON (a ``.json`` name) or CSV, with the schema's own writers."""
+    from engines.core.schema import public_json, results_csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(public_json(results), indent=2) + "\n", encoding="utf-8")
+    else:
+        rows = [{**r, "run_id": r.get("run_id")} for r in results]
+        path.write_text(results_csv(rows), encoding="utf-8")

@@ -55,3 +55,37 @@ def binding_rows(app: Any, bindings: list[BindingType]) -> list[tuple[str, str]]
                           for k in binding.key.split(","))
         rows.append((keys, binding.tooltip or binding.description or binding.action))
     return rows
+
+
+# The main screen's bindings by section (actions as in MainScreen.BINDINGS).
+HELP_GROUPS: dict[str, tuple[str, ...]] = {
+    "Sweep": ("run_sweep", "cancel_sweep", "starter_sweep", "open_model", "quit"),
+    "Results": ("focus_filter", "sort", "reverse_sort", "chart", "compare", "export", "clear_filters"),
+    "Panes and help": ("pane('models')", "pane('setup')", "pane('meters')", "pane('results')", "help"),
+}
+
+
+def main_help_sections(app: Any, bindings: list[BindingType]) -> list[HelpSection]:
+    """The help of the main screen: its ``bindings``, the results table's, the dialogs', and the
+    keys Textual itself handles (lists, forms, the palette)."""
+    from qbench_tui.screens.chart import ParetoChartScreen
+    from qbench_tui.screens.compare import CompareScreen
+    from qbench_tui.widgets.results import ResultsTable
+
+    by_action = {b.action: b for b in bindings if isinstance(b, Binding)}
+    sections = [(title, binding_rows(app, [by_action[a] for a in actions if a in by_action]))
+                for title, actions in HELP_GROUPS.items()]
+    sections[1][1].extend(binding_rows(app, ResultsTable.BINDINGS))
+    sections[1][1].extend([("enter", "Open the result under the cursor: every measurement and the environment"),
+                           ("click header", "Sort by that column (again: reverse)")])
+    sections[2][1].extend([("tab / shift+tab", "Move between fields and panes"),
+                           ("ctrl+p", "Command palette: run, cancel, export, themes, models, runs…"),
+                           ("ctrl+q", "Quit at once (a running sweep is cancelled first)")])
+    sections.append(("Lists and forms", [
+        ("↑ ↓ / home end", "Move in a list or table"),
+        ("space / enter", "Toggle a method, runtime or device; flip a switch"),
+        ("escape", "Leave a text field (then the keys above work again)"),
+    ]))
+    sections.append(("Chart and compare dialogs", binding_rows(app, ParetoChartScreen.BINDINGS)
+                     + binding_rows(app, CompareScreen.BINDINGS)))
+    return sections

@@ -13,7 +13,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from qbench_tui.analysis import fmt_num, fmt_time, latency, variant_label
+from qbench_tui.analysis import display_label, fmt_num, fmt_time, latency, variant_label
 
 STATUS_STYLE = {"ok": "$text-success", "failed": "$text-error", "unsupported": "$text-warning"}
 
@@ -52,7 +52,11 @@ class ResultDetailScreen(ModalScreen[None]):
         if r.get("error"):
             row("error", r["error"], "$text-error")
         row("model", r["model"])
-        row("method", r["method"])
+        row("recipe", display_label(r) + (f"  (id {r['recipe_id']})" if r.get("recipe_id") else ""))
+        if r["method"] != display_label(r):
+            row("method", r["method"])
+        if r.get("passes"):
+            row("passes", " → ".join(str(p) for p in r["passes"]))
         row("runtime · device", f"{r['runtime']} · {r['device']}")
         row("batch size", r["batch_size"])
         row("run", f"{r.get('run_id') or '–'} ({self.run.get('source', '?')}, {self.run.get('status', '?')})")
@@ -61,6 +65,15 @@ class ResultDetailScreen(ModalScreen[None]):
             section("Method settings")
             for key, value in r["config"].items():
                 row(key, str(value))
+        if len(r.get("recipe") or []) > 1:  # a chain: each step's method and settings
+            section("Recipe steps")
+            for i, step in enumerate(r["recipe"], 1):
+                settings = ", ".join(f"{k}={v}" for k, v in (step.get("config") or {}).items() if k != "version")
+                row(f"{i}. {step.get('method', '?')}", settings or "defaults")
+        if r.get("runtime_config"):
+            section("Runtime settings")
+            for key, value in r["runtime_config"].items():
+                row(key, value if isinstance(value, str) else json.dumps(value, default=str))
         lat = r.get("latency_ms") or {}
         if lat:
             section("Latency per call (ms)")

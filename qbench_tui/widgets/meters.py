@@ -17,8 +17,8 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar, Sparkline, Static
 
+from engines.devices.sampling import DeviceSample
 from qbench_tui.analysis import fmt_duration, fmt_num
-from qbench_tui.system import DeviceSample
 
 PHASES = ("load", "quantize", "cold-start", "accuracy", "warm-up", "measure")
 LATENCY_HISTORY = 240  # calls kept for the trace

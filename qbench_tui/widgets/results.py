@@ -4,6 +4,8 @@ filters, sorting by any column, marks for comparison and the Pareto frontier sta
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -14,6 +16,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Select, Static
 
+from engines.core.schema import variant_key
 from qbench_tui import analysis
 from qbench_tui.analysis import COLUMNS, ResultFilter, result_key
 
@@ -49,6 +52,13 @@ class ResultsPane(Vertical):
     @dataclass
     class ResultOpened(Message):
         result: dict[str, Any]
+
+    @dataclass
+    class ExportChosen(Message):
+        """The user chose where to export the shown results (the screen writes them in a worker)."""
+
+        path: Path
+        results: list[dict[str, Any]]
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -290,3 +300,68 @@ class ResultsPane(Vertical):
             if run_id in self._filter_choices.get("run_id", ()):
                 select.value = run_id
         self.set_filter(self.filter.with_(run_id=run_id))
+
+    # --- dialogs over the results -------------------------------------------------------------
+
+    def open_result(self, result: dict[str, Any]) -> None:
+        """Everything about one result, with the same variant's measurements in other runs."""
+        from qbench_tui.screens.result_detail import ResultDetailScreen
+
+        key = variant_key(result)
+        earlier = [r for r in self.results.values()
+                   if r is not result and r["status"] == "ok" and r["model"] == result["model"]
+                   and variant_key(r) == key]
+        earlier.sort(key=lambda r: r.get("finished_at") or "", reverse=True)
+        self.app.push_screen(ResultDetailScreen(result, self.runs.get(result.get("run_id") or ""), earlier))
+
+    def choose_sort(self) -> None:
+        from qbench_tui.screens.sort import SortScreen
+
+        def chosen(column: str | None) -> None:
+            if column:
+                self.set_sort(column)
+
+        self.app.push_screen(SortScreen(self.sort_column, self.sort_reverse), chosen)
+
+    def reverse_sort(self) -> None:
+        if self.sort_column:
+            self.set_sort(self.sort_column, not self.sort_reverse)
+
+    def show_chart(self) -> None:
+        from qbench_tui.screens.chart import ParetoChartScreen
+
+        self.app.push_screen(ParetoChartScreen(self.visible))
+
+    def compare_marked(self) -> None:
+        """Compare the two marked results (or the one marked and the one under the cursor)."""
+        from qbench_tui.screens.compare import CompareScreen
+
+        marked = self.marked_results()
+        if len(marked) == 1:
+            cursor = self.cursor_result()
+            if cursor is not None and result_key(cursor) != result_key(marked[0]):
+                marked.append(cursor)
+        if len(marked) < 2:
+            self.notify("mark two results with space (in the results table), then press x",
+                        title="compare", severity="warning")
+            return
+        a, b = marked[:2]
+        everything = self.results.values()
+        self.app.push_screen(CompareScreen(a, b, [r for r in everything if r.get("run_id") == a.get("run_id")],
+                                           [r for r in everything if r.get("run_id") == b.get("run_id")]))
+
+    def export_shown(self) -> None:
+        """Ask where to export the shown results; the answer is posted as :class:`ExportChosen`."""
+        from qbench_tui.screens.export import ExportScreen, export_folder
+
+        shown = self.visible
+        if not shown:
+            self.notify("no results to export", severity="warning")
+            return
+        default = export_folder() / f"qbench-results-{datetime.now():%Y%m%d-%H%M%S}.csv"
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.post_message(self.ExportChosen(path, shown))
+
+        self.app.push_screen(ExportScreen(default, len(shown)), chosen)

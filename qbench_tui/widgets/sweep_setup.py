@@ -3,6 +3,8 @@
 Choices come from the engine's catalog; the per-method forms are generated from the config
 dataclasses (:mod:`qbench_tui.widgets.method_form`). Unsupported method × runtime × device
 pairs are marked in the list and explained in the support table, with the catalog's reason.
+"Add as variant" under a method's form keeps its current settings as an extra recipe
+(``int4:group_size=128``), so one sweep can compare several settings of one method.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.message import Message
-from textual.widgets import Collapsible, Input, Label, SelectionList, Static
+from textual.widgets import Button, Collapsible, Input, Label, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from engines import catalog
 from engines.methods import configs
+from qbench_tui.controllers.sweep import SetupError, SweepSetup, method_spec, pin_spec, spec_method
 from qbench_tui.settings import MEASURE_DEFAULTS
-from qbench_tui.sweep import SetupError, SweepSetup
 from qbench_tui.widgets.method_form import MethodSettingsForm
 
 # Measurement fields the user may change, with help text (MeasureSettings has none of its own).
@@ -29,6 +31,18 @@ MEASURE_FIELDS: tuple[tuple[str, str, type], ...] = (
     ("warmup_s", "Warm-up time before timing (s).", float),
     ("max_time_s", "Stop measuring after this long even if min reps are not reached (s).", float),
 )
+
+
+class VariantRow(Horizontal):
+    """One extra recipe in the set-up, with its remove button."""
+
+    def __init__(self, spec: str, **kwargs: Any):
+        super().__init__(classes="variant-row", **kwargs)
+        self.spec = spec
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.spec, classes="variant-spec", markup=False)
+        yield Button("✕", classes="remove-variant", compact=True, tooltip=f"Remove {self.spec} from the sweep")
 
 
 class SweepSetupPane(VerticalScroll):
@@ -43,6 +57,7 @@ class SweepSetupPane(VerticalScroll):
         self.measure_defaults = {**MEASURE_DEFAULTS, **measure}
         self.device_infos = list(system.devices())
         self._pending_configs: dict[str, dict[str, Any]] = {}
+        self.variants: list[str] = []  # extra recipes: method specs such as int4:group_size=128
 
     def compose(self) -> ComposeResult:
         yield Static("", id="setup-summary")
@@ -70,6 +85,10 @@ class SweepSetupPane(VerticalScroll):
         # A method's form is mounted the first time the method is chosen (fewer widgets to
         # style at start-up), then hidden and shown with its selection so edits are kept.
         yield Vertical(id="method-settings")
+        variants_title = Label("Extra variants", classes="section-title", id="variants-title")
+        variants_title.display = False
+        yield variants_title
+        yield Vertical(id="variants")
         with Collapsible(title="Measurement", collapsed=True, id="measure-settings"):
             for name, help_text, kind in MEASURE_FIELDS:
                 with Horizontal(classes="field-row"):
@@ -165,7 +184,9 @@ class SweepSetupPane(VerticalScroll):
             elif spec.name in selected and configs.field_specs(spec.config_class):
                 form = MethodSettingsForm(spec.name, spec.config_class, self._pending_configs.pop(spec.name, None),
                                           id=f"form-{spec.name}", classes="method-form")
-                holder.mount(Collapsible(form, title=f"{spec.name} · {spec.title}", collapsed=False,
+                add = Button("+ add as variant", id=f"add-variant-{spec.name}", classes="add-variant", compact=True,
+                             tooltip=f"Keep these settings as one more {spec.name} variant of the sweep")
+                holder.mount(Collapsible(form, add, title=f"{spec.name} · {spec.title}", collapsed=False,
                                          id=f"settings-{spec.name}", classes="method-settings"))
         self.query_one("#method-settings-title").display = any(
             configs.field_specs(catalog.METHODS[m].config_class) for m in selected)
@@ -203,10 +224,12 @@ class SweepSetupPane(VerticalScroll):
             batches = parse_batch_sizes(self.query_one("#batch-sizes", Input).value)
         except SetupError:
             batches = []
-        total = len(methods) * len(combos) * len(batches)
-        unsupported = sum(1 for m in methods for rt, dev in combos
+        recipes = methods + [spec_method(v) for v in self.variants]  # a variant is supported where its method is
+        total = len(recipes) * len(combos) * len(batches)
+        unsupported = sum(1 for m in recipes for rt, dev in combos
                           if self.system.unsupported_reason(m, rt, dev) is not None) * len(batches)
-        text = (f"{_n(len(methods), 'method')} × {_n(len(combos), 'runtime·device')} × "
+        counted = _n(len(methods), "method") + (f" + {_n(len(self.variants), 'variant')}" if self.variants else "")
+        text = (f"{counted} × {_n(len(combos), 'runtime·device')} × "
                 f"{_n(len(batches), 'batch size')} = {_n(total, 'measurement')}")
         extra = f" · {unsupported} unsupported (recorded as such)" if unsupported else ""
         self.query_one("#setup-summary", Static).update(
@@ -219,7 +242,7 @@ class SweepSetupPane(VerticalScroll):
         if not model:
             raise SetupError("choose a model first (model browser, or o to open one by path)", "model-list")
         methods = self._selected("methods")
-        if not methods:
+        if not methods and not self.variants:
             raise SetupError("choose at least one method", "methods")
         runtimes = self._selected("runtimes")
         if not runtimes:
@@ -264,12 +287,19 @@ class SweepSetupPane(VerticalScroll):
             if not 1 <= seq_len <= 8192:
                 raise SetupError("seq len must be between 1 and 8192", "seq-len")
             options["seq_len"] = seq_len
-        return SweepSetup(model, tuple(methods), tuple(runtimes), tuple(devices), batches,
+        variants = []
+        for spec in self.variants:
+            method = spec_method(spec)
+            defaults = {f["name"]: f["default"] for f in configs.field_specs(catalog.METHODS[method].config_class)}
+            variants.append(pin_spec(spec, configs_by_method.get(method, {}), defaults))
+        return SweepSetup(model, (*methods, *variants), tuple(runtimes), tuple(devices), batches,
                           configs_by_method, threads, measure, options)
 
     def apply_setup(self, data: dict[str, Any]) -> None:
         """Restore a remembered set-up; unknown or unavailable choices are skipped."""
         present = {d.name for d in self.device_infos if d.present}
+        if "methods" in data:
+            self.set_variants([m for m in data["methods"] if ":" in m and spec_method(m) in catalog.METHODS])
         for list_id, valid in (("methods", set(catalog.METHODS)), ("runtimes", set(catalog.RUNTIMES)),
                                ("devices", present)):
             wanted = [v for v in data.get(list_id, []) if v in valid]
@@ -293,6 +323,55 @@ class SweepSetupPane(VerticalScroll):
         if seq_len:
             self.query_one("#seq-len", Input).value = str(seq_len)
         self.refresh_support()
+
+
+    # --- extra variants ----------------------------------------------------------------------
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        button_id = event.button.id or ""
+        if button_id.startswith("add-variant-"):
+            event.stop()
+            self.add_variant_from_form(button_id.removeprefix("add-variant-"))
+        elif event.button.has_class("remove-variant") and isinstance(event.button.parent, VariantRow):
+            event.stop()
+            self.remove_variant(event.button.parent.spec)
+
+    def add_variant_from_form(self, method: str) -> str | None:
+        """Keep ``method``'s current form settings as an extra variant; returns its spec (None if refused)."""
+        form = self.query_one(f"#form-{method}", MethodSettingsForm)
+        problem = form.check()
+        if problem:
+            self.notify(problem, title="cannot add the variant", severity="error")
+            return None
+        values = form.values()
+        if not values:
+            self.notify(f"these are {method}'s default settings: that is {method} itself (tick it in the list)",
+                        title="nothing to add", severity="warning")
+            return None
+        try:
+            spec = method_spec(method, values)
+        except SetupError as exc:
+            self.notify(str(exc), title="cannot add the variant", severity="error")
+            return None
+        if spec in self.variants:
+            self.notify(f"{spec} is in the sweep already", severity="warning", timeout=3)
+            return None
+        self.set_variants([*self.variants, spec])
+        self.notify(f"added {spec}", timeout=2)
+        return spec
+
+    def remove_variant(self, spec: str) -> None:
+        self.set_variants([v for v in self.variants if v != spec])
+
+    def set_variants(self, specs: list[str]) -> None:
+        """Show ``specs`` as the extra variants (duplicates dropped)."""
+        self.variants = list(dict.fromkeys(specs))
+        holder = self.query_one("#variants", Vertical)
+        holder.remove_children()
+        holder.mount_all([VariantRow(spec) for spec in self.variants])
+        self.query_one("#variants-title").display = bool(self.variants)
+        self.refresh_summary()
+        self.post_message(self.Changed())
 
 
 def _n(count: int, word: str) -> str:

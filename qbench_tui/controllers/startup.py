@@ -1,0 +1,59 @@
+"""Start-up loading, run in a thread worker after the first paint: open the store, list the
+models, read the history, then warm the runner's import. Each step ends as a message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.message import Message
+
+from qbench_tui import messages
+from qbench_tui.controllers.sweep import describe_error
+from qbench_tui.system import SystemProbe
+
+
+def load_startup(store: Any | None, db_path: Path | None, system: SystemProbe,
+                 post: Callable[[Message], Any]) -> None:
+    """Post StoreOpened, ModelsListed and HistoryLoaded, whatever fails on the way."""
+    if store is None:
+        store = _open_store(db_path, post)
+    else:
+        post(messages.StoreOpened(store, path=str(store.path)))
+    try:
+        post(messages.ModelsListed(system.list_models()))
+    except Exception as exc:  # noqa: BLE001 - a broken model plugin must not stop the app
+        post(messages.ModelsListed([], describe_error(exc)))
+    results: list[dict[str, Any]] = []
+    runs: dict[str, dict[str, Any]] = {}
+    if store is not None:
+        try:
+            runs = {r["id"]: r for r in store.list_runs()}
+            results = store.results()
+        except Exception as exc:  # noqa: BLE001 - shown as the store's error
+            post(messages.StoreOpened(None, f"reading the store failed: {describe_error(exc)}"))
+    post(messages.HistoryLoaded(results, runs))
+    try:  # the first `r` then starts at once (numpy and the runner are already imported)
+        import engines.bench.runner  # noqa: F401
+    except ImportError:
+        pass
+
+
+def _open_store(db_path: Path | None, post: Callable[[Message], Any]) -> Any | None:
+    path = db_path
+    try:
+        from engines.paths import default_db_path
+        from engines.store import Store, StoreError
+
+        path = db_path or default_db_path()
+        try:
+            store = Store(path)
+        except StoreError as exc:
+            post(messages.StoreOpened(None, str(exc), path=str(path)))
+            return None
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a message
+        post(messages.StoreOpened(None, describe_error(exc), path=str(path) if path else None))
+        return None
+    post(messages.StoreOpened(store, path=str(path)))
+    return store

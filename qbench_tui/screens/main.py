@@ -1,0 +1,398 @@
+"""The main screen: the four panes (models, sweep setup, meters, results), the top bar, and the
+tabs that replace the grid on small terminals.
+
+It owns the panes and reacts to what the workers report: start-up loading (the store, the model
+zoo, the history), device samples (a one-shot timer re-armed after each sample, so samples never
+overlap) and the sweep, whose lifecycle is :class:`~qbench_tui.controllers.sweep.SweepController`'s
+state machine. Every worker runs on this screen, so its errors end in one handler here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Container, Vertical
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Static, Tab, Tabs
+from textual.worker import Worker, WorkerState
+
+from qbench_tui import messages
+from qbench_tui.analysis import model_history
+from qbench_tui.commands import PaletteCommand, main_screen_commands
+from qbench_tui.controllers.startup import load_startup
+from qbench_tui.controllers.sweep import SweepController, describe_error
+from qbench_tui.screens.main_sweep import SweepReactions
+from qbench_tui.settings import STARTER_SETUP, AppSettings
+from qbench_tui.system import SystemProbe
+from qbench_tui.widgets.meters import DeviceMeters
+from qbench_tui.widgets.model_browser import ModelBrowser
+from qbench_tui.widgets.results import ResultsPane, ResultsTable
+from qbench_tui.widgets.sweep_setup import SweepSetupPane
+
+# pane id -> (tab title, the widget that takes focus when the pane is chosen)
+PANES: dict[str, tuple[str, str]] = {
+    "models": ("1 Models", "#model-list"),
+    "setup": ("2 Sweep setup", "#methods"),
+    "meters": ("3 Meters", "#device-meters"),
+    "results": ("4 Results", "#results-table"),
+}
+
+
+class MainScreen(SweepReactions, Screen[None]):
+    """The app's one full screen; the dialogs are modal screens pushed over it."""
+
+    # Below 100 columns or 28 rows the four panes become tabs.
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (28, "-tall"), (48, "-very-tall")]
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "run_sweep", "Run", tooltip="Run the configured sweep on the chosen model"),
+        Binding("c", "cancel_sweep", "Cancel", tooltip="Cancel the running sweep (finished results stay stored)"),
+        Binding("b", "starter_sweep", "Starter", tooltip="Run the starter sweep on the built-in digits-mlp"),
+        Binding("question_mark", "help", "Help", tooltip="Show every key binding"),
+        Binding("q", "quit", "Quit", tooltip="Quit (asks first while a sweep runs)"),
+        Binding("o", "open_model", "Open", tooltip="Open a model file or folder by path"),
+        Binding("slash", "focus_filter", "Filter", tooltip="Filter the results by text (model, method, status…)"),
+        Binding("s", "sort", "Sort", show=False, tooltip="Sort the results by a column (clicking a header does too)"),
+        Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort order"),
+        Binding("g", "chart", "Chart", tooltip="Chart accuracy vs latency with the Pareto frontier"),
+        Binding("x", "compare", "Compare", tooltip="Compare the two marked results (space marks a row)"),
+        Binding("e", "export", "Export", show=False, tooltip="Export the shown results to CSV or JSON"),
+        Binding("ctrl+l", "clear_filters", "Clear filters", show=False, tooltip="Clear every result filter"),
+        Binding("1", "pane('models')", "Models", show=False, tooltip="Go to the model browser"),
+        Binding("2", "pane('setup')", "Setup", show=False, tooltip="Go to the sweep setup (methods, runtimes…)"),
+        Binding("3", "pane('meters')", "Meters", show=False, tooltip="Go to the live device meters"),
+        Binding("4", "pane('results')", "Results", show=False, tooltip="Go to the results table"),
+    ]
+
+    def __init__(self, settings: AppSettings, system: SystemProbe, store: Any | None = None,
+                 db_path: Path | None = None):
+        super().__init__(id="main")
+        self.settings = settings
+        self.system = system
+        self.store = store
+        self.db_path = Path(store.path) if store is not None else db_path
+        self.store_error: str | None = None
+        self.built = False  # the panes' contents are mounted
+        self.loaded = False  # store opened, models listed, history read (tests wait on this)
+        self.model_options: dict[str, dict[str, Any]] = {}  # per model opened by path (allow_pickle)
+        self.sweep = SweepController(self.post_message, self._spawn_sweep, system.monotonic)
+
+    # --- layout --------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        # A light skeleton paints first (top bar, pane frames, footer); the panes' contents are
+        # mounted right after it (see _build), so the first frame never waits for them.
+        yield Static("", id="topbar")
+        yield Tabs(*(Tab(title, id=f"tab-{pane}") for pane, (title, _) in PANES.items()), id="pane-tabs")
+        with Container(id="workspace"):
+            for pane, (title, _) in PANES.items():
+                with Vertical(id=pane, classes="pane -active" if pane == "models" else "pane") as frame:
+                    frame.border_title = title
+                    yield Static("loading…", classes="pane-loading")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.refresh_topbar()
+        self.call_after_refresh(self._build)
+
+    async def _build(self) -> None:
+        """Mount the panes' contents, then start loading data and sampling devices."""
+        contents = {
+            "models": ModelBrowser(id="model-browser"),
+            "setup": SweepSetupPane(self.system, self.settings.measure_settings(), id="sweep-setup"),
+            "meters": DeviceMeters(self.system, id="device-meters"),
+            "results": ResultsPane(id="results-pane"),
+        }
+        for pane, widget in contents.items():
+            frame = self.query_one(f"#{pane}")
+            await frame.query(".pane-loading").remove()
+            await frame.mount(widget)
+        self.built = True
+        self.query_one(SweepSetupPane).apply_setup(self.settings.last_setup or STARTER_SETUP)
+        self.refresh_topbar()
+        self._load_startup()
+        self._arm_sampler(0.5)  # psutil needs an interval for its first CPU reading
+        self.query_one("#model-list").focus()
+
+    @property
+    def results_pane(self) -> ResultsPane:
+        return self.query_one(ResultsPane)
+
+    @property
+    def meters(self) -> DeviceMeters:
+        return self.query_one(DeviceMeters)
+
+    @property
+    def browser(self) -> ModelBrowser:
+        return self.query_one(ModelBrowser)
+
+    @property
+    def sweeping(self) -> bool:
+        return self.sweep.busy
+
+    @property
+    def tabbed(self) -> bool:
+        """True when the panes are shown one at a time (small terminals)."""
+        return self.has_class("-narrow") or self.has_class("-short")
+
+    def refresh_topbar(self) -> None:
+        topbar = self.query_one("#topbar", Static)
+        if not self.built:
+            topbar.update(Content.from_markup("[b $text-primary]qbench[/] [$text-muted]starting…[/]"))
+            return
+        if self.store_error:
+            state = "[$text-error]store unusable[/]"
+        elif self.sweeping:
+            state = "[b $text-accent]▶ sweep running[/]"
+        else:
+            state = "[$text-muted]idle[/]"
+        runs = len(self.results_pane.runs) if self.loaded else 0
+        topbar.update(Content.from_markup(
+            "[b $text-primary]qbench[/] [$text-muted]store[/] $path [$text-muted]· $runs ·[/] " + state,
+            path=short_path(self.db_path) if self.db_path else "no store",
+            runs=f"{runs} run{'s' if runs != 1 else ''}"))
+
+    def _theme_changed(self, theme: Any) -> None:
+        if self.loaded:
+            self.results_pane.refresh_view()  # table cells carry theme colours
+
+    # --- start-up ------------------------------------------------------------------------------
+
+    @work(thread=True, group="startup", exit_on_error=False)
+    def _load_startup(self) -> None:
+        load_startup(self.store, self.db_path, self.system, self.post_message)
+
+    def on_store_opened(self, message: messages.StoreOpened) -> None:
+        if message.path is not None:
+            self.db_path = Path(message.path)
+        if message.store is None:
+            self.store_error = message.error or "the store could not be opened"
+            self.results_pane.query_one("#welcome", Static).update(Content.from_markup(
+                "[b $text-error]The result store cannot be used[/]\n$e\n\n"
+                "[$text-muted]Models and methods can still be browsed; sweeps need a store. Start qbench "
+                "with --db PATH to use another file.[/]", e=self.store_error))
+            self.results_pane.query_one("#starter-button").display = False
+            self.notify(self.store_error, title="store", severity="error", timeout=10)
+        else:
+            self.store = self.sweep.store = message.store
+            self.results_pane.set_welcome(short_path(self.db_path))
+        self.refresh_topbar()
+
+    def on_models_listed(self, message: messages.ModelsListed) -> None:
+        wanted = (self.settings.last_setup or {}).get("model") or STARTER_SETUP["model"]
+        self.browser.set_models(message.models, select=wanted)
+        if message.error:
+            self.notify(f"listing models failed: {message.error}", severity="error")
+
+    def on_history_loaded(self, message: messages.HistoryLoaded) -> None:
+        self.results_pane.set_history(message.results, message.runs)
+        if self.store_error:
+            self.results_pane.query_one("#results-empty").display = True
+            self.results_pane.query_one(ResultsTable).display = False
+        self.loaded = True
+        self.show_model_history()
+        self.refresh_topbar()
+        self.refresh_bindings()
+
+    # --- model browser -------------------------------------------------------------------------
+
+    def on_model_browser_model_chosen(self, message: ModelBrowser.ModelChosen) -> None:
+        self.show_model_history()
+
+    def show_model_history(self) -> None:
+        spec = self.browser.selected
+        if spec is None or not self.loaded:
+            return
+        history = model_history(self.results_pane.results.values(), spec.name, self.results_pane.runs)
+        self.browser.show_details(spec, history)
+
+    def action_open_model(self, error: str | None = None, value: str = "", allow_pickle: bool = False) -> None:
+        from qbench_tui.screens.open_model import OpenModelScreen
+
+        def opened(answer: tuple[str, dict] | None) -> None:
+            if answer:
+                self._resolve_model(*answer)
+
+        self.app.push_screen(OpenModelScreen(error, value, allow_pickle), opened)
+
+    @work(thread=True, group="open-model", exit_on_error=False)
+    def _resolve_model(self, path: str, options: dict[str, Any]) -> None:
+        try:
+            spec = self.system.resolve_model(os.path.expanduser(path), options or None)
+        except Exception as exc:  # noqa: BLE001 - loaders raise many kinds; all are shown
+            self.post_message(messages.ModelOpened(path, error=describe_error(exc), options=options))
+            return
+        self.post_message(messages.ModelOpened(path, spec=spec, options=options))
+
+    def on_model_opened(self, message: messages.ModelOpened) -> None:
+        if message.spec is None:
+            self.action_open_model(error=message.error, value=message.path,
+                                   allow_pickle=bool(message.options.get("allow_pickle")))
+            return
+        self.model_options[message.spec.name] = dict(message.options)
+        self.browser.add_model(message.spec)
+        self.notify(f"opened {message.spec.name} ({message.spec.task})", timeout=3)
+
+    def select_model(self, name: str) -> None:
+        if self.browser.select(name):
+            self.action_pane("models")
+
+    # --- the sweep (its keys and reactions are in main_sweep.py) --------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not self.built and action not in ("quit", "help", "command_palette"):
+            return None  # the panes are still being mounted (a fraction of a second)
+        if action == "cancel_sweep":
+            return True if self.sweeping else None  # shown dimmed while idle
+        if action == "run_sweep":
+            return None if self.sweeping else True
+        if action == "starter_sweep":
+            # Offered while the store is empty (first launch); hidden afterwards.
+            return self.loaded and not self.results_pane.results and not self.sweeping and not self.store_error
+        return True
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place where an unexpected worker error becomes a message (never a crash)."""
+        if event.state != WorkerState.ERROR:
+            return
+        error = describe_error(event.worker.error) if event.worker.error else "unknown error"
+        if event.worker.group == "sweep":
+            self.post_message(messages.SweepFailed(self.sweep.run_id, error))
+        elif event.worker.group == "sampler":
+            self._arm_sampler(self.settings.sample_interval_s * 5)  # keep trying, less often
+        else:
+            self.notify(error, title=f"{event.worker.group} failed", severity="error", timeout=10)
+
+    # --- device sampling -----------------------------------------------------------------------
+
+    def _arm_sampler(self, delay: float) -> None:
+        self.set_timer(delay, self._sampler_worker, name="device-sampler")
+
+    @work(thread=True, group="sampler", exit_on_error=False)
+    def _sampler_worker(self) -> None:
+        self.post_message(messages.DeviceSampled(self.system.sample()))
+
+    def on_device_sampled(self, message: messages.DeviceSampled) -> None:
+        self.meters.update_sample(message.sample)
+        # Re-armed only now: a slow sample (nvidia-smi, a loaded machine) delays the next one.
+        # Between sweeps the meters tick at half the rate: nothing is being measured.
+        interval = self.settings.sample_interval_s
+        self._arm_sampler(interval if self.sweeping else 2 * interval)
+
+    # --- panes -----------------------------------------------------------------------------------
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "starter-button":
+            self.action_starter_sweep()
+
+    def action_pane(self, pane: str) -> None:
+        self.query_one("#pane-tabs", Tabs).active = f"tab-{pane}"
+        self._show_pane(pane)
+        target = PANES[pane][1]
+        if pane == "results" and not self.results_pane.query_one(ResultsTable).display:
+            target = "#starter-button"
+        widget = self.query(target).first()
+        if widget.focusable:
+            widget.focus()
+
+    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+        if event.tab.id:
+            self._show_pane(event.tab.id.removeprefix("tab-"))
+
+    def _show_pane(self, pane: str) -> None:
+        for name in PANES:
+            self.query_one(f"#{name}").set_class(name == pane, "-active")
+
+    def _focus_field(self, field: str) -> None:
+        widgets = self.query(f"#{field}")
+        if not widgets:
+            return
+        widget = widgets.first()
+        pane = next((p for p in PANES if self.query_one(f"#{p}") in widget.ancestors), None)
+        if pane and self.tabbed:
+            self.query_one("#pane-tabs", Tabs).active = f"tab-{pane}"
+            self._show_pane(pane)
+        target = widget if widget.focusable else next((w for w in widget.query("*") if w.focusable), None)
+        if target is not None:
+            target.focus()
+            target.scroll_visible()
+
+    # --- results ---------------------------------------------------------------------------------
+
+    def on_results_pane_result_opened(self, message: ResultsPane.ResultOpened) -> None:
+        self.results_pane.open_result(message.result)
+
+    def action_focus_filter(self) -> None:
+        self.action_pane("results")
+        self.results_pane.query_one("#filter-text", Input).focus()
+
+    def action_clear_filters(self) -> None:
+        self.results_pane.clear_filters()
+
+    def action_sort(self) -> None:
+        self.results_pane.choose_sort()
+
+    def action_reverse_sort(self) -> None:
+        self.results_pane.reverse_sort()
+
+    def action_chart(self) -> None:
+        self.results_pane.show_chart()
+
+    def action_compare(self) -> None:
+        self.results_pane.compare_marked()
+
+    def action_export(self) -> None:
+        self.results_pane.export_shown()
+
+    def on_results_pane_export_chosen(self, message: ResultsPane.ExportChosen) -> None:
+        self._export_worker(message.path, message.results)
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def _export_worker(self, path: Path, results: list[dict[str, Any]]) -> None:
+        from qbench_tui.screens.export import write_results
+
+        try:
+            write_results(path, results)
+        except (OSError, ValueError, TypeError) as exc:
+            self.post_message(messages.ResultsExported(str(path), 0, describe_error(exc)))
+            return
+        self.post_message(messages.ResultsExported(str(path), len(results)))
+
+    def on_results_exported(self, message: messages.ResultsExported) -> None:
+        if message.error:
+            self.notify(message.error, title="export failed", severity="error", timeout=10)
+        else:
+            self.notify(f"{message.count} result(s) → {message.path}", title="exported", timeout=6)
+
+    def show_run(self, run_id: str) -> None:
+        self.results_pane.show_run(run_id)
+        self.action_pane("results")
+
+    # --- help and the palette --------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        from qbench_tui.screens.help import HelpScreen, main_help_sections
+
+        footer = f"store: {self.db_path or '–'} · settings: {self.settings.path or 'not saved'}"
+        self.app.push_screen(HelpScreen(main_help_sections(self.app, self.BINDINGS), footer))
+
+    def palette_commands(self, extra: list[PaletteCommand]) -> list[PaletteCommand]:
+        """The palette's entries for this screen, ``extra`` (the app's) among them."""
+        return main_screen_commands(self, PANES, extra) if self.built else []
+
+
+def short_path(path: Path | str | None) -> str:
+    """A path with the home folder as ``~`` (the top bar is narrow)."""
+    if path is None:
+        return "–"
+    text = str(path)
+    home = str(Path.home())
+    return "~" + text[len(home):] if text.startswith(home + os.sep) else text

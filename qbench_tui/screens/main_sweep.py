@@ -1,0 +1,211 @@
+"""The main screen's side of the sweep: the keys that start and cancel it, what the panes show
+as the worker reports, and quitting while a sweep runs.
+
+Each ending handler first hands its message to the controller's state machine
+(:meth:`SweepController.observe`); a stale message (a second ending) changes nothing on screen.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from engines.core.schema import display_label
+from qbench_tui import messages
+from qbench_tui.controllers.sweep import SetupError, SweepController, SweepSetup, SweepStateError
+from qbench_tui.settings import STARTER_SETUP, AppSettings
+from qbench_tui.widgets.sweep_setup import SweepSetupPane
+
+if TYPE_CHECKING:
+    from qbench_tui.widgets.meters import DeviceMeters
+    from qbench_tui.widgets.model_browser import ModelBrowser
+    from qbench_tui.widgets.results import ResultsPane
+
+
+class SweepReactions:
+    """Mixed into :class:`~qbench_tui.screens.main.MainScreen`, which provides the panes."""
+
+    sweep: SweepController
+    settings: AppSettings
+    store: Any | None
+    store_error: str | None
+    model_options: dict[str, dict[str, Any]]
+    if TYPE_CHECKING:  # what MainScreen (a Screen) provides
+        meters: DeviceMeters
+        results_pane: ResultsPane
+        browser: ModelBrowser
+        tabbed: bool
+        sweeping: bool
+
+        def notify(self, message: str, **kwargs: Any) -> None: ...
+        def query_one(self, selector: Any, expect_type: Any = None) -> Any: ...
+        def run_worker(self, work: Any, **kwargs: Any) -> Any: ...
+        def _focus_field(self, field: str) -> None: ...
+        def refresh_topbar(self) -> None: ...
+        def refresh_bindings(self) -> None: ...
+        def show_model_history(self) -> None: ...
+        def action_pane(self, pane: str) -> None: ...
+        @property
+        def app(self) -> Any: ...
+
+    def action_run_sweep(self) -> None:
+        if self.sweeping:
+            self.notify("a sweep is already running; c cancels it", severity="warning")
+            return
+        spec = self.browser.selected
+        model = (spec.path or spec.name) if spec is not None else None
+        try:
+            options = self.model_options.get(spec.name, {}) if spec is not None else {}
+            setup = self.query_one(SweepSetupPane).current_setup(model, options)
+        except SetupError as exc:
+            self.notify(str(exc), title="cannot run yet", severity="error")
+            if exc.field:
+                self._focus_field(exc.field)
+            return
+        self.start_sweep(setup)
+
+    def action_starter_sweep(self) -> None:
+        if self.sweeping:
+            self.notify("a sweep is already running", severity="warning")
+            return
+        if not self.browser.select(STARTER_SETUP["model"]):
+            self.notify(f"the built-in model {STARTER_SETUP['model']} is not available", severity="error")
+            return
+        self.query_one(SweepSetupPane).apply_setup(STARTER_SETUP)
+        self.action_run_sweep()
+
+    def resume_run(self, run_id: str) -> None:
+        run = self.results_pane.runs.get(run_id) or {}
+        self.start_sweep(None, resume_run_id=run_id, model=run.get("model", ""))
+
+    def start_sweep(self, setup: SweepSetup | None, resume_run_id: str | None = None, model: str = "") -> None:
+        """Start a sweep (or resume one) in a thread worker."""
+        if self.store is None:
+            self.notify(self.store_error or "the store is still opening", title="cannot run", severity="error")
+            return
+        try:
+            self.sweep.start(setup, resume_run_id)
+        except SweepStateError as exc:
+            self.notify(str(exc), title="cannot run", severity="warning")
+            return
+        if setup is not None:
+            self.settings.last_setup = setup.to_dict()
+            self.settings.save()
+        self.meters.sweep_started("", setup.model if setup else model, setup.measurement_count if setup else 0, 0)
+        self.results_pane.set_running(True)
+        self.refresh_topbar()
+        self.refresh_bindings()
+        if self.tabbed:
+            self.action_pane("meters")
+
+    def _spawn_sweep(self, job: Any) -> None:
+        self.run_worker(job, name="sweep", group="sweep", thread=True, exit_on_error=False)
+
+    def action_cancel_sweep(self) -> None:
+        if not self.sweep.cancel():
+            self.notify("no sweep is running", timeout=2)
+            return
+        self.meters.message = "cancelling: stopping the benchmark process…"
+        self.meters.refresh_job()
+        self.notify("cancelling the sweep; finished results stay stored", severity="warning", timeout=4)
+
+
+    # --- what the worker reports ---------------------------------------------------------------
+
+    def on_sweep_started(self, message: messages.SweepStarted) -> None:
+        if not self.sweep.observe(message):
+            return
+        self.results_pane.set_running(True)
+        if message.run:
+            self.results_pane.add_run(message.run)
+        self.meters.sweep_started(message.run_id, message.model, message.total, message.done)
+        self.refresh_topbar()
+        self.refresh_bindings()
+
+    def on_variant_started(self, message: messages.VariantStarted) -> None:
+        self.meters.variant_started(message.label, message.runtime, message.device, message.index,
+                                    message.count, message.batch_sizes)
+
+    def on_phase_changed(self, message: messages.PhaseChanged) -> None:
+        self.meters.phase_changed(message.phase, message.batch_size)
+
+    def on_latencies_measured(self, message: messages.LatenciesMeasured) -> None:
+        self.meters.latencies_measured(message.ms)
+
+    def on_result_recorded(self, message: messages.ResultRecorded) -> None:
+        result = message.result
+        self.results_pane.add_result(result)
+        self.meters.result_recorded()
+        if result["status"] == "failed":
+            self.notify(f"{display_label(result)} · {result['runtime']} · {result['device']}: {result.get('error')}",
+                        title="variant failed (stored)", severity="error", timeout=8)
+        self.show_model_history()
+        if len(self.results_pane.results) == 1:
+            self.refresh_bindings()  # the starter-sweep key goes once there is a result
+
+    def _sweep_counts(self, run_id: str | None) -> str:
+        mine = [r for r in self.results_pane.results.values() if r.get("run_id") == run_id]
+        counts = {s: sum(1 for r in mine if r["status"] == s) for s in ("ok", "failed", "unsupported")}
+        return f"{counts['ok']} ok · {counts['failed']} failed · {counts['unsupported']} unsupported"
+
+    def on_sweep_finished(self, message: messages.SweepFinished) -> None:
+        if not self.sweep.observe(message):
+            return
+        counts = self._sweep_counts(message.run_id)
+        self.meters.sweep_ended("finished", message.elapsed_s, counts)
+        self._set_run_status(message.run_id, message.status)
+        self.notify(counts, title=f"sweep finished · run {message.run_id}", timeout=6)
+        self._sweep_ended()
+
+    def on_sweep_cancelled(self, message: messages.SweepCancelled) -> None:
+        if not self.sweep.observe(message):
+            return
+        stored = self._sweep_counts(message.run_id)
+        hint = f"resume from ctrl+p → Resume run {message.run_id}" if message.run_id else ""
+        self.meters.sweep_ended("cancelled", message.elapsed_s, f"stored: {stored}. {hint}".strip())
+        if message.run_id:
+            self._set_run_status(message.run_id, "interrupted")
+        self.notify(f"stored: {stored}", title="sweep cancelled", severity="warning", timeout=6)
+        self._sweep_ended()
+
+    def on_sweep_failed(self, message: messages.SweepFailed) -> None:
+        if not self.sweep.observe(message):
+            return
+        self.meters.run_id = message.run_id or self.meters.run_id
+        self.meters.sweep_ended("failed", None, message.error)
+        if message.run_id:
+            self._set_run_status(message.run_id, "failed")
+        self.notify(message.error, title="sweep failed", severity="error", timeout=10)
+        self._sweep_ended()
+
+    def _set_run_status(self, run_id: str, status: str) -> None:
+        run = self.results_pane.runs.get(run_id)
+        if run is not None:
+            run["status"] = status
+
+    def _sweep_ended(self) -> None:
+        self.results_pane.set_running(False)
+        self.refresh_topbar()
+        self.refresh_bindings()
+        self.show_model_history()
+        if self.tabbed and self.results_pane.results:
+            self.action_pane("results")
+
+    # --- quitting ------------------------------------------------------------------------------
+
+    def action_quit(self) -> None:
+        """Quit at once when idle; while a sweep runs, ask first (quitting cancels it)."""
+        if not self.sweeping:
+            self.app.exit(0)
+            return
+        from qbench_tui.screens.confirm import ConfirmScreen
+
+        question = (f"A sweep is running ({self.meters.done}/{self.meters.total} measurements done).\n"
+                    "Quitting cancels it; the finished results are already stored and the run can be "
+                    "resumed later (ctrl+p → Resume run).")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.sweep.shutdown()
+                self.app.exit(0)
+
+        self.app.push_screen(ConfirmScreen("quit qbench?", question, yes="Quit", no="Keep running"), answered)
