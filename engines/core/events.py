@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# The order in which a variant's child goes through its work (the app's phase strip shows it).
-PHASES = ("load", "quantize", "cold-start", "accuracy", "warm-up", "measure", "generate")
+# The order in which a variant's child goes through its work (the app's phase strip shows it);
+# some tasks add phases of their own after these (causal LMs: "generate").
+PHASES = ("load", "quantize", "cold-start", "accuracy", "warm-up", "measure")
+TASK_PHASES = ("generate",)
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                        ("devices", "list compute devices and why any is missing")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--json", action="store_true")
+        if name == "devices":
+            p.add_argument("--sample", action="store_true",
+                           help="also one live reading: per-core CPU, memory, each accelerator (as the app's meters)")
 
     tui = sub.add_parser("tui", help="open the terminal app (the default)")
     tui.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")

@@ -143,8 +143,19 @@ def cmd_devices(args) -> int:
     from engines.devices import detect_devices
 
     devices = detect_devices()
+    sample = None
+    if args.sample:
+        import time
+
+        from engines.devices.sampling import DeviceSampler
+
+        sampler = DeviceSampler()
+        sampler.sample()  # psutil's CPU percentages need a first reading to compare with
+        time.sleep(0.5)
+        sample = sampler.sample().to_dict()
     if args.json:
-        sys.stdout.write(json.dumps([asdict(d) for d in devices], indent=2) + "\n")
+        payload = [asdict(d) for d in devices]
+        sys.stdout.write(json.dumps({"devices": payload, "sample": sample} if sample else payload, indent=2) + "\n")
         return EXIT_OK
     from rich.table import Table
 
@@ -154,5 +165,7 @@ def cmd_devices(args) -> int:
     for d in devices:
         table.add_row(d.name, d.title, "[green]yes[/]" if d.present else "[red]no[/]", d.detail)
     make_console().print(table)
+    if sample:
+        make_console().print_json(data=sample)
     return EXIT_OK
 

@@ -17,10 +17,10 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar, Sparkline, Static
 
+from engines.core.events import PHASES
 from engines.devices.sampling import DeviceSample
 from qbench_tui.analysis import fmt_duration, fmt_num
 
-PHASES = ("load", "quantize", "cold-start", "accuracy", "warm-up", "measure")
 LATENCY_HISTORY = 240  # calls kept for the trace
 CPU_HISTORY = 120  # samples (two minutes at 1 Hz)
 TRACE_REDRAW_S = 0.5
