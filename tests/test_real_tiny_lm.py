@@ -80,7 +80,7 @@ def test_onnx_runtime_variants_reuse_one_export_without_torch(lm_sweep, qbench_h
     """After the first ONNX Runtime variant, the others load the cached fp32 export: no torch."""
     assert list((qbench_home / "models" / "onnx").glob("tiny-lm-*/model.onnx"))
     code = ("import sys; from dataclasses import replace; from engines.models import resolve_model, load_model;"
-            "s = resolve_model('tiny-lm'); m = load_model(replace(s, extra={**s.extra, 'runtime': 'onnxruntime'}));"
+            "s = resolve_model('tiny-lm'); m = load_model(replace(s, extra={**s.extra, 'source_format': 'onnx'}));"
             "print('torch' in sys.modules, m.module is None, m.onnx_source.name, m.eval_labels.shape)")
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "QBENCH_HOME": str(qbench_home)})

@@ -488,14 +488,14 @@ async def test_several_settings_of_one_method_become_extra_variants(store):
         assert [str(s.render()) for s in app.query(".variant-spec")] == ["int4:group_size=128"]
         assert "1 method + 1 variant × 1 runtime·device × 1 batch size = 2 measurements" in _text(app, "#setup-summary")
 
-        group.value = "64"
+        group.value = "32"
         app.query_one(f"#{field_widget_id('int4', 'symmetric')}", Checkbox).value = False
         await pilot.pause()
-        assert pane.add_variant_from_form("int4") == "int4:group_size=64:symmetric=false"
+        assert pane.add_variant_from_form("int4") == "int4:group_size=32:symmetric=false"
         assert pane.add_variant_from_form("int4") is None
         await pilot.pause()
         assert _notified(app, "in the sweep already")
-        group.value = "32"  # the defaults again: that is plain int4
+        group.value = "64"  # the defaults again: that is plain int4
         app.query_one(f"#{field_widget_id('int4', 'symmetric')}", Checkbox).value = True
         await pilot.pause()
         assert pane.add_variant_from_form("int4") is None
@@ -506,11 +506,11 @@ async def test_several_settings_of_one_method_become_extra_variants(store):
         assert pane.add_variant_from_form("int4") is None
         await pilot.pause()
         assert _notified(app, "group_size must be one of")
-        group.value = "32"
+        group.value = "64"
 
         # The sweep carries the specs next to the plain names (the engine parses them).
         setup = pane.current_setup("digits-mlp")
-        assert setup.methods == ("int4", "int4:group_size=128", "int4:group_size=64:symmetric=false")
+        assert setup.methods == ("int4", "int4:group_size=128", "int4:group_size=32:symmetric=false")
         assert setup.measurement_count == 3
         assert "1 method + 2 variants" in _text(app, "#setup-summary")
         # The engine applies the plain method's settings under a spec's fields: what a variant does
@@ -519,7 +519,7 @@ async def test_several_settings_of_one_method_become_extra_variants(store):
         await pilot.pause()
         setup = pane.current_setup("digits-mlp")
         assert setup.configs == {"int4": {"symmetric": False}}
-        assert setup.methods == ("int4", "int4:group_size=128:symmetric=true", "int4:group_size=64:symmetric=false")
+        assert setup.methods == ("int4", "int4:group_size=128:symmetric=true", "int4:group_size=32:symmetric=false")
         app.query_one(f"#{field_widget_id('int4', 'symmetric')}", Checkbox).value = True
         await pilot.pause()
 
@@ -528,10 +528,10 @@ async def test_several_settings_of_one_method_become_extra_variants(store):
         first_remove.focus()
         await pilot.press("enter")
         await pilot.pause()
-        assert pane.variants == ["int4:group_size=64:symmetric=false"]
+        assert pane.variants == ["int4:group_size=32:symmetric=false"]
         app.query_one("#methods", SelectionList).deselect("int4")
         await pilot.pause()
-        assert pane.current_setup("digits-mlp").methods == ("int4:group_size=64:symmetric=false",)
+        assert pane.current_setup("digits-mlp").methods == ("int4:group_size=32:symmetric=false",)
 
         # Remembered set-ups bring their variants back (unknown methods are dropped).
         pane.apply_setup({"methods": ["fp32", "int4:group_size=128", "nope:x=1"]})

@@ -61,15 +61,24 @@ def _convs_note(module: Any, why: str) -> list[str]:
     return [f"{convs} Conv2d layers stay float ({why})"] if convs else []
 
 
-def _torchao(ctx: PassContext, artifact: Artifact, ao_config: Any, name: str) -> Artifact:
+def _torchao(ctx: PassContext, artifact: Artifact, ao_config: Any, name: str, group_size: int | None = None) -> Artifact:
+    import torch
     from torchao.quantization import quantize_
 
     module = _copy(artifact)
     linears = _linears_or_refuse(module, f"torchao {name}")
+    notes: list[str] = []
+    # Group-wise configs need in_features divisible by the group: other layers stay float.
+    fits = (lambda m, fqn: isinstance(m, torch.nn.Linear) and (group_size is None or m.in_features % group_size == 0))
+    quantized = sum(1 for m in module.modules() if fits(m, ""))
+    if quantized == 0:
+        raise UnsupportedVariant(f"no Linear layer's input width is a multiple of group size {group_size}")
+    if quantized < linears:
+        notes.append(f"{linears - quantized} Linear layers stay float (input width not a multiple of {group_size})")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        quantize_(module, ao_config)
-    notes = [f"torchao {type(ao_config).__name__} on {linears} Linear layers"]
+        quantize_(module, ao_config, filter_fn=fits)
+    notes.insert(0, f"torchao {type(ao_config).__name__} on {quantized} Linear layers")
     return save_module(module, ctx, name, notes + _convs_note(module, "torchao quantize_ targets Linear"))
 
 
@@ -135,7 +144,7 @@ def torchao_int4(ctx: PassContext, artifact: Artifact, config: Int4Config) -> Ar
         weight_dtype=torch.int4, granularity=PerGroup(config.group_size),
         mapping_type=MappingType.SYMMETRIC if config.symmetric else MappingType.ASYMMETRIC,
     )
-    return _torchao(ctx, artifact, ao_config, "int4")
+    return _torchao(ctx, artifact, ao_config, "int4", group_size=config.group_size)
 
 
 def _pt2e_refusal(config: StaticInt8Config) -> str | None:
