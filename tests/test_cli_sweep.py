@@ -189,6 +189,7 @@ def test_static_int8_calibration_methods_and_an_unsupported_combination(tmp_path
     assert torch["status"] == "unsupported" and "ONNX Runtime only" in torch["error"]
 
 
+@pytest.mark.slow
 def test_several_settings_of_one_method_in_one_run(tmp_path):
     db = tmp_path / "q.db"
     proc, payload = qbench_json("run", "--model", "digits-mlp", "--methods",

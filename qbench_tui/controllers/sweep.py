@@ -89,6 +89,7 @@ class SweepSetup:
     threads: int | None = None
     measure: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)  # seq_len, allow_pickle
+    runtime_configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # runtime -> non-default settings
 
     @property
     def variant_count(self) -> int:
@@ -143,8 +144,8 @@ def build_request(setup: SweepSetup):
     extra = {"model_options": setup.model_options} if setup.model_options else {}
     return SweepRequest(
         model=setup.model, methods=setup.methods, runtimes=setup.runtimes, devices=setup.devices,
-        batch_sizes=setup.batch_sizes, configs=setup.configs, threads=setup.threads, measure=measure,
-        **extra,
+        batch_sizes=setup.batch_sizes, configs=setup.configs, runtime_configs=setup.runtime_configs,
+        threads=setup.threads, measure=measure, **extra,
     )
 
 

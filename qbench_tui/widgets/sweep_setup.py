@@ -89,6 +89,10 @@ class SweepSetupPane(VerticalScroll):
         variants_title.display = False
         yield variants_title
         yield Vertical(id="variants")
+        runtime_title = Label("Runtime settings", classes="section-title", id="runtime-settings-title")
+        runtime_title.display = False
+        yield runtime_title
+        yield Vertical(id="runtime-settings")
         with Collapsible(title="Measurement", collapsed=True, id="measure-settings"):
             for name, help_text, kind in MEASURE_FIELDS:
                 with Horizontal(classes="field-row"):
@@ -190,8 +194,30 @@ class SweepSetupPane(VerticalScroll):
                                          id=f"settings-{spec.name}", classes="method-settings"))
         self.query_one("#method-settings-title").display = any(
             configs.field_specs(catalog.METHODS[m].config_class) for m in selected)
+        self._refresh_runtime_forms()
         self.query_one("#support-matrix", Static).update(self._support_table(sorted(selected, key=list(catalog.METHODS).index)))
         self.refresh_summary()
+
+    def _refresh_runtime_forms(self) -> None:
+        """A settings form per chosen runtime that has knobs (torch.compile, ORT kernels), mounted
+        the first time the runtime is chosen, like the method forms."""
+        chosen = set(self._selected("runtimes"))
+        holder = self.query_one("#runtime-settings", Vertical)
+        shown = False
+        for rt in catalog.RUNTIMES.values():
+            if not configs.field_specs(rt.config_class):
+                continue
+            existing = self.query(f"#rtsettings-{rt.name}")
+            if existing:
+                existing.first().display = rt.name in chosen
+            elif rt.name in chosen:
+                form = MethodSettingsForm(f"rt-{rt.name}", rt.config_class,
+                                          self._pending_configs.pop(f"rt-{rt.name}", None),
+                                          id=f"rtform-{rt.name}", classes="method-form")
+                holder.mount(Collapsible(form, title=f"{rt.name} · {rt.title}", collapsed=True,
+                                         id=f"rtsettings-{rt.name}", classes="method-settings"))
+            shown = shown or rt.name in chosen
+        self.query_one("#runtime-settings-title").display = shown
 
     def _support_table(self, methods: list[str]) -> Content:
         combos = self._combos()
@@ -287,13 +313,21 @@ class SweepSetupPane(VerticalScroll):
             if not 1 <= seq_len <= 8192:
                 raise SetupError("seq len must be between 1 and 8192", "seq-len")
             options["seq_len"] = seq_len
+        runtime_configs: dict[str, dict[str, Any]] = {}
+        for runtime in runtimes:
+            for form in self.query(f"#rtform-{runtime}").results(MethodSettingsForm):
+                problem = form.check()
+                if problem:
+                    raise SetupError(problem, f"rtform-{runtime}")
+                if form.values():
+                    runtime_configs[runtime] = form.values()
         variants = []
         for spec in self.variants:
             method = spec_method(spec)
             defaults = {f["name"]: f["default"] for f in configs.field_specs(catalog.METHODS[method].config_class)}
             variants.append(pin_spec(spec, configs_by_method.get(method, {}), defaults))
         return SweepSetup(model, (*methods, *variants), tuple(runtimes), tuple(devices), batches,
-                          configs_by_method, threads, measure, options)
+                          configs_by_method, threads, measure, options, runtime_configs)
 
     def apply_setup(self, data: dict[str, Any]) -> None:
         """Restore a remembered set-up; unknown or unavailable choices are skipped."""
@@ -317,6 +351,12 @@ class SweepSetupPane(VerticalScroll):
                 forms[0].set_values(values)
             else:
                 self._pending_configs[method] = dict(values)
+        for runtime, values in (data.get("runtime_configs") or {}).items():
+            forms = list(self.query(f"#rtform-{runtime}").results(MethodSettingsForm))
+            if forms:
+                forms[0].set_values(values)
+            else:
+                self._pending_configs[f"rt-{runtime}"] = dict(values)
         if data.get("threads"):
             self.query_one("#threads", Input).value = str(data["threads"])
         seq_len = (data.get("model_options") or {}).get("seq_len")
