@@ -120,7 +120,12 @@ def plan_mixed(ranking: list[LayerSensitivity], trial: Callable[[set[str]], np.n
     chosen set is measured again; raises UnsupportedVariant when the budget needs more kept layers
     than ``max_kept_fraction`` allows, or cannot be met at all."""
     ref = score(task, reference, reference, labels)
-    budget = Budget(budget_args["max_accuracy_drop"], budget_args["min_agreement"], ref.accuracy)
+    kind = budget_args.get("kind", "auto")
+    if kind == "accuracy" and ref.accuracy is None:
+        raise UnsupportedVariant("mixed: an accuracy budget needs labelled calibration rows and this model has none; "
+                                 "use budget=agreement")
+    budget = Budget(budget_args["max_accuracy_drop"], budget_args["min_agreement"],
+                    None if kind == "agreement" else ref.accuracy)
     layers = [r.layer for r in ranking]
     unknown = sorted(set(pins) - set(layers))
     if unknown:

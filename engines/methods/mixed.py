@@ -29,6 +29,14 @@ class SensitivityMeasure(str, enum.Enum):
     SQNR = "sqnr"  # each layer's weight SQNR after quantization: no model run, cruder
 
 
+class BudgetKind(str, enum.Enum):
+    """Which figure the budget bounds."""
+
+    AUTO = "auto"  # accuracy where the calibration rows have labels, agreement otherwise
+    ACCURACY = "accuracy"
+    AGREEMENT = "agreement"
+
+
 def parse_pins(text: str) -> dict[str, str]:
     """``"fc1=fp32/blocks.0.qkv=quant"`` → ``{"fc1": "fp32", "blocks.0.qkv": "quant"}``."""
     pins: dict[str, str] = {}
@@ -52,6 +60,8 @@ class MixedConfig(MethodConfig):
 
     base: MixedBase = field(default=MixedBase.DYNAMIC_INT8,
                             metadata=help_text("What the layers that are not kept are quantized to."))
+    budget: BudgetKind = field(default=BudgetKind.AUTO, metadata=help_text(
+        "What the budget bounds: accuracy points (needs labels), agreement with fp32, or auto."))
     max_accuracy_drop: float = field(default=1.0, metadata=help_text(
         "Budget where labels exist: at most this many accuracy points below fp32 (calibration rows).",
         short="drop{}"))

@@ -41,7 +41,8 @@ def _search(ctx: PassContext, config: MixedConfig, layers: dict[str, int], weigh
     ranking = sens.measure_sensitivity(layers, weight_sqnr, trial, ctx.model.task, reference, labels,
                                        config.sensitivity is SensitivityMeasure.LAYER, ctx.emit)
     plan = sens.plan_mixed(ranking, trial, ctx.model.task, reference, labels,
-                           {"max_accuracy_drop": config.max_accuracy_drop, "min_agreement": config.min_agreement},
+                           {"max_accuracy_drop": config.max_accuracy_drop, "min_agreement": config.min_agreement,
+                            "kind": config.budget.value},
                            config.max_kept_fraction, parse_pins(config.pins), ctx.emit)
     return plan, sens.mixed_metrics(ranking, plan, config.base.value)
 
