@@ -120,13 +120,14 @@ class _CalibrationReader:
         return next(self._batches, None)
 
 
-def _matmul_nbits(fp32: Path, out: Path, bits: int, block: int, symmetric: bool) -> list[str]:
+def _matmul_nbits(fp32: Path, out: Path, bits: int, block: int, symmetric: bool,
+                  embeddings: bool = True) -> list[str]:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     proto = onnx.load(str(fp32))
     rewritten = gemm_to_matmul(proto)
-    proto, small_tables = _prepare_embedding_gathers(proto, bits)
+    proto, small_tables = _prepare_embedding_gathers(proto, bits) if embeddings else (proto, None)
     # accuracy_level 4 selects MLAS's int8-compute kernels: ~8x faster than the fp32 path for
     # 8-bit weights on x86 (measured here). It is a kernel choice, so ONNX Runtime's runtime config
     # (nbits_compute) may lower it when it opens the graph; the file carries the fast default.
@@ -136,6 +137,8 @@ def _matmul_nbits(fp32: Path, out: Path, bits: int, block: int, symmetric: bool)
     quantizer = MatMulNBitsQuantizer(proto, bits=bits, block_size=block, is_symmetric=symmetric,
                                      accuracy_level=level, **(extra if small_tables is not None else {}))
     quantizer.process()
+    if bits == 8 and embeddings:  # ORT's quantizer takes 4-bit tables only; the op runs 8-bit ones too
+        _gather_block_quantized_8bit(quantizer.model.model, block)
     quantizer.model.save_model_to_file(str(out), False)
     quantized = count_ops(out).get("MatMulNBits", 0)
     if quantized == 0:
@@ -179,6 +182,49 @@ def _prepare_embedding_gathers(proto, bits: int):
         return version_converter.convert_version(proto, 21), small
     except Exception:  # noqa: BLE001 - an op the converter cannot lift: embeddings stay float
         return proto, None
+
+
+def _gather_block_quantized_8bit(proto, block: int) -> int:
+    """Large float Gather tables (embeddings) → ``GatherBlockQuantized`` with 8-bit blocks along the
+    hidden axis (uint8 data, zero point 128: symmetric), in place. Returns the tables rewritten."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    inits = {t.name: t for t in graph.initializer}
+    done = 0
+    for node in list(graph.node):
+        if node.op_type != "Gather" or node.input[0] not in inits:
+            continue
+        table = inits[node.input[0]]
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if (table.data_type != 1 or len(table.dims) != 2 or np.prod(table.dims) < EMBEDDING_MIN_VALUES
+                or attrs.get("axis", 0) != 0 or table.dims[1] % block):
+            continue
+        w = numpy_helper.to_array(table).astype(np.float32)
+        blocks = w.reshape(w.shape[0], -1, block)
+        scale = np.abs(blocks).max(axis=-1) / 127.0
+        scale[scale == 0] = 1.0
+        q = (np.clip(np.round(blocks / scale[..., None]), -127, 127).astype(np.int16) + 128).astype(np.uint8)
+        name = node.input[0]
+        graph.initializer.extend([numpy_helper.from_array(q.reshape(w.shape), name + "_Q8"),
+                                  numpy_helper.from_array(scale.astype(np.float32), name + "_scales"),
+                                  numpy_helper.from_array(np.full(scale.shape, 128, np.uint8), name + "_zp")])
+        new = helper.make_node("GatherBlockQuantized", [name + "_Q8", node.input[1], name + "_scales", name + "_zp"],
+                               list(node.output), name=node.name + "_Q8", domain="com.microsoft", bits=8,
+                               block_size=block, gather_axis=0, quantize_axis=1)
+        index = list(graph.node).index(node)
+        graph.node.remove(node)
+        graph.node.insert(index, new)
+        done += 1
+    if done:
+        used = {i for n in graph.node for i in n.input}
+        keep = [t for t in graph.initializer if t.name in used]
+        del graph.initializer[:]
+        graph.initializer.extend(keep)
+        if not any(o.domain == "com.microsoft" for o in proto.opset_import):
+            proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return done
 
 
 def _quantize_static(model, config: StaticInt8Config, fp32: Path, out: Path, workdir: Path) -> list[str]:
@@ -336,14 +382,16 @@ def ort_float16(ctx: PassContext, artifact: Artifact, config: Fp16Config) -> Art
 def ort_weight_int8(ctx: PassContext, artifact: Artifact, config: WeightInt8Config) -> Artifact:
     """8-bit block-wise weights (MatMulNBitsQuantizer)."""
     out = ctx.workdir / "model.weight-int8.onnx"
-    return _quantized(out, _matmul_nbits(artifact.path, out, 8, config.block_size, config.symmetric))
+    return _quantized(out, _matmul_nbits(artifact.path, out, 8, config.block_size, config.symmetric,
+                                         config.quantize_embeddings))
 
 
 @register_pass("ort-matmul-nbits-4", config=Int4Config, input=Format.ONNX, output=Format.ONNX, runtimes=_ORT)
 def ort_int4(ctx: PassContext, artifact: Artifact, config: Int4Config) -> Artifact:
     """4-bit block-wise weights, embedding tables included (MatMulNBitsQuantizer)."""
     out = ctx.workdir / "model.int4.onnx"
-    return _quantized(out, _matmul_nbits(artifact.path, out, 4, config.group_size, config.symmetric))
+    return _quantized(out, _matmul_nbits(artifact.path, out, 4, config.group_size, config.symmetric,
+                                         config.quantize_embeddings))
 
 
 @register_pass("ort-dynamic-int8", config=DynamicInt8Config, input=Format.ONNX, output=Format.ONNX,
