@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-RECIPES = ",".join([
+RECIPES = (
     "fp32", "dynamic-int8",
     "static-int8",  # MinMax, per-channel, QDQ (the default)
     "static-int8:calibration_method=percentile",
@@ -25,13 +25,13 @@ RECIPES = ",".join([
     # the fewest kept in float so that cosine to fp32 on the calibration sentences is ≥ 0.99
     "mixed:base=static-int8:budget=agreement:sensitivity=sqnr:calibration_samples=64",
     "mixed:base=static-int8:budget=agreement:sensitivity=sqnr:calibration_samples=64:calibration_method=percentile",
-])
+)
 
 if __name__ == "__main__":
     script = Path(__file__).with_name("minilm_speedup.py")
     args = sys.argv[1:]
     if "--methods" not in args:
-        args += ["--methods", RECIPES]
+        args += ["--methods", ",".join(RECIPES)]
     if "--runtimes" not in args:
         args += ["--runtimes", "onnxruntime"]
     sys.exit(subprocess.call([sys.executable, str(script), *args]))
