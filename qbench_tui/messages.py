@@ -80,6 +80,7 @@ class PhaseChanged(Message):
     run_id: str
     phase: str
     batch_size: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)  # e.g. QAT's epoch, loss and accuracy
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, PhaseChanged)

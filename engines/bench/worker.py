@@ -234,7 +234,7 @@ def run_job(job: dict[str, Any], emit: Emitter) -> None:
             size_mb=size_mb,
             accuracy=quality["accuracy"],
             agreement=quality["agreement"],
-            metrics={**quality["metrics"], **extra, "rss_delta_mb": rss_delta,
+            metrics={**quality["metrics"], **extra, **artifact.facts.get("metrics", {}), "rss_delta_mb": rss_delta,
                      "device_memory_mb": session.device_memory_mb()},
             notes=artifact.notes + warnings,
             artifact=str(artifact.path),

@@ -20,6 +20,11 @@ class Int4Config(MethodConfig):
                                                            short="g{}"))
     symmetric: bool = field(default=True, metadata=help_text("Symmetric (no zero point) weight ranges.",
                                                              short=("asym", "sym")))
+    quantize_embeddings: bool = field(default=True, metadata=help_text(
+        "Quantize large embedding tables too (ORT GatherBlockQuantized, torchao on nn.Embedding); "
+        "off keeps them float.", short=("float-emb", "q-emb")))
+
+    version = 2  # 2: quantize_embeddings (on by default, as ONNX Runtime already did; torch now too)
 
     def __post_init__(self) -> None:
         check_block(self.group_size, "group_size")

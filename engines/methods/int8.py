@@ -30,6 +30,11 @@ class WeightInt8Config(MethodConfig):
     )
     symmetric: bool = field(default=True, metadata=help_text("Symmetric (no zero point) weight ranges.",
                                                              short=("asym", "sym")))
+    quantize_embeddings: bool = field(default=True, metadata=help_text(
+        "Quantize large embedding tables too (ORT GatherBlockQuantized, torchao on nn.Embedding); "
+        "off keeps them float.", short=("float-emb", "q-emb")))
+
+    version = 2  # 2: embedding tables are quantized by default
 
     def __post_init__(self) -> None:
         check_block(self.block_size, "block_size")

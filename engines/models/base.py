@@ -24,6 +24,21 @@ class InputSpec:
 
 
 @dataclass
+class TrainingData:
+    """What the model was trained on, for methods that fine-tune (quantization-aware training).
+
+    ``inputs`` are model inputs (batch on axis 0); ``labels`` the targets its loss compares the
+    output with: class ids (classification) or next-token ids per position (causal LMs)."""
+
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
 class LoadedModel:
     name: str
     task: str
@@ -41,6 +56,9 @@ class LoadedModel:
     # A model whose graph fixes the batch (an ONNX file or exported program with batch 1) runs its
     # held-out and calibration sets in batches of exactly this size; other batch sizes cannot run.
     fixed_batch: int | None = None
+    # The training set (built-in models); None where the model came without one.
+    training_data: TrainingData | None = None
+    calibration_labels: np.ndarray | None = None  # labels of the calibration rows, where known
 
     @property
     def input_names(self) -> list[str]:

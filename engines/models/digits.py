@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.models.base import InputSpec, LoadedModel
+from engines.models.base import InputSpec, LoadedModel, TrainingData
 from engines.paths import models_cache_dir
 
 ARCH_VERSION = 1  # bump when an architecture or the training recipe changes
@@ -129,7 +129,8 @@ def load(spec) -> LoadedModel:
     model.eval()
     splits = digits_splits()
     x_test, y_test = splits["test"]
-    x_cal, _ = splits["calibration"]
+    x_cal, y_cal = splits["calibration"]
+    x_train, y_train = splits["train"]
     shape: tuple = ("batch", 1, 8, 8) if kind == "cnn" else ("batch", 64)
     return LoadedModel(
         name=name,
@@ -140,6 +141,8 @@ def load(spec) -> LoadedModel:
         eval_inputs={"input": _shape(kind, x_test)},
         eval_labels=y_test,
         calibration_inputs={"input": _shape(kind, x_cal)},
+        calibration_labels=y_cal,
+        training_data=TrainingData({"input": _shape(kind, x_train)}, y_train),
         params=sum(p.numel() for p in model.parameters()),
         details={"dataset": "scikit-learn digits (8x8)", "held_out": len(x_test)},
     )

@@ -84,6 +84,8 @@ def _write(model: LoadedModel, folder: Path) -> None:
         arrays.update({f"calibration__{k}": v for k, v in (model.calibration_inputs or {}).items()})
         if model.eval_labels is not None:
             arrays["labels"] = np.asarray(model.eval_labels)
+        if model.calibration_labels is not None:  # the mixed method's accuracy budget reads them
+            arrays["calibration_labels"] = np.asarray(model.calibration_labels)
         np.savez(tmp / "data.npz", **arrays)
         meta = {
             "name": model.name, "task": model.task, "output_name": model.output_name,
@@ -120,6 +122,7 @@ def _read(folder: Path) -> LoadedModel | None:
         eval_labels=arrays.get("labels"),
         calibration_inputs={k.split("__", 1)[1]: v for k, v in arrays.items() if k.startswith("calibration__")}
         or None,
+        calibration_labels=arrays.get("calibration_labels"),
         onnx_source=folder / "model.onnx", params=meta["params"], details=details,
         output_axes={int(k): v for k, v in meta["output_axes"].items()}, fixed_batch=meta["fixed_batch"],
     )

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.models import ModelSpec
-from engines.models.base import InputSpec, LoadedModel
+from engines.models.base import InputSpec, LoadedModel, TrainingData
 from engines.models.corpus import lm_splits, lm_text_fingerprint
 from engines.paths import models_cache_dir
 
@@ -40,6 +40,7 @@ CONTEXT = 128
 WIDTH, HEADS, LAYERS, FF = 96, 4, 3, 384
 TRAIN_STEPS, TRAIN_BATCH, LEARNING_RATE = 200, 16, 3e-3
 CALIBRATION_WINDOWS = 64
+TRAINING_WINDOWS = 512  # random windows of the training text offered to fine-tuning methods (QAT)
 PROMPT_TOKENS, NEW_TOKENS = 64, 32  # generation timing: prompt bytes, then bytes generated
 
 
@@ -229,6 +230,7 @@ def _load_torch(seq_len: int) -> LoadedModel:
     train_text, held_out = lm_splits()
     test = windows(encode(held_out), seq_len)
     calibration = windows(encode(train_text), seq_len, CALIBRATION_WINDOWS, seed=SEED)
+    training = windows(encode(train_text), seq_len, TRAINING_WINDOWS, seed=SEED + 1)
     return LoadedModel(
         name=NAME,
         task="causal-lm",
@@ -239,6 +241,8 @@ def _load_torch(seq_len: int) -> LoadedModel:
         eval_inputs={"input_ids": test[:, :-1]},
         eval_labels=test[:, 1:],
         calibration_inputs={"input_ids": calibration[:, :-1]},
+        calibration_labels=calibration[:, 1:],
+        training_data=TrainingData({"input_ids": training[:, :-1]}, training[:, 1:]),
         params=sum(p.numel() for p in model.parameters()),
         details={
             "dataset": "qbench's own prose (engines/models/data/tiny_lm_text.txt), held-out tail",

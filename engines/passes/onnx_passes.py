@@ -34,9 +34,10 @@ _ORT_CPU_ONLY = "ONNX Runtime's int8 quantized operators run on the CPU executio
 logging.getLogger("onnxruntime").setLevel(logging.WARNING)
 
 
-def export_fp32(model: LoadedModel, workdir: Path) -> Path:
-    """The fp32 ONNX graph: the model's own file, or a torch export with a dynamic batch axis."""
-    if model.onnx_source is not None:
+def export_fp32(model: LoadedModel, workdir: Path, module=None) -> Path:
+    """The fp32 ONNX graph: the model's own file, or a torch export with a dynamic batch axis
+    (of ``module`` where given: a fine-tuned copy of the model's module)."""
+    if model.onnx_source is not None and module is None:
         target = workdir / "model.onnx"
         shutil.copyfile(model.onnx_source, target)
         data = model.onnx_source.with_name(model.onnx_source.name + ".data")
@@ -50,7 +51,7 @@ def export_fp32(model: LoadedModel, workdir: Path) -> Path:
     args = tuple(torch.from_numpy(example[name]) for name in model.input_names)
     # The TorchScript-based exporter takes ~0.1 s where the dynamo one takes ~10 s on 2 cores.
     torch.onnx.export(
-        model.module, args, str(target), input_names=model.input_names,
+        module if module is not None else model.module, args, str(target), input_names=model.input_names,
         output_names=[model.output_name], dynamic_axes=model.dynamic_axes(),
         opset_version=OPSET, dynamo=False,
     )
@@ -119,13 +120,14 @@ class _CalibrationReader:
         return next(self._batches, None)
 
 
-def _matmul_nbits(fp32: Path, out: Path, bits: int, block: int, symmetric: bool) -> list[str]:
+def _matmul_nbits(fp32: Path, out: Path, bits: int, block: int, symmetric: bool,
+                  embeddings: bool = True) -> list[str]:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     proto = onnx.load(str(fp32))
     rewritten = gemm_to_matmul(proto)
-    proto, small_tables = _prepare_embedding_gathers(proto, bits)
+    proto, small_tables = _prepare_embedding_gathers(proto, bits) if embeddings else (proto, None)
     # accuracy_level 4 selects MLAS's int8-compute kernels: ~8x faster than the fp32 path for
     # 8-bit weights on x86 (measured here). It is a kernel choice, so ONNX Runtime's runtime config
     # (nbits_compute) may lower it when it opens the graph; the file carries the fast default.
@@ -135,6 +137,8 @@ def _matmul_nbits(fp32: Path, out: Path, bits: int, block: int, symmetric: bool)
     quantizer = MatMulNBitsQuantizer(proto, bits=bits, block_size=block, is_symmetric=symmetric,
                                      accuracy_level=level, **(extra if small_tables is not None else {}))
     quantizer.process()
+    if bits == 8 and embeddings:  # ORT's quantizer takes 4-bit tables only; the op runs 8-bit ones too
+        _gather_block_quantized_8bit(quantizer.model.model, block)
     quantizer.model.save_model_to_file(str(out), False)
     quantized = count_ops(out).get("MatMulNBits", 0)
     if quantized == 0:
@@ -178,6 +182,49 @@ def _prepare_embedding_gathers(proto, bits: int):
         return version_converter.convert_version(proto, 21), small
     except Exception:  # noqa: BLE001 - an op the converter cannot lift: embeddings stay float
         return proto, None
+
+
+def _gather_block_quantized_8bit(proto, block: int) -> int:
+    """Large float Gather tables (embeddings) → ``GatherBlockQuantized`` with 8-bit blocks along the
+    hidden axis (uint8 data, zero point 128: symmetric), in place. Returns the tables rewritten."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    inits = {t.name: t for t in graph.initializer}
+    done = 0
+    for node in list(graph.node):
+        if node.op_type != "Gather" or node.input[0] not in inits:
+            continue
+        table = inits[node.input[0]]
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if (table.data_type != 1 or len(table.dims) != 2 or np.prod(table.dims) < EMBEDDING_MIN_VALUES
+                or attrs.get("axis", 0) != 0 or table.dims[1] % block):
+            continue
+        w = numpy_helper.to_array(table).astype(np.float32)
+        blocks = w.reshape(w.shape[0], -1, block)
+        scale = np.abs(blocks).max(axis=-1) / 127.0
+        scale[scale == 0] = 1.0
+        q = (np.clip(np.round(blocks / scale[..., None]), -127, 127).astype(np.int16) + 128).astype(np.uint8)
+        name = node.input[0]
+        graph.initializer.extend([numpy_helper.from_array(q.reshape(w.shape), name + "_Q8"),
+                                  numpy_helper.from_array(scale.astype(np.float32), name + "_scales"),
+                                  numpy_helper.from_array(np.full(scale.shape, 128, np.uint8), name + "_zp")])
+        new = helper.make_node("GatherBlockQuantized", [name + "_Q8", node.input[1], name + "_scales", name + "_zp"],
+                               list(node.output), name=node.name + "_Q8", domain="com.microsoft", bits=8,
+                               block_size=block, gather_axis=0, quantize_axis=1)
+        index = list(graph.node).index(node)
+        graph.node.remove(node)
+        graph.node.insert(index, new)
+        done += 1
+    if done:
+        used = {i for n in graph.node for i in n.input}
+        keep = [t for t in graph.initializer if t.name in used]
+        del graph.initializer[:]
+        graph.initializer.extend(keep)
+        if not any(o.domain == "com.microsoft" for o in proto.opset_import):
+            proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return done
 
 
 def _quantize_static(model, config: StaticInt8Config, fp32: Path, out: Path, workdir: Path) -> list[str]:
@@ -232,13 +279,85 @@ def _static_op_types(path: Path) -> tuple[list[str] | None, str | None]:
 
 @register_pass("export-onnx", config=None, input=Format.TORCH, output=Format.ONNX)
 def export_onnx(ctx: PassContext, artifact: Artifact, config: None) -> Artifact:
-    """Export the float torch module to ONNX (opset 17, dynamic batch axis)."""
-    return Artifact(export_fp32(ctx.model, ctx.workdir), format=Format.ONNX.value)
+    """Export the torch module to ONNX (opset 17, dynamic batch axis); learnt integer weights
+    (QAT: ``artifact.facts["qdq"]``) become DequantizeLinear nodes (a QDQ graph)."""
+    fine_tuned = artifact.payload is not None and artifact.payload is not ctx.model.module
+    path = export_fp32(ctx.model, ctx.workdir, artifact.payload if fine_tuned else None)
+    if not artifact.facts.get("qdq"):
+        return Artifact(path, format=Format.ONNX.value, facts=dict(artifact.facts))
+    out = ctx.workdir / "model.qdq.onnx"
+    notes = write_qdq_weights(path, out, artifact.facts["qdq"])
+    facts = {k: v for k, v in artifact.facts.items() if k != "qdq"}
+    quantized = _quantized(out, notes)
+    quantized.facts.update(facts)
+    return quantized
+
+
+def write_qdq_weights(fp32: Path, out: Path, learnt: dict) -> list[str]:
+    """Replace each learnt layer's MatMul weight by ``DequantizeLinear(integers, scales)``.
+
+    ``learnt``: module name → {"q": int8 [out, in], "scale": [out, in/group], "group", "bits"}.
+    Per-channel int8 is opset-17 QDQ; groups need opset 21's blocked DequantizeLinear, and weights
+    of 4 bits or fewer are stored as INT4 (ONNX has no narrower type), which ONNX Runtime fuses with
+    the MatMul into MatMulNBits when it opens the graph."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper, version_converter
+
+    proto = onnx.load(str(fp32))
+    gemm_to_matmul(proto)
+    blocked = any(v["group"] != v["q"].shape[1] or v["bits"] < 8 for v in learnt.values())
+    if blocked:
+        opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+        if opset < 21:
+            proto = version_converter.convert_version(proto, 21)
+        proto.ir_version = max(proto.ir_version, 10)
+    graph = proto.graph
+    inits = {t.name: t for t in graph.initializer}
+    dq_nodes, done = [], set()
+    for node in graph.node:
+        if node.op_type != "MatMul" or node.input[1] not in inits:
+            continue
+        layer = ".".join(node.name.strip("/").split("/")[:-1])
+        entry = learnt.get(layer)
+        weight = inits[node.input[1]]
+        if entry is None or tuple(weight.dims) != entry["q"].T.shape or layer in done:
+            continue
+        q, scale, group, bits = entry["q"].T, entry["scale"].T.astype(np.float32), entry["group"], entry["bits"]
+        base = node.input[1] + "_qdq"
+        per_channel = group == q.shape[0] and bits == 8
+        if bits <= 4:
+            values = helper.make_tensor(base + "_q", TensorProto.INT4, q.shape, q.flatten().tolist())
+        else:
+            values = numpy_helper.from_array(np.ascontiguousarray(q.astype(np.int8)), base + "_q")
+        scales = numpy_helper.from_array(np.ascontiguousarray(scale[0] if per_channel else scale), base + "_scale")
+        graph.initializer.extend([values, scales])
+        attrs = {"axis": 1} if per_channel else {"axis": 0, "block_size": int(group)}
+        dq_nodes.append(helper.make_node("DequantizeLinear", [values.name, scales.name], [base],
+                                         name=node.name + "_DQ", **attrs))
+        node.input[1] = base
+        done.add(layer)
+    used = {i for n in list(graph.node) + dq_nodes for i in n.input}
+    keep = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    nodes = dq_nodes + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(out))
+    missing = sorted(set(learnt) - done)
+    bits = sorted({v["bits"] for v in learnt.values()})
+    notes = [f"QDQ export: {len(done)} MatMul weights as DequantizeLinear of learnt {'/'.join(map(str, bits))}-bit "
+             f"integers" + (" (stored as INT4)" if bits[0] < 4 else "")]
+    if missing:
+        notes.append(f"{len(missing)} learnt layers not found in the graph stay float: {', '.join(missing[:4])}")
+    return notes
 
 
 def _quantized(out: Path, notes: list[str]) -> Artifact:
     ops = count_ops(out)
-    int_ops = {k: v for k, v in ops.items() if k.startswith(("QLinear", "MatMulInteger", "ConvInteger",
+    int_ops = {k: v for k, v in ops.items() if k.startswith(("QLinear", "DequantizeLinear", "MatMulInteger", "ConvInteger",
                                                            "DynamicQuantize", "QuantizeLinear", "MatMulNBits",
                                                            "GatherBlockQuantized"))}
     if int_ops:
@@ -263,14 +382,16 @@ def ort_float16(ctx: PassContext, artifact: Artifact, config: Fp16Config) -> Art
 def ort_weight_int8(ctx: PassContext, artifact: Artifact, config: WeightInt8Config) -> Artifact:
     """8-bit block-wise weights (MatMulNBitsQuantizer)."""
     out = ctx.workdir / "model.weight-int8.onnx"
-    return _quantized(out, _matmul_nbits(artifact.path, out, 8, config.block_size, config.symmetric))
+    return _quantized(out, _matmul_nbits(artifact.path, out, 8, config.block_size, config.symmetric,
+                                         config.quantize_embeddings))
 
 
 @register_pass("ort-matmul-nbits-4", config=Int4Config, input=Format.ONNX, output=Format.ONNX, runtimes=_ORT)
 def ort_int4(ctx: PassContext, artifact: Artifact, config: Int4Config) -> Artifact:
     """4-bit block-wise weights, embedding tables included (MatMulNBitsQuantizer)."""
     out = ctx.workdir / "model.int4.onnx"
-    return _quantized(out, _matmul_nbits(artifact.path, out, 4, config.group_size, config.symmetric))
+    return _quantized(out, _matmul_nbits(artifact.path, out, 4, config.group_size, config.symmetric,
+                                         config.quantize_embeddings))
 
 
 @register_pass("ort-dynamic-int8", config=DynamicInt8Config, input=Format.ONNX, output=Format.ONNX,

@@ -61,7 +61,11 @@ def _convs_note(module: Any, why: str) -> list[str]:
     return [f"{convs} Conv2d layers stay float ({why})"] if convs else []
 
 
-def _torchao(ctx: PassContext, artifact: Artifact, ao_config: Any, name: str, group_size: int | None = None) -> Artifact:
+EMBEDDING_MIN_VALUES = 1 << 16  # smaller tables are not worth the accuracy (as for ONNX Runtime)
+
+
+def _torchao(ctx: PassContext, artifact: Artifact, ao_config: Any, name: str, embedding_config: Any = None,
+             group_size: int | None = None) -> Artifact:
     import torch
     from torchao.quantization import quantize_
 
@@ -78,7 +82,13 @@ def _torchao(ctx: PassContext, artifact: Artifact, ao_config: Any, name: str, gr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quantize_(module, ao_config, filter_fn=fits)
+        tables = [fqn for fqn, m in module.named_modules()
+                  if isinstance(m, torch.nn.Embedding) and m.weight.numel() >= EMBEDDING_MIN_VALUES]
+        if embedding_config is not None and tables:
+            quantize_(module, embedding_config, filter_fn=lambda m, fqn: fqn in tables)
     notes.insert(0, f"torchao {type(ao_config).__name__} on {quantized} Linear layers")
+    if embedding_config is not None and tables:
+        notes.append(f"{len(tables)} embedding tables as torchao {type(embedding_config).__name__}")
     return save_module(module, ctx, name, notes + _convs_note(module, "torchao quantize_ targets Linear"))
 
 
@@ -92,9 +102,12 @@ def torch_half(ctx: PassContext, artifact: Artifact, config: Fp16Config) -> Arti
                runtimes=_TORCH, unsupported=_NO_MPS_INT)
 def torchao_weight_int8(ctx: PassContext, artifact: Artifact, config: WeightInt8Config) -> Artifact:
     """torchao Int8WeightOnlyConfig (one scale per channel)."""
-    from torchao.quantization import Int8WeightOnlyConfig
+    import torch
+    from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig
+    from torchao.quantization.granularity import PerAxis
 
-    return _torchao(ctx, artifact, Int8WeightOnlyConfig(), "weight-int8")
+    tables = IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0)) if config.quantize_embeddings else None
+    return _torchao(ctx, artifact, Int8WeightOnlyConfig(), "weight-int8", tables)
 
 
 @register_pass("torch-ao-dynamic-int8", config=DynamicInt8Config, input=Format.TORCH, output=Format.TORCH,
@@ -144,7 +157,8 @@ def torchao_int4(ctx: PassContext, artifact: Artifact, config: Int4Config) -> Ar
         weight_dtype=torch.int4, granularity=PerGroup(config.group_size),
         mapping_type=MappingType.SYMMETRIC if config.symmetric else MappingType.ASYMMETRIC,
     )
-    return _torchao(ctx, artifact, ao_config, "int4", group_size=config.group_size)
+    return _torchao(ctx, artifact, ao_config, "int4", ao_config if config.quantize_embeddings else None,
+                    group_size=config.group_size)
 
 
 def _pt2e_refusal(config: StaticInt8Config) -> str | None:

@@ -286,7 +286,7 @@ class SweepController:
             self.post(messages.VariantStarted(run_id, v.label, v.runtime, v.device, event.index, event.count,
                                               list(event.batch_sizes)))
         elif isinstance(event, events.PhaseChanged):
-            self.post(messages.PhaseChanged(run_id, event.phase, event.batch_size))
+            self.post(messages.PhaseChanged(run_id, event.phase, event.batch_size, dict(event.detail)))
         elif isinstance(event, events.LatenciesMeasured):
             self.post(messages.LatenciesMeasured(run_id, list(event.ms)))
         elif isinstance(event, events.ResultRecorded):

@@ -126,7 +126,7 @@ class SweepReactions:
                                     message.count, message.batch_sizes)
 
     def on_phase_changed(self, message: messages.PhaseChanged) -> None:
-        self.meters.phase_changed(message.phase, message.batch_size)
+        self.meters.phase_changed(message.phase, message.batch_size, message.detail)
 
     def on_latencies_measured(self, message: messages.LatenciesMeasured) -> None:
         self.meters.latencies_measured(message.ms)

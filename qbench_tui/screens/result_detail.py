@@ -96,9 +96,19 @@ class ResultDetailScreen(ModalScreen[None]):
             row("top-1 agreement", agreement.get("top1"))
             row("SQNR", _unit(agreement.get("sqnr_db"), "dB"))
             row("cosine", agreement.get("cosine"))
-        if r.get("metrics"):
+        metrics = r.get("metrics") or {}
+        if metrics.get("sensitivity"):
+            section("Layer sensitivity (most sensitive first)")
+            out.extend(sensitivity_chart(metrics["sensitivity"], metrics.get("mixed_plan") or {}))
+        if metrics.get("qat_history"):
+            section("Quantization-aware training")
+            for step in metrics["qat_history"]:
+                row(f"epoch {step.get('epoch')}", f"loss {fmt_num(step.get('loss'))}  "
+                                                   f"accuracy {fmt_num(step.get('accuracy'), 3)}")
+        other = {k: v for k, v in metrics.items() if k not in _CHARTED}
+        if other:
             section("Other metrics")
-            for key, value in r["metrics"].items():
+            for key, value in other.items():
                 row(key, value if isinstance(value, (int, float)) else json.dumps(value, default=str))
         if r.get("notes"):
             section("Notes")
@@ -132,6 +142,32 @@ class ResultDetailScreen(ModalScreen[None]):
                     when=fmt_time(other.get("finished_at")), run=str(other.get("run_id")),
                     p=fmt_num(latency(other)), acc=fmt_num(other.get("accuracy"), 3)))
         return Content("\n").join(out)
+
+
+_CHARTED = ("sensitivity", "mixed_plan", "qat_history")
+BAR_WIDTH = 30
+
+
+def sensitivity_chart(rows: list[dict[str, Any]], plan: dict[str, str]) -> list[Content]:
+    """A sorted bar per layer: the output's noise when only that layer is quantized (or, without
+    that measurement, the weight's), relative to the worst layer; its precision in the mixed plan."""
+    def noise(row: dict[str, Any]) -> float:
+        db = row.get("output_sqnr_db") if row.get("output_sqnr_db") is not None else row.get("weight_sqnr_db")
+        return 0.0 if db is None else 10 ** (-db / 10)
+
+    ranked = sorted(rows, key=noise, reverse=True)
+    worst = max((noise(r) for r in ranked), default=0.0) or 1.0
+    width = min(28, max((len(str(r["layer"])) for r in ranked), default=8))
+    lines = []
+    for r in ranked:
+        filled = max(1, round(BAR_WIDTH * noise(r) / worst))
+        precision = plan.get(r["layer"], "")
+        style = "$text-warning" if precision in ("fp32", "fp16") else "$text-primary"
+        db = r.get("output_sqnr_db") if r.get("output_sqnr_db") is not None else r.get("weight_sqnr_db")
+        lines.append(Content.from_markup(
+            f"  $name [{style}]$bar[/]$pad $db dB  [$text-muted]$p[/]", name=str(r["layer"])[-width:].ljust(width),
+            bar="█" * filled, pad=" " * (BAR_WIDTH - filled), db=fmt_num(db), p=precision))
+    return lines
 
 
 def _unit(value: Any, unit: str) -> str:

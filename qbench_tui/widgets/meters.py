@@ -127,6 +127,7 @@ class DeviceMeters(VerticalScroll):
         self.variant_index = (0, 0)
         self.batch_sizes: list[int] = []
         self.phase: str | None = None
+        self.phase_detail: dict = {}  # the running pass's progress (QAT epochs, sensitivity)
         self.batch_size: int | None = None
         self.done = 0
         self.total = 0
@@ -220,8 +221,9 @@ class DeviceMeters(VerticalScroll):
         self.phase, self.batch_size = None, None
         self.refresh_job()
 
-    def phase_changed(self, phase: str, batch_size: int | None) -> None:
+    def phase_changed(self, phase: str, batch_size: int | None, detail: dict | None = None) -> None:
         self.phase, self.batch_size = phase, batch_size
+        self.phase_detail = detail or {}
         if phase == "warm-up":
             self.latencies.clear()  # the trace shows one batch size at a time
             self.query_one("#latency-spark", Sparkline).data = []
@@ -313,7 +315,10 @@ class DeviceMeters(VerticalScroll):
                 parts.append(Content.from_markup("[b reverse $text-accent] $n [/]", n=name))
             else:
                 parts.append(Content.from_markup("[$text-muted]$n[/]", n=name))
-        return Content.from_markup("[$text-muted] › [/]").join(parts)
+        strip = Content.from_markup("[$text-muted] › [/]").join(parts)
+        if not self.phase_detail:
+            return strip
+        return strip + Content.from_markup("\n[$text-muted]$d[/]", d=phase_detail_text(self.phase_detail))
 
     def _refresh_progress_text(self) -> None:
         progress = self.query_one("#sweep-progress", ProgressBar)
@@ -327,3 +332,17 @@ class DeviceMeters(VerticalScroll):
             eta = f" · ~{fmt_duration(self.elapsed_s / self.done * (self.total - self.done))} left"
         set_text(text, Content.from_markup("$d/$t done · $e$eta", d=str(self.done), t=str(self.total),
                                         e=fmt_duration(self.elapsed_s), eta=eta))
+
+
+def phase_detail_text(detail: dict) -> str:
+    """A pass's progress in a few words: ``qat epoch 2/3 · loss 0.0123 · accuracy 0.966``."""
+    parts = [str(detail.get("step", ""))]
+    if "epoch" in detail:
+        parts[0] += f" epoch {detail['epoch']}/{detail.get('epochs', '?')}"
+    if "done" in detail:
+        parts[0] += f" {detail['done']}/{detail.get('of', '?')} {detail.get('layer', '')}"
+    for key in ("loss", "accuracy", "agreement", "kept"):
+        value = detail.get(key)
+        if value is not None:
+            parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
+    return " · ".join(p for p in parts if p)

@@ -1,0 +1,239 @@
+"""Mixed precision from layer sensitivity (the ``mixed`` method), realised per runtime.
+
+``torch-mixed``: the layers of the plan are quantized per module (torch.ao dynamic int8 with a
+qconfig per module name; torchao Intx int4 with a ``filter_fn``); kept layers stay fp32.
+``ort-mixed``: ONNX Runtime's quantizers with ``nodes_to_exclude`` for the kept layers
+(``quantize_dynamic``, ``quantize_static``, ``MatMulNBitsQuantizer``).
+
+Both measure sensitivity and search the plan on the calibration rows, never on the held-out set
+the result reports; the plan and the per-layer sensitivity go to the result's ``metrics``.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+from typing import Any
+
+from engines.methods.configs import CalibrationMethod
+from engines.methods.mixed import MixedBase, MixedConfig, SensitivityMeasure, parse_pins
+from engines.passes import Format, PassContext, register_pass
+from engines.runtimes.base import Artifact, UnsupportedVariant
+
+
+def _calibration(ctx: PassContext, config: MixedConfig):
+    import numpy as np
+
+    model = ctx.model
+    batches = model.calibration_batches(config.calibration_samples)
+    if not batches:
+        raise UnsupportedVariant("mixed measures sensitivity on calibration rows and the model has none")
+    rows = sum(len(b[model.input_names[0]]) for b in batches)
+    labels = None if model.calibration_labels is None else np.asarray(model.calibration_labels)[:rows]
+    return batches, labels
+
+
+def _search(ctx: PassContext, config: MixedConfig, layers: dict[str, int], weight_sqnr: dict[str, float], trial,
+            reference, labels) -> tuple[dict[str, Any], dict[str, Any]]:
+    from engines.analysis import sensitivity as sens
+
+    ranking = sens.measure_sensitivity(layers, weight_sqnr, trial, ctx.model.task, reference, labels,
+                                       config.sensitivity is SensitivityMeasure.LAYER, ctx.emit)
+    plan = sens.plan_mixed(ranking, trial, ctx.model.task, reference, labels,
+                           {"max_accuracy_drop": config.max_accuracy_drop, "min_agreement": config.min_agreement,
+                            "kind": config.budget.value},
+                           config.max_kept_fraction, parse_pins(config.pins), ctx.emit)
+    return plan, sens.mixed_metrics(ranking, plan, config.base.value)
+
+
+def _notes(plan: dict[str, Any], config: MixedConfig) -> list[str]:
+    kept, quantized = plan["kept"], plan["quantized"]
+    s = plan["scores"]
+    notes = [f"mixed ({config.base.value}): {len(quantized)} layers quantized, {len(kept)} kept fp32"
+             + (f" ({', '.join(kept[:4])}{' …' if len(kept) > 4 else ''})" if kept else ""),
+             f"budget {plan['budget']}: calibration agreement {s['agreement']:.4f}"
+             + (f", accuracy {s['accuracy']:.4f}" if s.get("accuracy") is not None else "")]
+    return notes
+
+
+# --- torch ----------------------------------------------------------------------------------------
+
+
+def _torch_refusal(config: MixedConfig) -> str | None:
+    if config.base is MixedBase.STATIC_INT8:
+        return "mixed with a static-int8 base is realised on ONNX Runtime (quantize_static with excluded nodes)"
+    return None
+
+
+def _torch_realise(module, quantized: set[str], config: MixedConfig):
+    import torch
+
+    copy_ = copy.deepcopy(module).eval()
+    if not quantized:
+        return copy_
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if config.base is MixedBase.DYNAMIC_INT8:
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+            supported = torch.backends.quantized.supported_engines
+            torch.backends.quantized.engine = "x86" if "x86" in supported else "qnnpack"
+            return quantize_dynamic(copy_, {name: per_channel_dynamic_qconfig for name in quantized},
+                                    dtype=torch.qint8)
+        from torchao.quantization import IntxWeightOnlyConfig, quantize_
+        from torchao.quantization.granularity import PerGroup
+
+        quantize_(copy_, IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(config.group_size)),
+                  filter_fn=lambda m, fqn: isinstance(m, torch.nn.Linear) and fqn in quantized)
+        return copy_
+
+
+@register_pass("torch-mixed", config=MixedConfig, input=Format.TORCH, output=Format.TORCH, runtimes=("torch",),
+               check=_torch_refusal, unsupported={"mps": "torchao integer kernels do not run on MPS"})
+def torch_mixed(ctx: PassContext, artifact: Artifact, config: MixedConfig) -> Artifact:
+    """Sensitivity-ranked mixed precision with per-module quantization (torch.ao dynamic int8 / torchao int4)."""
+    import numpy as np
+    import torch
+
+    from engines.analysis.sensitivity import fake_quantize_weight, sqnr_db
+    from engines.passes.torch_passes import save_module
+
+    model, module = ctx.model, artifact.payload
+    batches, labels = _calibration(ctx, config)
+    bits, group = (8, None) if config.base is MixedBase.DYNAMIC_INT8 else (4, config.group_size)
+    layers, weight_sqnr = {}, {}
+    for name, m in module.named_modules():
+        if isinstance(m, torch.nn.Linear):
+            w = m.weight.detach().numpy()
+            layers[name] = int(w.size)
+            weight_sqnr[name] = sqnr_db(w, fake_quantize_weight(w, bits, group))
+    if not layers:
+        raise UnsupportedVariant("mixed on torch quantizes Linear layers and this model has none")
+
+    def run(m) -> np.ndarray:
+        with torch.inference_mode():
+            return np.concatenate([m(*(torch.from_numpy(b[n]) for n in model.input_names)).float().numpy()
+                                   for b in batches])
+
+    reference = run(module)
+    plan, metrics = _search(ctx, config, layers, weight_sqnr,
+                            lambda quantized: run(_torch_realise(module, quantized, config)), reference, labels)
+    final = _torch_realise(module, set(plan["quantized"]), config)
+    out = save_module(final, ctx, "mixed", _notes(plan, config))
+    out.facts["metrics"] = metrics
+    return out
+
+
+# --- ONNX Runtime -----------------------------------------------------------------------------------
+
+
+def _weighted_nodes(proto, op_types: tuple[str, ...]) -> dict[str, list[Any]]:
+    """Layer name (the node's module scope, e.g. ``blocks.0.qkv``) → its nodes with a constant weight."""
+    inits = {t.name for t in proto.graph.initializer}
+    layers: dict[str, list[Any]] = {}
+    for node in proto.graph.node:
+        if node.op_type in op_types and len(node.input) > 1 and node.input[1] in inits:
+            scope = ".".join(node.name.strip("/").split("/")[:-1]) or node.name
+            layers.setdefault(scope, []).append(node)
+    return layers
+
+
+def _ort_quantize(config: MixedConfig, src: Path, out: Path, exclude: list[str], calibration) -> None:
+    from onnxruntime import quantization as ortq
+
+    if config.base is MixedBase.DYNAMIC_INT8:
+        ortq.quantize_dynamic(str(src), str(out), weight_type=ortq.QuantType.QInt8, per_channel=True,
+                              nodes_to_exclude=exclude)
+    elif config.base is MixedBase.STATIC_INT8:
+        from engines.passes.onnx_passes import _CalibrationReader
+
+        method = {CalibrationMethod.MINMAX: ortq.CalibrationMethod.MinMax,
+                  CalibrationMethod.ENTROPY: ortq.CalibrationMethod.Entropy,
+                  CalibrationMethod.PERCENTILE: ortq.CalibrationMethod.Percentile}[config.calibration_method]
+        ortq.quantize_static(str(src), str(out), _CalibrationReader(list(calibration)),
+                             quant_format=ortq.QuantFormat.QDQ, per_channel=True,
+                             activation_type=ortq.QuantType.QUInt8, weight_type=ortq.QuantType.QInt8,
+                             calibrate_method=method, op_types_to_quantize=["MatMul", "Gemm", "Conv"],
+                             nodes_to_exclude=exclude)
+    else:
+        import onnx
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        quantizer = MatMulNBitsQuantizer(onnx.load(str(src)), bits=4, block_size=config.group_size,
+                                         is_symmetric=True, accuracy_level=4, nodes_to_exclude=exclude)
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(out), False)
+
+
+@register_pass("ort-mixed", config=MixedConfig, input=Format.ONNX, output=Format.ONNX, runtimes=("onnxruntime",),
+               unsupported={"cuda": "ONNX Runtime's int8 quantized operators run on the CPU execution provider only"})
+def ort_mixed(ctx: PassContext, artifact: Artifact, config: MixedConfig) -> Artifact:
+    """Sensitivity-ranked mixed precision: ONNX Runtime quantizers with the kept layers' nodes excluded."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from engines.analysis.sensitivity import fake_quantize_weight, sqnr_db
+    from engines.bench.worker import run_outputs
+    from engines.passes.onnx_passes import _quantized, gemm_to_matmul
+    from engines.runtimes.ort.session import OnnxSession
+
+    model = ctx.model
+    batches, labels = _calibration(ctx, config)
+    proto = onnx.load(str(artifact.path))
+    gemm_to_matmul(proto)
+    src = ctx.workdir / "model.mixed-src.onnx"
+    if config.base is MixedBase.STATIC_INT8:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        onnx.save(proto, str(ctx.workdir / "model.mixed-raw.onnx"))
+        try:
+            quant_pre_process(str(ctx.workdir / "model.mixed-raw.onnx"), str(src), skip_symbolic_shape=True)
+            proto = onnx.load(str(src))
+        except Exception:  # noqa: BLE001 - pre-processing is an optimisation
+            onnx.save(proto, str(src))
+    else:
+        onnx.save(proto, str(src))
+    op_types = ("MatMul",) if config.base is MixedBase.INT4 else ("MatMul", "Conv")
+    nodes = _weighted_nodes(proto, op_types)
+    if not nodes:
+        raise UnsupportedVariant("mixed found no MatMul/Gemm/Conv layer with constant weights in the graph")
+    inits = {t.name: t for t in proto.graph.initializer}
+    bits, group = (4, config.group_size) if config.base is MixedBase.INT4 else (8, None)
+    layers, weight_sqnr = {}, {}
+    for layer, layer_nodes in nodes.items():
+        w = numpy_helper.to_array(inits[layer_nodes[0].input[1]])
+        w2 = w.T if layer_nodes[0].op_type == "MatMul" else w.reshape(w.shape[0], -1)  # → [out, in]
+        layers[layer] = int(sum(np.prod(inits[n.input[1]].dims) for n in layer_nodes))
+        weight_sqnr[layer] = sqnr_db(w2, fake_quantize_weight(w2, bits, group))
+    # Activation × activation MatMuls (attention scores) are not layers: they stay float.
+    others = [n.name for n in proto.graph.node if n.op_type in ("MatMul", "Conv", "Gemm")
+              and not any(n in group_ for group_ in nodes.values())]
+    all_data = {k: np.concatenate([b[k] for b in batches]) for k in model.input_names}
+    ref_session = OnnxSession(src, "cpu", ctx.threads)
+    reference = run_outputs(ref_session, all_data, model.fixed_batch or 64)
+    counter = iter(range(1_000_000))
+
+    def realise(quantized: set[str], out: Path) -> None:
+        exclude = others + [n.name for layer, ns in nodes.items() if layer not in quantized for n in ns]
+        _ort_quantize(config, src, out, exclude, batches)
+
+    def trial(quantized: set[str]) -> np.ndarray:
+        if not quantized:
+            return reference
+        out = ctx.workdir / f"model.mixed-trial{next(counter)}.onnx"
+        realise(quantized, out)
+        outputs = run_outputs(OnnxSession(out, "cpu", ctx.threads), all_data, model.fixed_batch or 64)
+        out.unlink(missing_ok=True)
+        return outputs
+
+    plan, metrics = _search(ctx, config, layers, weight_sqnr, trial, reference, labels)
+    out = ctx.workdir / "model.mixed.onnx"
+    realise(set(plan["quantized"]), out)
+    notes = _notes(plan, config)
+    if others:
+        notes.append(f"{len(others)} activation×activation MatMul nodes stay float")
+    result = _quantized(out, notes)
+    result.facts["metrics"] = metrics
+    return result
