@@ -186,7 +186,9 @@ def plan(recipe: Recipe, source: Format, runtime: RuntimeSpec, device: str) -> P
                 continue
             reason = spec.refusal(runtime.name, device, config)
             if reason:
-                refusals.append((i, reason))
+                # A conversion towards another runtime's format explains nothing about this one.
+                if config is not None or spec.runtimes is None or runtime.name in spec.runtimes:
+                    refusals.append((i, reason))
                 continue
             moves.append(((spec.output, i + (config is not None)), PlannedPass(spec, config)))
         for target, edge in moves:
