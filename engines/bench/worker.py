@@ -22,6 +22,7 @@ import numpy as np
 
 from engines.bench.measure import LatencyStats, MeasureSettings, measure_latency
 from engines.core.config import config_from_dict
+from engines.devices.strategies import isa_notes
 from engines.models import ModelSpec, load_model
 from engines.models.base import LoadedModel, iter_batches
 from engines.models.onnx_cache import SOURCE_FORMAT
@@ -244,7 +245,7 @@ def run_job(job: dict[str, Any], emit: Emitter) -> None:
             agreement=quality["agreement"],
             metrics={**artifact.metrics, **quality["metrics"], **extra, "rss_delta_mb": rss_delta,
                      "device_memory_mb": session.device_memory_mb()},
-            notes=artifact.notes + warnings,
+            notes=artifact.notes + isa_notes(device, [p["config"] for p in job["plan"] if p["config"]]) + warnings,
             artifact=str(artifact.path),
         )
 

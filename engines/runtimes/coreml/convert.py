@@ -31,6 +31,52 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", module="coremltools")
 
 
+_PATCHED = False
+
+
+def _patch_scalar_casts() -> None:
+    """Two gaps of coremltools 9's torch frontend with torch 2.13 / NumPy 2. It folds ``int(t)`` / ``bool(t)`` of a one-element constant with
+    ``int(array)``, which NumPy 2 refuses for arrays of shape (1,) ("only 0-dimensional arrays can be
+    converted"): BERT-style encoders (MiniLM) hit it; those two ops are re-registered to take the
+    element. And it has no ``new_ones``."""
+    global _PATCHED
+    if _PATCHED:
+        return
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.frontend.torch import ops
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import register_torch_op
+
+    def cast(context: Any, node: Any, dtype: type, dtype_name: str) -> None:
+        x = ops._get_inputs(context, node, expected=1)[0]
+        if x.can_be_folded_to_const() and not isinstance(x.val, dtype):
+            context.add(mb.const(val=dtype(np.asarray(x.val).reshape(-1)[0]), name=node.name), node.name)
+        else:
+            ops._cast(context, node, dtype, dtype_name)
+
+    @register_torch_op(torch_alias=["int"], override=True)
+    def qbench_int_item(context: Any, node: Any) -> None:
+        cast(context, node, int, "int32")
+
+    @register_torch_op(torch_alias=["bool"], override=True)
+    def qbench_bool_item(context: Any, node: Any) -> None:
+        cast(context, node, bool, "bool")
+    @register_torch_op(override=True)
+    def new_ones(context: Any, node: Any) -> None:
+        # transformers' mask helpers call tensor.new_ones(shape); coremltools 9 has new_zeros only
+        inputs = ops._get_inputs(context, node)
+        shape = inputs[1]
+        dtype = inputs[2].val if len(inputs) > 2 and inputs[2] is not None else None
+        one = True if dtype is not None and ops.NUM_TO_NUMPY_DTYPE.get(int(dtype)) in (bool, np.bool_) else 1.0
+        if isinstance(shape, list):
+            shape = mb.concat(values=shape, axis=0)
+        if shape.val is not None and np.asarray(shape.val).size == 0:  # new_ones(()) : a scalar
+            context.add(mb.const(val=np.bool_(one) if one is True else np.float32(one), name=node.name))
+            return
+        context.add(ops._make_fill_op(shape, one, node.name))
+
+    _PATCHED = True
+
+
 def convert(module: Any, model: LoadedModel, precision: str = "float32") -> Any:
     """Trace ``module`` and convert it to an ML program (macOS 15 target: per-block int4 needs it)."""
     import torch
@@ -38,6 +84,7 @@ def convert(module: Any, model: LoadedModel, precision: str = "float32") -> Any:
     _quiet()
     import coremltools as ct
 
+    _patch_scalar_casts()
     example = model.example_inputs(2)
     args = tuple(torch.from_numpy(example[n]) for n in model.input_names)
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
