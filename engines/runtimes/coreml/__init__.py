@@ -35,3 +35,12 @@ SPEC = RuntimeSpec(
     session="engines.runtimes.coreml.session", config_class=CoremlRuntimeConfig, extra="coreml",
     accepts=("fp32", "fp16", "weight-int8", "int4", "palettize", "static-int8"), order=40,
 )
+
+
+def host_limit() -> str | None:
+    """What Core ML cannot do on this machine (light: no coremltools import), or None on macOS."""
+    import platform
+
+    if platform.system() == "Darwin":
+        return None
+    return "converts and compresses only here (prediction needs macOS): results are `unsupported` with size and ops"
