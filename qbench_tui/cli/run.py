@@ -66,6 +66,7 @@ def _build_request(args):
     from engines.devices.strategies import expand_devices, expand_methods
 
     # "auto": every present device a chosen runtime serves; each device's strategies as methods
+    args.choose_device = "auto" in args.devices or len(args.devices) > 1
     backends = {d for r in args.runtimes for d in catalog.RUNTIMES[r].devices}
     args.devices = tuple(expand_devices(args.devices, backends))
     methods, strategies = expand_methods(args.methods, list(args.devices))
@@ -120,7 +121,7 @@ def cmd_run(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     choice = None
-    if request is not None and len(request.devices) > 1:  # --devices auto or several: say which is best
+    if request is not None and getattr(args, "choose_device", False):  # --devices auto (or several)
         from engines.analysis.device_choice import choose_device
 
         choice = choose_device(results, args.objective)
