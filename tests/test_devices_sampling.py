@@ -56,7 +56,8 @@ def test_absent_and_apple_accelerators_say_why_without_probing():
     accelerators = DeviceSampler(devices=lambda: devices).sample_accelerators()
     assert [a.name for a in accelerators] == ["cuda", "mps"]
     assert accelerators[0] == AcceleratorSample("cuda", "NVIDIA GPU (CUDA)", False, "no driver")
-    assert "powermetrics" in accelerators[1].detail
+    assert "macmon" in accelerators[1].detail  # what is missing for GPU activity, and how to get it
+    assert accelerators[1].memory_total_mb  # unified memory: the system's pool
 
 
 def test_nvidia_smi_lines_are_parsed_and_missing_values_stay_none():

@@ -22,6 +22,7 @@ import numpy as np
 
 from engines.bench.measure import LatencyStats, MeasureSettings, measure_latency
 from engines.core.config import config_from_dict
+from engines.devices.strategies import isa_notes
 from engines.models import ModelSpec, load_model
 from engines.models.base import LoadedModel, iter_batches
 from engines.models.onnx_cache import SOURCE_FORMAT
@@ -196,7 +197,15 @@ def run_job(job: dict[str, Any], emit: Emitter) -> None:
     rss_before = current_rss_mb()
     t0 = time.perf_counter()
     runtime_config = config_from_dict(runtime_spec(runtime).config_class, job.get("runtime_config"))
-    session = session_module.open_session(artifact, model, device, threads, runtime_config)
+    try:
+        session = session_module.open_session(artifact, model, device, threads, runtime_config)
+    except UnsupportedVariant as exc:
+        # --- a runtime that cannot run here (Core ML on Linux): the artifact still has figures ---
+        for batch_size in batch_sizes:
+            emit("result", batch_size=batch_size, status="unsupported", error=str(exc), quantize_s=quantize_s,
+                 size_mb=artifact.size_bytes / 2**20, metrics=dict(artifact.metrics), notes=artifact.notes,
+                 artifact=str(artifact.path))
+        return
     session.run(model.example_inputs(batch_sizes[0]))
     load_s = time.perf_counter() - t0
     if artifact.payload is not None:  # quantized in memory at load time: part of its cold start
@@ -234,9 +243,10 @@ def run_job(job: dict[str, Any], emit: Emitter) -> None:
             size_mb=size_mb,
             accuracy=quality["accuracy"],
             agreement=quality["agreement"],
-            metrics={**quality["metrics"], **extra, **artifact.facts.get("metrics", {}), "rss_delta_mb": rss_delta,
+            metrics={**artifact.metrics, **quality["metrics"], **extra, **artifact.facts.get("metrics", {}),
+                     "rss_delta_mb": rss_delta,
                      "device_memory_mb": session.device_memory_mb()},
-            notes=artifact.notes + warnings,
+            notes=artifact.notes + isa_notes(device, [p["config"] for p in job["plan"] if p["config"]]) + warnings,
             artifact=str(artifact.path),
         )
 

@@ -13,13 +13,18 @@ import shutil
 from dataclasses import dataclass
 from functools import cache
 
+from engines.devices.isa import CpuFeatures, cpu_features  # noqa: F401 - re-exported
+
 
 @dataclass(frozen=True)
 class DeviceInfo:
-    name: str  # the CLI name: cpu, cuda, mps, ane
+    name: str  # the CLI name: cpu, cuda, mps, gpu, ane
     title: str
     present: bool
     detail: str  # model / memory when present, the reason when not
+    kind: str = ""  # cpu, gpu or npu: what the per-device strategies key on
+    features: tuple[str, ...] = ()  # the CPU's int8-relevant instruction sets (cpu only)
+    memory_gb: float | None = None  # the memory the device computes from (unified on a Mac)
 
 
 def is_apple_silicon() -> bool:
@@ -59,21 +64,43 @@ def _cuda_present() -> tuple[bool, str]:
     return False, "no NVIDIA driver (nvidia-smi not found)"
 
 
+def _apple_silicon_reason() -> str | None:
+    """None on macOS on Apple Silicon, else why the Apple devices are absent."""
+    if is_apple_silicon():
+        return None
+    if platform.system() == "Darwin":
+        return "needs Apple Silicon; this Mac has an Intel CPU"
+    return f"needs macOS on Apple Silicon; this machine is {platform.system()} {platform.machine()}"
+
+
 @cache
 def detect_devices() -> tuple[DeviceInfo, ...]:
+    """Every device qbench knows, present or with the reason it is not (light: no torch, no mlx)."""
     import psutil
 
     cores = psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
     mem_gib = psutil.virtual_memory().total / 2**30
-    devices = [DeviceInfo("cpu", "CPU", True, f"{cpu_model()}, {cores} cores, {mem_gib:.0f} GiB")]
+    isa = cpu_features()
+    amx = " + AMX" if isa.has("amx_int8") else ""
+    isa_text = f"; int8 ISA {isa.family}{amx}" if isa.features else f"; ISA unknown ({isa.source})"
+    devices = [DeviceInfo("cpu", "CPU", True, f"{cpu_model()}, {cores} cores, {mem_gib:.0f} GiB{isa_text}",
+                          kind="cpu", features=isa.features, memory_gb=round(mem_gib, 1))]
     cuda, why = _cuda_present()
-    devices.append(DeviceInfo("cuda", "NVIDIA GPU (CUDA)", cuda, why))
-    if is_apple_silicon():
-        devices.append(DeviceInfo("mps", "Apple GPU (Metal)", True, "Apple Silicon, unified memory"))
-        devices.append(DeviceInfo("ane", "Apple Neural Engine", True, "via Core ML (CPU_AND_NE)"))
-    else:
-        devices.append(DeviceInfo("mps", "Apple GPU (Metal)", False, "needs macOS on Apple Silicon"))
-        devices.append(DeviceInfo("ane", "Apple Neural Engine", False, "needs macOS on Apple Silicon"))
+    devices.append(DeviceInfo("cuda", "NVIDIA GPU (CUDA)", cuda, why, kind="gpu"))
+    apple = _apple_silicon_reason()
+    # One pool of memory for CPU, GPU and Neural Engine on Apple Silicon: the same figure for each.
+    unified = f"unified memory {mem_gib:.0f} GiB shared with the CPU"
+    for name, title, via in (
+        ("mps", "Apple GPU (Metal) for PyTorch", "torch on Metal (MPS)"),
+        ("gpu", "Apple GPU (Metal) for MLX and Core ML", "MLX on Metal; Core ML CPU_AND_GPU"),
+        ("ane", "Apple Neural Engine", "Core ML CPU_AND_NE (placement per op: see the compute plan)"),
+    ):
+        kind = "npu" if name == "ane" else "gpu"
+        if apple is None:
+            devices.append(DeviceInfo(name, title, True, f"{via}; {unified}", kind=kind,
+                                      memory_gb=round(mem_gib, 1)))
+        else:
+            devices.append(DeviceInfo(name, title, False, apple, kind=kind))
     return tuple(devices)
 
 

@@ -70,6 +70,7 @@ class DeviceSampler:
         self._devices = devices
         self._children: dict[int, psutil.Process] = {}
         self._has_nvidia_smi = shutil.which("nvidia-smi") is not None
+        self._macmon = None  # started on the first sample that has an Apple device present
         psutil.cpu_percent(percpu=True)  # prime: the first reading compares with this one
 
     def sample(self) -> DeviceSample:
@@ -122,12 +123,29 @@ class DeviceSampler:
             if dev.name == "cuda" and dev.present and self._has_nvidia_smi:
                 out.extend(nvidia_smi_samples(dev))
                 continue
-            detail = dev.detail
-            if dev.present and dev.name in ("mps", "ane"):
-                # Apple exposes GPU/ANE utilisation and power only to root (powermetrics).
-                detail = f"{dev.detail}; utilisation and power need `sudo powermetrics`"
-            out.append(AcceleratorSample(dev.name, dev.title, dev.present, detail))
+            if dev.present and dev.name in ("mps", "gpu", "ane"):
+                out.append(self._apple_sample(dev))
+                continue
+            out.append(AcceleratorSample(dev.name, dev.title, dev.present, dev.detail))
         return tuple(out)
+
+    def _apple_sample(self, dev: DeviceInfo) -> AcceleratorSample:
+        """macmon's latest reading when it is installed (no sudo); else what is missing and how to get it.
+        Memory is the unified pool the GPU and Neural Engine share with the CPU."""
+        from engines.devices.apple import MACMON_HINT, MacmonReader, macmon_path
+
+        mem = psutil.virtual_memory()
+        used, total = (mem.total - mem.available) / 2**20, mem.total / 2**20
+        if self._macmon is None and macmon_path():
+            self._macmon = MacmonReader()
+            self._macmon.start()
+        reading = self._macmon.latest() if self._macmon else None
+        if reading is None:
+            why = (self._macmon.error or "macmon: waiting for its first sample") if self._macmon else MACMON_HINT
+            return AcceleratorSample(dev.name, dev.title, True, f"{dev.detail}; {why}", None, used, total)
+        busy = reading["gpu_utilisation"] if dev.name != "ane" else None  # the ANE reports power only
+        power = reading["ane_power_w"] if dev.name == "ane" else reading["gpu_power_w"]
+        return AcceleratorSample(dev.name, dev.title, True, dev.detail, busy, used, total, power)
 
 
 def nvidia_smi_samples(dev: DeviceInfo) -> list[AcceleratorSample]:

@@ -159,7 +159,7 @@ def plan(recipe: Recipe, source: Format, runtime: RuntimeSpec, device: str) -> P
     start = (source, 0)
     queue: deque[tuple[Format, int]] = deque([start])
     came_from: dict[tuple[Format, int], tuple[tuple[Format, int], PlannedPass | None] | None] = {start: None}
-    refusals: list[tuple[int, str]] = []  # (step reached, reason)
+    refusals: list[tuple[int, bool, str]] = []  # (step reached, the pass serves this runtime, reason)
     while queue:
         fmt, i = queue.popleft()
         if i == len(steps) and fmt in runtime.formats:
@@ -186,7 +186,10 @@ def plan(recipe: Recipe, source: Format, runtime: RuntimeSpec, device: str) -> P
                 continue
             reason = spec.refusal(runtime.name, device, config)
             if reason:
-                refusals.append((i, reason))
+                # A conversion towards another runtime's format explains nothing about this one.
+                serves = spec.runtimes is None or runtime.name in spec.runtimes
+                if config is not None or serves:
+                    refusals.append((i, serves, reason))
                 continue
             moves.append(((spec.output, i + (config is not None)), PlannedPass(spec, config)))
         for target, edge in moves:
@@ -194,7 +197,7 @@ def plan(recipe: Recipe, source: Format, runtime: RuntimeSpec, device: str) -> P
                 came_from[target] = ((fmt, i), edge)
                 queue.append(target)
     if refusals:
-        return max(refusals, key=lambda r: r[0])[1]
+        return max(refusals, key=lambda r: (r[0], r[1]))[2]
     if source not in runtime.formats and not any(p.input is source for p in passes):
         return f"{runtime.title} cannot open a {source.title} and no pass converts one"
     names = " + ".join(s.title for s in specs)

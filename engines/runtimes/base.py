@@ -22,6 +22,9 @@ class Artifact:
     payload: Any = None
     format: str = ""  # an engines.passes.Format value
     facts: dict[str, Any] = field(default_factory=dict)  # what passes learnt: op counts, plans, …
+    # Figures the variant's result records in its ``metrics`` (op counts, compressed ops, the
+    # share of work per compute unit), whether or not the runtime can then run it here.
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def size_bytes(self) -> int:

@@ -26,11 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a sweep (each variant in its own process)")
     run.add_argument("--model", help="built-in model name, or a path to a model file/directory")
     run.add_argument("--methods", type=csv_list,
-                     help="comma-separated recipes: a method (see `qbench methods`), or a method with settings "
+                     help="comma-separated recipes: a method (see `qbench methods`), 'auto' (the recipes that suit "
+                          "each chosen device: its instruction set, GPU or Neural Engine), or a method with settings "
                           "after ':' (int4:group_size=128:symmetric=false); the same method may appear with "
                           "several settings")
     run.add_argument("--runtimes", type=csv_list, default=("onnxruntime",), help="default: onnxruntime")
-    run.add_argument("--devices", type=csv_list, default=("cpu",), help="default: cpu")
+    run.add_argument("--devices", type=csv_list, default=("cpu",),
+                     help="default: cpu; 'auto': every present device, and the best one is reported")
+    run.add_argument("--objective", choices=("latency", "throughput", "memory"), default="latency",
+                     help="what 'best device' means (default latency)")
     run.add_argument("--batch-sizes", type=int_list, default=(1,), help="default: 1")
     run.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME.FIELD=VALUE",
                      help="a default setting of a method (static-int8.calibration_method=entropy) or a runtime "
@@ -66,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("--json", action="store_true")
         if name == "devices":
+            p.add_argument("--model", help="also the best device for this model, from its stored results")
+            p.add_argument("--objective", choices=("latency", "throughput", "memory"), default="latency")
+            p.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
             p.add_argument("--sample", action="store_true",
                            help="also one live reading: per-core CPU, memory, each accelerator (as the app's meters)")
 

@@ -137,13 +137,35 @@ def cmd_runtimes(args) -> int:
     return EXIT_OK
 
 
-def cmd_devices(args) -> int:
+def device_rows() -> list[dict]:
+    """Each device with its runtimes (ok or the reason) and the recipes that suit it (light: no torch)."""
     from dataclasses import asdict
 
-    from engines.devices import detect_devices
+    from engines import catalog
+    from engines.devices import cpu_features, detect_devices
+    from engines.devices.strategies import device_strategies
 
-    devices = detect_devices()
-    sample = None
+    rows = []
+    for d in detect_devices():
+        row = asdict(d)
+        row["runtimes"] = {rt.name: catalog.runtime_refusal(rt, d.name) or "ok"
+                           for rt in catalog.RUNTIMES.values() if d.name in rt.devices}
+        if row["runtimes"].get("coreml") == "ok":
+            from engines.runtimes.coreml import host_limit
+
+            row["runtimes"]["coreml"] = host_limit() or "ok"
+        row["strategies"] = [{"recipe": s.spec, "why": s.why} for s in device_strategies(d)]
+        if d.name == "cpu":
+            isa = cpu_features()
+            row["isa"] = {"arch": isa.arch, "family": isa.family, "vnni": isa.vnni, "int8_dot": isa.int8_dot,
+                          "source": isa.source}
+        rows.append(row)
+    return rows
+
+
+def cmd_devices(args) -> int:
+    rows = device_rows()
+    sample = choice = None
     if args.sample:
         import time
 
@@ -153,19 +175,30 @@ def cmd_devices(args) -> int:
         sampler.sample()  # psutil's CPU percentages need a first reading to compare with
         time.sleep(0.5)
         sample = sampler.sample().to_dict()
+    if getattr(args, "model", None):
+        from engines.analysis.device_choice import choose_device
+
+        store = open_store(getattr(args, "db", None))
+        choice = choose_device(store.results(None, where="model = ?", params=[args.model]), args.objective)
+        choice["model"] = args.model
     if args.json:
-        payload = [asdict(d) for d in devices]
-        sys.stdout.write(json.dumps({"devices": payload, "sample": sample} if sample else payload, indent=2) + "\n")
+        extra = {k: v for k, v in (("sample", sample), ("choice", choice)) if v is not None}
+        sys.stdout.write(json.dumps({"devices": rows, **extra} if extra else rows, indent=2) + "\n")
         return EXIT_OK
     from rich.table import Table
 
     table = Table(title="devices")
-    for col in ("name", "device", "present", "detail"):
+    for col in ("name", "device", "present", "detail", "runtimes", "auto recipes"):
         table.add_column(col)
-    for d in devices:
-        table.add_row(d.name, d.title, "[green]yes[/]" if d.present else "[red]no[/]", d.detail)
-    make_console().print(table)
+    for d in rows:
+        runtimes = "\n".join(f"{n}: {'[green]ok[/]' if why == 'ok' else why}" for n, why in d["runtimes"].items())
+        table.add_row(d["name"], d["title"], "[green]yes[/]" if d["present"] else "[red]no[/]", d["detail"],
+                      runtimes, ", ".join(s["recipe"] for s in d["strategies"]))
+    console = make_console()
+    console.print(table)
+    if choice:
+        console.print(f"best device for {choice['model']} ({choice['objective']}): "
+                      f"{choice['reason']}")
     if sample:
-        make_console().print_json(data=sample)
+        console.print_json(data=sample)
     return EXIT_OK
-

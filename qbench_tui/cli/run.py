@@ -63,7 +63,15 @@ def _build_request(args):
     if unknown:
         raise UsageError(f"unknown runtime(s): {', '.join(unknown)}; valid: {', '.join(catalog.RUNTIMES)}")
     from engines.devices import device_names
+    from engines.devices.strategies import expand_devices, expand_methods
 
+    # "auto": every present device a chosen runtime serves; each device's strategies as methods
+    args.choose_device = "auto" in args.devices or len(args.devices) > 1
+    backends = {d for r in args.runtimes for d in catalog.RUNTIMES[r].devices}
+    args.devices = tuple(expand_devices(args.devices, backends))
+    methods, strategies = expand_methods(args.methods, list(args.devices))
+    args.methods = tuple(methods)
+    args.strategies = strategies
     unknown = [d for d in args.devices if d not in device_names()]
     if unknown:
         raise UsageError(f"unknown device(s): {', '.join(unknown)}; valid: {', '.join(device_names())}")
@@ -96,6 +104,8 @@ def cmd_run(args) -> int:
     request = None if args.resume else _build_request(args)
     if args.resume and store.get_run(args.resume) is None:
         raise UsageError(f"no run {args.resume!r} in {store.path}; see `qbench runs`")
+    for strategy in getattr(args, "strategies", []):
+        console.print(f"  [dim]auto · {strategy.device}: {strategy.spec} — {strategy.why}[/]")
     progress = _Progress(console)
     runner = SweepRunner(store, progress, source="cli")
     # SIGTERM (a cron timeout, `kill`) ends the sweep like Ctrl-C: recorded as interrupted.
@@ -110,8 +120,17 @@ def cmd_run(args) -> int:
                       f"[bold]qbench run --resume {run_id}[/]")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    choice = None
+    if request is not None and getattr(args, "choose_device", False):  # --devices auto (or several)
+        from engines.analysis.device_choice import choose_device
+
+        choice = choose_device(results, args.objective)
+        console.print(f"[bold]best device[/] ({args.objective}): {choice['reason']}")
     if args.json_out:
-        payload = json.dumps({"run_id": run_id, "status": status, "results": public_json(results)}, indent=2)
+        body = {"run_id": run_id, "status": status, "results": public_json(results)}
+        if choice is not None:
+            body["device_choice"] = choice
+        payload = json.dumps(body, indent=2)
         if json_to_stdout:
             sys.stdout.write(payload + "\n")
         else:

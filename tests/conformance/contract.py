@@ -71,6 +71,8 @@ def check_runtime(name: str) -> dict[str, dict]:
             figures[method] = run_recipe(method, name)
         except UnsupportedVariant as exc:  # found out only when applied (e.g. a model without Linear)
             assert str(exc).strip()
+            if method == "fp32":  # the runtime cannot run on this machine at all (Core ML off macOS)
+                return figures
             continue
         # digits-mlp keeps its answers under every method down to 4 bits
         assert figures[method]["top1"] >= 0.95, (method, name, figures[method]["top1"])
@@ -103,10 +105,19 @@ def check_pass(pass_name: str) -> None:
     """Some runtime plans the pass for its example recipe, and the result runs and agrees."""
     recipe = example_recipe(pass_name)
     assert recipe is not None, f"no config of {pass_name}'s type selects it"
+    spec = all_passes()[pass_name]
+    if spec.runtimes and not any(catalog.RUNTIMES[r].installed() for r in spec.runtimes if r in catalog.RUNTIMES):
+        import pytest
+
+        pytest.skip(f"{pass_name} serves {', '.join(spec.runtimes)}, not installed here")
     for runtime in catalog.RUNTIMES:
         planned = catalog.plan_variant(recipe, runtime, "cpu")
         if isinstance(planned, Plan) and pass_name in planned.names:
-            figures = run_recipe(recipe, runtime)
+            try:
+                figures = run_recipe(recipe, runtime)
+            except UnsupportedVariant as exc:  # the pass ran; this machine cannot run its output
+                assert str(exc).strip()
+                return
             assert figures["top1"] >= 0.95, (pass_name, runtime, figures["top1"])
             assert figures["artifact"].format == all_passes()[pass_name].output.value or pass_name != planned.names[-1]
             return

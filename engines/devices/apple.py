@@ -1,0 +1,86 @@
+"""Apple GPU and Neural Engine activity without sudo, through the ``macmon`` tool when installed.
+
+Apple exposes GPU/ANE utilisation and power only through the private IOReport framework;
+``powermetrics`` needs root. ``macmon`` (vladkens/macmon, ``brew install macmon`` — not the PyPI
+package of that name) reads IOReport without sudo and prints one JSON object per sample with
+``macmon pipe``. :class:`MacmonReader` keeps one such process running and holds its latest
+sample, so a meter's poll never waits for a reading. Plain Python: the UI process may import it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+from typing import Any
+
+MACMON_HINT = "GPU/ANE activity and power: install macmon (`brew install macmon`; reads without sudo)"
+
+
+def macmon_path() -> str | None:
+    return shutil.which("macmon")
+
+
+def parse_macmon(sample: dict[str, Any]) -> dict[str, float | None]:
+    """GPU utilisation (%), GPU / ANE / whole-system power (W) and memory from one ``macmon pipe``
+    object (v0.8 names, with the v0.7 ``gpu_usage: [freq, ratio]`` form accepted too)."""
+
+    def num(key: str) -> float | None:
+        value = sample.get(key)
+        return float(value) if isinstance(value, (int, float)) else None
+
+    ratio = num("gpu_active_ratio")
+    if ratio is None and isinstance(sample.get("gpu_usage"), list) and len(sample["gpu_usage"]) == 2:
+        ratio = float(sample["gpu_usage"][1])
+    memory = sample.get("memory") if isinstance(sample.get("memory"), dict) else {}
+    used, total = memory.get("ram_usage"), memory.get("ram_total")
+    return {
+        "gpu_utilisation": None if ratio is None else 100.0 * ratio,
+        "gpu_power_w": num("gpu_power"), "ane_power_w": num("ane_power"), "sys_power_w": num("sys_power"),
+        "memory_used_mb": used / 2**20 if isinstance(used, (int, float)) else None,
+        "memory_total_mb": total / 2**20 if isinstance(total, (int, float)) else None,
+    }
+
+
+class MacmonReader:
+    """One ``macmon pipe`` child read by a daemon thread; :meth:`latest` never blocks."""
+
+    def __init__(self, interval_ms: int = 1000, command: list[str] | None = None) -> None:
+        self._command = command or [macmon_path() or "macmon", "pipe", "-i", str(interval_ms)]
+        self._latest: dict[str, float | None] | None = None
+        self._error: str | None = None
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        try:
+            self._proc = subprocess.Popen(self._command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                          text=True)
+        except OSError as exc:
+            self._error = f"macmon could not start: {exc}"
+            return
+        threading.Thread(target=self._read, name="macmon", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:  # blocks on the pipe: no busy loop
+            try:
+                parsed = parse_macmon(json.loads(line))
+            except (ValueError, TypeError):
+                continue
+            with self._lock:
+                self._latest = parsed
+        self._error = f"macmon ended (exit code {self._proc.wait()})"
+
+    def latest(self) -> dict[str, float | None] | None:
+        with self._lock:
+            return self._latest
+
+    @property
+    def error(self) -> str | None:
+        return self._error
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()

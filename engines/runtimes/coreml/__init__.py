@@ -1,0 +1,46 @@
+"""Core ML (Apple): the CPU, the GPU and the Neural Engine through compute units, macOS only.
+
+Devices map to compute units: ``cpu`` → CPU_ONLY, ``gpu`` → CPU_AND_GPU, ``ane`` → CPU_AND_NE
+(Core ML still places each op itself; the compute plan says where each went). On Linux the
+passes convert and compress, and the session refuses with the reason, so the result still
+records the package's size and op counts.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from engines.core.config import help_text
+from engines.passes import Format
+from engines.runtimes import RuntimeConfig, RuntimeSpec
+
+
+class ComputePlan(str, enum.Enum):
+    RECORD = "record"  # read MLComputePlan once at open: per-op device and estimated cost
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class CoremlRuntimeConfig(RuntimeConfig):
+    compute_plan: ComputePlan = field(
+        default=ComputePlan.RECORD,
+        metadata=help_text("Record the compute plan (which device each op prefers, weighted by its cost; "
+                           "macOS 14.4+)."),
+    )
+
+
+SPEC = RuntimeSpec(
+    name="coreml", title="Core ML", formats=(Format.COREML,), devices=("cpu", "gpu", "ane"), package="coremltools",
+    session="engines.runtimes.coreml.session", config_class=CoremlRuntimeConfig, extra="coreml",
+    accepts=("fp32", "fp16", "weight-int8", "int4", "palettize", "static-int8"), order=40,
+)
+
+
+def host_limit() -> str | None:
+    """What Core ML cannot do on this machine (light: no coremltools import), or None on macOS."""
+    import platform
+
+    if platform.system() == "Darwin":
+        return None
+    return "converts and compresses only here (prediction needs macOS): results are `unsupported` with size and ops"

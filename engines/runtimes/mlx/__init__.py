@@ -1,0 +1,28 @@
+"""MLX (Apple's array framework): Metal on Apple Silicon (device ``gpu``), its CPU build elsewhere.
+
+On Linux the ``mlx[cpu]`` wheel runs on the CPU with a reference BLAS: numbers are correct,
+speeds are not representative of a Mac (see docs/apple-silicon.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engines.core.config import help_text
+from engines.passes import Format
+from engines.runtimes import RuntimeConfig, RuntimeSpec
+
+
+@dataclass(frozen=True)
+class MlxRuntimeConfig(RuntimeConfig):
+    compile: bool = field(
+        default=False,
+        metadata=help_text("Trace the forward pass once with mx.compile (fuses element-wise work; first call slower)."),
+    )
+
+
+SPEC = RuntimeSpec(
+    name="mlx", title="MLX", formats=(Format.MLX,), devices=("cpu", "gpu"), package="mlx",
+    session="engines.runtimes.mlx.session", config_class=MlxRuntimeConfig, extra="mlx",
+    accepts=("fp32", "fp16", "weight-int8", "int4", "fp4"), order=30,
+)
