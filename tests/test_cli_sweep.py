@@ -134,7 +134,7 @@ def test_cnn_static_int8_on_both_runtimes(tmp_path):
         (("--model", "no-such-model", "--methods", "fp32"), "Known models: digits-mlp, digits-cnn"),
         (("--model", "digits-mlp", "--methods", "fp32,int3"), "valid: fp32, fp16, weight-int8"),
         (("--model", "digits-mlp", "--methods", "fp32", "--runtimes", "tensorrt"), "valid: torch, onnxruntime"),
-        (("--model", "digits-mlp", "--methods", "fp32", "--devices", "tpu"), "valid: cpu, cuda, mps, ane"),
+        (("--model", "digits-mlp", "--methods", "fp32", "--devices", "tpu"), "valid: cpu, cuda, mps, gpu, ane"),
         (("--model", "digits-mlp", "--methods", "int4", "--set", "int4.group_size=48"), "group_size must be"),
         (("--model", "digits-mlp", "--methods", "int4", "--set", "int4.bits=3"), "no setting 'bits'"),
         (("--model", "digits-mlp", "--methods", "fp32", "--batch-sizes", "1,x"), "comma-separated integers"),
@@ -161,10 +161,12 @@ def test_catalog_commands_as_json():
     models = json.loads(qbench("models", "--json").stdout)
     assert {"digits-mlp", "digits-cnn"} <= {m["name"] for m in models}
     methods = {m["name"]: m for m in json.loads(qbench("methods", "--json").stdout)}
-    assert list(methods) == ["fp32", "fp16", "weight-int8", "dynamic-int8", "static-int8", "int4"]
+    core = ["fp32", "fp16", "weight-int8", "dynamic-int8", "static-int8", "int4"]
+    assert list(methods)[:6] == core and {"qat-int8", "mixed", "nf4", "palettize"} <= set(methods)
     assert methods["static-int8"]["needs_calibration"]
     assert methods["int4"]["settings"]["group_size"]["default"] == 64
-    assert methods["int4"]["passes"] == {"torch": ["torchao-int4"], "onnxruntime": ["export-onnx", "ort-matmul-nbits-4"]}
+    assert methods["int4"]["passes"]["torch"] == ["torchao-int4"]
+    assert methods["int4"]["passes"]["onnxruntime"] == ["export-onnx", "ort-matmul-nbits-4"]
     assert methods["dynamic-int8"]["support"]["onnxruntime"]["cpu"] == "ok"
     devices = {d["name"]: d for d in json.loads(qbench("devices", "--json").stdout)}
     assert devices["cpu"]["present"]

@@ -32,9 +32,9 @@ async def test_run_a_real_sweep_from_the_keyboard(store):
         _configure(app, ["fp32", "dynamic-int8"])
         original_phase, original_sample = app.main.meters.phase_changed, app.main.meters.update_sample
 
-        def phase_changed(phase, batch_size):
+        def phase_changed(phase, batch_size, *detail):
             seen_phases.append(phase)
-            original_phase(phase, batch_size)
+            original_phase(phase, batch_size, *detail)
 
         def update_sample(sample):
             if sample.bench_rss_mb is not None:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from engines.methods.configs import MethodConfig, check_block, help_text
 from engines.methods.registry import register_method
+
+
+class Int4Algorithm(str, enum.Enum):
+    """How the 4-bit values and scales are chosen (no calibration data for either)."""
+
+    RTN = "rtn"  # round to nearest within each block's range
+    HQQ = "hqq"  # half-quadratic quantization: scales (and zero points) optimised against the weights
 
 
 @register_method("int4", title="int4 weight-only (block-wise)", bits=4, order=20,
@@ -23,6 +31,9 @@ class Int4Config(MethodConfig):
     quantize_embeddings: bool = field(default=True, metadata=help_text(
         "Quantize large embedding tables too (ORT GatherBlockQuantized, torchao on nn.Embedding); "
         "off keeps them float.", short=("float-emb", "q-emb")))
+    algorithm: Int4Algorithm = field(default=Int4Algorithm.RTN, metadata=help_text(
+        "rtn: round to nearest; hqq: half-quadratic quantization (ONNX Runtime's HQQ quantizer, torchao's "
+        "scale-only HQQ); embedding tables stay on round to nearest."))
 
     version = 2  # 2: quantize_embeddings (on by default, as ONNX Runtime already did; torch now too)
 

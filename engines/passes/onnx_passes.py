@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from engines.methods.configs import ActivationType, CalibrationMethod, QuantFormat
 from engines.methods.floats import Fp16Config
-from engines.methods.int4 import Int4Config
+from engines.methods.int4 import Int4Algorithm, Int4Config
 from engines.methods.int8 import DynamicInt8Config, StaticInt8Config, WeightInt8Config
 from engines.passes import Format, PassContext, register_pass
 from engines.runtimes.base import Artifact, UnsupportedVariant
@@ -121,9 +121,9 @@ class _CalibrationReader:
 
 
 def _matmul_nbits(fp32: Path, out: Path, bits: int, block: int, symmetric: bool,
-                  embeddings: bool = True) -> list[str]:
+                  embeddings: bool = True, hqq: bool = False) -> list[str]:
     import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    from onnxruntime.quantization.matmul_nbits_quantizer import HQQWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     proto = onnx.load(str(fp32))
     rewritten = gemm_to_matmul(proto)
@@ -134,8 +134,13 @@ def _matmul_nbits(fp32: Path, out: Path, bits: int, block: int, symmetric: bool,
     level = 4
     extra = {"op_types_to_quantize": ("MatMul", "Gather"), "quant_axes": (("MatMul", 0), ("Gather", 1)),
              "nodes_to_exclude": small_tables}
-    quantizer = MatMulNBitsQuantizer(proto, bits=bits, block_size=block, is_symmetric=symmetric,
-                                     accuracy_level=level, **(extra if small_tables is not None else {}))
+    if hqq:  # ORT's HQQ quantizes MatMul weights only (float zero points: no GatherBlockQuantized)
+        algo = HQQWeightOnlyQuantConfig(block_size=block, bits=bits, op_types_to_quantize=("MatMul",),
+                                        quant_axes=(("MatMul", 0),))
+        quantizer = MatMulNBitsQuantizer(proto, bits=bits, block_size=block, accuracy_level=level, algo_config=algo)
+    else:
+        quantizer = MatMulNBitsQuantizer(proto, bits=bits, block_size=block, is_symmetric=symmetric,
+                                         accuracy_level=level, **(extra if small_tables is not None else {}))
     quantizer.process()
     if bits == 8 and embeddings:  # ORT's quantizer takes 4-bit tables only; the op runs 8-bit ones too
         _gather_block_quantized_8bit(quantizer.model.model, block)
@@ -143,7 +148,7 @@ def _matmul_nbits(fp32: Path, out: Path, bits: int, block: int, symmetric: bool,
     quantized = count_ops(out).get("MatMulNBits", 0)
     if quantized == 0:
         raise UnsupportedVariant("the model has no MatMul/Gemm weights for MatMulNBits to quantize")
-    notes = [f"{quantized} MatMul nodes as MatMulNBits ({bits}-bit, block {block})"]
+    notes = [f"{quantized} MatMul nodes as MatMulNBits ({bits}-bit, block {block}{', HQQ' if hqq else ''})"]
     if rewritten:
         notes.append(f"{rewritten} Gemm nodes rewritten as MatMul+Add first")
     tables = count_ops(out).get("GatherBlockQuantized", 0)
@@ -390,8 +395,9 @@ def ort_weight_int8(ctx: PassContext, artifact: Artifact, config: WeightInt8Conf
 def ort_int4(ctx: PassContext, artifact: Artifact, config: Int4Config) -> Artifact:
     """4-bit block-wise weights, embedding tables included (MatMulNBitsQuantizer)."""
     out = ctx.workdir / "model.int4.onnx"
+    hqq = config.algorithm is Int4Algorithm.HQQ
     return _quantized(out, _matmul_nbits(artifact.path, out, 4, config.group_size, config.symmetric,
-                                         config.quantize_embeddings))
+                                         config.quantize_embeddings and not hqq, hqq=hqq))
 
 
 @register_pass("ort-dynamic-int8", config=DynamicInt8Config, input=Format.ONNX, output=Format.ONNX,

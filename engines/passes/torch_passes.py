@@ -16,7 +16,7 @@ from typing import Any
 
 from engines.methods.configs import CalibrationMethod, TorchDynamicBackend
 from engines.methods.floats import Fp16Config
-from engines.methods.int4 import Int4Config
+from engines.methods.int4 import Int4Algorithm, Int4Config
 from engines.methods.int8 import DynamicInt8Config, StaticInt8Config, WeightInt8Config
 from engines.passes import Format, PassContext, register_pass
 from engines.runtimes.base import Artifact, UnsupportedVariant
@@ -153,11 +153,20 @@ def torchao_int4(ctx: PassContext, artifact: Artifact, config: Int4Config) -> Ar
     from torchao.quantization.granularity import PerGroup
     from torchao.quantization.quant_primitives import MappingType
 
+    algorithm = {}
+    if config.algorithm is Int4Algorithm.HQQ:  # torchao's HQQ optimises scales only (symmetric)
+        from torchao.quantization.quantize_.workflows.intx.intx_choose_qparams_algorithm import (
+            IntxChooseQParamsAlgorithm,
+        )
+
+        algorithm = {"intx_choose_qparams_algorithm": IntxChooseQParamsAlgorithm.HQQ_SCALE_ONLY}
     ao_config = IntxWeightOnlyConfig(
         weight_dtype=torch.int4, granularity=PerGroup(config.group_size),
-        mapping_type=MappingType.SYMMETRIC if config.symmetric else MappingType.ASYMMETRIC,
+        mapping_type=MappingType.SYMMETRIC if config.symmetric else MappingType.ASYMMETRIC, **algorithm,
     )
-    return _torchao(ctx, artifact, ao_config, "int4", ao_config if config.quantize_embeddings else None,
+    embeddings = IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(config.group_size),
+                                      mapping_type=ao_config.mapping_type)  # round to nearest for tables
+    return _torchao(ctx, artifact, ao_config, "int4", embeddings if config.quantize_embeddings else None,
                     group_size=config.group_size)
 
 
