@@ -45,14 +45,17 @@ METHODS = ("fp32", "dynamic-int8")
 class PtyApp:
     """The program in a pseudo-terminal; its output is drained continuously (as a terminal would)."""
 
-    def __init__(self, argv: list[str], env: dict[str, str]):
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path = ROOT,
+                 size: tuple[int, int] | None = None):
+        cols, rows = size or (COLS, ROWS)
         self.start = time.perf_counter()
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # child
-            os.chdir(ROOT)
+            os.chdir(cwd)
             os.execvpe(argv[0], argv, env)
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.output = b""
+        self.output_total = bytearray()  # everything, for markers that must appear after a key
         self.seen: dict[bytes, float] = {}
         self.watch: list[bytes] = []
         self._stop = False
@@ -72,6 +75,7 @@ class PtyApp:
                 return
             now = time.perf_counter() - self.start
             self.output = (self.output + chunk)[-200_000:]
+            self.output_total += chunk
             for marker in self.watch:
                 if marker not in self.seen and marker in self.output:
                     self.seen[marker] = now
@@ -87,6 +91,17 @@ class PtyApp:
                 raise TimeoutError(f"{marker!r} not seen in {timeout} s")
             time.sleep(0.01)
         return self.seen[marker]
+
+    def wait_after(self, offset: int, marker: bytes, timeout: float) -> float:
+        """Seconds from start until ``marker`` appeared in the output after byte ``offset``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.perf_counter() - self.start
+            if self.output_total.find(marker, max(0, offset - len(marker))) >= 0:
+                return now
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{marker!r} not seen in {timeout} s")
+            time.sleep(0.005)
 
     def send(self, keys: str) -> None:
         os.write(self.fd, keys.encode())
