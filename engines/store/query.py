@@ -21,6 +21,7 @@ LABEL = "COALESCE(NULLIF(r.label, ''), r.method)"
 QUALITY = "COALESCE(r.accuracy, r.agreement_top1)"
 
 SORTS: dict[str, str] = {
+    "id": "r.id",  # the order results were stored in
     "when": "COALESCE(ru.created_at, r.started_at)",
     "model": "r.model",
     "method": LABEL,
@@ -39,7 +40,9 @@ SORTS: dict[str, str] = {
     "sqnr": "r.agreement_sqnr_db",
     "load": "r.load_s",
     "rss": "r.peak_rss_mb",
-    "note": "COALESCE(r.error, CASE WHEN r.notes IS NULL OR r.notes = '[]' THEN '' ELSE r.notes END)",
+    # The error, else the notes joined by "; " (their JSON list text without brackets and quotes).
+    "note": "COALESCE(r.error, CASE WHEN r.notes IS NULL OR r.notes = '[]' THEN '' "
+            "ELSE replace(substr(r.notes, 3, length(r.notes) - 4), '\", \"', '; ') END)",
 }
 
 # What a typed filter matches: the fields a row shows in words. Each word must be in one of them

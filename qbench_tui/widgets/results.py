@@ -327,7 +327,9 @@ class ResultsPane(ResultsDialogs, Vertical):
 
     def on_results_table_near_end(self, event: ResultsTable.NearEnd) -> None:
         event.stop()
-        self.read_next_page()
+        table = self.query_one(ResultsTable)
+        if table.scroll_y + table.size.height >= table.row_count - LOAD_AHEAD:  # still near (not read since)
+            self.read_next_page()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
