@@ -58,7 +58,7 @@ def fill(db: Path, total: int, seed: int = 7) -> None:
     recipes = [(m, cfg, lf, sf, *legacy_recipe(m, __import__("json").dumps(cfg))) for m, cfg, lf, sf in RECIPES]
     start = datetime(2026, 3, 1, tzinfo=UTC)
     per_run = len(recipes) * 2  # six recipes on one runtime or both, one batch size or two
-    runs = max(1, total // per_run)
+    runs = max(1, -(-total // per_run))
     written = 0
     environment = {"python": "3.11.7", "os": "Linux", "cpu": "Xeon", "physical_cores": 8,
                    "packages": {"torch": "2.13.0", "onnxruntime": "1.32.0"}}
@@ -134,7 +134,7 @@ def app_round(root: Path, db: Path, home: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     filtered = filtered_count(db)
     try:
-        out["first page s"] = app.wait_for(b"0 results", 120)
+        out["first page s"] = app.wait_for("results  ·".encode(), 120)
         app.wait_for(b"digits-mlp", 60)
         time.sleep(1.5)  # let start-up settle
         app.send("/")
