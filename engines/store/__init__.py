@@ -38,17 +38,26 @@ class Store:
         self._lock = threading.RLock()
         self._check_file()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db: Any = None
         try:
-            import sqlite_utils
-
-            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-            self.db = sqlite_utils.Database(conn)
+            self.conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
             self._open()
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"{self.path} is corrupt or not a database ({exc}); qbench left it untouched. "
                 "Move it away or choose another file with --db."
             ) from None
+
+    @property
+    def db(self) -> Any:
+        """The connection through sqlite-utils, for writes and migrations. Imported on first use:
+        sqlite-utils imports numpy (0.8 s, 2 s on a loaded machine), and reading never needs it,
+        so the app shows its history without waiting for it."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
 
     # --- opening, checks and migrations ---------------------------------------------------
 
@@ -66,20 +75,20 @@ class Store:
             )
 
     def _open(self) -> None:
-        check = self.db.execute("PRAGMA quick_check").fetchone()[0]
+        check = self.conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise sqlite3.DatabaseError(f"integrity check failed: {check}")
-        tables = set(self.db.table_names())
+        tables = {name for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if tables and "qbench_meta" not in tables:
             raise StoreError(
                 f"{self.path} is a SQLite database but not a qbench database (tables: "
                 f"{', '.join(sorted(tables)[:5])}); qbench left it untouched. Choose another file with --db."
             )
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        with self._lock, self.db.conn:
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        with self._lock, self.conn:
             if not tables:
-                self.db["qbench_meta"].create({"key": str, "value": str}, pk="key")
+                self.conn.execute("CREATE TABLE [qbench_meta] ([key] TEXT PRIMARY KEY, [value] TEXT)")
                 self._set_meta("app", APP_ID)
                 self._set_meta("schema_version", "0")
             version = int(self._get_meta("schema_version") or 0)
@@ -94,18 +103,18 @@ class Store:
         self.reap_stale_runs()
 
     def _get_meta(self, key: str) -> str | None:
-        rows = list(self.db["qbench_meta"].rows_where("key = ?", [key]))
-        return rows[0]["value"] if rows else None
+        row = self.conn.execute("SELECT value FROM qbench_meta WHERE key = ?", [key]).fetchone()
+        return row[0] if row else None
 
     def _set_meta(self, key: str, value: str) -> None:
-        self.db["qbench_meta"].upsert({"key": key, "value": value}, pk="key")
+        self.conn.execute("INSERT OR REPLACE INTO qbench_meta (key, value) VALUES (?, ?)", [key, value])
 
     @property
     def schema_version(self) -> int:
         return int(self._get_meta("schema_version") or 0)
 
     def close(self) -> None:
-        self.db.conn.close()
+        self.conn.close()
 
     # --- runs ---------------------------------------------------------------------------------
 
@@ -129,7 +138,7 @@ class Store:
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         with self._lock:
-            rows = list(self.db["runs"].rows_where("id = ?", [run_id]))
+            rows = self._dicts("SELECT * FROM runs WHERE id = ?", [run_id])
         return _decode_run(rows[0]) if rows else None
 
     def list_runs(self, limit: int | None = None, since: str | None = None, model: str | None = None,
@@ -158,7 +167,7 @@ class Store:
         counts: dict[str, int] = {}
         for chunk in _chunks(run_ids):
             marks = ",".join("?" * len(chunk))
-            counts.update(self.db.execute(
+            counts.update(self.conn.execute(
                 f"SELECT run_id, count(*) FROM results WHERE run_id IN ({marks}) GROUP BY run_id", chunk).fetchall())
         return counts
 
@@ -172,7 +181,7 @@ class Store:
 
         host = socket.gethostname()
         stale = [
-            r["id"] for r in self.db["runs"].rows_where("status = 'running'")
+            r["id"] for r in self._dicts("SELECT id, host, pid FROM runs WHERE status = 'running'", [])
             if r["host"] == host and r["pid"] and not psutil.pid_exists(r["pid"])
         ]
         for run_id in stale:
@@ -209,7 +218,7 @@ class Store:
             clauses.append(f"({where})")
             args.extend(params)
         with self._lock:
-            rows = self.db["results"].rows_where(" AND ".join(clauses) or None, args, order_by="id")
+            rows = self._dicts(f"SELECT * FROM results WHERE {' AND '.join(clauses) or '1'} ORDER BY id", args)
             return [Result.from_row(r).to_dict() for r in rows]
 
     # --- queries: SQLite filters, sorts and pages (months of history are never read whole) ----
@@ -221,7 +230,7 @@ class Store:
         # carry JSON columns: 200 ms instead of 35 ms for the newest-first page at 20,000).
         sql, args = select_sql(query or ResultQuery(), columns="r.id", limit=limit, offset=offset)
         with self._lock:
-            ids = [row_id for (row_id,) in self.db.execute(sql, args).fetchall()]
+            ids = [row_id for (row_id,) in self.conn.execute(sql, args).fetchall()]
             rows: dict[int, dict[str, Any]] = {}
             for chunk in _chunks(ids):
                 marks = ",".join("?" * len(chunk))
@@ -233,7 +242,7 @@ class Store:
         """How many results ``query`` keeps, per status (``ok``, ``failed``, ``unsupported``)."""
         where, args = (query or ResultQuery()).where()
         with self._lock:
-            rows = self.db.execute(f"SELECT r.status, count(*) FROM results r WHERE {where} GROUP BY r.status",
+            rows = self.conn.execute(f"SELECT r.status, count(*) FROM results r WHERE {where} GROUP BY r.status",
                                    args).fetchall()
         return dict(rows)
 
@@ -243,7 +252,7 @@ class Store:
             raise ValueError(f"not a filterable column: {column!r}")
         expr = "COALESCE(NULLIF(label, ''), method)" if column == "label" else column
         with self._lock:
-            rows = self.db.execute(f"SELECT DISTINCT {expr} FROM results WHERE {expr} IS NOT NULL").fetchall()
+            rows = self.conn.execute(f"SELECT DISTINCT {expr} FROM results WHERE {expr} IS NOT NULL").fetchall()
         return sorted(str(v) for (v,) in rows)
 
     def frontier_ids(self, query: ResultQuery | None = None, x: str = "p50") -> set[int]:
@@ -251,7 +260,7 @@ class Store:
         among the ok results ``query`` keeps."""
         sql, args = frontier_sql(query or ResultQuery(), x)
         with self._lock:
-            rows = self.db.execute(sql, args).fetchall()
+            rows = self.conn.execute(sql, args).fetchall()
         frontier, best = set(), float("-inf")
         for row_id, quality in rows:
             if quality > best:
@@ -274,9 +283,9 @@ class Store:
         """A model's history in three queries: runs, measurements, the last run's time, and the
         fastest ok result of each variant (recipe × runtime × device × batch size), fastest first."""
         with self._lock:
-            measurements, runs = self.db.execute(
+            measurements, runs = self.conn.execute(
                 "SELECT count(*), count(DISTINCT run_id) FROM results WHERE model = ?", [model]).fetchone()
-            last_run = self.db.execute(
+            last_run = self.conn.execute(
                 "SELECT max(created_at) FROM runs WHERE id IN (SELECT DISTINCT run_id FROM results WHERE model = ?)",
                 [model]).fetchone()[0]
             best = [Result.from_row(row).to_dict() for row in self._dicts(
@@ -287,7 +296,7 @@ class Store:
         return {"runs": runs, "measurements": measurements, "last_run": last_run, "best": best}
 
     def _dicts(self, sql: str, args: Iterable[Any]) -> list[dict[str, Any]]:
-        cursor = self.db.execute(sql, list(args))
+        cursor = self.conn.execute(sql, list(args))
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
