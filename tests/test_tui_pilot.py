@@ -269,7 +269,7 @@ async def test_results_filter_sort_open_compare_chart_export(filled_store, tmp_p
         await pilot.press("slash")
         assert app.focused is app.query_one("#filter-text")
         await pilot.press(*"sigkill")
-        assert _table(app).row_count == 1
+        await wait_for(pilot, lambda: _table(app).row_count == 1, what="the typed filter")  # applied as typing pauses
         await pilot.press("enter")  # back to the table
         assert app.focused is _table(app)
         await pilot.press("ctrl+l")

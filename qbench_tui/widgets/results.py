@@ -16,6 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Container, Vertical
 from textual.content import Content
 from textual.message import Message
+from textual.timer import Timer
 from textual.widgets import Button, DataTable, Input, Select, Static
 
 from qbench_tui import analysis
@@ -24,6 +25,7 @@ from qbench_tui.history import PAGE_SIZE, ResultsView, read_more, read_view, to_
 from qbench_tui.widgets.results_dialogs import ResultsDialogs
 
 LOAD_AHEAD = 20  # rows before the end of those read at which the next page is read
+TYPING_PAUSE_S = 0.06  # a typed filter is applied this long after the last key
 
 FILTER_SELECTS = (("model", "model"), ("method", "method"), ("runtime", "runtime"),
                   ("device", "device"), ("status", "status"), ("run_id", "run"))
@@ -90,6 +92,8 @@ class ResultsPane(ResultsDialogs, Vertical):
         self._by_key: dict[str, dict[str, Any]] = {}
         self._filter_choices: dict[str, list[str]] = {}
         self._frontier: set[str] = set()
+        self._typed: str | None = None
+        self._typing_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         with Container(id="filter-bar"):
@@ -361,11 +365,23 @@ class ResultsPane(ResultsDialogs, Vertical):
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter-text":
             event.stop()
-            self.set_filter(self.filter.with_(text=event.value.strip()))
+            # Applied once typing pauses: each keystroke of a fast burst would read the store again.
+            self._typed = event.value.strip()
+            if self._typing_timer is not None:
+                self._typing_timer.stop()
+            self._typing_timer = self.set_timer(TYPING_PAUSE_S, self._apply_typed, name="filter-typing")
+
+    def _apply_typed(self) -> None:
+        self._typing_timer = None
+        if self._typed is not None and self._typed != self.filter.text:
+            self.set_filter(self.filter.with_(text=self._typed))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter-text":
             event.stop()
+            if self._typing_timer is not None:  # enter applies what was typed at once
+                self._typing_timer.stop()
+                self._apply_typed()
             self.query_one(ResultsTable).focus()
 
     def on_select_changed(self, event: Select.Changed) -> None:
@@ -377,6 +393,9 @@ class ResultsPane(ResultsDialogs, Vertical):
         self.set_filter(self.filter.with_(**{name: value}))
 
     def clear_filters(self) -> None:
+        if self._typing_timer is not None:
+            self._typing_timer.stop()
+            self._typing_timer = None
         with self.prevent(Input.Changed, Select.Changed):
             self.query_one("#filter-text", Input).value = ""
             for select in self.query("#filter-bar Select").results(Select):
