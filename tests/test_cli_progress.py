@@ -148,5 +148,7 @@ def test_results_and_runs_filters_and_limits(store):
     assert RUN_A in proc.stdout and RUN_B not in proc.stdout
     proc = qbench("--db", db, "results", "--since", "yesterday-ish")
     assert proc.returncode == 2 and "--since" in proc.stderr
-    assert subprocess.run([sys.executable, "-m", "qbench_tui", "--db", db, "results", "--limit", "0"],
+    assert subprocess.run([sys.executable, "-m", "qbench_tui", "--db", db, "results", "--limit", "-1"],
                           capture_output=True, text=True, check=False).returncode == 2
+    proc = qbench("--db", db, "results", "--limit", "3")
+    assert "the newest 3 of 8 results" in proc.stdout and proc.stdout.count("digits-mlp") == 3

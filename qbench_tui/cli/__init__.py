@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--since", type=since_time, metavar="WHEN",
                          help="only results finished since WHEN: a date/time (2026-11-01, 2026-11-01T09:00) "
                               "or an age (30m, 12h, 7d, 4w)")
-    results.add_argument("--limit", type=int, metavar="N", help="only the N most recent (shown oldest first)")
+    results.add_argument("--limit", type=int, metavar="N",
+                         help="only the N most recent, shown oldest first (a table: 500 unless given; 0: all)")
     results.add_argument("--format", choices=("table", "json", "csv"), default="table")
     results.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
 
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="only runs with this status")
     runs.add_argument("--since", type=since_time, metavar="WHEN",
                       help="only runs started since WHEN: a date/time or an age (30m, 12h, 7d, 4w)")
-    runs.add_argument("--limit", type=int, metavar="N", help="only the N most recent")
+    runs.add_argument("--limit", type=int, metavar="N", help="only the N most recent (a table: 500 unless given; 0: all)")
     runs.add_argument("--json", action="store_true")
     runs.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
 

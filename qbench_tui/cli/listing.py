@@ -8,13 +8,19 @@ import sys
 from qbench_tui.cli.common import EXIT_OK, UsageError, open_store
 from qbench_tui.cli.output import make_console, results_table
 
+TABLE_LIMIT = 500  # rows a table shows unless --limit says otherwise (JSON and CSV have no default limit)
+
 
 def cmd_results(args) -> int:
     from engines.core.schema import public_json, results_csv
     from engines.store.query import ResultQuery
 
-    if args.limit is not None and args.limit < 1:
-        raise UsageError("--limit must be at least 1")
+    if args.limit is not None and args.limit < 0:
+        raise UsageError("--limit must be 0 (no limit) or more")
+    limit = args.limit
+    if limit is None and args.format == "table":
+        limit = TABLE_LIMIT  # a table of 20,000 rows takes Rich a minute and no one reads it
+    limit = limit or None
     store = open_store(args.db)
     run_id = args.run or (store.latest_run_id() if args.latest else None)
     if args.run and store.get_run(args.run) is None:
@@ -22,9 +28,9 @@ def cmd_results(args) -> int:
     # SQLite filters and limits; with --limit the newest N are read, then shown oldest first.
     query = ResultQuery(model=args.model, method=args.method, label=args.label, runtime=args.runtime,
                         device=args.device, status=args.status, run_id=run_id, since=args.since,
-                        sort="id", reverse=args.limit is not None)
-    results = store.query_results(query, limit=args.limit)
-    if args.limit is not None:
+                        sort="id", reverse=limit is not None)
+    results = store.query_results(query, limit=limit)
+    if limit is not None:
         results.reverse()
     if args.format == "json":
         sys.stdout.write(json.dumps(public_json(results), indent=2) + "\n")
@@ -34,7 +40,9 @@ def cmd_results(args) -> int:
         # Ratios against fp32 need each run's fp32 row, which a filter may have left out.
         references = store.fp32_references({r.get("run_id") for r in results})
         total = sum(store.count_results(query.with_(sort=None, reverse=False)).values())
-        title = f"{len(results)} of {total} results" if len(results) < total else f"{len(results)} results"
+        title = f"{len(results)} results"
+        if len(results) < total:
+            title = f"the newest {len(results)} of {total} results (--limit N, 0 for all)"
         make_console().print(results_table(results, title=title, references=references))
     return EXIT_OK
 
@@ -42,15 +50,20 @@ def cmd_results(args) -> int:
 def cmd_runs(args) -> int:
     from rich.table import Table
 
-    if args.limit is not None and args.limit < 1:
-        raise UsageError("--limit must be at least 1")
+    if args.limit is not None and args.limit < 0:
+        raise UsageError("--limit must be 0 (no limit) or more")
+    limit = args.limit
+    if limit is None and not args.json:
+        limit = TABLE_LIMIT
     store = open_store(args.db)
-    runs = store.list_runs(limit=args.limit, since=args.since, model=args.model, status=args.status,
+    runs = store.list_runs(limit=limit or None, since=args.since, model=args.model, status=args.status,
                            with_counts=True)
     if args.json:
         sys.stdout.write(json.dumps(runs, indent=2, default=str) + "\n")
         return EXIT_OK
-    table = Table(title=f"{len(runs)} runs in {store.path}")
+    total = len(store.list_runs(since=args.since, model=args.model, status=args.status)) if limit else len(runs)
+    shown = f"the newest {len(runs)} of {total} runs" if len(runs) < total else f"{len(runs)} runs"
+    table = Table(title=f"{shown} in {store.path}" + (" (--limit N, 0 for all)" if len(runs) < total else ""))
     for col in ("run", "created", "status", "model", "results", "source"):
         table.add_column(col)
     for r in runs:
