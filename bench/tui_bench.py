@@ -227,6 +227,7 @@ def main() -> int:
     args = parser.parse_args()
     COLS, ROWS = (int(v) for v in args.size.lower().split("x"))
     TREE = args.root.resolve()
+    sys.path.insert(0, str(TREE))  # this script reads the stores with the measured tree's engines (its schema)
     home = Path(tempfile.mkdtemp(prefix="qbench-tui-bench-"))
     print(f"machine: {psutil.cpu_count(logical=False)} cores, load average {os.getloadavg()[0]:.1f} at start; "
           f"QBENCH_HOME={home}")
