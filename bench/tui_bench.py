@@ -1,12 +1,15 @@
 """What the terminal app costs: time to first paint, its CPU use while it shows a running sweep,
 and how much having it open changes the latencies a sweep measures.
 
-Run:  uv run python bench/tui_bench.py [--rounds 2] [--paint-runs 5]
+Run:  uv run python bench/tui_bench.py [--rounds 2] [--paint-runs 5] [--size 120x40] [--root PATH]
+      [--skip-sweeps]
 
-The real ``qbench`` program runs in a pseudo-terminal (100x30) with a temporary QBENCH_HOME:
+The real ``qbench`` program runs in a pseudo-terminal (120x40 unless --size) with a temporary
+QBENCH_HOME; ``--root`` runs another checkout's program (before/after from one script):
 
 * first paint — from process start to the first frame (the skeleton: top bar, pane frames,
-  footer), to the full screen (every pane drawn) and to "interactive" (models listed). Measured
+  footer), to "all four panes" (each pane's content drawn: the models listed, the methods,
+  the meters, the results pane's welcome) and to "interactive" (models listed). Measured
   with a warm bytecode cache (what an installed qbench sees from its second start on) and cold
   (no cache at all, as in a fresh checkout with PYTHONDONTWRITEBYTECODE set);
 * CPU — the app process's own CPU time (children excluded: the benchmark worker is not the
@@ -37,22 +40,26 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+TREE = ROOT  # the checkout whose program is measured (--root)
 QBENCH = [sys.executable, "-m", "qbench_tui"]
-COLS, ROWS = 100, 30
+COLS, ROWS = 120, 40
 METHODS = ("fp32", "dynamic-int8")
 
 
 class PtyApp:
     """The program in a pseudo-terminal; its output is drained continuously (as a terminal would)."""
 
-    def __init__(self, argv: list[str], env: dict[str, str]):
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path = ROOT,
+                 size: tuple[int, int] | None = None):
+        cols, rows = size or (COLS, ROWS)
         self.start = time.perf_counter()
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # child
-            os.chdir(ROOT)
+            os.chdir(cwd)
             os.execvpe(argv[0], argv, env)
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.output = b""
+        self.output_total = bytearray()  # everything, for markers that must appear after a key
         self.seen: dict[bytes, float] = {}
         self.watch: list[bytes] = []
         self._stop = False
@@ -72,6 +79,7 @@ class PtyApp:
                 return
             now = time.perf_counter() - self.start
             self.output = (self.output + chunk)[-200_000:]
+            self.output_total += chunk
             for marker in self.watch:
                 if marker not in self.seen and marker in self.output:
                     self.seen[marker] = now
@@ -87,6 +95,17 @@ class PtyApp:
                 raise TimeoutError(f"{marker!r} not seen in {timeout} s")
             time.sleep(0.01)
         return self.seen[marker]
+
+    def wait_after(self, offset: int, marker: bytes, timeout: float) -> float:
+        """Seconds from start until ``marker`` appeared in the output after byte ``offset``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.perf_counter() - self.start
+            if self.output_total.find(marker, max(0, offset - len(marker))) >= 0:
+                return now
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{marker!r} not seen in {timeout} s")
+            time.sleep(0.005)
 
     def send(self, keys: str) -> None:
         os.write(self.fd, keys.encode())
@@ -111,7 +130,7 @@ class PtyApp:
 
 def base_env(home: Path, bytecode: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "PYTHONDONTWRITEBYTECODE")}
-    env.update(QBENCH_HOME=str(home), TERM="xterm-256color")
+    env.update(QBENCH_HOME=str(home), TERM="xterm-256color", PYTHONPATH=str(TREE))
     if bytecode == "warm":
         env["PYTHONPYCACHEPREFIX"] = str(home / "pycache")
     else:
@@ -122,12 +141,14 @@ def base_env(home: Path, bytecode: str) -> dict[str, str]:
 
 def first_paint(home: Path, bytecode: str, runs: int) -> dict[str, list[float]]:
     marks = {"first frame": b"starting", "full screen": b"Methods", "interactive": b"digits-mlp"}
-    times: dict[str, list[float]] = {k: [] for k in marks}
+    panes = (b"digits-mlp", b"Methods", b"Memory", b"Welcome to qbench")  # one per pane
+    times: dict[str, list[float]] = {k: [] for k in [*marks, "all four panes"]}
     db = home / "paint.db"
     for i in range(runs + (1 if bytecode == "warm" else 0)):
-        app = PtyApp([*QBENCH, "--db", str(db)], base_env(home, bytecode))
+        app = PtyApp([*QBENCH, "--db", str(db)], base_env(home, bytecode), cwd=TREE)
         try:
             got = {name: app.wait_for(marker, 30) for name, marker in marks.items()}
+            got["all four panes"] = max(app.wait_for(marker, 30) for marker in panes)
         finally:
             app.send("q")
             app.close()
@@ -166,14 +187,14 @@ def sweep_headless(home: Path, db: Path) -> dict[str, float]:
     env = base_env(home, "warm")
     subprocess.run([*QBENCH, "--db", str(db), "run", "--model", "digits-mlp", "--methods", ",".join(METHODS),
                     "--runtimes", "onnxruntime", "--min-time", "1", "--min-reps", "30"],
-                   cwd=ROOT, env=env, check=True, capture_output=True)
+                   cwd=TREE, env=env, check=True, capture_output=True)
     return p50s(db)
 
 
 def sweep_in_app(home: Path, db: Path) -> tuple[dict[str, float], float, float]:
     """Returns (p50 per method, app CPU % during the sweep, app CPU % idle: 10 s from 5 s after it)."""
     env = {**base_env(home, "warm"), "QBENCH_MEASURE_MIN_TIME": "1", "QBENCH_MEASURE_MIN_REPS": "30"}
-    app = PtyApp([*QBENCH, "--db", str(db)], env)
+    app = PtyApp([*QBENCH, "--db", str(db)], env, cwd=TREE)
     try:
         app.wait_for(b"digits-mlp", 30)
         time.sleep(1.0)  # let start-up settle before measuring
@@ -196,22 +217,32 @@ def sweep_in_app(home: Path, db: Path) -> tuple[dict[str, float], float, float]:
 
 
 def main() -> int:
+    global COLS, ROWS, TREE
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=2, help="headless/app sweep pairs (alternating)")
     parser.add_argument("--paint-runs", type=int, default=5)
+    parser.add_argument("--size", default=f"{COLS}x{ROWS}", help="terminal COLSxROWS (default 120x40)")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to measure")
+    parser.add_argument("--skip-sweeps", action="store_true", help="first paint only")
     args = parser.parse_args()
+    COLS, ROWS = (int(v) for v in args.size.lower().split("x"))
+    TREE = args.root.resolve()
+    sys.path.insert(0, str(TREE))  # this script reads the stores with the measured tree's engines (its schema)
     home = Path(tempfile.mkdtemp(prefix="qbench-tui-bench-"))
     print(f"machine: {psutil.cpu_count(logical=False)} cores, load average {os.getloadavg()[0]:.1f} at start; "
           f"QBENCH_HOME={home}")
     print("warming up: training digits-mlp once (not timed)…", flush=True)
-    sweep_headless(home, home / "warmup.db")
+    if not args.skip_sweeps:
+        sweep_headless(home, home / "warmup.db")
 
-    print(f"\n== time to first paint (100x30, median of {args.paint_runs}) ==")
+    print(f"\n== time to first paint ({COLS}x{ROWS}, median of {args.paint_runs}; tree {TREE}) ==")
     for bytecode in ("warm", "cold"):
         times = first_paint(home, bytecode, args.paint_runs)
         cells = "  ".join(f"{name} {statistics.median(v):.2f} s (min {min(v):.2f})" for name, v in times.items())
         print(f"bytecode cache {bytecode:<4}: {cells}")
 
+    if args.skip_sweeps:
+        return 0
     print(f"\n== the same sweep headless and in the open app ({args.rounds} rounds, alternating) ==")
     headless: dict[str, list[float]] = {m: [] for m in METHODS}
     in_app: dict[str, list[float]] = {m: [] for m in METHODS}

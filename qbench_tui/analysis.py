@@ -101,20 +101,33 @@ def variant_label(r: Result) -> str:
     return f"{display_label(r)} · {r['runtime']} · {r['device']} · bs {r['batch_size']}"
 
 
-def speedups(results: Iterable[Result]) -> dict[str, float]:
-    """p50 speed-up of each ok result over fp32 in the same run, runtime, device and batch size."""
+def _against_fp32(results: Iterable[Result], get: Callable[[Result], float | None],
+                  ratio: Callable[[float, float], float]) -> dict[str, float]:
+    """``ratio(fp32's value, the result's value)`` for each ok result whose run measured fp32 on
+    the same runtime, device and batch size."""
     results = list(results)
     reference = {
-        (r.get("run_id"), r["runtime"], r["device"], r["batch_size"]): latency(r)
-        for r in results if r["method"] == "fp32" and r["status"] == "ok" and latency(r)
+        (r.get("run_id"), r["runtime"], r["device"], r["batch_size"]): get(r)
+        for r in results if r["method"] == "fp32" and r["status"] == "ok" and get(r)
     }
     out = {}
     for r in results:
         base = reference.get((r.get("run_id"), r["runtime"], r["device"], r["batch_size"]))
-        own = latency(r)
+        own = get(r)
         if base and own and r["status"] == "ok":
-            out[result_key(r)] = base / own
+            out[result_key(r)] = ratio(base, own)
     return out
+
+
+def speedups(results: Iterable[Result]) -> dict[str, float]:
+    """p50 speed-up of each ok result over fp32 in the same run, runtime, device and batch size."""
+    return _against_fp32(results, latency, lambda base, own: base / own)
+
+
+def size_ratios(results: Iterable[Result]) -> dict[str, float]:
+    """Size on disk of each ok result as a fraction of fp32's in the same run, runtime, device and
+    batch size (0.25: a quarter of the float model)."""
+    return _against_fp32(results, lambda r: r.get("size_mb"), lambda base, own: own / base)
 
 
 # --- table columns --------------------------------------------------------------------------

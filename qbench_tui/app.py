@@ -10,7 +10,10 @@ this module).
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
+import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -47,7 +50,12 @@ class QBenchApp(App[int]):
     def get_default_screen(self) -> MainScreen:
         return self.main
 
+    hung_up = False  # set by run_app's SIGHUP handler: the terminal is gone
+
     def on_mount(self) -> None:
+        if self.hung_up:  # the terminal hung up before the app was running: leave at once
+            self.exit(130)
+            return
         for problem in self._theme_problems:
             self.notify(problem, title="theme skipped", severity="warning")
         self.theme_changed_signal.subscribe(self, self._theme_changed)
@@ -100,6 +108,9 @@ def make_app(store: Any | None = None, settings: AppSettings | None = None, db: 
     return QBenchApp(store=store, db_path=db, settings=settings, system=system, theme_dirs=theme_dirs)
 
 
+HANG_UP_GRACE_S = 5.0  # after a hang-up, the app's own exit gets this long before the process ends
+
+
 def run_app(db: Path | None = None) -> int:
     """Entry point of ``qbench`` / ``qbench tui``; returns the exit code."""
     try:
@@ -109,16 +120,39 @@ def run_app(db: Path | None = None) -> int:
     except (OSError, ValueError):
         settings = AppSettings()
     app = make_app(settings=settings, db=db)
-
-    def hang_up(signum: int, frame: Any) -> None:
-        # The SSH session dropped: stop the sweep (finished results are stored) and leave.
-        app.shutdown_sweep(timeout=0)
-        app.call_later(app.exit, 130)
-
     if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, hang_up)
+        signal.signal(signal.SIGHUP, lambda signum, frame: hang_up(app))
     try:
         code = app.run()
     finally:
         app.shutdown_sweep()
     return code if isinstance(code, int) else 0
+
+
+def hang_up(app: QBenchApp) -> None:
+    """The terminal hung up (SSH dropped, window closed): leave, at any moment, start-up included.
+
+    Runs as the SIGHUP handler, on the main thread, where the app's event loop runs (if it runs
+    yet). The app is asked to exit through its loop; before it runs, ``on_mount`` sees the flag.
+    A watchdog thread stops the sweep (its worker kills the benchmark process; finished results
+    are already stored) and ends the process if the app has not left after HANG_UP_GRACE_S: with
+    no terminal, writing the screen can fail or block anywhere in the driver.
+    """
+    if app.hung_up:
+        return
+    app.hung_up = True
+    threading.Thread(target=_leave_after_hang_up, args=(app,), name="hang-up", daemon=True).start()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # not running yet: on_mount exits
+    loop.call_soon_threadsafe(app.exit, 130)
+
+
+def _leave_after_hang_up(app: QBenchApp) -> None:
+    # Only the event and the wait: the state machine itself is the UI thread's to change.
+    sweep = app.main.sweep
+    sweep.cancel_event.set()
+    sweep.wait(HANG_UP_GRACE_S)
+    threading.Event().wait(HANG_UP_GRACE_S)
+    os._exit(130)  # still here: the app's exit is stuck on the dead terminal (daemon: a clean exit never gets here)

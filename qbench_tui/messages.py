@@ -34,9 +34,9 @@ class ModelsListed(Message):
 
 @dataclass
 class HistoryLoaded(Message):
-    """Every stored result and run, read from the store."""
+    """The stored runs and the first page of the results view (``None``: no store)."""
 
-    results: list[dict[str, Any]]
+    view: Any | None  # qbench_tui.history.ResultsView
     runs: dict[str, dict[str, Any]]
 
 

@@ -38,6 +38,7 @@ class LocalSystem:
 
     def __init__(self) -> None:
         self._sampler = DeviceSampler(devices=self.devices)
+        self._reasons: dict[tuple[str, str, str], str | None] = {}
 
     def devices(self) -> list[Any]:
         from engines.devices import detect_devices
@@ -45,9 +46,14 @@ class LocalSystem:
         return list(detect_devices())
 
     def unsupported_reason(self, method: str, runtime: str, device: str) -> str | None:
-        from engines.catalog import unsupported_reason
+        # Asked for every method × runtime × device on each change of the set-up (a planner
+        # search each: 0.3 s at start-up); the answer holds for the process's life.
+        key = (method, runtime, device)
+        if key not in self._reasons:
+            from engines.catalog import unsupported_reason
 
-        return unsupported_reason(method, runtime, device)
+            self._reasons[key] = unsupported_reason(method, runtime, device)
+        return self._reasons[key]
 
     def list_models(self) -> list[Any]:
         from engines.models import list_models

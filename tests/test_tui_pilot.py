@@ -269,7 +269,7 @@ async def test_results_filter_sort_open_compare_chart_export(filled_store, tmp_p
         await pilot.press("slash")
         assert app.focused is app.query_one("#filter-text")
         await pilot.press(*"sigkill")
-        assert _table(app).row_count == 1
+        await wait_for(pilot, lambda: _table(app).row_count == 1, what="the typed filter")  # applied as typing pauses
         await pilot.press("enter")  # back to the table
         assert app.focused is _table(app)
         await pilot.press("ctrl+l")
@@ -405,9 +405,11 @@ async def test_sweep_messages_drive_the_meters_and_the_table(filled_store):
         assert app.main.meters.state == "running"
         assert "variant 1/2" in _text(app, "#job") and "measure" in _text(app, "#phases")
         assert "0.150" in _text(app, "#latency-text")
-        app.main.post_message(messages.ResultRecorded("run-x", {**_result("fp32", "ok", 0.1, 0.97, 4.3), "run_id": "run-x"}))
-        app.main.post_message(messages.ResultRecorded("run-x", {**_result("int4", "failed", None, None, 0, error="kaboom"),
-                                                           "run_id": "run-x"}))
+        # As the runner does: each result is stored, then announced.
+        filled_store.create_run("run-x", "digits-mlp", {}, {}, "tui")
+        for result in (_result("fp32", "ok", 0.1, 0.97, 4.3), _result("int4", "failed", None, None, 0, error="kaboom")):
+            filled_store.add_result("run-x", result)
+            app.main.post_message(messages.ResultRecorded("run-x", {**result, "run_id": "run-x"}))
         await pilot.pause()
         assert _table(app).row_count == 10 and app.main.meters.done == 2
         assert _notified(app, "kaboom")
@@ -440,7 +442,9 @@ async def test_recipe_labels_name_the_variants_in_every_view(store):
         await pilot.pause()
         assert "int4(g32) · onnxruntime · cpu" in _text(app, "#job")
         g32, g128 = _int4(32, 0.08, 0.7), _int4(128, 0.05, 0.6)
-        for r in (g32, g128):
+        store.create_run("run-r", "digits-mlp", {}, {}, "tui")
+        for r in (g32, g128):  # stored, then announced (as the runner does)
+            store.add_result("run-r", r)
             main.post_message(messages.ResultRecorded("run-r", r))
         main.post_message(messages.SweepFinished("run-r", "finished", 3.0))
         await pilot.pause()

@@ -25,7 +25,7 @@ from test_tui_support import (
 from textual.widgets import Input, OptionList
 
 from engines.store import Store
-from qbench_tui import messages
+from qbench_tui import analysis, messages
 from qbench_tui.app import QBenchApp, make_app
 from qbench_tui.widgets.results import ResultsTable
 
@@ -51,16 +51,25 @@ async def _ready(pilot) -> None:
         widget.cursor_blink = False  # a blinking cursor would make screenshots differ
 
 
+def _stored(app: QBenchApp, run: str, result: dict) -> None:
+    """What the runner does with a result: store it, then announce it."""
+    app.main.store.add_result(run, result)
+    app.main.post_message(messages.ResultRecorded(run, {**result, "run_id": run}))
+
+
 async def _running(pilot) -> None:
     """A sweep half-way: the first variant stored, the second measuring."""
     await _ready(pilot)
     app = pilot.app
     run = "20261127-090000-cccc"
     app.main.sweep.begin()  # what r does before its worker runs
+    store = app.main.store
+    store.create_run(run, "digits-mlp", {}, {}, "tui")
+    with store.db.conn:  # a fixed creation time (create_run stamps "now")
+        store.db["runs"].update(run, {"created_at": "2026-11-27T09:00:00+00:00"})
     app.main.post_message(messages.SweepStarted(run, "digits-mlp", 3, 0, False, {"id": run, "created_at": "2026-11-27T09:00:00+00:00"}))
     app.main.post_message(messages.VariantStarted(run, "fp32", "onnxruntime", "cpu", 0, 3, [1]))
-    app.main.post_message(messages.ResultRecorded(run, {**_result("fp32", "ok", 0.119, 0.9778, 4.30,
-                                                             when="2026-11-27T09:00:20+00:00"), "run_id": run}))
+    _stored(app, run, _result("fp32", "ok", 0.119, 0.9778, 4.30, when="2026-11-27T09:00:20+00:00"))
     app.main.post_message(messages.VariantStarted(run, "dynamic-int8", "onnxruntime", "cpu", 1, 3, [1]))
     app.main.post_message(messages.PhaseChanged(run, "measure", 1))
     app.main.post_message(messages.LatenciesMeasured(run, [0.06 + 0.004 * ((i * 7) % 11) for i in range(120)]))
@@ -72,9 +81,8 @@ async def _failed(pilot) -> None:
     await _running(pilot)
     app = pilot.app
     run = "20261127-090000-cccc"
-    app.main.post_message(messages.ResultRecorded(run, {**_result("dynamic-int8", "failed", None, None, 0,
-                                                             error="worker crashed: killed by SIGKILL (out of memory?)",
-                                                             when="2026-11-27T09:00:40+00:00"), "run_id": run}))
+    _stored(app, run, _result("dynamic-int8", "failed", None, None, 0,
+                              error="worker crashed: killed by SIGKILL (out of memory?)", when="2026-11-27T09:00:40+00:00"))
     app.main.post_message(messages.SweepFailed(run, "OSError: [Errno 28] No space left on device"))
     await pilot.pause()
     await wait_for(pilot, lambda: app.main.meters.state == "failed")
@@ -142,7 +150,7 @@ async def _mark_two(pilot) -> None:
     await _ready(pilot)
     pane = pilot.app.main.results_pane
     for run_id, method in ((RUN_A, "fp32"), (RUN_B, "dynamic-int8")):
-        key = next(k for k, r in pane.results.items()
+        key = next(analysis.result_key(r) for r in pane.visible
                    if r["run_id"] == run_id and r["method"] == method and r["runtime"] == "onnxruntime")
         pane.toggle_mark(key)
 

@@ -92,7 +92,7 @@ async def test_engine_errors_show_in_the_app_and_are_stored(store, monkeypatch: 
         _configure(app, ["fp32"])
         await pilot.press("r")
         await wait_for(pilot, lambda: app.main.meters.state != "idle" and not app.main.sweeping, SWEEP_TIMEOUT, "the sweep")
-        failed = [r for r in app.main.results_pane.results.values() if r["status"] == "failed"]
+        failed = [r for r in app.main.results_pane.visible if r["status"] == "failed"]  # the rows shown
         assert len(failed) == 1 and "crashed" in failed[0]["error"]
         assert any("crashed" in n.message for n in app._notifications)
         table = app.query_one(ResultsTable)

@@ -18,6 +18,7 @@ from typing import Any
 
 from engines.core.schema import Result, now_iso, public_json, variant_key  # noqa: F401 - re-exported
 from engines.store.migrations import MIGRATIONS, SCHEMA_VERSION, legacy_recipe
+from engines.store.query import DISTINCT_COLUMNS, ResultQuery, frontier_sql, select_sql
 
 APP_ID = "qbench"
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -37,17 +38,26 @@ class Store:
         self._lock = threading.RLock()
         self._check_file()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db: Any = None
         try:
-            import sqlite_utils
-
-            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-            self.db = sqlite_utils.Database(conn)
+            self.conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
             self._open()
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"{self.path} is corrupt or not a database ({exc}); qbench left it untouched. "
                 "Move it away or choose another file with --db."
             ) from None
+
+    @property
+    def db(self) -> Any:
+        """The connection through sqlite-utils, for writes and migrations. Imported on first use:
+        sqlite-utils imports numpy (0.8 s, 2 s on a loaded machine), and reading never needs it,
+        so the app shows its history without waiting for it."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
 
     # --- opening, checks and migrations ---------------------------------------------------
 
@@ -65,20 +75,20 @@ class Store:
             )
 
     def _open(self) -> None:
-        check = self.db.execute("PRAGMA quick_check").fetchone()[0]
+        check = self.conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise sqlite3.DatabaseError(f"integrity check failed: {check}")
-        tables = set(self.db.table_names())
+        tables = {name for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if tables and "qbench_meta" not in tables:
             raise StoreError(
                 f"{self.path} is a SQLite database but not a qbench database (tables: "
                 f"{', '.join(sorted(tables)[:5])}); qbench left it untouched. Choose another file with --db."
             )
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        with self._lock, self.db.conn:
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        with self._lock, self.conn:
             if not tables:
-                self.db["qbench_meta"].create({"key": str, "value": str}, pk="key")
+                self.conn.execute("CREATE TABLE [qbench_meta] ([key] TEXT PRIMARY KEY, [value] TEXT)")
                 self._set_meta("app", APP_ID)
                 self._set_meta("schema_version", "0")
             version = int(self._get_meta("schema_version") or 0)
@@ -93,18 +103,18 @@ class Store:
         self.reap_stale_runs()
 
     def _get_meta(self, key: str) -> str | None:
-        rows = list(self.db["qbench_meta"].rows_where("key = ?", [key]))
-        return rows[0]["value"] if rows else None
+        row = self.conn.execute("SELECT value FROM qbench_meta WHERE key = ?", [key]).fetchone()
+        return row[0] if row else None
 
     def _set_meta(self, key: str, value: str) -> None:
-        self.db["qbench_meta"].upsert({"key": key, "value": value}, pk="key")
+        self.conn.execute("INSERT OR REPLACE INTO qbench_meta (key, value) VALUES (?, ?)", [key, value])
 
     @property
     def schema_version(self) -> int:
         return int(self._get_meta("schema_version") or 0)
 
     def close(self) -> None:
-        self.db.conn.close()
+        self.conn.close()
 
     # --- runs ---------------------------------------------------------------------------------
 
@@ -128,13 +138,38 @@ class Store:
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         with self._lock:
-            rows = list(self.db["runs"].rows_where("id = ?", [run_id]))
+            rows = self._dicts("SELECT * FROM runs WHERE id = ?", [run_id])
         return _decode_run(rows[0]) if rows else None
 
-    def list_runs(self, limit: int | None = None) -> list[dict[str, Any]]:
+    def list_runs(self, limit: int | None = None, since: str | None = None, model: str | None = None,
+                  status: str | None = None, with_counts: bool = False) -> list[dict[str, Any]]:
+        """Runs, newest first; ``since`` (ISO time) keeps those created at or after it.
+        ``with_counts`` adds ``results``: how many results each run stored (one grouped query)."""
+        clauses, args = [], []
+        for column, value in (("created_at >= ?", since), ("model = ?", model), ("status = ?", status)):
+            if value is not None:
+                clauses.append(column)
+                args.append(value)
+        where = " AND ".join(clauses) or "1"
+        sql = f"SELECT * FROM runs WHERE {where} ORDER BY created_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
         with self._lock:
-            rows = self.db["runs"].rows_where(order_by="created_at desc, id desc", limit=limit)
-            return [_decode_run(r) for r in rows]
+            runs = [_decode_run(r) for r in self._dicts(sql, args)]
+            if with_counts and runs:
+                counts = self._run_counts([r["id"] for r in runs])
+                for r in runs:
+                    r["results"] = counts.get(r["id"], 0)
+        return runs
+
+    def _run_counts(self, run_ids: list[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for chunk in _chunks(run_ids):
+            marks = ",".join("?" * len(chunk))
+            counts.update(self.conn.execute(
+                f"SELECT run_id, count(*) FROM results WHERE run_id IN ({marks}) GROUP BY run_id", chunk).fetchall())
+        return counts
 
     def latest_run_id(self) -> str | None:
         runs = self.list_runs(limit=1)
@@ -146,7 +181,7 @@ class Store:
 
         host = socket.gethostname()
         stale = [
-            r["id"] for r in self.db["runs"].rows_where("status = 'running'")
+            r["id"] for r in self._dicts("SELECT id, host, pid FROM runs WHERE status = 'running'", [])
             if r["host"] == host and r["pid"] and not psutil.pid_exists(r["pid"])
         ]
         for run_id in stale:
@@ -183,12 +218,97 @@ class Store:
             clauses.append(f"({where})")
             args.extend(params)
         with self._lock:
-            rows = self.db["results"].rows_where(" AND ".join(clauses) or None, args, order_by="id")
+            rows = self._dicts(f"SELECT * FROM results WHERE {' AND '.join(clauses) or '1'} ORDER BY id", args)
             return [Result.from_row(r).to_dict() for r in rows]
+
+    # --- queries: SQLite filters, sorts and pages (months of history are never read whole) ----
+
+    def query_results(self, query: ResultQuery | None = None, limit: int | None = None,
+                      offset: int = 0) -> list[dict[str, Any]]:
+        """The results ``query`` keeps, in its order, ``limit`` of them from ``offset``."""
+        # Sorting ids, then reading the page's rows, keeps SQLite's sorter small (whole rows
+        # carry JSON columns: 200 ms instead of 35 ms for the newest-first page at 20,000).
+        sql, args = select_sql(query or ResultQuery(), columns="r.id", limit=limit, offset=offset)
+        with self._lock:
+            ids = [row_id for (row_id,) in self.conn.execute(sql, args).fetchall()]
+            rows: dict[int, dict[str, Any]] = {}
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                rows.update((row["id"], row) for row in self._dicts(f"SELECT * FROM results WHERE id IN ({marks})",
+                                                                    chunk))
+        return [Result.from_row(rows[i]).to_dict() for i in ids]
+
+    def count_results(self, query: ResultQuery | None = None) -> dict[str, int]:
+        """How many results ``query`` keeps, per status (``ok``, ``failed``, ``unsupported``)."""
+        where, args = (query or ResultQuery()).where()
+        with self._lock:
+            rows = self.conn.execute(f"SELECT r.status, count(*) FROM results r WHERE {where} GROUP BY r.status",
+                                   args).fetchall()
+        return dict(rows)
+
+    def distinct_values(self, column: str) -> list[str]:
+        """Every value of a filterable column, sorted (read from its index)."""
+        if column not in DISTINCT_COLUMNS:
+            raise ValueError(f"not a filterable column: {column!r}")
+        expr = "COALESCE(NULLIF(label, ''), method)" if column == "label" else column
+        with self._lock:
+            rows = self.conn.execute(f"SELECT DISTINCT {expr} FROM results WHERE {expr} IS NOT NULL").fetchall()
+        return sorted(str(v) for (v,) in rows)
+
+    def frontier_ids(self, query: ResultQuery | None = None, x: str = "p50") -> set[int]:
+        """Row ids of the Pareto frontier (lower p50 or size, higher accuracy or top-1 agreement)
+        among the ok results ``query`` keeps."""
+        sql, args = frontier_sql(query or ResultQuery(), x)
+        with self._lock:
+            rows = self.conn.execute(sql, args).fetchall()
+        frontier, best = set(), float("-inf")
+        for row_id, quality in rows:
+            if quality > best:
+                frontier.add(row_id)
+                best = quality
+        return frontier
+
+    def fp32_references(self, run_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """The ok fp32 results of these runs: what their variants' speed-ups are measured against."""
+        out: list[dict[str, Any]] = []
+        with self._lock:
+            for chunk in _chunks(sorted({r for r in run_ids if r})):
+                marks = ",".join("?" * len(chunk))
+                sql = (f"SELECT * FROM results WHERE run_id IN ({marks}) AND method = 'fp32' AND status = 'ok' "
+                       "ORDER BY id")
+                out.extend(Result.from_row(row).to_dict() for row in self._dicts(sql, chunk))
+        return out
+
+    def model_summary(self, model: str) -> dict[str, Any]:
+        """A model's history in three queries: runs, measurements, the last run's time, and the
+        fastest ok result of each variant (recipe × runtime × device × batch size), fastest first."""
+        with self._lock:
+            measurements, runs = self.conn.execute(
+                "SELECT count(*), count(DISTINCT run_id) FROM results WHERE model = ?", [model]).fetchone()
+            last_run = self.conn.execute(
+                "SELECT max(created_at) FROM runs WHERE id IN (SELECT DISTINCT run_id FROM results WHERE model = ?)",
+                [model]).fetchone()[0]
+            best = [Result.from_row(row).to_dict() for row in self._dicts(
+                "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY COALESCE(recipe_id, method), runtime, "
+                "device, batch_size ORDER BY latency_p50_ms, id) AS rank FROM results WHERE model = ? "
+                "AND status = 'ok' AND latency_p50_ms IS NOT NULL) WHERE rank = 1 ORDER BY latency_p50_ms, id",
+                [model])]
+        return {"runs": runs, "measurements": measurements, "last_run": last_run, "best": best}
+
+    def _dicts(self, sql: str, args: Iterable[Any]) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(sql, list(args))
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def completed_keys(self, run_id: str) -> set[tuple[str, str, str, int]]:
         """Variant keys (recipe id, runtime, device, batch size) a run has stored, whatever the outcome."""
         return {variant_key(r) for r in self.results(run_id)}
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterable[list[str]]:
+    """SQLite caps the parameters of one statement (999 in older builds)."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def _decode_run(row: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,8 @@ Version 1 (the first release): runs, results keyed by run × method × runtime �
 Version 2: results carry their recipe (id, label, steps), runtime config and passes; the unique
 key becomes run × recipe × runtime × device × batch. Old rows get the recipe id their method and
 settings have today, so old runs keep showing and ``--resume`` still finds what they measured.
+Version 3: indexes for history at scale: the columns the app and the CLI filter on, the fp32
+reference of a variant's speed-up, and runs by creation time (no data changes).
 """
 
 from __future__ import annotations
@@ -69,5 +71,16 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     results.create_index(["finished_at"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+def _migration_3(db: sqlite_utils.Database) -> None:
+    results = db["results"]
+    # Filters (model has its index since version 1, status and finished_at since 2).
+    for column in ("method", "label", "runtime", "device"):
+        results.create_index([column], if_not_exists=True)
+    # A variant's fp32 reference: same run, method fp32, runtime, device, batch size.
+    results.create_index(["run_id", "method", "runtime", "device", "batch_size"],
+                         index_name="results_fp32_reference", if_not_exists=True)
+    db["runs"].create_index(["created_at"], if_not_exists=True)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3]
 SCHEMA_VERSION = len(MIGRATIONS)

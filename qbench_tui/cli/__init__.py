@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from qbench_tui.cli.common import EXIT_USAGE, UsageError, csv_list, int_list
+from qbench_tui.cli.common import EXIT_USAGE, UsageError, csv_list, int_list, since_time
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,14 +53,30 @@ def build_parser() -> argparse.ArgumentParser:
                           "stored in the file, so only for files you trust")
     run.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
 
-    results = sub.add_parser("results", help="show stored results")
+    results = sub.add_parser("results", help="show stored results (SQLite filters them: fast on a long history)")
     results.add_argument("--run", help="one run (default: all runs)")
     results.add_argument("--latest", action="store_true", help="only the most recent run")
     results.add_argument("--model", help="only this model")
+    results.add_argument("--method", help="only this method (every setting of it), e.g. int4")
+    results.add_argument("--label", help="only this recipe, by its label, e.g. int4(g128)")
+    results.add_argument("--runtime", help="only this runtime")
+    results.add_argument("--device", help="only this device")
+    results.add_argument("--status", choices=("ok", "failed", "unsupported"), help="only results with this status")
+    results.add_argument("--since", type=since_time, metavar="WHEN",
+                         help="only results finished since WHEN: a date/time (2026-11-01, 2026-11-01T09:00) "
+                              "or an age (30m, 12h, 7d, 4w)")
+    results.add_argument("--limit", type=int, metavar="N",
+                         help="only the N most recent, shown oldest first (a table: 500 unless given; 0: all)")
     results.add_argument("--format", choices=("table", "json", "csv"), default="table")
     results.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
 
-    runs = sub.add_parser("runs", help="list runs")
+    runs = sub.add_parser("runs", help="list runs, newest first")
+    runs.add_argument("--model", help="only this model's runs")
+    runs.add_argument("--status", choices=("running", "finished", "interrupted", "failed"),
+                      help="only runs with this status")
+    runs.add_argument("--since", type=since_time, metavar="WHEN",
+                      help="only runs started since WHEN: a date/time or an age (30m, 12h, 7d, 4w)")
+    runs.add_argument("--limit", type=int, metavar="N", help="only the N most recent (a table: 500 unless given; 0: all)")
     runs.add_argument("--json", action="store_true")
     runs.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
 

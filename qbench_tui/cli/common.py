@@ -24,6 +24,26 @@ def int_list(text: str) -> tuple[int, ...]:
 
 
 
+def since_time(text: str) -> str:
+    """``--since``: an ISO date or time (local unless it names its zone) or an age such as
+    ``30m``, ``12h``, ``7d``, ``4w``; returned as the store's UTC ISO text, which compares as text."""
+    from datetime import UTC, datetime, timedelta
+
+    text = text.strip()
+    units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    if text[-1:] in units and text[:-1].isdigit():
+        when = datetime.now(UTC) - timedelta(**{units[text[-1]]: int(text[:-1])})
+    else:
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a date/time (2026-11-01, 2026-11-01T09:00) or an age (30m, 12h, 7d, 4w), got {text!r}"
+            ) from None
+        when = (when if when.tzinfo else when.astimezone()).astimezone(UTC)
+    return when.isoformat(timespec="seconds")
+
+
 def open_store(db: Path | None):
     from engines.paths import default_db_path
     from engines.store import Store

@@ -8,41 +8,66 @@ import sys
 from qbench_tui.cli.common import EXIT_OK, UsageError, open_store
 from qbench_tui.cli.output import make_console, results_table
 
+TABLE_LIMIT = 500  # rows a table shows unless --limit says otherwise (JSON and CSV have no default limit)
+
 
 def cmd_results(args) -> int:
-
     from engines.core.schema import public_json, results_csv
+    from engines.store.query import ResultQuery
 
+    if args.limit is not None and args.limit < 0:
+        raise UsageError("--limit must be 0 (no limit) or more")
+    limit = args.limit
+    if limit is None and args.format == "table":
+        limit = TABLE_LIMIT  # a table of 20,000 rows takes Rich a minute and no one reads it
+    limit = limit or None
     store = open_store(args.db)
     run_id = args.run or (store.latest_run_id() if args.latest else None)
     if args.run and store.get_run(args.run) is None:
         raise UsageError(f"no run {args.run!r} in {store.path}; see `qbench runs`")
-    results = store.results(run_id, where="model = ?" if args.model else None,
-                            params=[args.model] if args.model else [])
+    # SQLite filters and limits; with --limit the newest N are read, then shown oldest first.
+    query = ResultQuery(model=args.model, method=args.method, label=args.label, runtime=args.runtime,
+                        device=args.device, status=args.status, run_id=run_id, since=args.since,
+                        sort="id", reverse=limit is not None)
+    results = store.query_results(query, limit=limit)
+    if limit is not None:
+        results.reverse()
     if args.format == "json":
         sys.stdout.write(json.dumps(public_json(results), indent=2) + "\n")
     elif args.format == "csv":
         sys.stdout.write(results_csv(results))
     else:
-        make_console().print(results_table(results, title=f"{len(results)} results"))
+        # Ratios against fp32 need each run's fp32 row, which a filter may have left out.
+        references = store.fp32_references({r.get("run_id") for r in results})
+        total = sum(store.count_results(query.with_(sort=None, reverse=False)).values())
+        title = f"{len(results)} results"
+        if len(results) < total:
+            title = f"the newest {len(results)} of {total} results (--limit N, 0 for all)"
+        make_console().print(results_table(results, title=title, references=references))
     return EXIT_OK
 
 
 def cmd_runs(args) -> int:
     from rich.table import Table
 
+    if args.limit is not None and args.limit < 0:
+        raise UsageError("--limit must be 0 (no limit) or more")
+    limit = args.limit
+    if limit is None and not args.json:
+        limit = TABLE_LIMIT
     store = open_store(args.db)
-    runs = store.list_runs()
+    runs = store.list_runs(limit=limit or None, since=args.since, model=args.model, status=args.status,
+                           with_counts=True)
     if args.json:
-        for r in runs:
-            r["results"] = len(store.results(r["id"]))
         sys.stdout.write(json.dumps(runs, indent=2, default=str) + "\n")
         return EXIT_OK
-    table = Table(title=f"{len(runs)} runs in {store.path}")
+    total = len(store.list_runs(since=args.since, model=args.model, status=args.status)) if limit else len(runs)
+    shown = f"the newest {len(runs)} of {total} runs" if len(runs) < total else f"{len(runs)} runs"
+    table = Table(title=f"{shown} in {store.path}" + (" (--limit N, 0 for all)" if len(runs) < total else ""))
     for col in ("run", "created", "status", "model", "results", "source"):
         table.add_column(col)
     for r in runs:
-        table.add_row(r["id"], r["created_at"], r["status"], r["model"], str(len(store.results(r["id"]))), r["source"])
+        table.add_row(r["id"], r["created_at"], r["status"], r["model"], str(r["results"]), r["source"])
     make_console().print(table)
     return EXIT_OK
 

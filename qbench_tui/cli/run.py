@@ -10,6 +10,7 @@ from typing import Any
 
 from qbench_tui.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, open_store
 from qbench_tui.cli.output import make_console, results_table
+from qbench_tui.cli.progress import make_progress
 
 
 def parse_settings(items: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -106,7 +107,7 @@ def cmd_run(args) -> int:
         raise UsageError(f"no run {args.resume!r} in {store.path}; see `qbench runs`")
     for strategy in getattr(args, "strategies", []):
         console.print(f"  [dim]auto · {strategy.device}: {strategy.spec} — {strategy.why}[/]")
-    progress = _Progress(console)
+    progress = make_progress(console, plain=json_to_stdout)  # live on a terminal, lines when piped
     runner = SweepRunner(store, progress, source="cli")
     # SIGTERM (a cron timeout, `kill`) ends the sweep like Ctrl-C: recorded as interrupted.
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -120,6 +121,8 @@ def cmd_run(args) -> int:
                       f"[bold]qbench run --resume {run_id}[/]")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    finally:
+        progress.close()
     choice = None
     if request is not None and getattr(args, "choose_device", False):  # --devices auto (or several)
         from engines.analysis.device_choice import choose_device
@@ -139,26 +142,4 @@ def cmd_run(args) -> int:
     if status == "interrupted":
         return EXIT_INTERRUPTED
     return EXIT_FAILED if any(r["status"] == "failed" for r in results) else EXIT_OK
-
-
-class _Progress:
-    """Prints one line per finished result (the run's table comes at the end)."""
-
-    def __init__(self, console):
-        self.console = console
-
-    def __call__(self, event: Any) -> None:
-        from engines.core import events
-        from engines.core.schema import display_label
-
-        if isinstance(event, events.RunStarted):
-            verb = "resuming" if event.resumed else "run"
-            self.console.print(f"[bold]{verb} {event.run_id}[/]: {event.model}, "
-                               f"{event.total} measurements ({event.done} already done)")
-        elif isinstance(event, events.ResultRecorded):
-            r = event.result
-            colour = {"ok": "green", "failed": "red", "unsupported": "yellow"}.get(r["status"], "white")
-            detail = (f"p50 {r['latency_ms']['p50']:.3f} ms" if r.get("latency_ms") else (r.get("error") or ""))
-            self.console.print(f"  [{colour}]{r['status']:<11}[/] {display_label(r):<13} {r['runtime']:<12} "
-                               f"{r['device']:<5} bs={r['batch_size']:<4} {detail}")
 

@@ -25,15 +25,20 @@ def load_startup(store: Any | None, db_path: Path | None, system: SystemProbe,
         post(messages.ModelsListed(system.list_models()))
     except Exception as exc:  # noqa: BLE001 - a broken model plugin must not stop the app
         post(messages.ModelsListed([], describe_error(exc)))
-    results: list[dict[str, Any]] = []
+    view = None
     runs: dict[str, dict[str, Any]] = {}
     if store is not None:
         try:
+            from qbench_tui.analysis import ResultFilter
+            from qbench_tui.history import read_view, to_query
+
             runs = {r["id"]: r for r in store.list_runs()}
-            results = store.results()
+            # The first page only, in the table's first order (newest first): the rest is read
+            # as it is scrolled to, so the start costs the same at 20 results or 20,000.
+            view = read_view(store, to_query(ResultFilter(), "when", True), choices=True)
         except Exception as exc:  # noqa: BLE001 - shown as the store's error
             post(messages.StoreOpened(None, f"reading the store failed: {describe_error(exc)}"))
-    post(messages.HistoryLoaded(results, runs))
+    post(messages.HistoryLoaded(view, runs))
     try:  # the first `r` then starts at once (numpy and the runner are already imported)
         import engines.bench.runner  # noqa: F401
     except ImportError:

@@ -23,7 +23,7 @@ from textual.widgets import Button, Footer, Input, Static, Tab, Tabs
 from textual.worker import Worker, WorkerState
 
 from qbench_tui import messages
-from qbench_tui.analysis import model_history
+from qbench_tui.analysis import ModelHistory
 from qbench_tui.commands import PaletteCommand, main_screen_commands
 from qbench_tui.controllers.startup import load_startup
 from qbench_tui.controllers.sweep import SweepController, describe_error
@@ -193,7 +193,7 @@ class MainScreen(SweepReactions, Screen[None]):
             self.notify(f"listing models failed: {message.error}", severity="error")
 
     def on_history_loaded(self, message: messages.HistoryLoaded) -> None:
-        self.results_pane.set_history(message.results, message.runs)
+        self.results_pane.set_history(self.store, message.view, message.runs)
         if self.store_error:
             self.results_pane.query_one("#results-empty").display = True
             self.results_pane.query_one(ResultsTable).display = False
@@ -211,7 +211,9 @@ class MainScreen(SweepReactions, Screen[None]):
         spec = self.browser.selected
         if spec is None or not self.loaded:
             return
-        history = model_history(self.results_pane.results.values(), spec.name, self.results_pane.runs)
+        # Three indexed queries, however long the history (the model's rows are never all read).
+        summary = self.store.model_summary(spec.name) if self.store is not None else None
+        history = ModelHistory(**summary) if summary else ModelHistory(0, 0, None, [])
         self.browser.show_details(spec, history)
 
     def action_open_model(self, error: str | None = None, value: str = "", allow_pickle: bool = False) -> None:
@@ -256,7 +258,7 @@ class MainScreen(SweepReactions, Screen[None]):
             return None if self.sweeping else True
         if action == "starter_sweep":
             # Offered while the store is empty (first launch); hidden afterwards.
-            return self.loaded and not self.results_pane.results and not self.sweeping and not self.store_error
+            return self.loaded and not self.results_pane.total and not self.sweeping and not self.store_error
         return True
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -353,13 +355,14 @@ class MainScreen(SweepReactions, Screen[None]):
         self.results_pane.export_shown()
 
     def on_results_pane_export_chosen(self, message: ResultsPane.ExportChosen) -> None:
-        self._export_worker(message.path, message.results)
+        self._export_worker(message.path, message.query)
 
     @work(thread=True, group="export", exit_on_error=False)
-    def _export_worker(self, path: Path, results: list[dict[str, Any]]) -> None:
+    def _export_worker(self, path: Path, query: Any) -> None:
         from qbench_tui.screens.export import write_results
 
         try:
+            results = self.store.query_results(query) if self.store is not None else []
             write_results(path, results)
         except (OSError, ValueError, TypeError) as exc:
             self.post_message(messages.ResultsExported(str(path), 0, describe_error(exc)))

@@ -139,11 +139,11 @@ class SweepReactions:
             self.notify(f"{display_label(result)} · {result['runtime']} · {result['device']}: {result.get('error')}",
                         title="variant failed (stored)", severity="error", timeout=8)
         self.show_model_history()
-        if len(self.results_pane.results) == 1:
+        if self.results_pane.total == 1:
             self.refresh_bindings()  # the starter-sweep key goes once there is a result
 
     def _sweep_counts(self, run_id: str | None) -> str:
-        mine = [r for r in self.results_pane.results.values() if r.get("run_id") == run_id]
+        mine = self.results_pane.run_results(run_id)
         counts = {s: sum(1 for r in mine if r["status"] == s) for s in ("ok", "failed", "unsupported")}
         return f"{counts['ok']} ok · {counts['failed']} failed · {counts['unsupported']} unsupported"
 
@@ -187,7 +187,7 @@ class SweepReactions:
         self.refresh_topbar()
         self.refresh_bindings()
         self.show_model_history()
-        if self.tabbed and self.results_pane.results:
+        if self.tabbed and self.results_pane.total:
             self.action_pane("results")
 
     # --- quitting ------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """The results pane: every stored result (history and the running sweep) in one table, with
-filters, sorting by any column, marks for comparison and the Pareto frontier starred."""
+filters, sorting by any column, marks for comparison and the Pareto frontier starred.
+
+The store filters, sorts and counts (``qbench_tui.history``); the table holds the pages read so
+far and reads the next one when the cursor or the scroll comes near its end."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,11 +16,16 @@ from textual.binding import Binding, BindingType
 from textual.containers import Container, Vertical
 from textual.content import Content
 from textual.message import Message
+from textual.timer import Timer
 from textual.widgets import Button, DataTable, Input, Select, Static
 
-from engines.core.schema import variant_key
 from qbench_tui import analysis
 from qbench_tui.analysis import COLUMNS, ResultFilter, result_key
+from qbench_tui.history import PAGE_SIZE, ResultsView, read_more, read_view, to_query
+from qbench_tui.widgets.results_dialogs import ResultsDialogs
+
+LOAD_AHEAD = 20  # rows before the end of those read at which the next page is read
+TYPING_PAUSE_S = 0.06  # a typed filter is applied this long after the last key
 
 FILTER_SELECTS = (("model", "model"), ("method", "method"), ("runtime", "runtime"),
                   ("device", "device"), ("status", "status"), ("run_id", "run"))
@@ -39,6 +46,14 @@ class ResultsTable(DataTable):
     class MarkToggled(Message):
         key: str
 
+    class NearEnd(Message):
+        """The view came within LOAD_AHEAD rows of the last row read: time for the next page."""
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if new_value + self.size.height >= self.row_count - LOAD_AHEAD:
+            self.post_message(self.NearEnd())
+
     def action_toggle_mark(self) -> None:
         if self.row_count and self.cursor_row >= 0:
             key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
@@ -46,8 +61,8 @@ class ResultsTable(DataTable):
                 self.post_message(self.MarkToggled(key))
 
 
-class ResultsPane(Vertical):
-    """Holds the results in memory; the table shows the filtered, sorted view."""
+class ResultsPane(ResultsDialogs, Vertical):
+    """Shows one view of the store (filtered, sorted) a page at a time; holds only those pages."""
 
     @dataclass
     class ResultOpened(Message):
@@ -55,31 +70,35 @@ class ResultsPane(Vertical):
 
     @dataclass
     class ExportChosen(Message):
-        """The user chose where to export the shown results (the screen writes them in a worker)."""
+        """The user chose where to export the shown results (the screen reads and writes them in
+        a worker: every result of the view, not only the pages read)."""
 
         path: Path
-        results: list[dict[str, Any]]
+        query: Any  # engines.store.query.ResultQuery
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self.results: dict[str, dict[str, Any]] = {}  # result_key -> result, insertion ordered
+        self.store: Any | None = None
         self.runs: dict[str, dict[str, Any]] = {}
         self.filter = ResultFilter()
         self.sort_column: str | None = "when"
         self.sort_reverse = True  # newest first
         self.marked: list[str] = []
+        self._marked_results: dict[str, dict[str, Any]] = {}  # kept: a marked row may leave the view
         self.loaded = False
         self.running = False  # a sweep runs: show the (filling) table, not the welcome
         self.store_path = ""
-        self._visible: list[dict[str, Any]] = []
+        self.view = ResultsView(to_query(self.filter, self.sort_column, self.sort_reverse))
+        self._by_key: dict[str, dict[str, Any]] = {}
         self._filter_choices: dict[str, list[str]] = {}
         self._frontier: set[str] = set()
+        self._typed: str | None = None
+        self._typing_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         with Container(id="filter-bar"):
+            # The six selects are mounted with the history (their options): 0.1 s off the first paint.
             yield Input(placeholder="filter text…  (/)", id="filter-text", compact=True)
-            for name, label in FILTER_SELECTS:
-                yield Select([], prompt=label, id=f"filter-{name}", compact=True, tooltip=f"Show only this {label}")
         with Vertical(id="results-empty"):
             yield Static("", id="welcome")
             yield Button("Run the starter sweep  (b)", id="starter-button", variant="primary", compact=True)
@@ -94,11 +113,20 @@ class ResultsPane(Vertical):
 
     # --- data in -----------------------------------------------------------------------------
 
-    def set_history(self, results: list[dict[str, Any]], runs: dict[str, dict[str, Any]]) -> None:
-        self.results = {result_key(r): r for r in results}
+    @property
+    def total(self) -> int:
+        """Every result in the store."""
+        return self.view.total
+
+    def set_history(self, store: Any | None, view: ResultsView | None, runs: dict[str, dict[str, Any]]) -> None:
+        """The store and its first view (read by the start-up worker)."""
+        self.store = store
         self.runs = dict(runs)
         self.loaded = True
-        self.refresh_view(rebuild_filters=True)
+        if view is not None and view.query == self._query():
+            self._show(view, rebuild_filters=True)
+        else:
+            self.reload(rebuild_filters=True)
 
     def set_running(self, running: bool) -> None:
         if running != self.running:
@@ -110,45 +138,82 @@ class ResultsPane(Vertical):
             self.runs[run["id"]] = run
 
     def add_result(self, result: dict[str, Any]) -> None:
-        new_values = [f for f, _ in FILTER_SELECTS if result.get(f) not in self._filter_values(f)]
-        self.results[result_key(result)] = result
-        if new_values:
-            self._rebuild_filter_options(new_values)
-        self.refresh_view()
-
-    def _filter_values(self, name: str) -> set[Any]:
-        return {r.get(name) for r in self.results.values()}
+        """A result the running sweep stored: read the view again (the store has it already)."""
+        new_values = any(result.get(f) is not None and str(result.get(f)) not in self._filter_choices.get(f, ())
+                         for f, _ in FILTER_SELECTS)
+        self.reload(rebuild_filters=new_values)
 
     # --- view --------------------------------------------------------------------------------
 
     @property
     def visible(self) -> list[dict[str, Any]]:
-        """The results as shown: filtered and sorted."""
-        return list(self._visible)
+        """The rows read so far of the view, in order (the whole view once it is read to its end)."""
+        return list(self.view.rows)
 
     def context(self) -> dict[str, Any]:
-        return {"runs": self.runs, "speedups": analysis.speedups(self.results.values())}
+        return {"runs": self.runs, "speedups": self.view.speedups}
+
+    def _query(self) -> Any:
+        return to_query(self.filter, self.sort_column, self.sort_reverse)
 
     def set_filter(self, flt: ResultFilter) -> None:
         self.filter = flt
-        self.refresh_view()
+        self.reload()
 
     def set_sort(self, column: str, reverse: bool | None = None) -> None:
         if reverse is None:
             reverse = (not self.sort_reverse) if column == self.sort_column else False
         self.sort_column, self.sort_reverse = column, reverse
+        self.reload()
+
+    def reload(self, rebuild_filters: bool = False) -> None:
+        """Read the first page of the view again (filter, sort or the store changed)."""
+        if self.store is None:
+            self._show(ResultsView(self._query()), rebuild_filters)
+            return
+        # A new result changes the counts and maybe the frontier: only a sort change keeps them.
+        previous = self.view if not rebuild_filters and self.view.total == self._store_total() else None
+        # The same view read again (a sweep stored a result) keeps as many rows as were read, so
+        # a table scrolled far down does not shrink under the cursor.
+        limit = max(PAGE_SIZE, len(self.view.rows)) if self.view.query == self._query() else PAGE_SIZE
+        view = read_view(self.store, self._query(), previous, limit=limit, choices=rebuild_filters)
+        self._show(view, rebuild_filters)
+
+    def _store_total(self) -> int:
+        return sum(self.store.count_results().values()) if self.store is not None else 0
+
+    def _show(self, view: ResultsView, rebuild_filters: bool = False) -> None:
+        self.view = view
+        self._by_key = {result_key(r): r for r in view.rows}
+        self._frontier = {result_key(r) for r in view.rows if r.get("id") in view.frontier}
+        if rebuild_filters:
+            self._rebuild_filter_options()
         self.refresh_view()
 
+    def read_next_page(self) -> None:
+        """Append the view's next page to the table (the cursor or the scroll neared the end)."""
+        if self.store is None or self.view.complete:
+            return
+        rows = read_more(self.store, self.view)
+        if not rows:
+            return
+        table = self.query_one(ResultsTable)
+        styles = self._styles(table)
+        ctx = self.context()
+        for r in rows:
+            key = result_key(r)
+            self._by_key[key] = r
+            if r.get("id") in self.view.frontier:
+                self._frontier.add(key)
+            table.add_row(*self._cells(r, ctx, styles), key=key)
+        self._render_status()
+
     def refresh_view(self, rebuild_filters: bool = False) -> None:
+        """Redraw the table from the rows read (marks, theme, running state changed)."""
         if rebuild_filters:
             self._rebuild_filter_options()
         ctx = self.context()
-        shown = analysis.filter_results(self.results.values(), self.filter)
-        self._visible = analysis.sort_results(shown, self.sort_column, self.sort_reverse, ctx)
-        _, frontier = analysis.frontier_results(self._visible)
-        self._frontier = {result_key(r) for r in frontier}
-        self.marked = [k for k in self.marked if k in self.results]
-        empty = self.loaded and not self.results and not self.running
+        empty = self.loaded and not self.view.total and not self.running
         self.query_one("#results-empty").display = empty
         table = self.query_one(ResultsTable)
         table.display = not empty
@@ -168,37 +233,48 @@ class ResultsPane(Vertical):
                 arrow = " ▼" if self.sort_reverse else " ▲"
             label = Text(col.label + arrow, justify="right" if col.numeric else "left")
             table.add_column(label, key=col.key, width=col.width)
-        styles = {s: table.get_component_rich_style(f"results--{s}", partial=True)
-                  for s in ("ok", "failed", "unsupported", "mark", "frontier")}
-        for r in self._visible:
-            key = result_key(r)
-            mark = Text("", end="")
-            if key in self.marked:
-                mark.append(str(self.marked.index(key) + 1), styles["mark"])
-            if key in self._frontier:
-                mark.append("★", styles["frontier"])
-            cells: list[Any] = [mark]
-            for col in COLUMNS:
-                text = col.text(r, ctx)
-                style = ""
-                if col.key == "status" or (col.key == "note" and r["status"] != "ok"):
-                    style = styles.get(r["status"], "")
-                cells.append(Text(text, style=style, justify="right" if col.numeric else "left", end=""))
-            table.add_row(*cells, key=key)
+        styles = self._styles(table)
+        for r in self.view.rows:
+            table.add_row(*self._cells(r, ctx, styles), key=result_key(r))
         if cursor_key is not None and cursor_key in table.rows:  # still shown: keep the cursor on it
             table.move_cursor(row=table.get_row_index(cursor_key), animate=False)
         table.scroll_x = scroll_x
 
-    def _rebuild_filter_options(self, names: list[str] | None = None) -> None:
+    @staticmethod
+    def _styles(table: ResultsTable) -> dict[str, Any]:
+        return {s: table.get_component_rich_style(f"results--{s}", partial=True)
+                for s in ("ok", "failed", "unsupported", "mark", "frontier")}
+
+    def _cells(self, r: dict[str, Any], ctx: dict[str, Any], styles: dict[str, Any]) -> list[Any]:
+        key = result_key(r)
+        mark = Text("", end="")
+        if key in self.marked:
+            mark.append(str(self.marked.index(key) + 1), styles["mark"])
+        if key in self._frontier:
+            mark.append("★", styles["frontier"])
+        cells: list[Any] = [mark]
+        for col in COLUMNS:
+            text = col.text(r, ctx)
+            style = ""
+            if col.key == "status" or (col.key == "note" and r["status"] != "ok"):
+                style = styles.get(r["status"], "")
+            cells.append(Text(text, style=style, justify="right" if col.numeric else "left", end=""))
+        return cells
+
+    def _rebuild_filter_options(self) -> None:
+        mounted = bool(self.query(f"#filter-{FILTER_SELECTS[0][0]}"))
         for name, label in FILTER_SELECTS:
-            if names is not None and name not in names:
-                continue
-            select = self.query_one(f"#filter-{name}", Select)
-            values = analysis.distinct(self.results.values(), name)
+            values = list(self.view.choices.get(name, []))
             if name == "run_id":
                 values.sort(reverse=True)
             current = getattr(self.filter, name)
             self._filter_choices[name] = values
+            if not mounted:
+                self.query_one("#filter-bar").mount(Select(
+                    [(v, v) for v in values], prompt=label, id=f"filter-{name}", compact=True,
+                    tooltip=f"Show only this {label}", value=current if current in values else Select.NULL))
+                continue
+            select = self.query_one(f"#filter-{name}", Select)
             with self.prevent(Select.Changed):
                 select.set_options([(v, v) for v in values])
                 if current in values:
@@ -209,13 +285,15 @@ class ResultsPane(Vertical):
         if not self.loaded:
             status.update(Content.from_markup("[$text-muted]loading results…[/]"))
             return
-        total, shown = len(self.results), len(self._visible)
-        counts = {s: sum(1 for r in self._visible if r["status"] == s) for s in ("ok", "failed", "unsupported")}
+        total, shown = self.view.total, self.view.size
+        counts = {s: self.view.counts.get(s, 0) for s in ("ok", "failed", "unsupported")}
         parts = [f"{shown} of {total} results" if self.filter.active else f"{total} results"]
         parts.append(f"{counts['ok']} ok · {counts['failed']} failed · {counts['unsupported']} unsupported")
         if self.sort_column:
             parts.append(f"sorted by {analysis.COLUMN_BY_KEY[self.sort_column].label}"
                          f" {'▼' if self.sort_reverse else '▲'}")
+        if not self.view.complete:
+            parts.append(f"{len(self.view.rows)} read")
         if self.marked:
             parts.append(f"{len(self.marked)} marked" + (" · x compares" if len(self.marked) == 2 else ""))
         parts.append("★ Pareto (acc vs p50)")
@@ -237,19 +315,35 @@ class ResultsPane(Vertical):
         if key in self.marked:
             self.marked.remove(key)
         else:
+            result = self._by_key.get(key)
+            if result is None:
+                return
             self.marked.append(key)
+            self._marked_results[key] = result
             self.marked = self.marked[-2:]  # comparing takes two: the oldest mark gives way
+        self._marked_results = {k: self._marked_results[k] for k in self.marked}
         self.refresh_view()
 
     def marked_results(self) -> list[dict[str, Any]]:
-        return [self.results[k] for k in self.marked if k in self.results]
+        return [self._marked_results[k] for k in self.marked]
 
     def cursor_result(self) -> dict[str, Any] | None:
         table = self.query_one(ResultsTable)
         if not table.row_count or table.cursor_row < 0:
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return self.results.get(key) if key else None
+        return self._by_key.get(key) if key else None
+
+    def on_results_table_near_end(self, event: ResultsTable.NearEnd) -> None:
+        event.stop()
+        table = self.query_one(ResultsTable)
+        if table.scroll_y + table.size.height >= table.row_count - LOAD_AHEAD:  # still near (not read since)
+            self.read_next_page()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        if event.cursor_row >= event.data_table.row_count - LOAD_AHEAD:
+            self.read_next_page()
 
     def on_results_table_mark_toggled(self, event: ResultsTable.MarkToggled) -> None:
         event.stop()
@@ -257,7 +351,7 @@ class ResultsPane(Vertical):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        result = self.results.get(event.row_key.value) if event.row_key.value else None
+        result = self._by_key.get(event.row_key.value) if event.row_key.value else None
         if result is not None:
             self.post_message(self.ResultOpened(result))
 
@@ -271,11 +365,23 @@ class ResultsPane(Vertical):
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter-text":
             event.stop()
-            self.set_filter(self.filter.with_(text=event.value.strip()))
+            # Applied once typing pauses: each keystroke of a fast burst would read the store again.
+            self._typed = event.value.strip()
+            if self._typing_timer is not None:
+                self._typing_timer.stop()
+            self._typing_timer = self.set_timer(TYPING_PAUSE_S, self._apply_typed, name="filter-typing")
+
+    def _apply_typed(self) -> None:
+        self._typing_timer = None
+        if self._typed is not None and self._typed != self.filter.text:
+            self.set_filter(self.filter.with_(text=self._typed))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter-text":
             event.stop()
+            if self._typing_timer is not None:  # enter applies what was typed at once
+                self._typing_timer.stop()
+                self._apply_typed()
             self.query_one(ResultsTable).focus()
 
     def on_select_changed(self, event: Select.Changed) -> None:
@@ -287,81 +393,19 @@ class ResultsPane(Vertical):
         self.set_filter(self.filter.with_(**{name: value}))
 
     def clear_filters(self) -> None:
+        if self._typing_timer is not None:
+            self._typing_timer.stop()
+            self._typing_timer = None
         with self.prevent(Input.Changed, Select.Changed):
             self.query_one("#filter-text", Input).value = ""
-            for name, _ in FILTER_SELECTS:
-                self.query_one(f"#filter-{name}", Select).clear()
+            for select in self.query("#filter-bar Select").results(Select):
+                select.clear()
         self.set_filter(ResultFilter())
 
     def show_run(self, run_id: str) -> None:
         """Filter to one run (used when opening a run from the palette)."""
-        select = self.query_one("#filter-run_id", Select)
         with self.prevent(Select.Changed):
-            if run_id in self._filter_choices.get("run_id", ()):
-                select.value = run_id
+            for select in self.query("#filter-run_id").results(Select):
+                if run_id in self._filter_choices.get("run_id", ()):
+                    select.value = run_id
         self.set_filter(self.filter.with_(run_id=run_id))
-
-    # --- dialogs over the results -------------------------------------------------------------
-
-    def open_result(self, result: dict[str, Any]) -> None:
-        """Everything about one result, with the same variant's measurements in other runs."""
-        from qbench_tui.screens.result_detail import ResultDetailScreen
-
-        key = variant_key(result)
-        earlier = [r for r in self.results.values()
-                   if r is not result and r["status"] == "ok" and r["model"] == result["model"]
-                   and variant_key(r) == key]
-        earlier.sort(key=lambda r: r.get("finished_at") or "", reverse=True)
-        self.app.push_screen(ResultDetailScreen(result, self.runs.get(result.get("run_id") or ""), earlier))
-
-    def choose_sort(self) -> None:
-        from qbench_tui.screens.sort import SortScreen
-
-        def chosen(column: str | None) -> None:
-            if column:
-                self.set_sort(column)
-
-        self.app.push_screen(SortScreen(self.sort_column, self.sort_reverse), chosen)
-
-    def reverse_sort(self) -> None:
-        if self.sort_column:
-            self.set_sort(self.sort_column, not self.sort_reverse)
-
-    def show_chart(self) -> None:
-        from qbench_tui.screens.chart import ParetoChartScreen
-
-        self.app.push_screen(ParetoChartScreen(self.visible))
-
-    def compare_marked(self) -> None:
-        """Compare the two marked results (or the one marked and the one under the cursor)."""
-        from qbench_tui.screens.compare import CompareScreen
-
-        marked = self.marked_results()
-        if len(marked) == 1:
-            cursor = self.cursor_result()
-            if cursor is not None and result_key(cursor) != result_key(marked[0]):
-                marked.append(cursor)
-        if len(marked) < 2:
-            self.notify("mark two results with space (in the results table), then press x",
-                        title="compare", severity="warning")
-            return
-        a, b = marked[:2]
-        everything = self.results.values()
-        self.app.push_screen(CompareScreen(a, b, [r for r in everything if r.get("run_id") == a.get("run_id")],
-                                           [r for r in everything if r.get("run_id") == b.get("run_id")]))
-
-    def export_shown(self) -> None:
-        """Ask where to export the shown results; the answer is posted as :class:`ExportChosen`."""
-        from qbench_tui.screens.export import ExportScreen, export_folder
-
-        shown = self.visible
-        if not shown:
-            self.notify("no results to export", severity="warning")
-            return
-        default = export_folder() / f"qbench-results-{datetime.now():%Y%m%d-%H%M%S}.csv"
-
-        def chosen(path: Path | None) -> None:
-            if path is not None:
-                self.post_message(self.ExportChosen(path, shown))
-
-        self.app.push_screen(ExportScreen(default, len(shown)), chosen)

@@ -334,15 +334,17 @@ class SweepSetupPane(VerticalScroll):
         present = {d.name for d in self.device_infos if d.present}
         if "methods" in data:
             self.set_variants([m for m in data["methods"] if ":" in m and spec_method(m) in catalog.METHODS])
-        for list_id, valid in (("methods", set(catalog.METHODS)), ("runtimes", set(catalog.RUNTIMES)),
-                               ("devices", present)):
-            wanted = [v for v in data.get(list_id, []) if v in valid]
-            if not wanted:
-                continue
-            selection = self.query_one(f"#{list_id}", SelectionList)
-            selection.deselect_all()
-            for value in wanted:
-                selection.select(value)
+        # One refresh at the end, not one per selection change (each mounts forms: 0.5 s at start-up).
+        with self.prevent(SelectionList.SelectedChanged):
+            for list_id, valid in (("methods", set(catalog.METHODS)), ("runtimes", set(catalog.RUNTIMES)),
+                                   ("devices", present)):
+                wanted = [v for v in data.get(list_id, []) if v in valid]
+                if not wanted:
+                    continue
+                selection = self.query_one(f"#{list_id}", SelectionList)
+                selection.deselect_all()
+                for value in wanted:
+                    selection.select(value)
         if data.get("batch_sizes"):
             self.query_one("#batch-sizes", Input).value = ", ".join(str(b) for b in data["batch_sizes"])
         for method, values in (data.get("configs") or {}).items():
@@ -363,6 +365,7 @@ class SweepSetupPane(VerticalScroll):
         if seq_len:
             self.query_one("#seq-len", Input).value = str(seq_len)
         self.refresh_support()
+        self.post_message(self.Changed())
 
 
     # --- extra variants ----------------------------------------------------------------------

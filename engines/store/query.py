@@ -1,0 +1,141 @@
+"""Filtering, sorting and paging the results in SQL, so months of history never need to be
+read whole: the app asks for one page and the counts, the CLI for what its flags name.
+
+The sort keys are the app's column keys (``qbench_tui.analysis.COLUMNS``); each maps to one SQL
+expression over ``r`` (a result row) and ``ru`` (its run). Missing values sort last in either
+direction and ties keep the store's order (the row id), as Python's stable sort did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+# fp32's p50 (or size) in the same run, runtime, device and batch size: the reference a
+# variant's speed-up and size ratio are taken against (index results_fp32_reference).
+_FP32 = ("(SELECT f.{col} FROM results f WHERE f.run_id = r.run_id AND f.method = 'fp32' "
+         "AND f.runtime = r.runtime AND f.device = r.device AND f.batch_size = r.batch_size "
+         "AND f.status = 'ok' AND f.{col} IS NOT NULL ORDER BY f.id DESC LIMIT 1)")
+FP32_P50 = _FP32.format(col="latency_p50_ms")
+LABEL = "COALESCE(NULLIF(r.label, ''), r.method)"
+QUALITY = "COALESCE(r.accuracy, r.agreement_top1)"
+
+SORTS: dict[str, str] = {
+    "id": "r.id",  # the order results were stored in
+    "when": "COALESCE(ru.created_at, r.started_at)",
+    "model": "r.model",
+    "method": LABEL,
+    "runtime": "r.runtime",
+    "device": "r.device",
+    "batch_size": "r.batch_size",
+    "status": "r.status",
+    "p50": "r.latency_p50_ms",
+    "p99": "r.latency_p99_ms",
+    "iqr": "r.latency_iqr_ms / NULLIF(r.latency_p50_ms, 0)",
+    "speedup": f"CASE WHEN r.status = 'ok' THEN {FP32_P50} / NULLIF(r.latency_p50_ms, 0) END",
+    "throughput": "r.throughput_per_s",
+    "size": "r.size_mb",
+    "accuracy": "r.accuracy",
+    "top1": "r.agreement_top1",
+    "sqnr": "r.agreement_sqnr_db",
+    "load": "r.load_s",
+    "rss": "r.peak_rss_mb",
+    # The error, else the notes joined by "; " (their JSON list text without brackets and quotes).
+    "note": "COALESCE(r.error, CASE WHEN r.notes IS NULL OR r.notes = '[]' THEN '' "
+            "ELSE replace(substr(r.notes, 3, length(r.notes) - 4), '\", \"', '; ') END)",
+}
+
+# What a typed filter matches: the fields a row shows in words. Each word must be in one of them
+# (a word has no spaces, so it never spans two). LIKE is ASCII case-insensitive and, unlike
+# instr(lower(a || b || …)), builds no string per row: 30 ms instead of 90 ms at 20,000 rows.
+_TEXT_FIELDS = ("r.run_id", "r.model", "r.label", "r.method", "r.runtime", "r.device", "r.status", "r.error",
+                "r.notes", "'bs' || r.batch_size")
+_TEXT_MATCH = "(" + " OR ".join(f"{f} LIKE ? ESCAPE '\\'" for f in _TEXT_FIELDS) + ")"
+
+DISTINCT_COLUMNS = ("model", "method", "label", "runtime", "device", "status", "run_id")
+
+
+@dataclass(frozen=True)
+class ResultQuery:
+    """Which results, in which order. ``None`` (or an empty ``text``) means any.
+
+    ``text`` keeps the results whose words (run, model, recipe, runtime, device, status, error,
+    notes, ``bs<N>``) contain every word of it; ``since`` (ISO time) keeps those finished at or
+    after it; ``sort`` is a key of :data:`SORTS`.
+    """
+
+    text: str = ""
+    model: str | None = None
+    method: str | None = None
+    label: str | None = None
+    runtime: str | None = None
+    device: str | None = None
+    status: str | None = None
+    run_id: str | None = None
+    since: str | None = None
+    sort: str | None = None
+    reverse: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sort is not None and self.sort not in SORTS:
+            raise ValueError(f"unknown sort {self.sort!r}; valid: {', '.join(SORTS)}")
+
+    def with_(self, **changes: Any) -> ResultQuery:
+        return replace(self, **changes)
+
+    def where(self) -> tuple[str, list[Any]]:
+        """The WHERE clause (over ``r``) and its parameters."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("text", "since", "sort", "reverse") or value is None:
+                continue
+            if f.name == "label":
+                clauses.append(f"{LABEL} = ?")
+            else:
+                clauses.append(f"r.{f.name} = ?")
+            args.append(value)
+        if self.since:
+            clauses.append("r.finished_at >= ?")
+            args.append(self.since)
+        for word in self.text.split():
+            pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            clauses.append(_TEXT_MATCH)
+            args.extend([pattern] * len(_TEXT_FIELDS))
+        return " AND ".join(clauses) or "1", args
+
+    def order_by(self) -> str:
+        if self.sort is None:
+            return "r.id"
+        expr = SORTS[self.sort]
+        return f"({expr}) IS NULL, ({expr}) {'DESC' if self.reverse else 'ASC'}, r.id"
+
+    def needs_runs(self) -> bool:
+        return self.sort == "when"
+
+
+def select_sql(query: ResultQuery, columns: str = "r.*", limit: int | None = None, offset: int = 0,
+               extra_where: str = "") -> tuple[str, list[Any]]:
+    """``SELECT columns FROM results r [JOIN runs] WHERE … ORDER BY … LIMIT …``."""
+    where, args = query.where()
+    if extra_where:
+        where = f"({where}) AND ({extra_where})"
+    join = " LEFT JOIN runs ru ON ru.id = r.run_id" if query.needs_runs() else ""
+    sql = f"SELECT {columns} FROM results r{join} WHERE {where} ORDER BY {query.order_by()}"
+    if limit is not None:
+        sql += " LIMIT ? OFFSET ?"
+        args = [*args, limit, offset]
+    return sql, args
+
+
+def frontier_sql(query: ResultQuery, x: str = "p50") -> tuple[str, list[Any]]:
+    """(id, quality) of the ok results the query keeps that have both ``x`` and a quality, in
+    order of increasing ``x`` (best quality first among equals): the frontier is each row whose
+    quality beats every row before it. (A window function does this in SQL, but at 2.5x the time
+    of sorting these pairs and walking them once.)"""
+    xcol = "r.latency_p50_ms" if x == "p50" else "r.size_mb"
+    where, args = query.where()
+    sql = (f"SELECT r.id, {QUALITY} AS q FROM results r WHERE ({where}) AND r.status = 'ok' "
+           f"AND {xcol} IS NOT NULL AND {QUALITY} IS NOT NULL ORDER BY {xcol}, q DESC, r.id")
+    return sql, args
