@@ -4,6 +4,9 @@ Version 1 (the first release): runs, results keyed by run × method × runtime �
 Version 2: results carry their recipe (id, label, steps), runtime config and passes; the unique
 key becomes run × recipe × runtime × device × batch. Old rows get the recipe id their method and
 settings have today, so old runs keep showing and ``--resume`` still finds what they measured.
+Version 3: results carry the variant's own memory (``memory_mb``, per-phase ``memory``), their
+timing rounds with the spread across them, and flags (unstable, under load, simulated). Old rows
+keep NULL memory and no rounds: they were measured once.
 """
 
 from __future__ import annotations
@@ -69,5 +72,14 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     results.create_index(["finished_at"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+def _migration_3(db: sqlite_utils.Database) -> None:
+    results = db["results"]
+    results.add_column("memory_mb", float)
+    results.add_column("spread", float)
+    for name in ("memory", "rounds", "flags"):
+        results.add_column(name, str)
+    db.execute("UPDATE results SET memory = '{}', rounds = '[]', flags = '[]'")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3]
 SCHEMA_VERSION = len(MIGRATIONS)
