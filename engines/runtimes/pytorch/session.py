@@ -75,7 +75,21 @@ def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: i
     module = artifact.payload
     if device != "cpu":
         module = module.to(device)
-    if config.compile:
+    if artifact.facts.get("pt2e") and device == "cpu":
+        if config.simulate_int8:
+            artifact.facts["simulated"] = True
+            artifact.notes.append("eager Q/DQ graph: float kernels simulating int8 (simulate_int8=true)")
+        else:
+            # Freezing turns the folded int8 weights into constants, which is what lets inductor
+            # match dequantize → linear → quantize and emit oneDNN's int8 qlinear kernels.
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True
+            module = torch.compile(module)
+            engine = "oneDNN int8 qlinear/qconv via inductor (freezing)"
+            artifact.notes.append(f"lowered to {engine}")
+            artifact.facts["int8_kernels"] = engine
+    elif config.compile:
         module = torch.compile(module)
         artifact.notes.append("lowered with torch.compile (inductor)")
     return TorchSession(module, model, device, half_inputs=bool(artifact.facts.get("half_inputs")))
