@@ -112,8 +112,9 @@ def speedups(results: Iterable[Result]) -> dict[str, float]:
     for r in results:
         base = reference.get((r.get("run_id"), r["runtime"], r["device"], r["batch_size"]))
         own = latency(r)
+        paired = (r.get("metrics") or {}).get("speedup_vs_fp32")  # median of per-round ratios
         if base and own and r["status"] == "ok":
-            out[result_key(r)] = base / own
+            out[result_key(r)] = paired["ratio"] if isinstance(paired, dict) else base / own
     return out
 
 
@@ -142,7 +143,8 @@ def _run_time(r: Result, ctx: dict[str, Any]) -> str:
 def _note(r: Result) -> str:
     if r.get("error"):
         return str(r["error"])
-    return "; ".join(r.get("notes") or [])
+    flags = [f.upper() for f in r.get("flags") or []]  # unstable, under-load, simulated: read first
+    return "; ".join(flags + list(r.get("notes") or []))
 
 
 def _num_col(key: str, label: str, get: Callable[[Result], Any], digits: int | None = None) -> Column:
@@ -168,7 +170,7 @@ COLUMNS: tuple[Column, ...] = (
     _num_col("top1", "top1", lambda r: agreement(r, "top1"), 3),
     _num_col("sqnr", "SQNR", lambda r: agreement(r, "sqnr_db"), 1),
     _num_col("load", "load s", lambda r: r.get("load_s")),
-    _num_col("rss", "RSS MB", lambda r: r.get("peak_rss_mb"), 0),
+    _num_col("rss", "mem MB", lambda r: r.get("memory_mb"), 0),  # the variant's; the process peak is a detail
     Column("note", "note", lambda r, c: _note(r), lambda r, c: _note(r)[:80]),
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
@@ -305,7 +307,8 @@ COMPARE_METRICS: tuple[tuple[str, Callable[[Result], Any], bool | None, str], ..
     ("throughput", lambda r: r.get("throughput_per_s"), False, "/s"),
     ("cold start", lambda r: r.get("load_s"), True, "s"),
     ("quantize", lambda r: r.get("quantize_s"), True, "s"),
-    ("peak RSS", lambda r: r.get("peak_rss_mb"), True, "MB"),
+    ("memory", lambda r: r.get("memory_mb"), True, "MB"),
+    ("process peak RSS", lambda r: r.get("peak_rss_mb"), True, "MB"),
     ("size on disk", lambda r: r.get("size_mb"), True, "MB"),
     ("accuracy", lambda r: r.get("accuracy"), False, ""),
     ("top-1 agreement", lambda r: agreement(r, "top1"), False, ""),

@@ -70,7 +70,7 @@ def _build_request(args):
     method_settings, runtime_settings = parse_settings(args.settings)
     try:
         measure = MeasureSettings(min_time_s=args.min_time, min_reps=args.min_reps,
-                                  max_time_s=max(20.0, args.min_time * 4))
+                                  max_time_s=max(20.0, args.min_time * 4), repeat=args.repeat)
         return SweepRequest(
             model=spec.path or spec.name, methods=args.methods, runtimes=args.runtimes, devices=args.devices,
             batch_sizes=args.batch_sizes, configs=method_settings, runtime_configs=runtime_settings,
@@ -88,6 +88,7 @@ def _raise_interrupt(signum, frame):
 def cmd_run(args) -> int:
 
     from engines.bench.runner import SweepInterrupted, SweepRunner
+    from engines.core.errors import ModelLoadError
     from engines.core.schema import public_json
 
     json_to_stdout = args.json_out == "-"
@@ -108,6 +109,8 @@ def cmd_run(args) -> int:
         status, results = "interrupted", store.results(run_id)
         console.print(f"[yellow]interrupted[/]: finished results are stored; resume with "
                       f"[bold]qbench run --resume {run_id}[/]")
+    except ModelLoadError as exc:  # found by the first variant's child, before any variant is measured
+        raise UsageError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.json_out:
@@ -132,7 +135,15 @@ class _Progress:
         from engines.core import events
         from engines.core.schema import display_label
 
-        if isinstance(event, events.RunStarted):
+        if isinstance(event, events.WaitingForMachine):
+            from engines.bench.lock import describe_holder
+
+            if event.holder is not None:
+                self.console.print(f"[yellow]waiting[/]: another sweep is measuring on this machine: "
+                                   f"{describe_holder(event.holder)}; this one starts when it ends")
+            else:
+                self.console.print("[green]the machine is free[/]: measuring")
+        elif isinstance(event, events.RunStarted):
             verb = "resuming" if event.resumed else "run"
             self.console.print(f"[bold]{verb} {event.run_id}[/]: {event.model}, "
                                f"{event.total} measurements ({event.done} already done)")
@@ -140,6 +151,10 @@ class _Progress:
             r = event.result
             colour = {"ok": "green", "failed": "red", "unsupported": "yellow"}.get(r["status"], "white")
             detail = (f"p50 {r['latency_ms']['p50']:.3f} ms" if r.get("latency_ms") else (r.get("error") or ""))
+            if r.get("memory_mb") is not None:
+                detail += f", {r['memory_mb']:.0f} MB"
+            if r.get("flags"):
+                detail += f" [yellow]{' '.join(r['flags'])}[/]"
             self.console.print(f"  [{colour}]{r['status']:<11}[/] {display_label(r):<13} {r['runtime']:<12} "
                                f"{r['device']:<5} bs={r['batch_size']:<4} {detail}")
 
