@@ -79,6 +79,7 @@ class _Slot:
     runtime_info: dict[str, Any] = field(default_factory=dict)
     passes: list[str] = field(default_factory=list)
     rounds: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    recorded: bool = False
     ended: str | None = None  # failed: why
     unsupported: str | None = None
     error: str | None = None
@@ -325,9 +326,12 @@ class SweepRunner:
             slot.child.stop()
 
     def _finish(self, run_id: str, spec: ModelSpec, slot: _Slot, interrupted: bool = False) -> None:
-        """End the slot's child and record one result per batch size."""
+        """End the slot's child and record one result per batch size (once)."""
         if slot.child.alive:
             slot.child.stop()
+        if slot.recorded:
+            return
+        slot.recorded = True
         for b in slot.batch_sizes:
             self._record(run_id, self._result(spec, slot, b, interrupted))
 
