@@ -73,3 +73,32 @@ def test_two_qbench_runs_started_together_take_turns(tmp_path: Path):
     # they measured one after the other: the first's results all come before the second's
     order = [r for (r,) in conn.execute("SELECT run_id FROM results ORDER BY id")]
     assert order == sorted(order, key=lambda run: [i for i, _ in runs].index(run) if run in [i for i, _ in runs] else 0)
+
+
+@pytest.mark.slow
+def test_the_apps_sweep_controller_turns_the_wait_into_a_message(store, fast_measure):
+    """The app's controller, on a real sweep: while another holds the machine it posts
+    SweepWaiting naming the holder, then measures once the machine is free."""
+    from qbench_tui import messages
+    from qbench_tui.controllers.sweep import SweepController, SweepSetup
+
+    home = Path(os.environ["QBENCH_HOME"])
+    other = MeasurementLock("someone-elses-run", "cli", path=home / "measure.lock")
+    other.acquire()
+    posted: list = []
+    controller = SweepController(posted.append, lambda job: threading.Thread(target=job).start(), store=store)
+    setup = SweepSetup(model="digits-mlp", methods=("fp32",), runtimes=("onnxruntime",), devices=("cpu",),
+                       batch_sizes=(1,), measure={**fast_measure.to_dict(), "repeat": 1})
+    controller.start(setup)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(isinstance(m, messages.SweepWaiting) for m in posted):
+            time.sleep(0.1)
+        waiting = [m for m in posted if isinstance(m, messages.SweepWaiting)]
+        assert waiting and waiting[0].holder["run_id"] == "someone-elses-run"
+        assert not any(isinstance(m, messages.ResultRecorded) for m in posted)
+    finally:
+        other.release()
+    assert controller.wait(300)
+    assert any(isinstance(m, messages.SweepWaiting) and m.holder is None for m in posted)
+    assert any(isinstance(m, messages.SweepFinished) for m in posted), posted[-3:]

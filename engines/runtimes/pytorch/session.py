@@ -85,10 +85,19 @@ def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: i
             import torch._inductor.config as inductor_config
 
             inductor_config.freezing = True
-            module = torch.compile(module)
-            engine = "oneDNN int8 qlinear/qconv via inductor (freezing)"
-            artifact.notes.append(f"lowered to {engine}")
-            artifact.facts["int8_kernels"] = engine
+            compiled = torch.compile(module)
+            try:  # lowering happens at the first call: try it here, where a failure can fall back
+                with torch.no_grad():
+                    compiled(*TorchSession(module, model, device, False)._tensors(model.example_inputs(1)))
+            except Exception as exc:  # noqa: BLE001 - an op inductor cannot lower on this build
+                artifact.facts["simulated"] = True
+                artifact.notes.append(f"inductor could not lower the int8 graph ({type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0][:120]}); eager Q/DQ simulation instead")
+            else:
+                module = compiled
+                engine = "oneDNN int8 qlinear/qconv via inductor (freezing)"
+                artifact.notes.append(f"lowered to {engine}")
+                artifact.facts["int8_kernels"] = engine
     elif config.compile:
         module = torch.compile(module)
         artifact.notes.append("lowered with torch.compile (inductor)")
