@@ -109,6 +109,13 @@ class _Handle:
         self.wait = wait
 
 
+def _has_fd(stream: Any) -> bool:
+    try:
+        return stream is not None and stream.fileno() >= 0
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def _start_fork(job_threads: int, sock: socket.socket, log_path: Path) -> _Handle:
     import types
 
@@ -116,13 +123,17 @@ def _start_fork(job_threads: int, sock: socket.socket, log_path: Path) -> _Handl
     proc = ctx.Process(target=_forked_child, args=(sock, str(log_path)), daemon=False)
     # multiprocessing re-imports the parent's __main__ in each child (the CLI, pytest, a script):
     # a bare stand-in while the child's start data is written keeps the child to the worker.
+    # And its resource tracker passes sys.stderr's descriptor on: an app that captures stderr
+    # (Textual) has none, which fails the start ("bad value(s) in fds_to_keep").
     with _server_lock:
-        main = sys.modules["__main__"]
+        main, stderr = sys.modules["__main__"], sys.stderr
         sys.modules["__main__"] = types.ModuleType("__main__")
+        if not _has_fd(stderr):
+            sys.stderr = sys.__stderr__ if _has_fd(sys.__stderr__) else open(os.devnull, "w")  # noqa: SIM115
         try:
             proc.start()
         finally:
-            sys.modules["__main__"] = main
+            sys.modules["__main__"], sys.stderr = main, stderr
 
     def wait(timeout: float | None) -> int | None:
         proc.join(timeout)
