@@ -162,19 +162,14 @@ def test_spawn_launcher_still_works(tmp_path: Path):
     assert len(r["rounds"]) == 1 and r["spread"] is None
 
 
-def test_no_worker_left_after_a_sweep(tmp_path: Path):
-    """Every child ends with its sweep: the fork server (alive until the CLI exits) has no children
-    left, and no spawned worker remains."""
+def test_no_process_left_after_a_sweep(tmp_path: Path):
+    """Every child ends with its sweep, and so does the fork server (it would hold torch's memory
+    beside an idle app)."""
     db = tmp_path / "q.db"
     proc = subprocess.run([sys.executable, "-c", (
         "import sys, psutil; from qbench_tui.cli import main; rc = main(sys.argv[1:]); "
-        "me = psutil.Process(); servers = [p for p in me.children() if 'forkserver' in ' '.join(p.cmdline())]; "
-        "left = sum(len(s.children()) for s in servers); "
-        "left += sum('engines.bench.worker' in ' '.join(p.cmdline()) for p in me.children(recursive=True)); "
-        "print('SERVERS', len(servers), 'LEFT', left); sys.exit(rc)"),
+        "print('LEFT', len(psutil.Process().children(recursive=True))); sys.exit(rc)"),
         "--db", str(db), "run", "--model", "digits-mlp", "--methods", "fp32,dynamic-int8", *FAST],
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "LEFT 0" in proc.stdout, proc.stdout
-    if sys.platform.startswith("linux"):
-        assert "SERVERS 1" in proc.stdout
+    assert "LEFT 0" in proc.stdout, proc.stdout[-500:]

@@ -85,6 +85,21 @@ def _fork_context(threads: int):
         return _server_ctx
 
 
+def stop_fork_server() -> None:
+    """End the fork server (and multiprocessing's resource tracker) once a sweep is over: idle, it
+    would hold torch's hundreds of MB beside the app. The next sweep starts a fresh one."""
+    with _server_lock:
+        if _server_ctx is None:
+            return
+        from multiprocessing import forkserver, resource_tracker
+
+        for server in (forkserver._forkserver, resource_tracker._resource_tracker):
+            try:
+                server._stop()  # private, present since Python 3.8; joins the process
+            except (AttributeError, OSError, ChildProcessError):
+                pass
+
+
 def _forked_child(sock: socket.socket, log_path: str) -> None:
     """The forked child's entry: its own session (the terminal's Ctrl-C goes to the parent, which
     ends the child itself), its output to the log, then the worker's life."""

@@ -28,7 +28,7 @@ from typing import Any
 
 from engines import catalog
 from engines.bench import rounds as rounds_mod
-from engines.bench.child import Cancelled, ChildEnded, WorkerProcess, exit_reason
+from engines.bench.child import Cancelled, ChildEnded, WorkerProcess, exit_reason, stop_fork_server
 from engines.bench.lock import MeasurementLock
 from engines.bench.request import SweepRequest, Variant, plan_variants
 from engines.core import events
@@ -138,6 +138,8 @@ class SweepRunner:
             self._to_sinks("run_ended", run_id, "failed", message)
             self.on_event(events.RunFinished(run_id, "failed"))
             raise
+        finally:
+            stop_fork_server()
         self._to_sinks("run_ended", run_id, "finished", None)
         self.on_event(events.RunFinished(run_id, "finished"))
         return SweepOutcome(run_id, "finished", self.store.results(run_id))
