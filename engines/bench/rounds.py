@@ -48,9 +48,10 @@ def spread(values: Sequence[float]) -> float | None:
 
 
 def quiet_rounds(rounds: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rounds measured without a busy neighbour, or all of them when none was quiet."""
+    """The rounds measured without a busy neighbour, when at least two were (a median and a
+    spread need two); otherwise all of them (and the result is flagged ``under-load``)."""
     quiet = [r for r in rounds if not under_load(r)]
-    return quiet or list(rounds)
+    return quiet if len(quiet) >= 2 or len(rounds) < 2 else list(rounds)
 
 
 def combine(rounds: Sequence[dict[str, Any]]) -> tuple[dict[str, float], float | None, list[str]]:
@@ -70,7 +71,7 @@ def combine(rounds: Sequence[dict[str, Any]]) -> tuple[dict[str, float], float |
     flags = []
     if s is not None and s > UNSTABLE_SPREAD:
         flags.append("unstable")
-    if all(under_load(r) for r in rounds):
+    if all(under_load(r) for r in used):
         flags.append("under-load")
     return latency, s, flags
 

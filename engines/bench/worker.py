@@ -307,7 +307,11 @@ def measure_round(state: Prepared, cmd: dict[str, Any], emit: Channel) -> dict[s
     out: dict[str, Any] = {
         "batch_size": batch_size, "round": index, "latency": stats.to_dict(), "other_cpu": round(other, 3),
         "wall_s": wall, "timing_peak_mb": peak_mb, "timing_growth_mb": max(0.0, peak_mb - start_mb),
-        "memory_mb": max(0.0, peak_mb - state.base_mb), "memory_method": peak.method,
+        # the session (weights, arenas, compiled code, its first call) + a module the passes built
+        # in memory + what this batch size's loop adds: not the accuracy pass's 256-row batches,
+        # whose arena growth a runtime keeps but this batch size does not need
+        "memory_mb": state.memory["open_mb"] + state.memory["payload_mb"] + max(0.0, peak_mb - start_mb),
+        "memory_method": peak.method,
         "warnings": stats.noise_warnings(),
     }
     if batch_size not in state.extras:

@@ -66,9 +66,10 @@ class Result:
     notes: list[str] = field(default_factory=list)
     artifact: str | None = None
     runtime_info: dict[str, Any] = field(default_factory=dict)
-    # The variant's own memory: what it adds to the process from its session's opening to the
-    # timing loop's peak, plus the tensors of a module the passes built in memory — not the
-    # harness (interpreter, imports, the fp32 reference). ``memory`` holds the per-phase figures
+    # The variant's own memory: what its session adds to the process when it opens (weights,
+    # arenas, compiled code, the first call), plus the tensors of a module the passes built in
+    # memory, plus the timing loop's growth at this batch size — not the harness (interpreter,
+    # imports, the fp32 reference, the accuracy pass's large batches). ``memory`` holds the per-phase figures
     # (MEMORY_KEYS); the process peak stays in ``peak_rss_mb``.
     memory_mb: float | None = None
     memory: dict[str, Any] = field(default_factory=dict)
