@@ -77,12 +77,15 @@ def combine(rounds: Sequence[dict[str, Any]]) -> tuple[dict[str, float], float |
 
 
 def round_p50s(result: dict[str, Any]) -> dict[int, float]:
-    """Round number -> p50 of a result's quiet rounds (or its single p50 when it has no rounds)."""
+    """Round number -> p50 of each of a result's rounds (or its single p50 when it has none).
+
+    All rounds, loaded or not: a ratio pairs two blocks timed moments apart, so load that lasts
+    seconds cancels out of it, and the median over the pairs outvotes a block it did not."""
     rounds = result.get("rounds") or []
     if not rounds:
         p50 = (result.get("latency_ms") or {}).get("p50")
         return {0: p50} if p50 else {}
-    return {r["round"]: r["latency"]["p50"] for r in quiet_rounds(rounds) if r.get("latency")}
+    return {r["round"]: r["latency"]["p50"] for r in rounds if r.get("latency")}
 
 
 def speedup(baseline: dict[str, Any], variant: dict[str, Any]) -> dict[str, float] | None:

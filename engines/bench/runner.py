@@ -210,13 +210,14 @@ class SweepRunner:
             for slot in rounds_mod.round_order([s for s in self._slots if s.live], index):
                 self._check_cancel()
                 self._round(run_id, slot, index, request)
-        # Rounds measured while other processes used the CPU are measured again, once each.
+        # While rounds were measured with other processes using the CPU, the whole sweep measures
+        # more rounds (up to ``repeat`` more): every variant, so that speedups keep their pairs.
         for extra in range(repeat):
-            retry = [s for s in self._slots if s.live and any(
-                sum(rounds_mod.under_load(r) for r in s.rounds.get(b, [])) > extra for b in s.batch_sizes)]
-            if not retry:
+            live = [s for s in self._slots if s.live]
+            if not any(sum(rounds_mod.under_load(r) for r in s.rounds.get(b, [])) > extra
+                       for s in live for b in s.batch_sizes):
                 break
-            for slot in rounds_mod.round_order(retry, repeat + extra):
+            for slot in rounds_mod.round_order(live, repeat + extra):
                 self._check_cancel()
                 self._round(run_id, slot, repeat + extra, request)
         # fp32 first, so that each variant's speedup can be computed from its rounds as it is recorded
