@@ -51,7 +51,7 @@ def quiet_rounds(rounds: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rounds measured without a busy neighbour, when at least two were (a median and a
     spread need two); otherwise all of them (and the result is flagged ``under-load``)."""
     quiet = [r for r in rounds if not under_load(r)]
-    return quiet if len(quiet) >= 2 or len(rounds) < 2 else list(rounds)
+    return quiet if len(quiet) >= 2 else list(rounds)
 
 
 def combine(rounds: Sequence[dict[str, Any]]) -> tuple[dict[str, float], float | None, list[str]]:
