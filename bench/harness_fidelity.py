@@ -52,9 +52,9 @@ def main() -> None:
     import onnxruntime as ort
 
     from engines.passes.onnx_passes import export_fp32
+    from engines.runtimes.base import Artifact
     from engines.runtimes.ort import OrtRuntimeConfig
     from engines.runtimes.ort.session import open_session
-    from engines.runtimes.base import Artifact
 
     spec = resolve_model(args.model)
     spec = ModelSpec(**{**spec.to_dict(), "extra": {**spec.extra, SOURCE_FORMAT: "onnx"}})

@@ -58,7 +58,7 @@ def test_two_qbench_runs_started_together_take_turns(tmp_path: Path):
     first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     home = Path(os.environ["QBENCH_HOME"])
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (read_holder(home / "measure.lock") or {}).get("pid") == first.pid:
+    while time.monotonic() < deadline and (read_holder(home / "measure.lock") or {}).get("pid") != first.pid:
         time.sleep(0.1)
     second = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out1, _ = first.communicate(timeout=600)

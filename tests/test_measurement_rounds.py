@@ -58,10 +58,10 @@ def test_result_round_trips_the_new_fields_through_sqlite(store):
 
 
 def test_a_version_2_store_migrates_to_3(tmp_path: Path):
+    import sqlite_utils
+
     from engines.store import SCHEMA_VERSION, Store
     from engines.store.migrations import MIGRATIONS
-
-    import sqlite_utils
 
     path = tmp_path / "v2.db"
     db = sqlite_utils.Database(path)
@@ -172,6 +172,6 @@ def test_no_process_left_after_a_sweep(tmp_path: Path):
         "import sys, psutil; from qbench_tui.cli import main; rc = main(sys.argv[1:]); "
         "print('LEFT', len(psutil.Process().children(recursive=True))); sys.exit(rc)"),
         "--db", str(db), "run", "--model", "digits-mlp", "--methods", "fp32,dynamic-int8", *FAST],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "LEFT 0" in proc.stdout, proc.stdout[-500:]

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from engines.core.schema import now_iso
 from engines.paths import qbench_home
@@ -88,11 +88,11 @@ class MeasurementLock:
         os.close(self._fd)
         self._fd = None
 
-    def __enter__(self) -> MeasurementLock:
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 

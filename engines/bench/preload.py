@@ -21,11 +21,11 @@ for _name in ("numpy", "psutil", "onnxruntime", "onnx", "torch", "transformers",
     try:
         importlib.import_module(_name)
         PRELOADED.append(_name)
-    except Exception:  # noqa: BLE001 - a missing or broken optional package: its variants say so later
+    except Exception:  # noqa: BLE001, S110 - a missing or broken optional package: its variants say so later
         pass
 try:
     from engines.plugins import load_all
 
     load_all()  # the registries (methods, passes, runtimes) the worker looks names up in
-except Exception:  # noqa: BLE001
+except Exception:  # noqa: BLE001, S110 - the worker loads the registries itself when it needs them
     pass

@@ -400,7 +400,7 @@ class SweepRunner:
                     continue
                 try:
                     self._record(run_id, self._result(spec, slot, b, interrupted=True))
-                except Exception:  # noqa: BLE001 - the interrupt must still end the run
+                except Exception:  # noqa: BLE001, S110 - the interrupt must still end the run
                     pass
 
 

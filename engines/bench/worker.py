@@ -250,7 +250,7 @@ def prepare(job: dict[str, Any], emit: Channel) -> Prepared:
     # copy was made from (the reference outputs are already computed).
     if model.module is not None and artifact.payload is not None and artifact.payload is not model.module:
         model.module = None
-    ctx = None  # noqa: F841 - drop the pass context's hold on the model
+    ctx = None
     release_memory()
 
     phase("cold-start")
@@ -345,7 +345,7 @@ def serve(channel: Channel) -> int:
     except MemoryError:
         channel.emit("error", error="out of memory (MemoryError) while measuring this variant")
         return 1
-    except Exception as exc:  # one broken variant must end as a readable status, not a crash
+    except Exception as exc:  # noqa: BLE001 - one broken variant must end as a readable status, not a crash
         tb = traceback.extract_tb(exc.__traceback__)
         where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
         channel.emit("error", error=f"{type(exc).__name__}: {exc}{where}".strip())
