@@ -120,8 +120,15 @@ def _against_fp32(results: Iterable[Result], get: Callable[[Result], float | Non
 
 
 def speedups(results: Iterable[Result]) -> dict[str, float]:
-    """p50 speed-up of each ok result over fp32 in the same run, runtime, device and batch size."""
-    return _against_fp32(results, latency, lambda base, own: base / own)
+    """p50 speed-up of each ok result over fp32 in the same run, runtime, device and batch size:
+    the median of per-round ratios where the variant was measured in rounds beside fp32."""
+    results = list(results)
+    out = _against_fp32(results, latency, lambda base, own: base / own)
+    for r in results:
+        paired = (r.get("metrics") or {}).get("speedup_vs_fp32")
+        if isinstance(paired, dict) and result_key(r) in out:
+            out[result_key(r)] = paired["ratio"]
+    return out
 
 
 def size_ratios(results: Iterable[Result]) -> dict[str, float]:
@@ -155,7 +162,8 @@ def _run_time(r: Result, ctx: dict[str, Any]) -> str:
 def _note(r: Result) -> str:
     if r.get("error"):
         return str(r["error"])
-    return "; ".join(r.get("notes") or [])
+    flags = [f.upper() for f in r.get("flags") or []]  # unstable, under-load, simulated: read first
+    return "; ".join(flags + list(r.get("notes") or []))
 
 
 def _num_col(key: str, label: str, get: Callable[[Result], Any], digits: int | None = None) -> Column:
@@ -181,7 +189,7 @@ COLUMNS: tuple[Column, ...] = (
     _num_col("top1", "top1", lambda r: agreement(r, "top1"), 3),
     _num_col("sqnr", "SQNR", lambda r: agreement(r, "sqnr_db"), 1),
     _num_col("load", "load s", lambda r: r.get("load_s")),
-    _num_col("rss", "RSS MB", lambda r: r.get("peak_rss_mb"), 0),
+    _num_col("rss", "mem MB", lambda r: r.get("memory_mb"), 0),  # the variant's; the process peak is a detail
     Column("note", "note", lambda r, c: _note(r), lambda r, c: _note(r)[:80]),
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
@@ -318,7 +326,8 @@ COMPARE_METRICS: tuple[tuple[str, Callable[[Result], Any], bool | None, str], ..
     ("throughput", lambda r: r.get("throughput_per_s"), False, "/s"),
     ("cold start", lambda r: r.get("load_s"), True, "s"),
     ("quantize", lambda r: r.get("quantize_s"), True, "s"),
-    ("peak RSS", lambda r: r.get("peak_rss_mb"), True, "MB"),
+    ("memory", lambda r: r.get("memory_mb"), True, "MB"),
+    ("process peak RSS", lambda r: r.get("peak_rss_mb"), True, "MB"),
     ("size on disk", lambda r: r.get("size_mb"), True, "MB"),
     ("accuracy", lambda r: r.get("accuracy"), False, ""),
     ("top-1 agreement", lambda r: agreement(r, "top1"), False, ""),

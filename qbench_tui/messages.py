@@ -51,6 +51,15 @@ class ModelOpened(Message):
 
 
 @dataclass
+class SweepWaiting(Message):
+    """Another sweep holds the machine's measurement lock; this one waits (``holder`` names it:
+    pid, run_id, source), or has it now (``holder`` None)."""
+
+    run_id: str
+    holder: dict[str, Any] | None
+
+
+@dataclass
 class SweepStarted(Message):
     run_id: str
     model: str

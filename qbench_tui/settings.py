@@ -22,12 +22,14 @@ MEASURE_ENV: dict[str, tuple[str, type]] = {
     "QBENCH_MEASURE_MAX_TIME": ("max_time_s", float),
     "QBENCH_MEASURE_WARMUP_S": ("warmup_s", float),
     "QBENCH_MEASURE_WARMUP_REPS": ("warmup_reps", int),
+    "QBENCH_MEASURE_REPEAT": ("repeat", int),
 }
 
 # MeasureSettings' defaults, repeated here so that start-up does not import numpy
 # (engines.bench.measure does); tests/test_tui_units.py checks they stay equal.
 MEASURE_DEFAULTS: dict[str, Any] = {
     "warmup_reps": 10, "warmup_s": 0.2, "min_reps": 30, "min_time_s": 1.0, "max_time_s": 20.0,
+    "repeat": 3,
 }
 
 # The starter sweep offered on first launch: small, fast, and it shows a real speed-up.

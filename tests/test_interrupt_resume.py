@@ -22,7 +22,9 @@ METHODS = "fp32,dynamic-int8,int4"
 def _start(db, *extra):
     return subprocess.Popen(
         [sys.executable, "-m", "qbench_tui", "run", "--model", "digits-mlp", "--methods", METHODS,
-         "--runtimes", "onnxruntime", "--db", str(db), *FAST, *extra],
+         # one round: each variant's results are stored as it finishes (with --repeat K they all
+         # come after the last round), which is what an interrupt mid-sweep must keep
+         "--runtimes", "onnxruntime", "--db", str(db), "--repeat", "1", *FAST, *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 

@@ -19,7 +19,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class MeasureSettings:
-    """When to stop: both ``min_reps`` and ``min_time_s`` must be reached (or ``max_time_s``)."""
+    """When to stop: both ``min_reps`` and ``min_time_s`` must be reached (or ``max_time_s``).
+
+    ``repeat`` splits the timing into that many rounds, interleaved with the sweep's other
+    variants (engines.bench.rounds); the time and repetitions above are the whole budget, shared
+    by the rounds, so more rounds cost little more than one block."""
 
     warmup_reps: int = 10
     warmup_s: float = 0.2
@@ -27,10 +31,24 @@ class MeasureSettings:
     min_time_s: float = 1.0
     max_time_s: float = 20.0
     max_reps: int = 1_000_000
+    repeat: int = 3  # engines.bench.rounds.DEFAULT_REPEAT, which says why
 
     def __post_init__(self) -> None:
         if self.min_reps < 1 or self.min_time_s < 0 or self.max_time_s < self.min_time_s:
             raise ValueError("need min_reps >= 1 and 0 <= min_time_s <= max_time_s")
+        if not 1 <= self.repeat <= 100:
+            raise ValueError("repeat must be between 1 and 100")
+
+    def for_round(self, first: bool) -> MeasureSettings:
+        """One round's share: the budget divided by ``repeat``; a full warm-up before the first
+        round only (later ones re-warm caches the other variants used for a tenth of it)."""
+        k = self.repeat
+        return MeasureSettings(
+            warmup_reps=self.warmup_reps if first else max(1, self.warmup_reps // 5),
+            warmup_s=self.warmup_s if first else self.warmup_s / 10,
+            min_reps=max(1, -(-self.min_reps // k)), min_time_s=self.min_time_s / k,
+            max_time_s=self.max_time_s / k, max_reps=self.max_reps, repeat=1,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

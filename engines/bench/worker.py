@@ -1,8 +1,12 @@
 """The child process that measures one variant (recipe × runtime × device) at each batch size.
 
-Started by :mod:`engines.bench.runner` as ``python -m engines.bench.worker FD``; reads the job as JSON on
-stdin and writes events as JSON lines to file descriptor FD (stdout and stderr stay free for
-the libraries' own chatter, which goes to the variant's log file). Everything heavy is imported
+Started by :mod:`engines.bench.child` (forked from a server with the heavy modules loaded, or as
+``python -m engines.bench.worker FD``), it talks JSON lines over one socket: the first line it
+reads is the job; it loads the model, applies the passes, opens the session, evaluates it and
+says ``ready``; then it waits, loaded, for ``measure`` commands (one timing round of one batch
+size each, answered by a ``round`` event) until ``exit``. Keeping it alive between rounds is what
+lets a sweep interleave short timing blocks across its variants. stdout and stderr stay free for
+the libraries' own chatter, which goes to the variant's log file. Everything heavy is imported
 here, never in the parent.
 """
 
@@ -11,17 +15,20 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import resource
+import socket
 import sys
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from engines.bench.conditions import NeighbourCpu, PeakRss, process_peak_mb, release_memory, rss_mb
 from engines.bench.measure import LatencyStats, MeasureSettings, measure_latency
 from engines.core.config import config_from_dict
+from engines.core.errors import ModelLoadError
 from engines.devices.strategies import isa_notes
 from engines.models import ModelSpec, load_model
 from engines.models.base import LoadedModel, iter_batches
@@ -33,13 +40,26 @@ from engines.runtimes.base import Artifact, UnsupportedVariant
 EVAL_BATCH = 256
 
 
-class Emitter:
-    def __init__(self, fd: int):
-        self._out = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+class Channel:
+    """The child's end of its socket: JSON lines both ways. ``emit`` sends an event; ``recv``
+    returns the next command, or None when the parent has gone."""
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+        self._in = sock.makefile("rb")
+        self._out = sock.makefile("wb", buffering=0)
 
     def __call__(self, event: str, **data: Any) -> None:
-        self._out.write(json.dumps({"event": event, **data}, default=_json_default) + "\n")
-        self._out.flush()
+        self._out.write(json.dumps({"event": event, **data}, default=_json_default).encode() + b"\n")
+
+    emit = __call__
+
+    def recv(self) -> dict[str, Any] | None:
+        line = self._in.readline()
+        return json.loads(line) if line.strip() else None
+
+
+Emitter = Channel  # the name passes and bench scripts know
 
 
 def _json_default(value: Any) -> Any:
@@ -48,15 +68,8 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
-
-
-def current_rss_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
+peak_rss_mb = process_peak_mb
+current_rss_mb = rss_mb
 
 
 def _inject_fault(method: str) -> None:
@@ -162,7 +175,43 @@ def open_recipe(model: LoadedModel, recipe: str, runtime: str, device: str, thre
     return artifact, session
 
 
-def run_job(job: dict[str, Any], emit: Emitter) -> None:
+@dataclass
+class Prepared:
+    """A variant loaded, quantized, opened and evaluated: what each timing round needs."""
+
+    model: LoadedModel
+    session: Any
+    settings: MeasureSettings
+    base_mb: float  # RSS before the session opened, less the passes' in-memory module
+    memory: dict[str, Any] = field(default_factory=dict)
+    warm: set[int] = field(default_factory=set)  # batch sizes warmed up once already
+    extras: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+def thread_pool_info(runtime: str, threads: int) -> dict[str, Any]:
+    """How the intra-op pool was set up, stored with each result (engines.bench.child sets the
+    environment: OpenMP threads sleep at a barrier instead of spinning, so a busy neighbour on a
+    shared machine does not stall the whole pool)."""
+    return {"threads": threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (active)"),
+            "launcher": os.environ.get("QBENCH_LAUNCHER", "spawn")}
+
+
+def _load(spec: ModelSpec, workdir: Path) -> tuple[LoadedModel, np.ndarray]:
+    """The model and its fp32 reference outputs; any failure is the model's, not the variant's."""
+    try:
+        model = load_model(spec)
+        return model, reference_outputs(model, workdir)
+    except (UnsupportedVariant, MemoryError, ModelLoadError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the loader or the forward raised
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+        traceback.print_exc()
+        raise ModelLoadError(f"{spec.name} cannot be loaded and run: {type(exc).__name__}: {exc}{where}") from None
+
+
+def prepare(job: dict[str, Any], emit: Channel) -> Prepared:
+    """Load → quantize → open → evaluate; emits ``ready`` with everything but the timings."""
     runtime, device = job["runtime"], job["device"]
     batch_sizes: list[int] = job["batch_sizes"]
     threads: int = job["threads"]
@@ -181,10 +230,15 @@ def run_job(job: dict[str, Any], emit: Emitter) -> None:
 
     phase("load")
     _inject_fault(job["method"])
-    model = load_model(spec)
-    reference = reference_outputs(model, workdir)
+    # The harness's own memory (interpreter, numpy, the runtime's modules) is the baseline every
+    # phase is measured from: it is the same for every variant and none of the variant's.
     session_module = importlib.import_module(runtime_spec(runtime).session)
-    emit("runtime_info", info=session_module.runtime_info())
+    release_memory()
+    baseline = rss_mb()
+    model, reference = _load(spec, workdir)
+    load_mb = rss_mb() - baseline
+    info = {**session_module.runtime_info(), "thread_pool": thread_pool_info(runtime, threads)}
+    emit("runtime_info", info=info)
 
     phase("quantize")
     ctx = _context(model, workdir, runtime, device, threads, emit)
@@ -193,82 +247,136 @@ def run_job(job: dict[str, Any], emit: Emitter) -> None:
     quantize_s = time.perf_counter() - t0
     emit("passes", passes=applied)
 
+    # What the variant does not hold stays out of its working set: the fp32 module a quantized
+    # copy was made from (the reference outputs are already computed).
+    if model.module is not None and artifact.payload is not None and artifact.payload is not model.module:
+        model.module = None
+    ctx = None
+    release_memory()
+
     phase("cold-start")
-    rss_before = current_rss_mb()
+    rss_before = rss_mb()
     t0 = time.perf_counter()
     runtime_config = config_from_dict(runtime_spec(runtime).config_class, job.get("runtime_config"))
     try:
         session = session_module.open_session(artifact, model, device, threads, runtime_config)
     except UnsupportedVariant as exc:
-        # --- a runtime that cannot run here (Core ML on Linux): the artifact still has figures ---
-        for batch_size in batch_sizes:
-            emit("result", batch_size=batch_size, status="unsupported", error=str(exc), quantize_s=quantize_s,
-                 size_mb=artifact.size_bytes / 2**20, metrics=dict(artifact.metrics), notes=artifact.notes,
-                 artifact=str(artifact.path))
-        return
+        # A runtime that cannot run here (Core ML prediction off macOS): the artifact still has
+        # figures worth keeping with the refusal — its size, quantize time, op counts.
+        raise RefusedWithFigures(str(exc), {
+            "quantize_s": quantize_s, "size_mb": artifact.size_bytes / 2**20, "notes": artifact.notes,
+            "metrics": {**artifact.metrics, **artifact.facts.get("metrics", {})}, "artifact": str(artifact.path),
+        }) from None
     session.run(model.example_inputs(batch_sizes[0]))
     load_s = time.perf_counter() - t0
     if artifact.payload is not None:  # quantized in memory at load time: part of its cold start
         load_s += quantize_s
-    rss_delta = current_rss_mb() - rss_before
+    open_mb = rss_mb() - rss_before
 
     phase("accuracy")
     outputs = run_outputs(session, model.eval_inputs, model.fixed_batch or EVAL_BATCH)
-    from engines.bench.evaluate import evaluate, extra_measurements
+    from engines.bench.evaluate import evaluate
 
     quality = evaluate(model, outputs, reference)
     size_mb = artifact.size_bytes / 2**20
-
-    for batch_size in batch_sizes:
-        fn = session.bind(model.example_inputs(batch_size))
-        stats: LatencyStats = measure_latency(
-            fn, settings,
-            on_phase=lambda name, bs=batch_size: phase(name, batch_size=bs),
-            on_samples=lambda ms: emit("latency", ms=ms),
-        )
-        warnings = stats.noise_warnings()
-        if model.task == "causal-lm":
-            phase("generate", batch_size=batch_size)
-        # task-specific figures (causal LMs: time to first token, prefill/decode tokens/s)
-        extra = extra_measurements(model, session, batch_size, stats.p50)
-        emit(
-            "result",
-            batch_size=batch_size,
-            status="ok",
-            latency_ms=stats.to_dict(),
-            throughput_per_s=batch_size * 1000.0 / stats.mean if stats.mean > 0 else None,
-            load_s=load_s,
-            quantize_s=quantize_s,
-            peak_rss_mb=peak_rss_mb(),
-            size_mb=size_mb,
-            accuracy=quality["accuracy"],
-            agreement=quality["agreement"],
-            metrics={**artifact.metrics, **quality["metrics"], **extra, **artifact.facts.get("metrics", {}),
-                     "rss_delta_mb": rss_delta,
-                     "device_memory_mb": session.device_memory_mb()},
-            notes=artifact.notes + isa_notes(device, [p["config"] for p in job["plan"] if p["config"]]) + warnings,
-            artifact=str(artifact.path),
-        )
+    del outputs, reference
+    release_memory()
+    # The variant's memory is what it adds to the process from the moment its session opens
+    # (weights the runtime loads, arenas, compiled code, the timing loop's working set), plus
+    # for a module built in memory by the passes its tensors, which exist before the session
+    # opens (their saved size on disk).
+    payload_mb = size_mb if artifact.payload is not None else 0.0
+    memory = {"baseline_mb": baseline, "load_mb": load_mb, "open_mb": open_mb, "payload_mb": payload_mb,
+              "session_base_mb": rss_before}
+    flags = ["simulated"] if artifact.facts.get("simulated") else []
+    notes = artifact.notes + isa_notes(device, [p["config"] for p in job["plan"] if p["config"]])
+    metrics = {**artifact.metrics, **quality["metrics"], **artifact.facts.get("metrics", {})}
+    emit("ready", load_s=load_s, quantize_s=quantize_s, size_mb=size_mb, accuracy=quality["accuracy"],
+         agreement=quality["agreement"], metrics=metrics, notes=notes,
+         artifact=str(artifact.path), memory=memory, flags=flags)
+    return Prepared(model, session, settings, rss_before - payload_mb, memory)
 
 
-def main() -> int:
-    emit = Emitter(int(sys.argv[1]))
-    job = json.load(sys.stdin)
-    try:
-        run_job(job, emit)
-    except UnsupportedVariant as exc:
-        emit("unsupported", reason=str(exc))
+class RefusedWithFigures(UnsupportedVariant):
+    """The runtime refused the artifact after the passes made it: the refusal carries its figures."""
+
+    def __init__(self, reason: str, figures: dict[str, Any]):
+        super().__init__(reason)
+        self.figures = figures
+
+
+def measure_round(state: Prepared, cmd: dict[str, Any], emit: Channel) -> dict[str, Any]:
+    """One timing round of one batch size, with its memory peak and the neighbours' CPU use."""
+    batch_size, index = cmd["batch_size"], cmd["round"]
+    settings = state.settings.for_round(first=batch_size not in state.warm)
+    state.warm.add(batch_size)
+    fn = state.session.bind(state.model.example_inputs(batch_size))
+    peak, neighbours = PeakRss(), NeighbourCpu()
+    start_mb = peak.start()
+    neighbours.start()
+    t0 = time.perf_counter()
+    stats: LatencyStats = measure_latency(
+        fn, settings, on_phase=lambda name: emit("phase", phase=name, batch_size=batch_size,
+                                                 detail={"round": index + 1}),
+        on_samples=lambda ms: emit("latency", ms=ms),
+    )
+    wall = time.perf_counter() - t0
+    other = neighbours.stop()
+    peak_mb = peak.stop()
+    out: dict[str, Any] = {
+        "batch_size": batch_size, "round": index, "latency": stats.to_dict(), "other_cpu": round(other, 3),
+        "wall_s": wall, "timing_peak_mb": peak_mb, "timing_growth_mb": max(0.0, peak_mb - start_mb),
+        # the session (weights, arenas, compiled code, its first call) + a module the passes built
+        # in memory + what this batch size's loop adds: not the accuracy pass's 256-row batches,
+        # whose arena growth a runtime keeps but this batch size does not need
+        "memory_mb": state.memory["open_mb"] + state.memory["payload_mb"] + max(0.0, peak_mb - start_mb),
+        "memory_method": peak.method,
+        "warnings": stats.noise_warnings(),
+    }
+    if batch_size not in state.extras:
+        # task-specific figures (causal LMs: time to first token, prefill/decode tokens/s), once
+        from engines.bench.evaluate import extra_measurements
+
+        if state.model.task == "causal-lm":
+            emit("phase", phase="generate", batch_size=batch_size)
+        state.extras[batch_size] = extra_measurements(state.model, state.session, batch_size, stats.p50)
+        out["extra"] = state.extras[batch_size]
+        out["device_memory_mb"] = state.session.device_memory_mb()
+        out["process_peak_mb"] = process_peak_mb()
+    return out
+
+
+def serve(channel: Channel) -> int:
+    """The child's life: the job, ``ready``, then rounds until ``exit`` (or the parent goes)."""
+    job = channel.recv()
+    if job is None:
         return 0
-    except MemoryError:
-        emit("error", error="out of memory (MemoryError) while measuring this variant")
+    os.environ.update(job.get("env") or {})
+    try:
+        state = prepare(job, channel)
+        while (cmd := channel.recv()) is not None and cmd.get("cmd") == "measure":
+            channel.emit("round", **measure_round(state, cmd, channel))
+    except UnsupportedVariant as exc:
+        channel.emit("unsupported", reason=str(exc), **getattr(exc, "figures", {}))
+    except ModelLoadError as exc:
+        channel.emit("model_error", error=str(exc))
         return 1
-    except Exception as exc:  # one broken variant must end as a readable status, not a crash
+    except MemoryError:
+        channel.emit("error", error="out of memory (MemoryError) while measuring this variant")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - one broken variant must end as a readable status, not a crash
         tb = traceback.extract_tb(exc.__traceback__)
         where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
-        emit("error", error=f"{type(exc).__name__}: {exc}{where}".strip())
+        channel.emit("error", error=f"{type(exc).__name__}: {exc}{where}".strip())
         traceback.print_exc()
         return 1
     return 0
+
+
+def main() -> int:
+    """Spawned as ``python -m engines.bench.worker FD``: FD is this child's end of the socket."""
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    return serve(Channel(sock))
 
 
 if __name__ == "__main__":

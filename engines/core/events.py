@@ -66,5 +66,14 @@ class ResultRecorded(SweepEvent):
 
 
 @dataclass(frozen=True)
+class WaitingForMachine(SweepEvent):
+    """Another sweep is measuring on this machine; this one waits for it (engines.bench.lock).
+    ``holder`` names it (pid, run_id, source, since); sent again with ``holder=None`` once this
+    sweep has the machine."""
+
+    holder: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
 class RunFinished(SweepEvent):
     status: str  # finished, interrupted, failed

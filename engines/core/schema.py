@@ -21,6 +21,14 @@ from typing import Any
 RESULT_STATUSES = ("ok", "failed", "unsupported")
 LATENCY_KEYS = ("p50", "p90", "p99", "mean", "std", "iqr", "min", "max", "samples")
 AGREEMENT_KEYS = ("top1", "sqnr_db", "cosine")
+# Per-phase memory (MB): RSS after imports, the model load's and the session's growth, the
+# timing loop's peak (absolute, and above the loop's start), the framework's device memory.
+MEMORY_KEYS = ("baseline_mb", "load_mb", "open_mb", "payload_mb", "session_base_mb", "timing_peak_mb",
+               "timing_growth_mb", "device_mb", "process_peak_mb")
+# Why a figure deserves a second look: its rounds disagree, other processes used the CPU while it
+# was timed, or the kernels only simulate the method (eager Q/DQ).
+RESULT_FLAGS = ("unstable", "under-load", "simulated")
+UNSTABLE_SPREAD = 0.10  # rounds' p50s further apart than 10 % of their median (torch's IQR warning level)
 
 
 def now_iso() -> str:
@@ -50,7 +58,7 @@ class Result:
     throughput_per_s: float | None = None
     load_s: float | None = None
     quantize_s: float | None = None
-    peak_rss_mb: float | None = None
+    peak_rss_mb: float | None = None  # the measuring process's lifetime peak (imports, reference…): a detail
     size_mb: float | None = None
     accuracy: float | None = None
     agreement: dict[str, float] | None = None  # AGREEMENT_KEYS
@@ -58,6 +66,18 @@ class Result:
     notes: list[str] = field(default_factory=list)
     artifact: str | None = None
     runtime_info: dict[str, Any] = field(default_factory=dict)
+    # The variant's own memory: what its session adds to the process when it opens (weights,
+    # arenas, compiled code, the first call), plus the tensors of a module the passes built in
+    # memory, plus the timing loop's growth at this batch size — not the harness (interpreter,
+    # imports, the fp32 reference, the accuracy pass's large batches). ``memory`` holds the per-phase figures
+    # (MEMORY_KEYS); the process peak stays in ``peak_rss_mb``.
+    memory_mb: float | None = None
+    memory: dict[str, Any] = field(default_factory=dict)
+    # --repeat: one entry per timing round ({"round", "p50", "mean", "samples", "other_cpu", …});
+    # ``spread`` is (max - min) / median of the rounds' p50s; ``flags`` holds RESULT_FLAGS.
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    spread: float | None = None
+    flags: list[str] = field(default_factory=list)
     started_at: str | None = None
     finished_at: str | None = None
     # set by the store
@@ -132,9 +152,10 @@ ROW_FIELDS: dict[str, type] = {
     "status": str, "error": str, "throughput_per_s": float, "load_s": float, "quantize_s": float,
     "peak_rss_mb": float, "size_mb": float, "accuracy": float, "metrics": str, "notes": str,
     "artifact": str, "runtime_info": str, "started_at": str, "finished_at": str,
+    "memory_mb": float, "memory": str, "rounds": str, "spread": float, "flags": str,
 }
 _JSON_FIELDS = {"recipe": list, "config": dict, "runtime_config": dict, "passes": list, "metrics": dict,
-                "notes": list, "runtime_info": dict}
+                "notes": list, "runtime_info": dict, "memory": dict, "rounds": list, "flags": list}
 
 
 def _latency_column(key: str) -> str:
@@ -195,8 +216,8 @@ def results_json(results: list[dict[str, Any]], **envelope: Any) -> str:
 
 CSV_COLUMNS = ("run_id", "model", "label", "recipe_id", "method", "runtime", "device", "batch_size",
                "status", "error", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms",
-               "latency_std_ms", "latency_iqr_ms", "throughput_per_s", "load_s", "peak_rss_mb", "size_mb",
-               "accuracy", "agreement_top1", "agreement_sqnr_db", "agreement_cosine")
+               "latency_std_ms", "latency_iqr_ms", "throughput_per_s", "load_s", "memory_mb", "spread", "flags",
+               "peak_rss_mb", "size_mb", "accuracy", "agreement_top1", "agreement_sqnr_db", "agreement_cosine")
 
 
 def results_csv(results: list[dict[str, Any]]) -> str:
@@ -205,7 +226,7 @@ def results_csv(results: list[dict[str, Any]]) -> str:
     writer.writerow(CSV_COLUMNS)
     for r in results:
         lat, agr = r.get("latency_ms") or {}, r.get("agreement") or {}
-        flat = {**r, "label": display_label(r), **{_latency_column(k): v for k, v in lat.items()},
+        flat = {**r, "label": display_label(r), "flags": " ".join(r.get("flags") or []) or None, **{_latency_column(k): v for k, v in lat.items()},
                 **{f"agreement_{k}": v for k, v in agr.items()}}
         writer.writerow(["" if flat.get(c) is None else flat.get(c) for c in CSV_COLUMNS])
     return buf.getvalue()

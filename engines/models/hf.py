@@ -141,10 +141,35 @@ def load(spec: ModelSpec) -> LoadedModel:
     return onnx_cache.onnx_model(spec.name, parts, lambda: _load_torch(spec, directory))
 
 
+# Architectures whose inputs are not token ids: the loader feeds text, so they would fail deep in
+# their forward (a ViT: "'NoneType' object has no attribute 'dtype'").
+_NOT_TEXT = {"ImageClassification": "image classification", "ObjectDetection": "object detection",
+             "SemanticSegmentation": "image segmentation", "AudioClassification": "audio classification",
+             "CTC": "speech recognition", "SpeechSeq2Seq": "speech recognition", "Vision2Seq": "image-to-text",
+             "ImageTextToText": "image-text-to-text"}
+_NOT_TEXT_TYPES = {"vit": "image", "deit": "image", "beit": "image", "convnext": "image", "resnet": "image",
+                   "swin": "image", "dinov2": "image", "clip": "image-text", "whisper": "speech", "wav2vec2": "speech"}
+
+
+def _refuse_non_text(config: dict[str, Any], directory: Path) -> None:
+    from engines.core.errors import ModelLoadError
+
+    for arch in config.get("architectures") or []:
+        for suffix, what in _NOT_TEXT.items():
+            if arch.endswith(suffix):
+                raise ModelLoadError(f"{directory.name}: {what} models ({arch}) are not supported by the HF "
+                                     "loader yet; it loads text models (embeddings, classification, causal LMs)")
+    kind = _NOT_TEXT_TYPES.get(str(config.get("model_type", "")).lower())
+    if kind:
+        raise ModelLoadError(f"{directory.name}: {kind} models (model_type {config['model_type']!r}) are not "
+                             "supported by the HF loader yet; it loads text models")
+
+
 def _load_torch(spec: ModelSpec, directory: Path) -> LoadedModel:
     _offline()
     _quiet_transformers()
     config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    _refuse_non_text(config, directory)
     task = spec.task
     if task not in ("embedding", "classification", "causal-lm"):
         task = hf_directory_spec(directory, check_weights=False).task

@@ -4,8 +4,11 @@ Version 1 (the first release): runs, results keyed by run × method × runtime �
 Version 2: results carry their recipe (id, label, steps), runtime config and passes; the unique
 key becomes run × recipe × runtime × device × batch. Old rows get the recipe id their method and
 settings have today, so old runs keep showing and ``--resume`` still finds what they measured.
-Version 3: indexes for history at scale: the columns the app and the CLI filter on, the fp32
-reference of a variant's speed-up, and runs by creation time (no data changes).
+Version 3: results carry the variant's own memory (``memory_mb``, per-phase ``memory``), their
+timing rounds with the spread across them, and flags (unstable, under load, simulated); old rows
+keep NULL memory and no rounds (they were measured once). Indexes for history at scale: the
+columns the app and the CLI filter on, the fp32 reference of a variant's speed-up, and runs by
+creation time.
 """
 
 from __future__ import annotations
@@ -73,6 +76,11 @@ def _migration_2(db: sqlite_utils.Database) -> None:
 
 def _migration_3(db: sqlite_utils.Database) -> None:
     results = db["results"]
+    results.add_column("memory_mb", float)
+    results.add_column("spread", float)
+    for name in ("memory", "rounds", "flags"):
+        results.add_column(name, str)
+    db.execute("UPDATE results SET memory = '{}', rounds = '[]', flags = '[]'")
     # Filters (model has its index since version 1, status and finished_at since 2).
     for column in ("method", "label", "runtime", "device"):
         results.create_index([column], if_not_exists=True)

@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--memory-limit-mb", type=float, help="kill a variant above this RSS (default 80%% of RAM)")
     run.add_argument("--min-time", type=float, default=1.0, help="minimum measuring seconds per batch size")
     run.add_argument("--min-reps", type=int, default=30, help="minimum timed repetitions per batch size")
+    run.add_argument("--repeat", type=int, default=3, metavar="K",
+                     help="time each variant in K rounds interleaved across the sweep's variants (shuffled), "
+                          "each variant kept loaded between them; reports the median of the rounds' medians and "
+                          "their spread, flags 'unstable' ones. The timing budget (--min-time, --min-reps) is "
+                          "shared by the rounds. Default 3: the fewest that give a median robust to one "
+                          "disturbed round")
     run.add_argument("--json", dest="json_out", metavar="FILE|-", help="write the results as JSON ('-': stdout)")
     run.add_argument("--resume", metavar="RUN_ID", help="finish an interrupted run: only what is missing")
     run.add_argument("--seq-len", type=int, metavar="N",

@@ -22,10 +22,19 @@ def _fmt(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
+def _spread(r: dict[str, Any]) -> str:
+    """The rounds' spread, in yellow when it makes the result unstable."""
+    spread = r.get("spread")
+    if spread is None:
+        return "–"
+    text = f"{spread:.0%}"
+    return f"[yellow]{text}[/]" if "unstable" in (r.get("flags") or []) else text
+
+
 def results_table(results: list[dict[str, Any]], title: str = "", references: list[dict[str, Any]] = ()):
     """The results as a Rich table, with each variant's speed-up and size against the fp32 of its
     run on the same runtime, device and batch size (``references``: fp32 rows the list may lack),
-    and its peak memory where measured."""
+    the spread of its timing rounds, and the variant's own memory where measured."""
     from rich.table import Table
 
     from engines.core.schema import display_label
@@ -34,12 +43,12 @@ def results_table(results: list[dict[str, Any]], title: str = "", references: li
     known = {result_key(r) for r in results}
     everything = [*results, *(r for r in references if result_key(r) not in known)]
     speedup, size_ratio = speedups(everything), size_ratios(everything)
-    show_memory = any(r.get("peak_rss_mb") is not None for r in results)
+    show_memory = any(r.get("memory_mb") is not None for r in results)
     table = Table(title=title, header_style="bold", show_lines=False)
     for col, justify in (("model", "left"), ("recipe", "left"), ("runtime", "left"), ("dev", "left"),
-                         ("bs", "right"), ("status", "left"), ("p50 ms", "right"), ("p99 ms", "right"),
-                         ("speedup", "right"), ("items/s", "right"), ("size MB", "right"), ("size", "right"),
-                         *((("peak MB", "right"),) if show_memory else ()),
+                         ("bs", "right"), ("status", "left"), ("p50 ms", "right"), ("±rounds", "right"),
+                         ("p99 ms", "right"), ("speedup", "right"), ("items/s", "right"),
+                         *((("mem MB", "right"),) if show_memory else ()), ("size MB", "right"), ("size", "right"),
                          ("acc", "right"), ("top1", "right"), ("SQNR dB", "right"), ("note", "left")):
         # The ratios keep their width ("×0.25") when a narrow terminal squeezes the table.
         table.add_column(col, justify=justify, no_wrap=col != "note",  # type: ignore[arg-type]
@@ -51,11 +60,13 @@ def results_table(results: list[dict[str, Any]], title: str = "", references: li
         status_style = {"ok": "green", "failed": "red", "unsupported": "yellow"}.get(r["status"], "")
         table.add_row(
             r["model"], display_label(r), r["runtime"], r["device"], str(r["batch_size"]),
-            f"[{status_style}]{r['status']}[/]", _fmt(lat.get("p50"), ".3f"), _fmt(lat.get("p99"), ".3f"),
-            fmt_ratio(speedup.get(key)), _fmt(r.get("throughput_per_s"), ",.0f"), _fmt(r.get("size_mb"), ".2f"),
-            fmt_ratio(size_ratio.get(key)), *((_fmt(r.get("peak_rss_mb"), ",.0f"),) if show_memory else ()),
+            f"[{status_style}]{r['status']}[/]", _fmt(lat.get("p50"), ".3f"), _spread(r),
+            _fmt(lat.get("p99"), ".3f"), fmt_ratio(speedup.get(key)), _fmt(r.get("throughput_per_s"), ",.0f"),
+            *((_fmt(r.get("memory_mb"), ",.0f"),) if show_memory else ()), _fmt(r.get("size_mb"), ".2f"),
+            fmt_ratio(size_ratio.get(key)),
             _fmt(r.get("accuracy"), ".3f"), _fmt(agr.get("top1"), ".3f"), _fmt(agr.get("sqnr_db"), ".1f"),
-            (r.get("error") or "")[:60],
+            " ".join(r.get("flags") or []) + ("; " if r.get("flags") and r.get("error") else "")
+            + (r.get("error") or "")[:60],
         )
     return table
 

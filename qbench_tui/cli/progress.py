@@ -27,8 +27,22 @@ def make_progress(console: Any, plain: bool = False) -> SweepProgress:
 def result_line(r: dict[str, Any]) -> str:
     colour = STATUS_COLOURS.get(r["status"], "white")
     detail = f"p50 {r['latency_ms']['p50']:.3f} ms" if r.get("latency_ms") else (r.get("error") or "")
+    if r.get("memory_mb") is not None:
+        detail += f", {r['memory_mb']:.0f} MB"
+    if r.get("flags"):
+        detail += f" [yellow]{' '.join(r['flags'])}[/]"
     return (f"  [{colour}]{r['status']:<11}[/] {display_label(r):<13} {r['runtime']:<12} "
             f"{r['device']:<5} bs={r['batch_size']:<4} {detail}")
+
+
+def waiting_line(event: Any) -> str:
+    """One sweep measures at a time per machine (engines.bench.lock): say for whom this one waits."""
+    from engines.bench.lock import describe_holder
+
+    if event.holder is not None:
+        return (f"[yellow]waiting[/]: another sweep is measuring on this machine: "
+                f"{describe_holder(event.holder)}; this one starts when it ends")
+    return "[green]the machine is free[/]: measuring"
 
 
 class SweepProgress:
@@ -38,7 +52,9 @@ class SweepProgress:
         self.console = console
 
     def __call__(self, event: Any) -> None:
-        if isinstance(event, events.RunStarted):
+        if isinstance(event, events.WaitingForMachine):
+            self.console.print(waiting_line(event))
+        elif isinstance(event, events.RunStarted):
             verb = "resuming" if event.resumed else "run"
             self.console.print(f"[bold]{verb} {event.run_id}[/]: {event.model}, "
                                f"{event.total} measurements ({event.done} already done)")
@@ -62,9 +78,10 @@ class LiveProgress(SweepProgress):
         self._started = 0.0
 
     def __call__(self, event: Any) -> None:
-        if isinstance(event, events.RunStarted):
+        if isinstance(event, (events.RunStarted, events.WaitingForMachine)):
             super().__call__(event)
-            self._start(event.total, event.done)
+            if isinstance(event, events.RunStarted):
+                self._start(event.total, event.done)
         elif self._progress is None:
             return
         elif isinstance(event, events.VariantStarted):

@@ -79,7 +79,7 @@ def _build_request(args):
     method_settings, runtime_settings = parse_settings(args.settings)
     try:
         measure = MeasureSettings(min_time_s=args.min_time, min_reps=args.min_reps,
-                                  max_time_s=max(20.0, args.min_time * 4))
+                                  max_time_s=max(20.0, args.min_time * 4), repeat=args.repeat)
         return SweepRequest(
             model=spec.path or spec.name, methods=args.methods, runtimes=args.runtimes, devices=args.devices,
             batch_sizes=args.batch_sizes, configs=method_settings, runtime_configs=runtime_settings,
@@ -97,6 +97,7 @@ def _raise_interrupt(signum, frame):
 def cmd_run(args) -> int:
 
     from engines.bench.runner import SweepInterrupted, SweepRunner
+    from engines.core.errors import ModelLoadError
     from engines.core.schema import public_json
 
     json_to_stdout = args.json_out == "-"
@@ -119,6 +120,8 @@ def cmd_run(args) -> int:
         status, results = "interrupted", store.results(run_id)
         console.print(f"[yellow]interrupted[/]: finished results are stored; resume with "
                       f"[bold]qbench run --resume {run_id}[/]")
+    except ModelLoadError as exc:  # found by the first variant's child, before any variant is measured
+        raise UsageError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     finally:

@@ -291,6 +291,8 @@ class SweepController:
             self.post(messages.LatenciesMeasured(run_id, list(event.ms)))
         elif isinstance(event, events.ResultRecorded):
             self.post(messages.ResultRecorded(run_id, {**event.result, "run_id": run_id}))
+        elif isinstance(event, events.WaitingForMachine):
+            self.post(messages.SweepWaiting(run_id, event.holder))
         # RunFinished is reported once the runner returns (with the elapsed time).
 
 
@@ -299,6 +301,8 @@ def describe_error(exc: BaseException) -> str:
     text = str(exc).strip()
     if not text:
         return type(exc).__name__
-    if isinstance(exc, (ValueError, KeyError, FileNotFoundError)):
+    from engines.core.errors import ModelLoadError
+
+    if isinstance(exc, (ValueError, KeyError, FileNotFoundError, ModelLoadError)):
         return text
     return f"{type(exc).__name__}: {text}"

@@ -111,6 +111,15 @@ class SweepReactions:
 
     # --- what the worker reports ---------------------------------------------------------------
 
+    def on_sweep_waiting(self, message: messages.SweepWaiting) -> None:
+        if message.holder is None:
+            self.notify("the machine is free: measuring", timeout=3)
+            return
+        from engines.bench.lock import describe_holder
+
+        self.notify(f"another sweep is measuring on this machine: {describe_holder(message.holder)}; "
+                    "this one starts when it ends", title="waiting", severity="warning", timeout=15)
+
     def on_sweep_started(self, message: messages.SweepStarted) -> None:
         if not self.sweep.observe(message):
             return

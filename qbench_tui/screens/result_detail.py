@@ -81,11 +81,26 @@ class ResultDetailScreen(ModalScreen[None]):
                 row(key, lat.get(key))
             row("samples", lat.get("samples"))
             row("throughput", f"{fmt_num(r.get('throughput_per_s'), 0)} items/s")
+        if r.get("rounds"):
+            section(f"Rounds ({len(r['rounds'])}, interleaved with the sweep's other variants)")
+            for rd in r["rounds"]:
+                load = f", others used {rd['other_cpu']:.1f} cores" if rd.get("other_cpu") else ""
+                row(f"round {rd['round'] + 1}", f"p50 {fmt_num(rd['latency']['p50'])} ms{load}")
+            row("spread of p50s", "–" if r.get("spread") is None else f"{r['spread']:.1%}")
+        if r.get("flags"):
+            row("flags", ", ".join(r["flags"]))
         if any(r.get(k) is not None for k in ("load_s", "quantize_s", "peak_rss_mb", "size_mb")):
             section("Cost")
             row("cold start (load+1st)", _unit(r.get("load_s"), "s"))
             row("quantize", _unit(r.get("quantize_s"), "s"))
-            row("peak RSS", _unit(r.get("peak_rss_mb"), "MB"))
+            row("memory (the variant's)", _unit(r.get("memory_mb"), "MB"))
+            memory = r.get("memory") or {}
+            for key, label in (("load_mb", "  model load"), ("open_mb", "  session open"),
+                               ("payload_mb", "  in-memory module"), ("timing_growth_mb", "  timing loop growth"),
+                               ("device_mb", "  device memory"), ("baseline_mb", "  harness baseline")):
+                if memory.get(key) is not None:
+                    row(label, _unit(memory[key], "MB"))
+            row("process peak RSS", _unit(r.get("peak_rss_mb"), "MB"))
             row("size on disk", _unit(r.get("size_mb"), "MB"))
             if r.get("artifact"):
                 row("artifact", str(r["artifact"]))

@@ -28,6 +28,9 @@ class OnnxSession(Session):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # No spinning between ops: a spinning pool stalls when a neighbour holds the other core
+        # (bench/thread_pools.py), and the idle cost of waking is small at these latencies.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         if device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise UnsupportedVariant("onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
@@ -73,4 +76,5 @@ def _with_accuracy_level(path: Path, level: int) -> bytes | None:
 def runtime_info() -> dict[str, Any]:
     import onnxruntime as ort
 
-    return {"onnxruntime": ort.__version__, "providers": ort.get_available_providers()}
+    return {"onnxruntime": ort.__version__, "providers": ort.get_available_providers(),
+            "intra_op_spinning": False}

@@ -13,8 +13,13 @@ from engines.runtimes import RuntimeConfig, RuntimeSpec
 class TorchRuntimeConfig(RuntimeConfig):
     compile: bool = field(
         default=False,
-        metadata=help_text("Lower the module with torch.compile (inductor; real int8 kernels for PT2E "
-                           "static int8; slow first call, needs a C++ compiler)."),
+        metadata=help_text("Lower the module with torch.compile (inductor; slow first call, needs a C++ "
+                           "compiler). PT2E static int8 is always lowered, unless simulate_int8."),
+    )
+    simulate_int8: bool = field(
+        default=False,
+        metadata=help_text("Run PT2E static int8 as its eager quantize/dequantize graph: float kernels "
+                           "that simulate int8 (slow; flagged 'simulated'), instead of inductor's int8 kernels."),
     )
 
 

@@ -19,8 +19,11 @@ def _torch():
 
 
 class TorchSession(Session):
-    def __init__(self, module, model: LoadedModel, device: str, half_inputs: bool):
+    def __init__(self, module, model: LoadedModel, device: str, half_inputs: bool, no_grad: bool = False):
         self._torch = _torch()
+        # inductor's int8 (PT2E) kernels run under no_grad: under inference_mode their recompiles
+        # for a new batch size fail stride checks (digits-cnn's qconv)
+        self._grad_off = self._torch.no_grad if no_grad else self._torch.inference_mode
         self._module = module
         self._model = model
         self._device = device
@@ -43,12 +46,12 @@ class TorchSession(Session):
             self._torch.mps.synchronize()
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        with self._torch.inference_mode():
+        with self._grad_off():
             out = self._module(*self._tensors(inputs))
         return out.float().cpu().numpy()
 
     def bind(self, inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
-        args, module, inference_mode, sync = self._tensors(inputs), self._module, self._torch.inference_mode, self._sync
+        args, module, inference_mode, sync = self._tensors(inputs), self._module, self._grad_off, self._sync
 
         def call():
             with inference_mode():
@@ -75,10 +78,39 @@ def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: i
     module = artifact.payload
     if device != "cpu":
         module = module.to(device)
-    if config.compile:
+    if artifact.facts.get("pt2e") and device == "cpu":
+        if config.simulate_int8:
+            artifact.facts["simulated"] = True
+            artifact.notes.append("eager Q/DQ graph: float kernels simulating int8 (simulate_int8=true)")
+        else:
+            # Freezing turns the folded int8 weights into constants, which is what lets inductor
+            # match dequantize → linear → quantize and emit oneDNN's int8 qlinear kernels.
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True
+            import torch._dynamo.config as dynamo_config
+
+            for name in ("recompile_limit", "cache_size_limit"):  # one graph per batch size, and the eval's
+                if hasattr(dynamo_config, name):
+                    setattr(dynamo_config, name, max(64, getattr(dynamo_config, name)))
+            compiled = torch.compile(module, dynamic=False)  # a dynamic batch breaks the qconv lowering
+            try:  # lowering happens at the first call: try it here, where a failure can fall back
+                with torch.no_grad():
+                    compiled(*TorchSession(module, model, device, False)._tensors(model.example_inputs(1)))
+            except Exception as exc:  # noqa: BLE001 - an op inductor cannot lower on this build
+                artifact.facts["simulated"] = True
+                artifact.notes.append(f"inductor could not lower the int8 graph ({type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0][:120]}); eager Q/DQ simulation instead")
+            else:
+                module = compiled
+                engine = "oneDNN int8 qlinear/qconv via inductor (freezing)"
+                artifact.notes.append(f"lowered to {engine}")
+                artifact.facts["int8_kernels"] = engine
+    elif config.compile:
         module = torch.compile(module)
         artifact.notes.append("lowered with torch.compile (inductor)")
-    return TorchSession(module, model, device, half_inputs=bool(artifact.facts.get("half_inputs")))
+    return TorchSession(module, model, device, half_inputs=bool(artifact.facts.get("half_inputs")),
+                        no_grad=bool(artifact.facts.get("int8_kernels")))
 
 
 def runtime_info() -> dict[str, Any]:
