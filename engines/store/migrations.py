@@ -76,10 +76,10 @@ def _migration_2(db: sqlite_utils.Database) -> None:
 
 def _migration_3(db: sqlite_utils.Database) -> None:
     results = db["results"]
-    results.add_column("memory_mb", float)
-    results.add_column("spread", float)
-    for name in ("memory", "rounds", "flags"):
-        results.add_column(name, str)
+    existing = set(results.columns_dict)
+    for name, kind in (("memory_mb", float), ("spread", float), ("memory", str), ("rounds", str), ("flags", str)):
+        if name not in existing:  # idempotent: a file re-opened after an interrupted upgrade
+            results.add_column(name, kind)
     db.execute("UPDATE results SET memory = '{}', rounds = '[]', flags = '[]'")
     # Filters (model has its index since version 1, status and finished_at since 2).
     for column in ("method", "label", "runtime", "device"):
