@@ -28,9 +28,9 @@ class OnnxSession(Session):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        # No spinning between ops: a spinning pool stalls when a neighbour holds the other core
-        # (bench/thread_pools.py), and the idle cost of waking is small at these latencies.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # ONNX Runtime's pool keeps spinning (its default): turning it off cost 1.6x at digits-mlp's
+        # 0.1 ms on an idle machine (bench/harness_fidelity.py), while a busy neighbour slowed the
+        # spinning pool by only ~5 % (bench/thread_pools.py); such runs are flagged under-load.
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         if device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise UnsupportedVariant("onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
@@ -77,4 +77,4 @@ def runtime_info() -> dict[str, Any]:
     import onnxruntime as ort
 
     return {"onnxruntime": ort.__version__, "providers": ort.get_available_providers(),
-            "intra_op_spinning": False}
+            "intra_op_spinning": True}
