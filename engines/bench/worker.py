@@ -297,6 +297,9 @@ def prepare(job: dict[str, Any], emit: Channel) -> Prepared:
     return Prepared(model, session, settings, rss_before - payload_mb, memory)
 
 
+LIVE_SAMPLES = 240  # latencies per live report (the app's sparkline keeps fewer)
+
+
 class RefusedWithFigures(UnsupportedVariant):
     """The runtime refused the artifact after the passes made it: the refusal carries its figures."""
 
@@ -318,7 +321,9 @@ def measure_round(state: Prepared, cmd: dict[str, Any], emit: Channel) -> dict[s
     stats: LatencyStats = measure_latency(
         fn, settings, on_phase=lambda name: emit("phase", phase=name, batch_size=batch_size,
                                                  detail={"round": index + 1}),
-        on_samples=lambda ms: emit("latency", ms=ms),
+        # Only the latest samples travel: the live trace shows a few hundred, and a 0.05 ms model
+        # makes thousands per report, which the app would decode for nothing.
+        on_samples=lambda ms: emit("latency", ms=ms[-LIVE_SAMPLES:]),
     )
     wall = time.perf_counter() - t0
     other = neighbours.stop()
