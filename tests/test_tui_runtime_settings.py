@@ -4,7 +4,7 @@ the configurator, generated from each runtime's config class, and reach the engi
 from __future__ import annotations
 
 from test_tui_support import async_test, fixed_system, test_settings, wait_ready
-from textual.widgets import Checkbox, Select, SelectionList
+from textual.widgets import Checkbox, Input, Select, SelectionList
 
 from qbench_tui.app import make_app
 from qbench_tui.controllers.sweep import build_request
@@ -38,3 +38,16 @@ async def test_runtime_settings_are_generated_per_chosen_runtime_and_reach_the_r
         pane.apply_setup({"runtime_configs": {"torch": {"compile": False}}})
         await pilot.pause()
         assert "torch" not in pane.current_setup("digits-mlp").runtime_configs
+
+
+@async_test
+async def test_timing_rounds_are_set_in_the_measurement_settings_and_reach_the_request(store):
+    app = make_app(store=store, settings=test_settings(), system=fixed_system())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_ready(pilot)
+        pane = app.query_one(SweepSetupPane)
+        app.query_one("#measure-repeat", Input).value = "5"
+        await pilot.pause()
+        setup = pane.current_setup("digits-mlp")
+        assert setup.measure["repeat"] == 5
+        assert build_request(setup).measure.repeat == 5

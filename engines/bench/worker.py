@@ -148,18 +148,6 @@ def apply_passes(model: LoadedModel, planned: list[dict[str, Any]], ctx: PassCon
     return artifact, applied
 
 
-def open_variant(model: LoadedModel, job: dict[str, Any], ctx: PassContext) -> tuple[Artifact, Any, list[str], Any]:
-    """Apply the job's passes and open the result: (artifact, session, passes applied, runtime module).
-
-    The benchmark scripts in ``bench/`` call this too, so they measure exactly what a sweep does."""
-    runtime = runtime_spec(job["runtime"])
-    artifact, applied = apply_passes(model, job["plan"], ctx)
-    session_module = importlib.import_module(runtime.session)
-    runtime_config = config_from_dict(runtime.config_class, job.get("runtime_config"))
-    session = session_module.open_session(artifact, model, ctx.device, ctx.threads, runtime_config)
-    return artifact, session, applied, session_module
-
-
 def open_recipe(model: LoadedModel, recipe: str, runtime: str, device: str, threads: int, workdir: Path,
                 runtime_config: dict[str, Any] | None = None) -> tuple[Artifact, Any]:
     """Plan, apply and open one recipe in this process: (artifact, session). For ``bench/`` scripts,
@@ -170,8 +158,11 @@ def open_recipe(model: LoadedModel, recipe: str, runtime: str, device: str, thre
     planned = catalog.plan_variant(recipe, runtime, device, source)
     if isinstance(planned, str):
         raise UnsupportedVariant(planned)
-    job = {"runtime": runtime, "plan": [p.to_dict() for p in planned.passes], "runtime_config": runtime_config}
-    artifact, session, _, _ = open_variant(model, job, _context(model, workdir, runtime, device, threads))
+    ctx = _context(model, workdir, runtime, device, threads)
+    artifact, _ = apply_passes(model, [p.to_dict() for p in planned.passes], ctx)
+    spec = runtime_spec(runtime)
+    session = importlib.import_module(spec.session).open_session(
+        artifact, model, device, threads, config_from_dict(spec.config_class, runtime_config))
     return artifact, session
 
 

@@ -30,6 +30,8 @@ MEASURE_FIELDS: tuple[tuple[str, str, type], ...] = (
     ("min_reps", "Minimum timed calls per batch size.", int),
     ("warmup_s", "Warm-up time before timing (s).", float),
     ("max_time_s", "Stop measuring after this long even if min reps are not reached (s).", float),
+    ("repeat", "Timing rounds per variant, interleaved with the sweep's other variants: the result is the "
+               "median of the rounds' medians, flagged unstable when they spread over 10 %.", int),
 )
 
 
@@ -277,15 +279,7 @@ class SweepSetupPane(VerticalScroll):
         if not devices:
             raise SetupError("choose at least one device", "devices")
         batches = parse_batch_sizes(self.query_one("#batch-sizes", Input).value)
-        configs_by_method: dict[str, dict[str, Any]] = {}
-        for method in methods:
-            for form in self.query(f"#form-{method}").results(MethodSettingsForm):
-                problem = form.check()
-                if problem:
-                    raise SetupError(problem, f"form-{method}")
-                values = form.values()
-                if values:
-                    configs_by_method[method] = values
+        configs_by_method = self._form_settings("form", methods)
         measure: dict[str, Any] = {}
         for name, _, kind in MEASURE_FIELDS:
             raw = self.query_one(f"#measure-{name}", Input).value.strip()
@@ -313,14 +307,7 @@ class SweepSetupPane(VerticalScroll):
             if not 1 <= seq_len <= 8192:
                 raise SetupError("seq len must be between 1 and 8192", "seq-len")
             options["seq_len"] = seq_len
-        runtime_configs: dict[str, dict[str, Any]] = {}
-        for runtime in runtimes:
-            for form in self.query(f"#rtform-{runtime}").results(MethodSettingsForm):
-                problem = form.check()
-                if problem:
-                    raise SetupError(problem, f"rtform-{runtime}")
-                if form.values():
-                    runtime_configs[runtime] = form.values()
+        runtime_configs = self._form_settings("rtform", runtimes)
         variants = []
         for spec in self.variants:
             method = spec_method(spec)
@@ -328,6 +315,19 @@ class SweepSetupPane(VerticalScroll):
             variants.append(pin_spec(spec, configs_by_method.get(method, {}), defaults))
         return SweepSetup(model, (*methods, *variants), tuple(runtimes), tuple(devices), batches,
                           configs_by_method, threads, measure, options, runtime_configs)
+
+    def _form_settings(self, prefix: str, names: list[str]) -> dict[str, dict[str, Any]]:
+        """Non-default settings of each named method's (``form``) or runtime's (``rtform``) form;
+        raises SetupError naming the form whose settings are invalid."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in names:
+            for form in self.query(f"#{prefix}-{name}").results(MethodSettingsForm):
+                problem = form.check()
+                if problem:
+                    raise SetupError(problem, f"{prefix}-{name}")
+                if values := form.values():
+                    out[name] = values
+        return out
 
     def apply_setup(self, data: dict[str, Any]) -> None:
         """Restore a remembered set-up; unknown or unavailable choices are skipped."""
