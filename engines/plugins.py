@@ -11,6 +11,7 @@ to list what exists); heavy libraries are imported inside the functions the chil
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import threading
@@ -23,11 +24,18 @@ _loaded: set[str] = set()
 _builtins_loaded = False
 
 
-def plugin_modules() -> list[str]:
-    """Module names of the plugins this process should load, entry points first."""
+@functools.cache
+def _entry_point_modules() -> tuple[str, ...]:
+    # Reading every installed package's metadata costs tens of milliseconds: once per process
+    # (the registries are consulted many times a second while the app refreshes its tables).
     from importlib.metadata import entry_points
 
-    names = [ep.value.split(":")[0] for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    return tuple(ep.value.split(":")[0] for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def plugin_modules() -> list[str]:
+    """Module names of the plugins this process should load, entry points first."""
+    names = list(_entry_point_modules())
     names += [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
     return list(dict.fromkeys(names))
 
