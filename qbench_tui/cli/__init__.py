@@ -8,10 +8,17 @@ The CLI may import the app; the app never imports the CLI.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
 from qbench_tui.cli.common import EXIT_USAGE, UsageError, csv_list, int_list, since_time
+
+# Commands that live in a module of their own. Each module has ``add_parsers(sub)``, which adds its
+# sub-parsers and sets ``handler=`` on each; the module's top level stays light (argparse only), so
+# parsing never loads an engine. One line per module here keeps this file out of every change's way.
+COMMAND_MODULES: tuple[str, ...] = (
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--sample", action="store_true",
                            help="also one live reading: per-core CPU, memory, each accelerator (as the app's meters)")
 
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_parsers(sub)
+
     tui = sub.add_parser("tui", help="open the terminal app (the default)")
     tui.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
     return parser
@@ -111,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in (None, "tui"):
             return cmd_tui(args)
+        if getattr(args, "handler", None) is not None:
+            return args.handler(args)
         from qbench_tui.cli.listing import cmd_devices, cmd_methods, cmd_models, cmd_results, cmd_runs, cmd_runtimes
         from qbench_tui.cli.run import cmd_run
 
