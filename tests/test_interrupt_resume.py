@@ -61,3 +61,23 @@ def test_interrupted_sweep_keeps_results_and_resume_completes_it(tmp_path, sig):
         assert again[r["method"]]["latency_ms"] == r["latency_ms"]
     assert count_rows(db) == 3
     assert json.loads(json.dumps(payload))  # valid JSON throughout
+
+
+def test_a_second_interrupt_leaves_at_once_and_nothing_is_lost(tmp_path):
+    """Impatient users press Ctrl-C twice: the second one leaves without waiting for clean-up, and
+    the run still reads as interrupted (the store reaps a run whose process is gone)."""
+    db = tmp_path / "q.db"
+    proc = _start(db)
+    try:
+        assert wait_for(lambda: count_rows(db) >= 1, timeout=300), "no result was stored"
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    store = Store(db)
+    [run] = store.list_runs()
+    assert run["status"] == "interrupted"
+    assert store.results(run["id"]) and all(r["status"] == "ok" for r in store.results(run["id"]))
+    store.close()

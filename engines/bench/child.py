@@ -18,6 +18,7 @@ and a memory limit, and reports how the child ended so the runner can record it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -85,19 +86,36 @@ def _fork_context(threads: int):
         return _server_ctx
 
 
-def stop_fork_server() -> None:
+def stop_fork_server(timeout_s: float = 10.0) -> None:
     """End the fork server (and multiprocessing's resource tracker) once a sweep is over: idle, it
-    would hold torch's hundreds of MB beside the app. The next sweep starts a fresh one."""
+    would hold torch's hundreds of MB beside the app. The next sweep starts a fresh one.
+
+    Bounded: multiprocessing's own ``_stop`` waits for each helper forever (and the resource tracker
+    leaves only once every process holding its pipe has), so each stop runs in a daemon thread given
+    ``timeout_s``; a helper still there then is killed, and an interrupted CLI can always leave."""
     with _server_lock:
         if _server_ctx is None:
             return
         from multiprocessing import forkserver, resource_tracker
 
-        for server in (forkserver._forkserver, resource_tracker._resource_tracker):
-            try:
-                server._stop()  # private, present since Python 3.8; joins the process
-            except (AttributeError, OSError, ChildProcessError):
-                pass
+        _bounded_stop(forkserver._forkserver, "_forkserver_pid", timeout_s)
+        _bounded_stop(resource_tracker._resource_tracker, "_pid", timeout_s)
+
+
+def _bounded_stop(server: Any, pid_attr: str, timeout_s: float) -> None:
+    pid = getattr(server, pid_attr, None)
+
+    def stop() -> None:
+        with contextlib.suppress(AttributeError, OSError, ChildProcessError):
+            server._stop()  # private, present since Python 3.8; joins the process
+
+    stopper = threading.Thread(target=stop, name="stop-fork-server", daemon=True)
+    stopper.start()
+    stopper.join(timeout_s)
+    if stopper.is_alive() and pid is not None:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)  # the stopper's waitpid then returns and it ends
+        stopper.join(2.0)
 
 
 def _forked_child(sock: socket.socket, log_path: str) -> None:

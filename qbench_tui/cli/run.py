@@ -90,7 +90,41 @@ def _build_request(args):
         raise UsageError(str(exc)) from None
 
 
+# After Ctrl-C / SIGTERM the sweep ends its children and records the run as interrupted, which takes
+# about a second. Should that clean-up ever hang (a child that will not die, a helper process that
+# will not stop), the process still leaves: the store marks a run whose process is gone as
+# interrupted on its next open, so leaving late loses nothing that was finished.
+CLEANUP_GRACE_S = 20.0
+_interrupted = False
+
+
+def _leave_now(message: str) -> None:
+    import os
+
+    try:
+        sys.stderr.write(f"qbench: {message}; finished results are stored\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(EXIT_INTERRUPTED)
+
+
+def _watchdog() -> None:
+    import time
+
+    time.sleep(CLEANUP_GRACE_S)
+    _leave_now(f"clean-up after the interrupt took over {CLEANUP_GRACE_S:.0f} s: leaving anyway")
+
+
 def _raise_interrupt(signum, frame):
+    """The first Ctrl-C / SIGTERM interrupts the sweep (recorded, resumable); a second one leaves at
+    once; either way the process is gone within CLEANUP_GRACE_S."""
+    global _interrupted
+    if _interrupted:
+        _leave_now("interrupted again: leaving at once")
+    _interrupted = True
+    import threading
+
+    threading.Thread(target=_watchdog, name="interrupt-watchdog", daemon=True).start()
     raise KeyboardInterrupt
 
 
@@ -112,6 +146,7 @@ def cmd_run(args) -> int:
     runner = SweepRunner(store, progress, source="cli")
     # SIGTERM (a cron timeout, `kill`) ends the sweep like Ctrl-C: recorded as interrupted.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         outcome = runner.resume(args.resume) if args.resume else runner.run(request)
         run_id, status, results = outcome.run_id, outcome.status, outcome.results
