@@ -1,0 +1,209 @@
+"""A fleet on loopback: a real Dask scheduler and named workers as real processes (`qbench scheduler`,
+`qbench worker`), real digits-mlp measurements, one SQLite store written by the run's process.
+
+The workers share this session's QBENCH_HOME (the model trains once) and so its measurement lock:
+like two sweeps on one machine they measure one at a time, which is what the lock is for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MAIN = "from qbench_tui.cli import main; raise SystemExit(main())"
+FAST = ["--model", "digits-mlp", "--methods", "fp32,dynamic-int8", "--runtimes", "onnxruntime",
+        "--min-time", "0.05", "--min-reps", "5", "--repeat", "1"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "PYTHONUNBUFFERED": "1"}
+    env.update(extra)
+    return env
+
+
+class Proc:
+    """A qbench command as a process of its own session; its output collected by a thread."""
+
+    def __init__(self, *args: str, **env: str):
+        self.popen = subprocess.Popen([sys.executable, "-c", MAIN, *args], env=_env(**env), cwd=ROOT,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      start_new_session=True)
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines:
+                if text in line:
+                    return line
+            if self.popen.poll() is not None and not any(text in line for line in self.lines):
+                raise AssertionError(f"exited {self.popen.returncode} before {text!r}:\n{self.output[-3000:]}")
+            time.sleep(0.1)
+        raise AssertionError(f"no {text!r} within {timeout} s:\n{self.output[-3000:]}")
+
+    def wait(self, timeout: float = 300.0) -> int:
+        return self.popen.wait(timeout=timeout)
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, sig)
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+
+
+def start_worker(address: str, name: str, **env: str) -> Proc:
+    worker = Proc("worker", "--scheduler", address, "--name", name, **env)
+    worker.wait_for(f"qbench worker {name}", timeout=90)
+    return worker
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    """A scheduler on loopback and workers mini-1 and mini-2."""
+    scheduler = Proc("scheduler", "--port", "0")
+    line = scheduler.wait_for("listening at", timeout=60)
+    address = line.split("listening at ")[1].split()[0]
+    workers = {name: start_worker(address, name) for name in ("mini-1", "mini-2")}
+    yield {"address": address, "workers": workers, "scheduler": scheduler}
+    for proc in [*workers.values(), scheduler]:
+        proc.kill()
+
+
+def _run(db: Path, *args: str) -> Proc:
+    return Proc("run", *FAST, "--db", str(db), "--json", "-", *args)
+
+
+def _results(db: Path) -> list[dict]:
+    from engines.store import Store
+
+    store = Store(db)
+    try:
+        return store.results()
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_sweep_across_two_hosts_one_store(fleet, tmp_path):
+    db = tmp_path / "fleet.db"
+    run = _run(db, "--cluster", fleet["address"], "--hosts", "mini-1,mini-2")
+    assert run.wait(360) == 0, run.output[-3000:]
+    body = json.loads(run.output[run.output.index("{\n"):run.output.rindex("}") + 1])
+    results = _results(db)
+    # every variant measured once per host, all in one store, each tagged with its host
+    assert sorted((r["host"], r["label"]) for r in results) == [
+        ("mini-1", "dynamic-int8"), ("mini-1", "fp32"), ("mini-2", "dynamic-int8"), ("mini-2", "fp32")]
+    assert all(r["status"] == "ok" and r["latency_ms"]["p50"] > 0 for r in results), results
+    assert {r["run_id"] for r in results} == {body["run_id"]}
+    assert sorted(r["host"] for r in body["results"]) == ["mini-1", "mini-1", "mini-2", "mini-2"]
+    # artifacts stay on each host, under the run and the host's name
+    assert {Path(r["artifact"]).parts[-3] for r in results} == {"mini-1", "mini-2"}
+    # the run records its fleet; the hosts table has both workers' facts, idle again
+    conn = sqlite3.connect(db)
+    environment = json.loads(conn.execute("SELECT environment FROM runs").fetchone()[0])
+    assert environment["fleet"]["hosts"] == ["mini-1", "mini-2"]
+    hosts = dict(conn.execute("SELECT name, state FROM hosts").fetchall())
+    assert hosts == {"mini-1": "idle", "mini-2": "idle"}
+    # the CLI filters by host, and lists the hosts with their facts
+    shown = Proc("results", "--db", str(db), "--host", "mini-2", "--format", "json")
+    assert shown.wait(60) == 0
+    assert {r["host"] for r in json.loads(shown.output)} == {"mini-2"}
+    listed = Proc("hosts", "--db", str(db), "--json")
+    assert listed.wait(60) == 0
+    facts = {h["name"]: h["facts"] for h in json.loads(listed.output)}
+    assert facts["mini-1"]["qbench"] and facts["mini-1"]["memory_gib"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_lost_worker_is_interrupted_and_resume_completes(fleet, tmp_path):
+    db = tmp_path / "fleet.db"
+    run = _run(db, "--cluster", fleet["address"], "--hosts", "mini-1,mini-2")
+    # wait until mini-2 measures something, then kill it outright
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if db.exists():
+            try:
+                row = sqlite3.connect(db).execute("SELECT activity FROM hosts WHERE name = 'mini-2'").fetchone()
+            except sqlite3.OperationalError:
+                row = None
+            if row and row[0]:
+                break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"mini-2 never started measuring:\n{run.output[-3000:]}")
+    fleet["workers"]["mini-2"].kill(signal.SIGKILL)
+    assert run.wait(360) == 130, run.output[-3000:]
+    results = _results(db)
+    by_host: dict[str, list[str]] = {}
+    for r in results:
+        by_host.setdefault(r["host"], []).append(r["status"])
+    assert sorted(by_host["mini-1"]) == ["ok", "ok"], results  # the other host finished
+    assert by_host["mini-2"].count("interrupted") == 1, results  # its in-flight variant
+    run_id = results[0]["run_id"]
+    status = sqlite3.connect(db).execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchone()[0]
+    assert status == "interrupted"
+    # a worker of that name returns; --resume sends only what mini-2 is missing
+    fleet["workers"]["mini-2"] = start_worker(fleet["address"], "mini-2")
+    resumed = Proc("run", "--resume", run_id, "--db", str(db))
+    assert resumed.wait(360) == 0, resumed.output[-3000:]
+    final = _results(db)
+    assert sorted((r["host"], r["label"], r["status"]) for r in final) == [
+        ("mini-1", "dynamic-int8", "ok"), ("mini-1", "fp32", "ok"),
+        ("mini-2", "dynamic-int8", "ok"), ("mini-2", "fp32", "ok")]
+    # mini-1's results were not measured again
+    assert {r["id"] for r in final if r["host"] == "mini-1"} == {r["id"] for r in results if r["host"] == "mini-1"}
+
+
+def test_worker_with_another_version_is_refused(fleet):
+    worker = Proc("worker", "--scheduler", fleet["address"], "--name", "mini-9",
+                  QBENCH_FLEET_FAKE_VERSION="9.9.9")
+    assert worker.wait(90) == 2
+    from engines import __version__
+
+    assert "9.9.9" in worker.output and f"qbench {__version__}" in worker.output, worker.output
+    assert "refused" in worker.output
+
+
+def test_run_with_unknown_host_or_no_scheduler_is_a_usage_error(fleet, tmp_path):
+    bad = Proc("run", *FAST, "--db", str(tmp_path / "x.db"), "--cluster", fleet["address"], "--hosts", "mini-7")
+    assert bad.wait(120) == 2
+    assert "no worker named mini-7" in bad.output and "mini-1" in bad.output
+    nowhere = Proc("run", *FAST, "--db", str(tmp_path / "x.db"), "--hosts", "mini-1")
+    assert nowhere.wait(120) == 2 and "--hosts needs --cluster" in nowhere.output
+
+
+def test_workers_run_only_qbench_tasks(fleet):
+    from distributed import Client
+
+    with Client(fleet["address"], timeout=30, set_as_default=False) as client:
+        future = client.submit(os.getpid, pure=False, resources={"qbench-host-mini-1": 1})
+        with pytest.raises(Exception, match="only qbench's own tasks"):
+            future.result(timeout=60)
+        with pytest.raises(Exception, match="arbitrary functions"):
+            client.run(os.getpid)
