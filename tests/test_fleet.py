@@ -7,6 +7,7 @@ like two sweeps on one machine they measure one at a time, which is what the loc
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -107,11 +108,57 @@ def _results(db: Path) -> list[dict]:
         store.close()
 
 
+def _host_states(db: Path) -> dict[str, str]:
+    try:
+        return dict(sqlite3.connect(db).execute("SELECT name, state FROM hosts").fetchall())
+    except sqlite3.Error:  # not created yet
+        return {}
+
+
+def _wait_until(condition, timeout: float, run: Proc) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline or run.popen.poll() is not None:
+            raise AssertionError(f"condition not met:\n{run.output[-3000:]}")
+        time.sleep(0.2)
+
+
+async def _hosts_view_rows(db: Path) -> dict[str, tuple[str, ...]]:
+    """Open the app on the store, press h, and read the Hosts view's table."""
+    from test_tui_support import fixed_system, test_settings
+    from textual.widgets import DataTable
+
+    from engines.store import Store
+    from qbench_tui.app import make_app
+    from qbench_tui.screens.hosts import HostsScreen
+
+    store = Store(db)
+    app = make_app(store=store, settings=test_settings(), system=fixed_system())
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            for _ in range(200):
+                if app.main.loaded:
+                    break
+                await pilot.pause(0.05)
+            await pilot.press("h")
+            await pilot.pause(0.2)
+            assert isinstance(app.screen, HostsScreen)
+            table = app.screen.query_one("#hosts-table", DataTable)
+            return {str(key.value): tuple(str(c) for c in table.get_row(key)) for key in table.rows}
+    finally:
+        store.close()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_sweep_across_two_hosts_one_store(fleet, tmp_path):
     db = tmp_path / "fleet.db"
     run = _run(db, "--cluster", fleet["address"], "--hosts", "mini-1,mini-2")
+    # during the sweep, the app's Hosts view (reading the same store) shows both workers
+    _wait_until(lambda: _host_states(db).get("mini-1") == "measuring" and "mini-2" in _host_states(db), 240,
+                run)
+    shown = asyncio.run(_hosts_view_rows(db))
+    assert set(shown) == {"mini-1", "mini-2"} and "measuring" in {row[1] for row in shown.values()}, shown
     assert run.wait(360) == 0, run.output[-3000:]
     body = json.loads(run.output[run.output.index("{\n"):run.output.rindex("}") + 1])
     results = _results(db)
@@ -180,6 +227,7 @@ def test_lost_worker_is_interrupted_and_resume_completes(fleet, tmp_path):
     assert {r["id"] for r in final if r["host"] == "mini-1"} == {r["id"] for r in results if r["host"] == "mini-1"}
 
 
+@pytest.mark.slow
 def test_worker_with_another_version_is_refused(fleet):
     worker = Proc("worker", "--scheduler", fleet["address"], "--name", "mini-9",
                   QBENCH_FLEET_FAKE_VERSION="9.9.9")
@@ -190,6 +238,7 @@ def test_worker_with_another_version_is_refused(fleet):
     assert "refused" in worker.output
 
 
+@pytest.mark.slow
 def test_run_with_unknown_host_or_no_scheduler_is_a_usage_error(fleet, tmp_path):
     bad = Proc("run", *FAST, "--db", str(tmp_path / "x.db"), "--cluster", fleet["address"], "--hosts", "mini-7")
     assert bad.wait(120) == 2
@@ -198,6 +247,7 @@ def test_run_with_unknown_host_or_no_scheduler_is_a_usage_error(fleet, tmp_path)
     assert nowhere.wait(120) == 2 and "--hosts needs --cluster" in nowhere.output
 
 
+@pytest.mark.slow
 def test_workers_run_only_qbench_tasks(fleet):
     from distributed import Client
 
