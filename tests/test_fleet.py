@@ -257,3 +257,37 @@ def test_workers_run_only_qbench_tasks(fleet):
             future.result(timeout=60)
         with pytest.raises(Exception, match="arbitrary functions"):
             client.run(os.getpid)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_the_app_sends_its_sweep_to_the_fleet(fleet, tmp_path, monkeypatch):
+    """With $QBENCH_CLUSTER the app's sweep (here the starter: fp32 vs dynamic int8) runs on the
+    fleet through the relay process; its results arrive tagged with their host."""
+    from test_tui_support import fixed_system, test_settings, wait_for
+
+    from engines.store import Store
+    from qbench_tui.app import make_app
+
+    monkeypatch.setenv("QBENCH_CLUSTER", fleet["address"])
+    monkeypatch.setenv("QBENCH_HOSTS", "mini-1")
+    store = Store(tmp_path / "app.db")
+
+    async def scenario() -> list[str]:
+        app = make_app(store=store, settings=test_settings(), system=fixed_system())
+        async with app.run_test(size=(140, 40)) as pilot:
+            await wait_for(pilot, lambda: app.main.loaded, 30, "the app to load")
+            await pilot.press("b")
+            await wait_for(pilot, lambda: app.main.sweeping, 30, "the sweep to start")
+            await wait_for(pilot, lambda: not app.main.sweeping, 300, "the fleet sweep to end")
+            await pilot.pause(0.5)
+            return [str(k.value) for k in app.main.results_pane.query_one("DataTable").rows]
+
+    try:
+        rows = asyncio.run(scenario())
+        results = store.results()
+    finally:
+        store.close()
+    assert sorted((r["host"], r["label"], r["status"]) for r in results) == [
+        ("mini-1", "dynamic-int8", "ok"), ("mini-1", "fp32", "ok")], results
+    assert len(rows) == 2
