@@ -80,6 +80,7 @@ class FleetRunner:
         self.sinks: list[ResultSink] = sinks if sinks is not None else [SqliteSink(store)]
         self.connect_timeout = connect_timeout
         self._activity: dict[str, str] = {}
+        self._order: dict[str, int] = {}
         self._lock = threading.Lock()
 
     # --- connecting and choosing hosts -------------------------------------------------------
@@ -165,6 +166,7 @@ class FleetRunner:
         for h in hosts:
             self.store.set_host(h, address=live[h]["address"], facts=live[h]["facts"], state="idle",
                                 activity="", queue=[], run_id=run_id)
+        self._order = {t.key: i for i, t in enumerate(tasks)}  # "variant i/n" across every host's queue
         client.subscribe_topic(PROGRESS_TOPIC, self._progress(run_id))
         lost: list[str] = []
         try:
@@ -181,7 +183,7 @@ class FleetRunner:
         except (KeyboardInterrupt, SweepInterrupted) as exc:
             self._cancel_remote(client, run_id, tasks)
             self._write_hosts(hosts, tasks, lost, run_id, ended=True)
-            reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else "cancelled"
+            reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc) or "cancelled"
             self._to_sinks("run_ended", run_id, "interrupted", reason)
             self.on_event(events.RunFinished(run_id, "interrupted"))
             raise SweepInterrupted(run_id) from None
@@ -245,7 +247,11 @@ class FleetRunner:
             for task in pending:
                 if task.future.status in ("finished", "error", "cancelled"):
                     self._collect(run_id, task)
-            live = {str(info.get("name")) for info in client.scheduler_info(n_workers=-1)["workers"].values()}
+            try:
+                workers = client.scheduler_info(n_workers=-1)["workers"]
+            except (OSError, TimeoutError) as exc:  # the scheduler itself is gone: resumable, like Ctrl-C
+                raise SweepInterrupted(f"lost the scheduler at {self.cluster}: {exc}") from None
+            live = {str(info.get("name")) for info in workers.values()}
             for host in hosts:
                 if host in lost or host in live:
                     continue
@@ -315,7 +321,7 @@ class FleetRunner:
                     self._activity[host] = f"{msg['key']} {v['label']} · {v['runtime']} · {v['device']}"
                     self.on_event(events.VariantStarted(run_id, events.VariantInfo(
                         v["method"], f"{v['label']} @ {host}", v["recipe_id"], v["runtime"], v["device"]),
-                        msg["index"], msg["count"], tuple(msg["batch_sizes"])))
+                        self._order.get(msg["key"], 0), len(self._order), tuple(msg["batch_sizes"])))
                 elif kind == "PhaseChanged":
                     head = self._activity.get(host, "").split(" › ")[0]
                     self._activity[host] = f"{head} › {msg['phase']}"
