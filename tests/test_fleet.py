@@ -291,3 +291,62 @@ def test_the_app_sends_its_sweep_to_the_fleet(fleet, tmp_path, monkeypatch):
     assert sorted((r["host"], r["label"], r["status"]) for r in results) == [
         ("mini-1", "dynamic-int8", "ok"), ("mini-1", "fp32", "ok")], results
     assert len(rows) == 2
+
+
+def _make_certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and one certificate for 127.0.0.1, signed by it (what docs/fleet.md describes)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca = (x509.CertificateBuilder().subject_name(name("qbench-ca")).issuer_name(name("qbench-ca"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    import ipaddress
+
+    cert = (x509.CertificateBuilder().subject_name(name("qbench-fleet")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                        x509.DNSName("localhost")]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = folder / "ca.pem", folder / "fleet.pem", folder / "fleet.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_tls_fleet_admits_only_certificate_holders(tmp_path):
+    ca, cert, key = _make_certificates(tmp_path)
+    tls = {"QBENCH_TLS_CA": str(ca), "QBENCH_TLS_CERT": str(cert), "QBENCH_TLS_KEY": str(key)}
+    scheduler = Proc("scheduler", "--port", "0", **tls)
+    worker = None
+    try:
+        address = scheduler.wait_for("listening at", timeout=60).split("listening at ")[1].split()[0]
+        assert address.startswith("tls://127.0.0.1:")
+        worker = start_worker(address, "mini-tls", **tls)
+        listed = Proc("hosts", "--cluster", address, "--json", "--db", str(tmp_path / "q.db"), **tls)
+        assert listed.wait(90) == 0, listed.output
+        assert [h["name"] for h in json.loads(listed.output)] == ["mini-tls"]
+        # without the certificate, nothing gets in
+        plain = Proc("hosts", "--cluster", address.replace("tls://", "tcp://"), "--db", str(tmp_path / "q.db"))
+        assert plain.wait(90) == 2 and "cannot reach the scheduler" in plain.output
+    finally:
+        for proc in (worker, scheduler):
+            if proc is not None:
+                proc.kill()
