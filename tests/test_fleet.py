@@ -153,7 +153,7 @@ async def _hosts_view_rows(db: Path) -> dict[str, tuple[str, ...]]:
 @pytest.mark.timeout(420)
 def test_sweep_across_two_hosts_one_store(fleet, tmp_path):
     db = tmp_path / "fleet.db"
-    run = _run(db, "--cluster", fleet["address"], "--hosts", "mini-1,mini-2")
+    run = _run(db, "--cluster", fleet["address"], "--hosts", "mini-1,mini-2", "--fetch-artifacts")
     # during the sweep, the app's Hosts view (reading the same store) shows both workers
     _wait_until(lambda: _host_states(db).get("mini-1") == "measuring" and "mini-2" in _host_states(db), 240,
                 run)
@@ -168,8 +168,11 @@ def test_sweep_across_two_hosts_one_store(fleet, tmp_path):
     assert all(r["status"] == "ok" and r["latency_ms"]["p50"] > 0 for r in results), results
     assert {r["run_id"] for r in results} == {body["run_id"]}
     assert sorted(r["host"] for r in body["results"]) == ["mini-1", "mini-1", "mini-2", "mini-2"]
-    # artifacts stay on each host, under the run and the host's name
+    # asked for, each host's artifact was copied here (under the run, fleet/HOST/) and it loads
     assert {Path(r["artifact"]).parts[-3] for r in results} == {"mini-1", "mini-2"}
+    assert all(Path(r["artifact"]).parts[-4] == "fleet" and Path(r["artifact"]).stat().st_size > 1000
+               for r in results), [r["artifact"] for r in results]
+    assert all(any(n.startswith("artifact copied from mini-") for n in r["notes"]) for r in results)
     # the run records its fleet; the hosts table has both workers' facts, idle again
     conn = sqlite3.connect(db)
     environment = json.loads(conn.execute("SELECT environment FROM runs").fetchone()[0])
@@ -244,7 +247,7 @@ def test_run_with_unknown_host_or_no_scheduler_is_a_usage_error(fleet, tmp_path)
     assert bad.wait(120) == 2
     assert "no worker named mini-7" in bad.output and "mini-1" in bad.output
     nowhere = Proc("run", *FAST, "--db", str(tmp_path / "x.db"), "--hosts", "mini-1")
-    assert nowhere.wait(120) == 2 and "--hosts needs --cluster" in nowhere.output
+    assert nowhere.wait(120) == 2 and "need --cluster" in nowhere.output
 
 
 @pytest.mark.slow

@@ -69,7 +69,7 @@ class FleetRunner:
     def __init__(self, store: Store, cluster: str, hosts: list[str] | None = None,
                  on_event: EventHandler | None = None, cancel: threading.Event | None = None,
                  source: str = "cli", security: Any = None, sinks: list[ResultSink] | None = None,
-                 connect_timeout: float = 15.0):
+                 connect_timeout: float = 15.0, fetch_artifacts: bool = False):
         self.store = store
         self.cluster = cluster
         self.hosts = hosts
@@ -79,6 +79,7 @@ class FleetRunner:
         self.security = security
         self.sinks: list[ResultSink] = sinks if sinks is not None else [SqliteSink(store)]
         self.connect_timeout = connect_timeout
+        self.fetch_artifacts = fetch_artifacts  # copy each host's artifacts here (else they stay there)
         self._activity: dict[str, str] = {}
         self._order: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -173,7 +174,8 @@ class FleetRunner:
             from engines.fleet.tasks import measure_variant
 
             for order, task in enumerate(tasks):
-                job = {"run_id": run_id, "key": task.key, "request": task.request.to_dict()}
+                job = {"run_id": run_id, "key": task.key, "request": task.request.to_dict(),
+                       "fetch_artifacts": self.fetch_artifacts}
                 # In the request's order on each host (fp32 first, as on one machine)
                 task.future = client.submit(measure_variant, json.dumps(job), key=task.key, pure=False,
                                             resources={host_resource(task.host): 1}, retries=0,
@@ -266,15 +268,42 @@ class FleetRunner:
         task.done = True
         future = task.future
         if future.status == "finished":
-            payload = json.loads(future.result())
+            answer = future.result()
+            files = answer["files"] if isinstance(answer, dict) else {}
+            payload = json.loads(answer["json"] if isinstance(answer, dict) else answer)
             for r in payload["results"]:
-                self._record(run_id, Result.from_dict({**r, "host": task.host}))
+                result = Result.from_dict({**r, "host": task.host})
+                if result.artifact in files:
+                    result.notes.append(f"artifact copied from {task.host}:{result.artifact}")
+                    result.artifact = self._unpack(run_id, task.host, result.artifact, files[result.artifact])
+                self._record(run_id, result)
             return
         error = "cancelled" if future.status == "cancelled" else f"{type(future.exception()).__name__}: " \
                                                                     f"{future.exception()}"
         for identity in task.identity:
             self._record(run_id, Result(**identity, status="failed", error=f"on {task.host}: {error}",
                                         host=task.host, started_at=now_iso()))
+
+    @staticmethod
+    def _unpack(run_id: str, host: str, remote: str, data: bytes) -> str:
+        """Write a fetched artifact under this machine's ``artifacts/RUN_ID/fleet/HOST/``."""
+        from pathlib import PurePath
+
+        from engines.paths import artifacts_dir
+
+        remote_path = PurePath(remote)
+        folder = artifacts_dir(run_id) / "fleet" / host / remote_path.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / remote_path.name
+        if data[257:262] == b"ustar":  # a folder travelled as a tar (an .mlpackage)
+            import io
+            import tarfile
+
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                tar.extractall(folder, filter="data")
+        else:
+            target.write_bytes(data)
+        return str(target)
 
     def _lose(self, client: Any, run_id: str, host: str, tasks: list[_Task]) -> None:
         """A host left: its in-flight variant is ``interrupted``, its queue stays for ``--resume``."""

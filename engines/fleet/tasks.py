@@ -4,7 +4,8 @@ The task gets a small JSON job (the run id and a sweep request narrowed to one r
 × device), runs it through :class:`~engines.bench.runner.SweepRunner` — a child process, the
 machine's measurement lock, timing rounds — into a scratch store that is thrown away, and
 returns the results as JSON. Only the process that owns the real store writes them. Artifacts
-stay on this host, under ``$QBENCH_HOME/artifacts/RUN_ID/HOST/``.
+stay on this host, under ``$QBENCH_HOME/artifacts/RUN_ID/HOST/``, unless the run asks for them
+(``--fetch-artifacts``): then their bytes travel back with the results.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ def _cancel_watch(run_id: str, cancel: threading.Event, done: threading.Event) -
         pass
 
 
-def measure_variant(job_json: str) -> str:
-    """Measure one variant on this worker's host; ``{"host", "results": [...]}`` as JSON."""
+def measure_variant(job_json: str) -> str | dict[str, Any]:
+    """Measure one variant on this worker's host; ``{"host", "results": [...]}`` as JSON, or with
+    ``fetch_artifacts`` ``{"json": …, "files": {path on this host: bytes}}``."""
     from distributed import get_worker
 
     from engines.bench.runner import SweepInterrupted, SweepRequest, SweepRunner
@@ -77,4 +79,21 @@ def measure_variant(job_json: str) -> str:
     out: list[dict[str, Any]] = []
     for r in results:
         out.append({**r, "run_id": run_id, "host": host, "id": None})
-    return json.dumps({"host": host, "results": public_json(out)})
+    body = json.dumps({"host": host, "results": public_json(out)})
+    if not job.get("fetch_artifacts"):
+        return body
+    return {"json": body, "files": {r["artifact"]: _pack(Path(r["artifact"])) for r in out
+                                    if r.get("artifact") and Path(r["artifact"]).exists()}}
+
+
+def _pack(path: Path) -> bytes:
+    """A file's bytes, or a folder (an .mlpackage) as an uncompressed tar."""
+    if path.is_file():
+        return path.read_bytes()
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(path, arcname=path.name)
+    return buf.getvalue()

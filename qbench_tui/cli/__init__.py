@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cluster", metavar="tcp://HOST:PORT",
                      help="measure on a fleet: the Dask scheduler of `qbench scheduler` (see docs/fleet.md)")
     run.add_argument("--hosts", metavar="NAME,…|all", help="with --cluster: which workers (default all)")
+    run.add_argument("--fetch-artifacts", action="store_true",
+                     help="with --cluster: copy each host's quantized artifacts here (default: they stay there)")
     run.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
 
     results = sub.add_parser("results", help="show stored results (SQLite filters them: fast on a long history)")

@@ -126,13 +126,13 @@ def fleet_runner(args, store, progress):
     from engines.fleet.runner import FleetRunner, fleet_of_run, parse_hosts
 
     fleet = fleet_of_run(store.get_run(args.resume)) if args.resume else None
-    if args.hosts and not args.cluster and not fleet:
-        raise UsageError("--hosts needs --cluster tcp://HOST:PORT (the fleet's scheduler)")
+    if (args.hosts or args.fetch_artifacts) and not args.cluster and not fleet:
+        raise UsageError("--hosts and --fetch-artifacts need --cluster tcp://HOST:PORT (the fleet's scheduler)")
     if not args.cluster and not fleet:
         return None
     cluster = args.cluster or fleet["scheduler"]
     return FleetRunner(store, check_address(cluster), parse_hosts(args.hosts), progress, source="cli",
-                       security=_security_env())
+                       security=_security_env(), fetch_artifacts=args.fetch_artifacts)
 
 
 def _security_env():

@@ -111,7 +111,7 @@ def cmd_run(args) -> int:
         console.print(f"  [dim]auto · {strategy.device}: {strategy.spec} — {strategy.why}[/]")
     progress = make_progress(console, plain=json_to_stdout)  # live on a terminal, lines when piped
     runner = SweepRunner(store, progress, source="cli")
-    if args.cluster or args.hosts or (args.resume and store.get_run(args.resume)):
+    if args.cluster or args.hosts or args.fetch_artifacts or (args.resume and store.get_run(args.resume)):
         from qbench_tui.cli.fleet import fleet_runner
 
         runner = fleet_runner(args, store, progress) or runner
