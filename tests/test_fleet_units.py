@@ -153,3 +153,16 @@ def test_choosing_hosts(hosts, store):
             runner._choose(live, hosts)
     with pytest.raises(FleetError, match="9.9.9"):
         runner._choose({"old": {"address": "a", "facts": {"qbench": "9.9.9"}}}, None)
+
+
+def test_the_app_resumes_a_fleet_run_on_its_fleet(monkeypatch):
+    from qbench_tui.controllers.fleet_relay import fleet_target
+
+    monkeypatch.delenv("QBENCH_CLUSTER", raising=False)
+    fleet_run = {"environment": {"fleet": {"scheduler": "tcp://10.0.0.5:8786", "hosts": ["mini-1"]}}}
+    assert fleet_target(fleet_run) == ("tcp://10.0.0.5:8786", None)
+    assert fleet_target({"environment": {}}) is None and fleet_target() is None
+    monkeypatch.setenv("QBENCH_CLUSTER", "tcp://127.0.0.1:8786")
+    monkeypatch.setenv("QBENCH_HOSTS", "mini-2")
+    assert fleet_target() == ("tcp://127.0.0.1:8786", "mini-2")
+    assert fleet_target({"environment": {}}) is None  # a local run resumes locally

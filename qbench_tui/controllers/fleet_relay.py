@@ -1,6 +1,6 @@
 """The app's side of a fleet sweep: ``engines.fleet.relay`` in a child process, its JSON-line
 events turned back into the engine's events for the sweep controller (the UI process never
-imports Dask). Chosen by ``$QBENCH_CLUSTER`` (and ``$QBENCH_HOSTS``) or the settings' ``cluster``."""
+imports Dask). Chosen by ``$QBENCH_CLUSTER`` (and ``$QBENCH_HOSTS``), or by the run being resumed."""
 
 from __future__ import annotations
 
@@ -16,12 +16,18 @@ from pathlib import Path
 from typing import Any
 
 
-def fleet_target(settings: Any = None) -> tuple[str, str | None] | None:
-    """(scheduler address, hosts) the app's sweeps go to, or None for this machine."""
-    cluster = os.environ.get("QBENCH_CLUSTER") or getattr(settings, "cluster", None)
+def fleet_target(resumed_run: dict[str, Any] | None = None) -> tuple[str, str | None] | None:
+    """(scheduler address, hosts) a sweep of the app goes to, or None for this machine: a resumed
+    fleet run goes back to its own scheduler and hosts; a new sweep to ``$QBENCH_CLUSTER``."""
+    fleet = ((resumed_run or {}).get("environment") or {}).get("fleet")
+    if fleet:
+        return fleet["scheduler"], None  # the relay's resume reads the run's hosts
+    if resumed_run is not None:
+        return None  # a run measured on this machine resumes here
+    cluster = os.environ.get("QBENCH_CLUSTER")
     if not cluster:
         return None
-    return cluster, os.environ.get("QBENCH_HOSTS") or getattr(settings, "hosts", None)
+    return cluster, os.environ.get("QBENCH_HOSTS")
 
 
 @dataclass
