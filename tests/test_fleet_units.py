@@ -151,6 +151,8 @@ def test_choosing_hosts(hosts, store):
     else:
         with pytest.raises(FleetError, match="no worker named nope"):
             runner._choose(live, hosts)
+    with pytest.raises(FleetError, match="not a qbench worker"):
+        runner._choose({"plain": {"address": "a", "facts": {"name": "plain"}}}, ["plain"])
     with pytest.raises(FleetError, match="9.9.9"):
         runner._choose({"old": {"address": "a", "facts": {"qbench": "9.9.9"}}}, None)
 

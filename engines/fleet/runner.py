@@ -115,11 +115,18 @@ class FleetRunner:
         if not live:
             raise FleetError(f"no workers are connected to {self.cluster}; start one with "
                              f"`qbench worker --scheduler {self.cluster} --name NAME`")
-        names = sorted(live) if wanted is None else wanted
+        # A worker that announced no facts is not a qbench worker (a plain `dask worker`): it lacks
+        # the host resource, so a variant sent to it would wait forever.
+        qbench_workers = sorted(n for n, h in live.items() if h["facts"].get("qbench"))
+        names = qbench_workers if wanted is None else wanted
         missing = [n for n in names if n not in live]
         if missing:
             raise FleetError(f"no worker named {', '.join(missing)} at {self.cluster}; connected: "
                              f"{', '.join(sorted(live))}")
+        foreign = [n for n in names if n not in qbench_workers]
+        if foreign or not names:
+            raise FleetError(f"{', '.join(foreign) or 'no worker'} at {self.cluster} is not a qbench worker; "
+                             "start one with `qbench worker --scheduler ADDRESS --name NAME`")
         mine = announced_version()
         for name in names:
             theirs = live[name]["facts"].get("qbench")
