@@ -104,15 +104,15 @@ def variant_label(r: Result) -> str:
 def _against_fp32(results: Iterable[Result], get: Callable[[Result], float | None],
                   ratio: Callable[[float, float], float]) -> dict[str, float]:
     """``ratio(fp32's value, the result's value)`` for each ok result whose run measured fp32 on
-    the same runtime, device and batch size."""
+    the same host, runtime, device and batch size."""
     results = list(results)
     reference = {
-        (r.get("run_id"), r["runtime"], r["device"], r["batch_size"]): get(r)
+        (r.get("run_id"), r.get("host"), r["runtime"], r["device"], r["batch_size"]): get(r)
         for r in results if r["method"] == "fp32" and r["status"] == "ok" and get(r)
     }
     out = {}
     for r in results:
-        base = reference.get((r.get("run_id"), r["runtime"], r["device"], r["batch_size"]))
+        base = reference.get((r.get("run_id"), r.get("host"), r["runtime"], r["device"], r["batch_size"]))
         own = get(r)
         if base and own and r["status"] == "ok":
             out[result_key(r)] = ratio(base, own)
@@ -193,6 +193,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("note", "note", lambda r, c: _note(r), lambda r, c: _note(r)[:80]),
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
+# Shown after "dev" once the store holds results from more than one machine (a fleet).
+HOST_COLUMN = Column("host", "host", lambda r, c: r.get("host") or "", lambda r, c: r.get("host") or "")
 
 
 # --- filter and sort ------------------------------------------------------------------------
@@ -229,7 +231,7 @@ class ResultFilter:
         if self.text:
             haystack = " ".join(
                 str(v) for v in (r.get("run_id"), r["model"], display_label(r), r["method"], r["runtime"],
-                                 r["device"], r["status"], r.get("error") or "", " ".join(r.get("notes") or []),
+                                 r["device"], r["status"], r.get("host") or "", r.get("error") or "", " ".join(r.get("notes") or []),
                                  f"bs{r['batch_size']}")
             ).lower()
             return all(word in haystack for word in self.text.lower().split())

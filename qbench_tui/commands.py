@@ -66,6 +66,8 @@ def main_screen_commands(screen: Any, panes: dict[str, tuple[str, str]],
         PaletteCommand("Sort results…", "Choose the column (s)", screen.action_sort, False),
         PaletteCommand("Clear result filters", "Show every stored result (ctrl+l)", screen.action_clear_filters,
                        False),
+        PaletteCommand("Show fleet hosts", "Each worker, what it measures now, its queue; a run across hosts (h)",
+                       screen.action_hosts, True),
         PaletteCommand("Keys and help", "Every key binding (?)", screen.action_help, True),
         *extra,
     ]

@@ -15,7 +15,7 @@ from qbench_tui.analysis import ResultFilter, result_key, speedups
 
 PAGE_SIZE = 100  # rows read at a time; a 40-row terminal shows about 25
 CHART_SAMPLE = 4000  # points the chart plots besides the frontier (plotext slows down beyond)
-CHOICE_COLUMNS = ("model", "method", "runtime", "device", "status", "run_id")
+CHOICE_COLUMNS = ("model", "method", "runtime", "device", "status", "run_id", "host")
 
 
 def to_query(flt: ResultFilter, sort: str | None, reverse: bool) -> ResultQuery:

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "torchao", "onnxruntime", "onnx", "transformers", "tokenizers", "safetensors", "sklearn",
-         "mlx", "coremltools", "mlflow")
+         "mlx", "coremltools", "mlflow", "dask", "distributed")
 UI = ("textual", "rich", "qbench_tui", "textual_plotext", "plotext")
 
 

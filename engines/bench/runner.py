@@ -106,6 +106,9 @@ class SweepRunner:
         self.sinks: list[ResultSink] = sinks if sinks is not None else [SqliteSink(store)]
         self._slots: list[_Slot] = []
         self._recorded: list[dict[str, Any]] = []
+        # A fleet worker runs one variant per sweep, back to back: it keeps the preloaded fork
+        # server between them instead of paying torch's imports again for each variant.
+        self.keep_fork_server = False
 
     # --- public ---------------------------------------------------------------------------
 
@@ -140,7 +143,8 @@ class SweepRunner:
             self.on_event(events.RunFinished(run_id, "failed"))
             raise
         finally:
-            stop_fork_server()
+            if not self.keep_fork_server:
+                stop_fork_server()
         self._to_sinks("run_ended", run_id, "finished", None)
         self.on_event(events.RunFinished(run_id, "finished"))
         return SweepOutcome(run_id, "finished", self.store.results(run_id))

@@ -14,11 +14,13 @@ import csv
 import io
 import json
 import math
+import socket
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-RESULT_STATUSES = ("ok", "failed", "unsupported")
+# ``interrupted``: a fleet host was lost while it measured the variant (``--resume`` measures it again).
+RESULT_STATUSES = ("ok", "failed", "unsupported", "interrupted")
 LATENCY_KEYS = ("p50", "p90", "p99", "mean", "std", "iqr", "min", "max", "samples")
 AGREEMENT_KEYS = ("top1", "sqnr_db", "cosine")
 # Per-phase memory (MB): RSS after imports, the model load's and the session's growth, the
@@ -29,6 +31,11 @@ MEMORY_KEYS = ("baseline_mb", "load_mb", "open_mb", "payload_mb", "session_base_
 # was timed, or the kernels only simulate the method (eager Q/DQ).
 RESULT_FLAGS = ("unstable", "under-load", "simulated")
 UNSTABLE_SPREAD = 0.10  # rounds' p50s further apart than 10 % of their median (torch's IQR warning level)
+
+
+def local_host() -> str:
+    """The name results measured on this machine carry (a fleet worker's ``--name`` elsewhere)."""
+    return socket.gethostname()
 
 
 def now_iso() -> str:
@@ -80,6 +87,8 @@ class Result:
     flags: list[str] = field(default_factory=list)
     started_at: str | None = None
     finished_at: str | None = None
+    # The machine that measured it: this one by default, a fleet worker's name otherwise.
+    host: str = ""
     # set by the store
     id: int | None = None
     run_id: str | None = None
@@ -89,6 +98,8 @@ class Result:
             raise ValueError(f"unknown result status {self.status!r}")
         if not self.label:
             self.label = self.method
+        if not self.host:
+            self.host = local_host()
 
     # --- dict (JSON) ------------------------------------------------------------------------
 
@@ -152,7 +163,7 @@ ROW_FIELDS: dict[str, type] = {
     "status": str, "error": str, "throughput_per_s": float, "load_s": float, "quantize_s": float,
     "peak_rss_mb": float, "size_mb": float, "accuracy": float, "metrics": str, "notes": str,
     "artifact": str, "runtime_info": str, "started_at": str, "finished_at": str,
-    "memory_mb": float, "memory": str, "rounds": str, "spread": float, "flags": str,
+    "memory_mb": float, "memory": str, "rounds": str, "spread": float, "flags": str, "host": str,
 }
 _JSON_FIELDS = {"recipe": list, "config": dict, "runtime_config": dict, "passes": list, "metrics": dict,
                 "notes": list, "runtime_info": dict, "memory": dict, "rounds": list, "flags": list}
@@ -183,9 +194,11 @@ def variant_key(r: dict[str, Any]) -> tuple[str, str, str, int]:
 
 
 def result_key(r: dict[str, Any]) -> str:
-    """Unique across the store: the run plus the variant key."""
+    """Unique across the store: the run plus the variant key (plus ``@host`` for another machine's)."""
     recipe, runtime, device, batch = variant_key(r)
-    return f"{r.get('run_id')}/{recipe}/{runtime}/{device}/{batch}"
+    key = f"{r.get('run_id')}/{recipe}/{runtime}/{device}/{batch}"
+    host = r.get("host")
+    return key if not host or host == local_host() else f"{key}@{host}"
 
 
 def display_label(r: dict[str, Any]) -> str:
@@ -214,7 +227,7 @@ def results_json(results: list[dict[str, Any]], **envelope: Any) -> str:
     return json.dumps(body, indent=2, allow_nan=False) + "\n"
 
 
-CSV_COLUMNS = ("run_id", "model", "label", "recipe_id", "method", "runtime", "device", "batch_size",
+CSV_COLUMNS = ("run_id", "host", "model", "label", "recipe_id", "method", "runtime", "device", "batch_size",
                "status", "error", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms",
                "latency_std_ms", "latency_iqr_ms", "throughput_per_s", "load_s", "memory_mb", "spread", "flags",
                "peak_rss_mb", "size_mb", "accuracy", "agreement_top1", "agreement_sqnr_db", "agreement_cosine")

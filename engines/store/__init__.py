@@ -202,8 +202,8 @@ class Store:
             # A resumed run re-measures only missing rows, but a replaced row must not duplicate.
             self.db.execute(
                 "DELETE FROM results WHERE run_id = ? AND recipe_id = ? AND runtime = ? "
-                "AND device = ? AND batch_size = ?",
-                [run_id, row["recipe_id"], row["runtime"], row["device"], row["batch_size"]],
+                "AND device = ? AND batch_size = ? AND host IS ?",
+                [run_id, row["recipe_id"], row["runtime"], row["device"], row["batch_size"], row["host"]],
             )
             self.db["results"].insert(row)
 
@@ -294,6 +294,26 @@ class Store:
                 "AND status = 'ok' AND latency_p50_ms IS NOT NULL) WHERE rank = 1 ORDER BY latency_p50_ms, id",
                 [model])]
         return {"runs": runs, "measurements": measurements, "last_run": last_run, "best": best}
+
+    # --- fleet hosts: what each worker is and does (written by the process that owns the store) ----
+
+    def set_host(self, name: str, **fields: Any) -> None:
+        """Insert or update one fleet host (``facts`` and ``queue`` as Python values)."""
+        row = {"name": name, "seen_at": now_iso(), **fields}
+        for key in ("facts", "queue"):
+            if key in row:
+                row[key] = json.dumps(row[key])
+        with self._lock, self.db.conn:
+            self.db["hosts"].upsert(row, pk="name")
+
+    def hosts(self) -> list[dict[str, Any]]:
+        """Every fleet host known to this store, by name, with its facts and its queue decoded."""
+        with self._lock:
+            rows = self._dicts("SELECT * FROM hosts ORDER BY name", [])
+        for row in rows:
+            row["facts"] = json.loads(row["facts"] or "{}")
+            row["queue"] = json.loads(row["queue"] or "[]")
+        return rows
 
     def _dicts(self, sql: str, args: Iterable[Any]) -> list[dict[str, Any]]:
         cursor = self.conn.execute(sql, list(args))

@@ -9,6 +9,10 @@ timing rounds with the spread across them, and flags (unstable, under load, simu
 keep NULL memory and no rounds (they were measured once). Indexes for history at scale: the
 columns the app and the CLI filter on, the fp32 reference of a variant's speed-up, and runs by
 creation time.
+Version 4 (fleets): results carry the ``host`` that measured them (old rows: the host of the
+process that ran their run), and the unique key becomes run × recipe × runtime × device × batch ×
+host, so one run holds the same variant once per machine; a ``hosts`` table keeps each fleet
+worker's facts and what it measures now (written by the process that owns the store).
 """
 
 from __future__ import annotations
@@ -90,5 +94,21 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     db["runs"].create_index(["created_at"], if_not_exists=True)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3]
+def _migration_fleet(db: sqlite_utils.Database) -> None:
+    results = db["results"]
+    if "host" not in set(results.columns_dict):
+        results.add_column("host", str)
+    db.execute("UPDATE results SET host = (SELECT runs.host FROM runs WHERE runs.id = results.run_id) "
+               "WHERE host IS NULL")
+    db.execute("DROP INDEX IF EXISTS idx_results_run_id_recipe_id_runtime_device_batch_size")
+    results.create_index(["run_id", "recipe_id", "runtime", "device", "batch_size", "host"], unique=True,
+                         index_name="results_variant_host", if_not_exists=True)
+    results.create_index(["host"], if_not_exists=True)
+    if "hosts" not in db.table_names():
+        db["hosts"].create({"name": str, "address": str, "facts": str, "state": str, "activity": str,
+                            "queue": str, "run_id": str, "seen_at": str}, pk="name")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3,
+                                                              _migration_fleet]
 SCHEMA_VERSION = len(MIGRATIONS)

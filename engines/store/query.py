@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-# fp32's p50 (or size) in the same run, runtime, device and batch size: the reference a
+# fp32's p50 (or size) in the same run, host, runtime, device and batch size: the reference a
 # variant's speed-up and size ratio are taken against (index results_fp32_reference).
 _FP32 = ("(SELECT f.{col} FROM results f WHERE f.run_id = r.run_id AND f.method = 'fp32' "
          "AND f.runtime = r.runtime AND f.device = r.device AND f.batch_size = r.batch_size "
-         "AND f.status = 'ok' AND f.{col} IS NOT NULL ORDER BY f.id DESC LIMIT 1)")
+         "AND f.host IS r.host AND f.status = 'ok' AND f.{col} IS NOT NULL ORDER BY f.id DESC LIMIT 1)")
 FP32_P50 = _FP32.format(col="latency_p50_ms")
 LABEL = "COALESCE(NULLIF(r.label, ''), r.method)"
 QUALITY = "COALESCE(r.accuracy, r.agreement_top1)"
@@ -27,6 +27,7 @@ SORTS: dict[str, str] = {
     "method": LABEL,
     "runtime": "r.runtime",
     "device": "r.device",
+    "host": "r.host",
     "batch_size": "r.batch_size",
     "status": "r.status",
     "p50": "r.latency_p50_ms",
@@ -49,10 +50,10 @@ SORTS: dict[str, str] = {
 # (a word has no spaces, so it never spans two). LIKE is ASCII case-insensitive and, unlike
 # instr(lower(a || b || …)), builds no string per row: 30 ms instead of 90 ms at 20,000 rows.
 _TEXT_FIELDS = ("r.run_id", "r.model", "r.label", "r.method", "r.runtime", "r.device", "r.status", "r.error",
-                "r.notes", "'bs' || r.batch_size")
+                "r.notes", "r.host", "'bs' || r.batch_size")
 _TEXT_MATCH = "(" + " OR ".join(f"{f} LIKE ? ESCAPE '\\'" for f in _TEXT_FIELDS) + ")"
 
-DISTINCT_COLUMNS = ("model", "method", "label", "runtime", "device", "status", "run_id")
+DISTINCT_COLUMNS = ("model", "method", "label", "runtime", "device", "status", "run_id", "host")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class ResultQuery:
     device: str | None = None
     status: str | None = None
     run_id: str | None = None
+    host: str | None = None
     since: str | None = None
     sort: str | None = None
     reverse: bool = False

@@ -18,6 +18,7 @@ from qbench_tui.cli.common import EXIT_USAGE, UsageError, csv_list, int_list, si
 # sub-parsers and sets ``handler=`` on each; the module's top level stays light (argparse only), so
 # parsing never loads an engine. One line per module here keeps this file out of every change's way.
 COMMAND_MODULES: tuple[str, ...] = (
+    "qbench_tui.cli.fleet",
 )
 
 
@@ -64,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-pickle", action="store_true",
                      help="load pickled checkpoints (.pt/.pth/.bin/.ckpt): loading a pickle runs code "
                           "stored in the file, so only for files you trust")
+    run.add_argument("--cluster", metavar="tcp://HOST:PORT",
+                     help="measure on a fleet: the Dask scheduler of `qbench scheduler` (see docs/fleet.md)")
+    run.add_argument("--hosts", metavar="NAME,…|all", help="with --cluster: which workers (default all)")
+    run.add_argument("--fetch-artifacts", action="store_true",
+                     help="with --cluster: copy each host's quantized artifacts here (default: they stay there)")
     run.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
 
     results = sub.add_parser("results", help="show stored results (SQLite filters them: fast on a long history)")
@@ -74,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--label", help="only this recipe, by its label, e.g. int4(g128)")
     results.add_argument("--runtime", help="only this runtime")
     results.add_argument("--device", help="only this device")
-    results.add_argument("--status", choices=("ok", "failed", "unsupported"), help="only results with this status")
+    results.add_argument("--host", help="only results measured on this host (a fleet worker's name)")
+    results.add_argument("--status", choices=("ok", "failed", "unsupported", "interrupted"), help="only results with this status")
     results.add_argument("--since", type=since_time, metavar="WHEN",
                          help="only results finished since WHEN: a date/time (2026-11-01, 2026-11-01T09:00) "
                               "or an age (30m, 12h, 7d, 4w)")

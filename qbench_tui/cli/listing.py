@@ -27,7 +27,8 @@ def cmd_results(args) -> int:
         raise UsageError(f"no run {args.run!r} in {store.path}; see `qbench runs`")
     # SQLite filters and limits; with --limit the newest N are read, then shown oldest first.
     query = ResultQuery(model=args.model, method=args.method, label=args.label, runtime=args.runtime,
-                        device=args.device, status=args.status, run_id=run_id, since=args.since,
+                        device=args.device, host=getattr(args, "host", None), status=args.status, run_id=run_id,
+                        since=args.since,
                         sort="id", reverse=limit is not None)
     results = store.query_results(query, limit=limit)
     if limit is not None:

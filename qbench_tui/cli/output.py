@@ -44,9 +44,10 @@ def results_table(results: list[dict[str, Any]], title: str = "", references: li
     everything = [*results, *(r for r in references if result_key(r) not in known)]
     speedup, size_ratio = speedups(everything), size_ratios(everything)
     show_memory = any(r.get("memory_mb") is not None for r in results)
+    show_host = len({r.get("host") for r in results}) > 1  # a fleet's run: which machine measured it
     table = Table(title=title, header_style="bold", show_lines=False)
     for col, justify in (("model", "left"), ("recipe", "left"), ("runtime", "left"), ("dev", "left"),
-                         ("bs", "right"), ("status", "left"), ("p50 ms", "right"), ("±rounds", "right"),
+                         *((("host", "left"),) if show_host else ()), ("bs", "right"), ("status", "left"), ("p50 ms", "right"), ("±rounds", "right"),
                          ("p99 ms", "right"), ("speedup", "right"), ("items/s", "right"),
                          *((("mem MB", "right"),) if show_memory else ()), ("size MB", "right"), ("size", "right"),
                          ("acc", "right"), ("top1", "right"), ("SQNR dB", "right"), ("note", "left")):
@@ -57,9 +58,10 @@ def results_table(results: list[dict[str, Any]], title: str = "", references: li
         lat = r.get("latency_ms") or {}
         agr = r.get("agreement") or {}
         key = result_key(r)
-        status_style = {"ok": "green", "failed": "red", "unsupported": "yellow"}.get(r["status"], "")
+        status_style = {"ok": "green", "failed": "red", "unsupported": "yellow"}.get(r["status"], "magenta")
         table.add_row(
-            r["model"], display_label(r), r["runtime"], r["device"], str(r["batch_size"]),
+            r["model"], display_label(r), r["runtime"], r["device"],
+            *((str(r.get("host") or ""),) if show_host else ()), str(r["batch_size"]),
             f"[{status_style}]{r['status']}[/]", _fmt(lat.get("p50"), ".3f"), _spread(r),
             _fmt(lat.get("p99"), ".3f"), fmt_ratio(speedup.get(key)), _fmt(r.get("throughput_per_s"), ",.0f"),
             *((_fmt(r.get("memory_mb"), ",.0f"),) if show_memory else ()), _fmt(r.get("size_mb"), ".2f"),

@@ -12,9 +12,9 @@ import time
 from typing import Any
 
 from engines.core import events
-from engines.core.schema import display_label
+from engines.core.schema import display_label, local_host
 
-STATUS_COLOURS = {"ok": "green", "failed": "red", "unsupported": "yellow"}
+STATUS_COLOURS = {"ok": "green", "failed": "red", "unsupported": "yellow", "interrupted": "magenta"}
 
 
 def make_progress(console: Any, plain: bool = False) -> SweepProgress:
@@ -31,7 +31,10 @@ def result_line(r: dict[str, Any]) -> str:
         detail += f", {r['memory_mb']:.0f} MB"
     if r.get("flags"):
         detail += f" [yellow]{' '.join(r['flags'])}[/]"
-    return (f"  [{colour}]{r['status']:<11}[/] {display_label(r):<13} {r['runtime']:<12} "
+    label = display_label(r)
+    if r.get("host") and r["host"] != local_host():  # measured by a fleet worker
+        label += f" @ {r['host']}"
+    return (f"  [{colour}]{r['status']:<11}[/] {label:<13} {r['runtime']:<12} "
             f"{r['device']:<5} bs={r['batch_size']:<4} {detail}")
 
 

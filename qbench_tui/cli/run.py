@@ -133,6 +133,7 @@ def cmd_run(args) -> int:
     from engines.bench.runner import SweepInterrupted, SweepRunner
     from engines.core.errors import ModelLoadError
     from engines.core.schema import public_json
+    from engines.fleet import FleetError
 
     json_to_stdout = args.json_out == "-"
     console = make_console(stderr=json_to_stdout)
@@ -144,6 +145,10 @@ def cmd_run(args) -> int:
         console.print(f"  [dim]auto · {strategy.device}: {strategy.spec} — {strategy.why}[/]")
     progress = make_progress(console, plain=json_to_stdout)  # live on a terminal, lines when piped
     runner = SweepRunner(store, progress, source="cli")
+    if args.cluster or args.hosts or args.fetch_artifacts or (args.resume and store.get_run(args.resume)):
+        from qbench_tui.cli.fleet import fleet_runner
+
+        runner = fleet_runner(args, store, progress) or runner
     # SIGTERM (a cron timeout, `kill`) ends the sweep like Ctrl-C: recorded as interrupted.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
@@ -158,6 +163,8 @@ def cmd_run(args) -> int:
     except ModelLoadError as exc:  # found by the first variant's child, before any variant is measured
         raise UsageError(str(exc)) from None
     except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except FleetError as exc:  # no scheduler, an unknown host, another qbench version
         raise UsageError(str(exc)) from None
     finally:
         progress.close()

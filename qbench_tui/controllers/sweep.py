@@ -254,7 +254,12 @@ class SweepController:
         try:
             from engines.bench.runner import SweepInterrupted, SweepRunner
 
-            runner = SweepRunner(self.store, self._on_event, self.cancel_event, source="tui")
+            runner: Any = SweepRunner(self.store, self._on_event, self.cancel_event, source="tui")
+            from qbench_tui.controllers.fleet_relay import FleetRelay, fleet_target
+
+            target = fleet_target(self.store.get_run(resume_run_id) if resume_run_id else None)
+            if target is not None:  # $QBENCH_CLUSTER: the sweep goes to a fleet, Dask in a process of its own
+                runner = FleetRelay(self.store.path, *target, self._on_event, self.cancel_event)
             try:
                 if resume_run_id:
                     outcome = runner.resume(resume_run_id)

@@ -41,6 +41,9 @@ class CompareScreen(ModalScreen[None]):
 
     def _text(self) -> Content:
         a, b = self.a, self.b
+        if a.get("host") != b.get("host"):  # the same variant on two machines of a fleet
+            a, b = {**a, "label": f"{a.get('label') or a['method']} @ {a.get('host')}"}, \
+                {**b, "label": f"{b.get('label') or b['method']} @ {b.get('host')}"}
         out = [
             Content.from_markup("[b]A[/] $m · $v [$text-muted]run $r[/]", m=a["model"], v=variant_label(a),
                                 r=str(a.get("run_id"))),

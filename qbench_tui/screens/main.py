@@ -64,6 +64,7 @@ class MainScreen(SweepReactions, Screen[None]):
         Binding("g", "chart", "Chart", tooltip="Chart accuracy vs latency with the Pareto frontier"),
         Binding("x", "compare", "Compare", tooltip="Compare the two marked results (space marks a row)"),
         Binding("e", "export", "Export", show=False, tooltip="Export the shown results to CSV or JSON"),
+        Binding("h", "hosts", "Hosts", show=False, tooltip="The fleet's hosts: devices, current variant, queue"),
         Binding("ctrl+l", "clear_filters", "Clear filters", show=False, tooltip="Clear every result filter"),
         Binding("1", "pane('models')", "Models", show=False, tooltip="Go to the model browser"),
         Binding("2", "pane('setup')", "Setup", show=False, tooltip="Go to the sweep setup (methods, runtimes…)"),
@@ -347,6 +348,11 @@ class MainScreen(SweepReactions, Screen[None]):
 
     def action_chart(self) -> None:
         self.results_pane.show_chart()
+
+    def action_hosts(self) -> None:
+        from qbench_tui.screens.hosts import HostsScreen
+
+        self.app.push_screen(HostsScreen(self.store))
 
     def action_compare(self) -> None:
         self.results_pane.compare_marked()

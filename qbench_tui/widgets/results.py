@@ -220,6 +220,14 @@ class ResultsPane(ResultsDialogs, Vertical):
         self._fill_table(table, ctx)
         self._render_status()
 
+    def _columns(self) -> tuple[Any, ...]:
+        """The table's columns: a host column after the device once the store holds results of
+        more than one machine (a fleet's sweep)."""
+        if len(self.view.choices.get("host") or ()) < 2:
+            return COLUMNS
+        at = next(i for i, c in enumerate(COLUMNS) if c.key == "device") + 1
+        return (*COLUMNS[:at], analysis.HOST_COLUMN, *COLUMNS[at:])
+
     def _fill_table(self, table: ResultsTable, ctx: dict[str, Any]) -> None:
         cursor_key = None
         if table.row_count and table.cursor_row >= 0:
@@ -227,7 +235,7 @@ class ResultsPane(ResultsDialogs, Vertical):
         scroll_x = table.scroll_x
         table.clear(columns=True)
         table.add_column(" ", key="mark", width=2)
-        for col in COLUMNS:
+        for col in self._columns():
             arrow = ""
             if col.key == self.sort_column:
                 arrow = " ▼" if self.sort_reverse else " ▲"
@@ -253,7 +261,7 @@ class ResultsPane(ResultsDialogs, Vertical):
         if key in self._frontier:
             mark.append("★", styles["frontier"])
         cells: list[Any] = [mark]
-        for col in COLUMNS:
+        for col in self._columns():
             text = col.text(r, ctx)
             style = ""
             if col.key == "status" or (col.key == "note" and r["status"] != "ok"):
