@@ -1,6 +1,8 @@
 """Task metrics and agreement with the fp32 reference, per task.
 
-* ``classification``: accuracy on the held-out labels; agreement as in :func:`engines.bench.measure.agreement`.
+* ``classification``: accuracy on the held-out labels; agreement as in :func:`engines.bench.measure.agreement`,
+  plus ``metrics.top5_agreement`` (the share of rows whose fp32 top-1 class is among the variant's
+  five most likely) where there are more than five classes (image classifiers).
 * ``embedding``: cosine of each embedding to its fp32 embedding (mean and worst), and retrieval
   agreement on the shipped sentence corpus: each sentence queries the others, and the variant's
   top-k neighbours are compared with fp32's. ``agreement.top1`` is the share of queries whose
@@ -32,6 +34,8 @@ def evaluate(model: LoadedModel, outputs: np.ndarray, reference: np.ndarray) -> 
     if outputs.shape != reference.shape:
         raise ValueError(f"the variant's output has shape {outputs.shape}, fp32's {reference.shape}")
     report: dict[str, Any] = {"accuracy": None, "agreement": agreement(reference, outputs), "metrics": {}}
+    if model.task == "classification" and outputs.ndim == 2 and outputs.shape[1] > 5:
+        report["metrics"]["top5_agreement"] = topk_agreement(reference, outputs, 5)
     if model.task == "classification" and model.eval_labels is not None:
         report["accuracy"] = float(np.mean(outputs.argmax(axis=-1) == model.eval_labels))
         report["metrics"]["reference_accuracy"] = float(np.mean(reference.argmax(axis=-1) == model.eval_labels))
@@ -40,6 +44,12 @@ def evaluate(model: LoadedModel, outputs: np.ndarray, reference: np.ndarray) -> 
     elif model.task == "causal-lm":
         _causal_lm_quality(model, outputs, reference, report)
     return report
+
+
+def topk_agreement(reference: np.ndarray, outputs: np.ndarray, k: int) -> float:
+    """Share of rows whose fp32 top-1 class is among the variant's ``k`` highest scores."""
+    top = np.argsort(-outputs, axis=-1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top == reference.argmax(axis=-1)[:, None], axis=1)))
 
 
 # --- embeddings -------------------------------------------------------------------------------

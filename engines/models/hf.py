@@ -138,12 +138,14 @@ def load(spec: ModelSpec) -> LoadedModel:
     files += [directory / f for f in TOKENIZER_FILES if (directory / f).exists()]
     parts = {"loader": LOADER_VERSION, "dir": str(directory), "files": onnx_cache.file_stamp(files),
              "task": spec.task, "seq_len": spec.extra.get("seq_len"), "pooling": spec.extra.get("pooling")}
+    if spec.extra.get("images"):  # image classifiers: the held-out set's size
+        parts["images"] = spec.extra["images"]
     return onnx_cache.onnx_model(spec.name, parts, lambda: _load_torch(spec, directory))
 
 
 # Architectures whose inputs are not token ids: the loader feeds text, so they would fail deep in
 # their forward (a ViT: "'NoneType' object has no attribute 'dtype'").
-_NOT_TEXT = {"ImageClassification": "image classification", "ObjectDetection": "object detection",
+_NOT_TEXT = {"ObjectDetection": "object detection",
              "SemanticSegmentation": "image segmentation", "AudioClassification": "audio classification",
              "CTC": "speech recognition", "SpeechSeq2Seq": "speech recognition", "Vision2Seq": "image-to-text",
              "ImageTextToText": "image-text-to-text"}
@@ -158,17 +160,22 @@ def _refuse_non_text(config: dict[str, Any], directory: Path) -> None:
         for suffix, what in _NOT_TEXT.items():
             if arch.endswith(suffix):
                 raise ModelLoadError(f"{directory.name}: {what} models ({arch}) are not supported by the HF "
-                                     "loader yet; it loads text models (embeddings, classification, causal LMs)")
+                                     "loader yet; it loads text models (embeddings, classification, causal LMs) and image classifiers")
     kind = _NOT_TEXT_TYPES.get(str(config.get("model_type", "")).lower())
     if kind:
         raise ModelLoadError(f"{directory.name}: {kind} models (model_type {config['model_type']!r}) are not "
-                             "supported by the HF loader yet; it loads text models")
+                             "supported by the HF loader yet; it loads text models and image classifiers "
+                             "(…ForImageClassification)")
 
 
 def _load_torch(spec: ModelSpec, directory: Path) -> LoadedModel:
     _offline()
     _quiet_transformers()
     config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    from engines.models import vision, vision_catalog
+
+    if vision_catalog.is_image_classifier(config):  # pixels in, logits out: engines.models.vision
+        return vision.load_hf_image(spec, directory, config, _pretrained_kwargs(spec, directory))
     _refuse_non_text(config, directory)
     task = spec.task
     if task not in ("embedding", "classification", "causal-lm"):
