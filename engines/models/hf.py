@@ -311,6 +311,21 @@ def _lm_wrapper(base):
             mask = torch.ones_like(input_ids)
             return self.model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits
 
+        def decode_step(self, input_ids, past=None):
+            """KV-cache generation with the model's own cache (engines.models.kv_cache): ``past``
+            is one (keys, values) pair per layer, or None before the prompt."""
+            import torch
+            from transformers import DynamicCache
+
+            cache = DynamicCache(ddp_cache_data=list(past)) if past else DynamicCache()
+            offset = past[0][0].shape[2] if past else 0
+            b, t = input_ids.shape
+            mask = torch.ones((b, offset + t), dtype=torch.long, device=input_ids.device)
+            positions = (torch.arange(t, device=input_ids.device) + offset).unsqueeze(0).expand(b, t)
+            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                             past_key_values=cache, use_cache=True)
+            return out.logits, [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+
     return with_arity(CausalLMLogits(), 1)
 
 
@@ -349,8 +364,14 @@ def _load_causal_lm(spec: ModelSpec, directory: Path, config: dict[str, Any], se
     prompt = min(PROMPT_TOKENS, seq // 2)
     details.update({"held_out_windows": len(test), "held_out_tokens": int(test[:, 1:].size),
                     "prompt_tokens": prompt, "new_tokens": min(NEW_TOKENS, seq - prompt)})
+    module = _lm_wrapper(base).eval()
+    from engines.models.kv_cache import cache_layout
+
+    layout = cache_layout(module)  # None: a model whose cache is not a plain (keys, values) per layer
+    if layout is not None:
+        details["kv_cache"] = {**layout, "max_positions": _max_positions(config)}
     return LoadedModel(
-        name=spec.name, task="causal-lm", module=_lm_wrapper(base).eval(),
+        name=spec.name, task="causal-lm", module=module,
         inputs=[InputSpec("input_ids", ("batch", "seq"), "int64")],
         output_name="logits", output_axes={0: "batch", 1: "seq"},
         eval_inputs={"input_ids": test[:, :-1]}, eval_labels=test[:, 1:],
