@@ -202,6 +202,9 @@ def _load(spec: ModelSpec, workdir: Path) -> tuple[LoadedModel, np.ndarray]:
     """The model and its fp32 reference outputs; any failure is the model's, not the variant's."""
     try:
         model = load_model(spec)
+        for key in ("prompt_tokens", "new_tokens"):  # the sweep's generation lengths (causal LMs)
+            if spec.extra.get(key):
+                model.details[key] = int(spec.extra[key])
         return model, reference_outputs(model, workdir)
     except (UnsupportedVariant, MemoryError, ModelLoadError):
         raise

@@ -117,6 +117,10 @@ def resolve_model(name_or_path: str, options: dict[str, Any] | None = None) -> M
     unknown = set(options) - set(MODEL_OPTIONS)
     if unknown:
         raise ValueError(f"unknown model option(s): {', '.join(sorted(unknown))}")
+    for key, low in (("prompt_tokens", 1), ("new_tokens", 2), ("images", 1)):
+        value = options.get(key)
+        if value is not None and not (isinstance(value, int) and low <= value <= 8192):
+            raise ValueError(f"{key} must be an integer between {low} and 8192 (got {value!r})")
     seq_len = options.get("seq_len")
     if seq_len is not None and not (isinstance(seq_len, int) and 1 <= seq_len <= 8192):
         raise ValueError(f"seq_len must be an integer between 1 and 8192 (got {seq_len!r})")
