@@ -16,6 +16,7 @@ A directory without a tokenizer gets generated token ids instead (said in ``deta
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -322,9 +323,12 @@ def _lm_wrapper(base):
             b, t = input_ids.shape
             mask = torch.ones((b, offset + t), dtype=torch.long, device=input_ids.device)
             positions = (torch.arange(t, device=input_ids.device) + offset).unsqueeze(0).expand(b, t)
+            # transformers 5 names the argument and the output ``cache``; older ``past_key_values``
+            key = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
             out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                             past_key_values=cache, use_cache=True)
-            return out.logits, [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+                             use_cache=True, **{key: cache})
+            returned = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+            return out.logits, [(layer.keys, layer.values) for layer in returned.layers]
 
     return with_arity(CausalLMLogits(), 1)
 
