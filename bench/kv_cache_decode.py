@@ -51,7 +51,9 @@ def measure(name: str, runtime: str, args, root: Path) -> None:
     if runtime == "onnxruntime":  # as a sweep's child does: the cached export and its decode graph
         spec = replace(spec, extra={**spec.extra, "source_format": "onnx"})
     model = load_model(spec)
-    _, session = open_recipe(model, "fp32", runtime, "cpu", args.threads, root / f"{name}-{runtime}")
+    workdir = root / f"{name}-{runtime}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    _, session = open_recipe(model, "fp32", runtime, "cpu", args.threads, workdir)
     decoder, reason = session.kv_decoder()
     if decoder is None:
         print(f"{name:8} {runtime:12} no cached path: {reason}")

@@ -69,7 +69,9 @@ def test_tiny_lm_cached_decode_on_torch_and_onnxruntime(tmp_path):
     for model, runtime in ((torch_model, "torch"), (onnx_model, "onnxruntime")):
         model.details.update(prompt_tokens=96, new_tokens=32)  # a 128-token context at the end
         for recipe in ("fp32", "dynamic-int8"):
-            _, session = open_recipe(model, recipe, runtime, "cpu", 1, tmp_path / f"{runtime}-{recipe}")
+            workdir = tmp_path / f"{runtime}-{recipe}"
+            workdir.mkdir()
+            _, session = open_recipe(model, recipe, runtime, "cpu", 1, workdir)
             m = extra_measurements(model, session, batch_size=1, p50_ms=5.0, repeats=1)
             assert m["decode_kv_cache"] == 1, (runtime, recipe, m)
             assert m["kv_decode_tokens_per_s"] > 0 and m["nocache_decode_tokens_per_s"] > 0
