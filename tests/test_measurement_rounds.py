@@ -108,11 +108,12 @@ def test_repeat_3_gives_rounds_spread_and_the_variants_own_memory(tmp_path: Path
 
 @pytest.mark.slow
 def test_an_unsupported_architecture_fails_once_before_any_variant(tmp_path: Path):
-    """A ViT folder: exit 2, one message saying what is missing, one child in all (not one per variant)."""
-    folder = tmp_path / "vit"
+    """An object-detection folder: exit 2, one message saying what is missing, one child in all (not
+    one per variant)."""
+    folder = tmp_path / "yolos"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({
-        "architectures": ["ViTForImageClassification"], "model_type": "vit", "hidden_size": 32,
+        "architectures": ["YolosForObjectDetection"], "model_type": "yolos", "hidden_size": 32,
         "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 37, "image_size": 30,
         "patch_size": 2, "num_labels": 3}))
     from safetensors.numpy import save_file
@@ -124,7 +125,7 @@ def test_an_unsupported_architecture_fails_once_before_any_variant(tmp_path: Pat
                   "--runtimes", "onnxruntime,torch", *FAST)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("qbench: error:")]
-    assert len(errors) == 1 and "image classification models" in errors[0] and "not supported" in errors[0]
+    assert len(errors) == 1 and "object detection models" in errors[0] and "not supported" in errors[0]
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT count(*) FROM results").fetchone()[0] == 0
     assert conn.execute("SELECT status FROM runs").fetchone()[0] == "failed"

@@ -1,6 +1,8 @@
 """Task metrics and agreement with the fp32 reference, per task.
 
-* ``classification``: accuracy on the held-out labels; agreement as in :func:`engines.bench.measure.agreement`.
+* ``classification``: accuracy on the held-out labels; agreement as in :func:`engines.bench.measure.agreement`,
+  plus ``metrics.top5_agreement`` (the share of rows whose fp32 top-1 class is among the variant's
+  five most likely) where there are more than five classes (image classifiers).
 * ``embedding``: cosine of each embedding to its fp32 embedding (mean and worst), and retrieval
   agreement on the shipped sentence corpus: each sentence queries the others, and the variant's
   top-k neighbours are compared with fp32's. ``agreement.top1`` is the share of queries whose
@@ -16,7 +18,6 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,8 @@ def evaluate(model: LoadedModel, outputs: np.ndarray, reference: np.ndarray) -> 
     if outputs.shape != reference.shape:
         raise ValueError(f"the variant's output has shape {outputs.shape}, fp32's {reference.shape}")
     report: dict[str, Any] = {"accuracy": None, "agreement": agreement(reference, outputs), "metrics": {}}
+    if model.task == "classification" and outputs.ndim == 2 and outputs.shape[1] > 5:
+        report["metrics"]["top5_agreement"] = topk_agreement(reference, outputs, 5)
     if model.task == "classification" and model.eval_labels is not None:
         report["accuracy"] = float(np.mean(outputs.argmax(axis=-1) == model.eval_labels))
         report["metrics"]["reference_accuracy"] = float(np.mean(reference.argmax(axis=-1) == model.eval_labels))
@@ -40,6 +43,12 @@ def evaluate(model: LoadedModel, outputs: np.ndarray, reference: np.ndarray) -> 
     elif model.task == "causal-lm":
         _causal_lm_quality(model, outputs, reference, report)
     return report
+
+
+def topk_agreement(reference: np.ndarray, outputs: np.ndarray, k: int) -> float:
+    """Share of rows whose fp32 top-1 class is among the variant's ``k`` highest scores."""
+    top = np.argsort(-outputs, axis=-1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top == reference.argmax(axis=-1)[:, None], axis=1)))
 
 
 # --- embeddings -------------------------------------------------------------------------------
@@ -144,14 +153,18 @@ def extra_measurements(model: LoadedModel, session: Any, batch_size: int, p50_ms
     """Task-specific speed figures for one batch size, merged into the result's ``metrics``.
 
     Causal LMs: ``prefill_tokens_per_s`` from the timed full-window call (``p50_ms``), and a short
-    greedy generation, repeated: ``ttft_ms`` (prompt in, first new token out),
-    ``decode_tokens_per_s`` (the following tokens). The graphs take the whole sequence and have
-    no KV cache, so each decoding step re-reads the growing context (``decode_kv_cache`` = 0).
-    A variant whose graph fixes the sequence length cannot generate; that is reported in
-    ``generation_error`` rather than failing the result.
+    greedy generation of ``new_tokens`` after ``prompt_tokens`` (the model's details, or the
+    sweep's model options), repeated, twice: with the runtime's KV cache where the session has
+    one, and recomputing the whole sequence for each token (:mod:`engines.bench.decode`, which
+    names every figure). ``ttft_ms`` / ``decode_tokens_per_s`` are the cached path's when it ran,
+    and ``decode_kv_cache`` (1 or 0) says which. A variant whose graph fixes the sequence length
+    cannot generate without a cache; that is reported in ``generation_error`` rather than
+    failing the result.
     """
     if model.task != "causal-lm":
         return {}
+    from engines.bench.decode import generate_uncached, kv_measurements
+
     seq = int(model.details.get("seq_len") or model.eval_inputs["input_ids"].shape[1])
     out: dict[str, Any] = {"decode_kv_cache": 0}
     if p50_ms:
@@ -160,33 +173,27 @@ def extra_measurements(model: LoadedModel, session: Any, batch_size: int, p50_ms
     new_tokens = int(model.details.get("new_tokens") or min(16, seq - prompt_len))
     if new_tokens < 2:
         return out
-    prompt = model.example_inputs(batch_size)["input_ids"][:, :prompt_len]
+    # the prompt: the start of the held-out text, as long as asked (rows are tiled if too short)
+    rows = model.example_inputs(batch_size)["input_ids"]
+    if rows.shape[1] < prompt_len:
+        rows = np.concatenate([rows] * (-(-prompt_len // rows.shape[1])), axis=1)
+    prompt = np.ascontiguousarray(rows[:, :prompt_len])
+    out.update({"generation_prompt_tokens": prompt_len, "generation_new_tokens": new_tokens,
+                "generation_context_tokens": prompt_len + new_tokens, "generation_repeats": repeats})
+    reference_tokens = None
     try:
-        _generate(session, prompt, new_tokens)  # warm-up, and the shapes' first compilation
-        runs = [_generate(session, prompt, new_tokens) for _ in range(repeats)]
+        generate_uncached(session, prompt, new_tokens)  # warm-up, and the shapes' first compilation
+        runs = [generate_uncached(session, prompt, new_tokens) for _ in range(repeats)]
     except Exception as exc:  # noqa: BLE001 - e.g. a graph specialised to one sequence length
         out["generation_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
-        return out
-    ttft = float(np.median([r[0] for r in runs]))
-    decode = float(np.median([r[1] for r in runs]))
-    out.update({
-        "ttft_ms": ttft * 1000.0,
-        "decode_tokens_per_s": batch_size * (new_tokens - 1) / decode if decode > 0 else None,
-        "generation_prompt_tokens": prompt_len, "generation_new_tokens": new_tokens,
-        "generation_repeats": repeats,
-    })
+    else:
+        decode = float(np.median([r[1] for r in runs]))
+        out["nocache_ttft_ms"] = float(np.median([r[0] for r in runs])) * 1000.0
+        out["nocache_decode_tokens_per_s"] = batch_size * (new_tokens - 1) / decode if decode > 0 else None
+        out["ttft_ms"], out["decode_tokens_per_s"] = out["nocache_ttft_ms"], out["nocache_decode_tokens_per_s"]
+        reference_tokens = runs[-1][2]
+    kv = kv_measurements(session, prompt, new_tokens, repeats, reference_tokens)
+    out.update(kv)
+    if kv.get("kv_decode_tokens_per_s"):
+        out.update({"decode_kv_cache": 1, "ttft_ms": kv["kv_ttft_ms"], "decode_tokens_per_s": kv["kv_decode_tokens_per_s"]})
     return out
-
-
-def _generate(session: Any, prompt: np.ndarray, new_tokens: int) -> tuple[float, float]:
-    """Greedy decoding; returns (seconds to the first new token, seconds for the rest)."""
-    clock = time.perf_counter
-    t0 = clock()
-    context = prompt
-    logits = session.run({"input_ids": context})
-    context = np.concatenate([context, logits[:, -1].argmax(axis=-1)[:, None]], axis=1)
-    t1 = clock()
-    for _ in range(new_tokens - 1):
-        logits = session.run({"input_ids": context})
-        context = np.concatenate([context, logits[:, -1].argmax(axis=-1)[:, None]], axis=1)
-    return t1 - t0, clock() - t1

@@ -148,6 +148,16 @@ def apply_passes(model: LoadedModel, planned: list[dict[str, Any]], ctx: PassCon
     return artifact, applied
 
 
+def add_kv_graph(model: LoadedModel, planned: list[dict[str, Any]], ctx: PassContext, artifact: Artifact) -> None:
+    """Causal LMs headed for ONNX Runtime: the decode-step graph with past keys / values, through
+    the same passes (engines.bench.decode), named in the artifact's facts for the session."""
+    if model.task == "causal-lm" and artifact.format == Format.ONNX.value:
+        from engines.bench.decode import kv_artifact
+
+        kv_path, artifact.facts["kv_reason"] = kv_artifact(model, planned, ctx)
+        artifact.facts["kv_graph"] = str(kv_path) if kv_path else None
+
+
 def open_recipe(model: LoadedModel, recipe: str, runtime: str, device: str, threads: int, workdir: Path,
                 runtime_config: dict[str, Any] | None = None) -> tuple[Artifact, Any]:
     """Plan, apply and open one recipe in this process: (artifact, session). For ``bench/`` scripts,
@@ -160,6 +170,7 @@ def open_recipe(model: LoadedModel, recipe: str, runtime: str, device: str, thre
         raise UnsupportedVariant(planned)
     ctx = _context(model, workdir, runtime, device, threads)
     artifact, _ = apply_passes(model, [p.to_dict() for p in planned.passes], ctx)
+    add_kv_graph(model, [p.to_dict() for p in planned.passes], ctx, artifact)
     spec = runtime_spec(runtime)
     session = importlib.import_module(spec.session).open_session(
         artifact, model, device, threads, config_from_dict(spec.config_class, runtime_config))
@@ -191,6 +202,9 @@ def _load(spec: ModelSpec, workdir: Path) -> tuple[LoadedModel, np.ndarray]:
     """The model and its fp32 reference outputs; any failure is the model's, not the variant's."""
     try:
         model = load_model(spec)
+        for key in ("prompt_tokens", "new_tokens"):  # the sweep's generation lengths (causal LMs)
+            if spec.extra.get(key):
+                model.details[key] = int(spec.extra[key])
         return model, reference_outputs(model, workdir)
     except (UnsupportedVariant, MemoryError, ModelLoadError):
         raise
@@ -235,6 +249,7 @@ def prepare(job: dict[str, Any], emit: Channel) -> Prepared:
     ctx = _context(model, workdir, runtime, device, threads, emit)
     t0 = time.perf_counter()
     artifact, applied = apply_passes(model, job["plan"], ctx)
+    add_kv_graph(model, job["plan"], ctx, artifact)
     quantize_s = time.perf_counter() - t0
     emit("passes", passes=applied)
 

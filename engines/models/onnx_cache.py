@@ -26,7 +26,7 @@ import numpy as np
 from engines.models.base import InputSpec, LoadedModel
 from engines.paths import models_cache_dir
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: causal LMs keep their KV-cache decode-step graph beside the main one
 
 
 SOURCE_FORMAT = "source_format"  # set by the worker when the variant's passes start from ONNX
@@ -80,6 +80,13 @@ def _write(model: LoadedModel, folder: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         onnx_passes.export_fp32(model, tmp)
+        if model.task == "causal-lm" and model.details.get("kv_cache"):
+            from engines.models.kv_cache import KV_GRAPH, export_kv_onnx
+
+            try:
+                export_kv_onnx(model.module, model.details["kv_cache"], tmp / KV_GRAPH)
+            except Exception as exc:  # noqa: BLE001 - the model still measures, without a cached decode
+                model.details["kv_cache_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
         arrays = {f"eval__{k}": v for k, v in model.eval_inputs.items()}
         arrays.update({f"calibration__{k}": v for k, v in (model.calibration_inputs or {}).items()})
         if model.eval_labels is not None:
@@ -114,6 +121,7 @@ def _read(folder: Path) -> LoadedModel | None:
         return None
     details = dict(meta["details"])
     details["reference"] = "ONNX Runtime fp32 on the cached export"
+    kv_graph = folder / "decoder_with_past.onnx"  # engines.models.kv_cache.KV_GRAPH
     return LoadedModel(
         name=meta["name"], task=meta["task"], module=None,
         inputs=[InputSpec(n, tuple(shape), dtype) for n, shape, dtype in meta["inputs"]],
@@ -125,4 +133,5 @@ def _read(folder: Path) -> LoadedModel | None:
         calibration_labels=arrays.get("calibration_labels"),
         onnx_source=folder / "model.onnx", params=meta["params"], details=details,
         output_axes={int(k): v for k, v in meta["output_axes"].items()}, fixed_batch=meta["fixed_batch"],
+        kv_onnx=kv_graph if kv_graph.exists() else None,
     )

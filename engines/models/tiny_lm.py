@@ -78,6 +78,23 @@ def _build():
             x = x + self.proj(att.transpose(1, 2).reshape(b, t, WIDTH))
             return x + self.fc2(self.act(self.fc1(self.ln2(x))))
 
+        def forward_cached(self, x, past_k, past_v):
+            """The new positions attend to the cached ones and to each other (causally); returns
+            the block's output and the keys / values extended by the new positions."""
+            b, t, _ = x.shape
+            q, k, v = self.qkv(self.ln1(x)).split(WIDTH, dim=-1)
+            q, k, v = (z.reshape(b, t, HEADS, WIDTH // HEADS).transpose(1, 2) for z in (q, k, v))
+            k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+            past = past_k.shape[2]
+            scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(WIDTH // HEADS))
+            # query i sits at position past + i: it may not see the keys after it
+            keys = torch.arange(past + t, device=x.device)
+            queries = torch.arange(t, device=x.device) + past
+            scores = scores.masked_fill(keys[None, :] > queries[:, None], float("-inf"))
+            att = torch.matmul(torch.softmax(scores, dim=-1), v)
+            x = x + self.proj(att.transpose(1, 2).reshape(b, t, WIDTH))
+            return x + self.fc2(self.act(self.fc1(self.ln2(x)))), k, v
+
     class TinyLM(nn.Module):
         """input_ids (batch, seq) int64 -> next-byte logits (batch, seq, 256)."""
 
@@ -98,6 +115,24 @@ def _build():
             for block in self.blocks:
                 x = block(x, self.causal_mask)
             return self.head(self.ln(x))
+
+        def decode_step(self, input_ids, past=None):
+            """KV-cache generation: ``past`` is one (keys, values) pair per block, each (batch,
+            heads, cached positions, head width), or None before the prompt. Returns the new
+            positions' logits and the extended cache (engines.models.kv_cache)."""
+            b, t = input_ids.shape
+            if past is None:
+                empty = torch.zeros(b, HEADS, 0, WIDTH // HEADS, dtype=self.ln.weight.dtype,
+                                    device=input_ids.device)
+                past = [(empty, empty) for _ in self.blocks]
+            offset = past[0][0].shape[2]
+            positions = torch.arange(t, device=input_ids.device) + offset
+            x = self.tokens(input_ids) + self.positions(positions)
+            present = []
+            for block, (k, v) in zip(self.blocks, past):
+                x, k, v = block.forward_cached(x, k, v)
+                present.append((k, v))
+            return self.head(self.ln(x)), present
 
     model = TinyLM()
     _init_weights(model)
@@ -250,5 +285,6 @@ def _load_torch(seq_len: int) -> LoadedModel:
             "held_out_tokens": int(test[:, 1:].size), "vocab_size": VOCAB,
             "prompt_tokens": min(PROMPT_TOKENS, seq_len // 2),
             "new_tokens": min(NEW_TOKENS, seq_len - min(PROMPT_TOKENS, seq_len // 2)),
+            "kv_cache": {"layers": LAYERS, "heads": HEADS, "head_dim": WIDTH // HEADS, "max_positions": CONTEXT},
         },
     )

@@ -50,3 +50,8 @@ class Session:
         """The framework's own device memory high-water mark, where it has one."""
         return None
 
+    def kv_decoder(self) -> tuple[Any, str | None]:
+        """Causal LMs: ``(decoder, None)`` for generation with a KV cache (see
+        :mod:`engines.bench.decode`), or ``(None, reason)``."""
+        return None, "this runtime has no KV-cache path in qbench yet"
+

@@ -19,6 +19,7 @@ from qbench_tui.cli.common import EXIT_USAGE, UsageError, csv_list, int_list, si
 # parsing never loads an engine. One line per module here keeps this file out of every change's way.
 COMMAND_MODULES: tuple[str, ...] = (
     "qbench_tui.cli.fleet",
+    "qbench_tui.cli.hub",
 )
 
 
@@ -62,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_ID", help="finish an interrupted run: only what is missing")
     run.add_argument("--seq-len", type=int, metavar="N",
                      help="tokens per input row for text models (default 128)")
+    run.add_argument("--prompt-len", type=int, metavar="N",
+                     help="causal LMs: prompt tokens before generating (time to first token)")
+    run.add_argument("--gen-len", type=int, metavar="N",
+                     help="causal LMs: tokens generated, with and without a KV cache (decode tokens/s)")
+    run.add_argument("--images", type=int, metavar="N",
+                     help="image classifiers: held-out photo views (default 46, at most 92)")
     run.add_argument("--allow-pickle", action="store_true",
                      help="load pickled checkpoints (.pt/.pth/.bin/.ckpt): loading a pickle runs code "
                           "stored in the file, so only for files you trust")

@@ -85,10 +85,10 @@ def cmd_models(args) -> int:
     from rich.table import Table
 
     table = Table(title="models")
-    for col in ("name", "task", "source", "params", "description"):
+    for col in ("name", "task", "family", "source", "params", "description"):
         table.add_column(col)
     for m in models:
-        table.add_row(m.name, m.task, m.source, f"{m.params:,}" if m.params else "–", m.description)
+        table.add_row(m.name, m.task, m.family, m.source, f"{m.params:,}" if m.params else "–", m.description)
     make_console().print(table)
     return EXIT_OK
 

@@ -53,7 +53,8 @@ def _build_request(args):
     if not args.model or not args.methods:
         raise UsageError("run needs --model and --methods (or --resume RUN_ID)")
     try:
-        model_options = {"seq_len": args.seq_len, "allow_pickle": args.allow_pickle or None}
+        model_options = {"seq_len": args.seq_len, "allow_pickle": args.allow_pickle or None,
+                         "prompt_tokens": args.prompt_len, "new_tokens": args.gen_len, "images": args.images}
         model_options = {k: v for k, v in model_options.items() if v is not None}
         spec = resolve_model(args.model, model_options)
     except ModelNotFound as exc:

@@ -58,6 +58,7 @@ class MainScreen(SweepReactions, Screen[None]):
         Binding("question_mark", "help", "Help", tooltip="Show every key binding"),
         Binding("q", "quit", "Quit", tooltip="Quit (asks first while a sweep runs)"),
         Binding("o", "open_model", "Open", tooltip="Open a model file or folder by path"),
+        Binding("p", "pull_model", "Pull", show=False, tooltip="Pull a model from the Hugging Face Hub (ORG/NAME)"),
         Binding("slash", "focus_filter", "Filter", tooltip="Filter the results by text (model, method, status…)"),
         Binding("s", "sort", "Sort", show=False, tooltip="Sort the results by a column (clicking a header does too)"),
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort order"),
@@ -225,6 +226,15 @@ class MainScreen(SweepReactions, Screen[None]):
                 self._resolve_model(*answer)
 
         self.app.push_screen(OpenModelScreen(error, value, allow_pickle), opened)
+
+    def action_pull_model(self) -> None:
+        from qbench_tui.screens.pull_model import PullModelScreen
+
+        def pulled(repo_id: str | None) -> None:
+            if repo_id:  # now in the HF cache: resolved by name like any cached model
+                self._resolve_model(repo_id, {})
+
+        self.app.push_screen(PullModelScreen(), pulled)
 
     @work(thread=True, group="open-model", exit_on_error=False)
     def _resolve_model(self, path: str, options: dict[str, Any]) -> None:

@@ -36,6 +36,7 @@ class OnnxSession(Session):
             raise UnsupportedVariant("onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
         model = source if isinstance(source, bytes) else str(source)
         self._session = ort.InferenceSession(model, options, providers=providers)
+        self._device, self._threads = device, threads
         self._inputs = {i.name: _NP_TYPES.get(i.type, np.float32) for i in self._session.get_inputs()}
         self._output = self._session.get_outputs()[0].name
 
@@ -50,6 +51,48 @@ class OnnxSession(Session):
         feed, names, run = self._feed(inputs), [self._output], self._session.run
         return lambda: run(names, feed)
 
+    kv_graph: Path | None = None  # the decode-step graph with past keys / values, same passes
+    kv_reason: str | None = "the variant has no decode-step graph"
+    kv_layout: dict[str, int] | None = None
+    _kv_session: OnnxSession | None = None
+
+    def kv_decoder(self) -> tuple[Any, str | None]:
+        if self.kv_graph is None or not self.kv_layout:
+            return None, self.kv_reason
+        if self._kv_session is None:
+            self._kv_session = OnnxSession(self.kv_graph, self._device, self._threads)
+        return OrtKvDecoder(self._kv_session._session, self.kv_layout), None
+
+
+class OrtKvDecoder:
+    """Greedy generation through the decode-step graph: the cache goes out as ``present_*`` and
+    back in as ``past_*`` (empty, zero positions, for the prompt)."""
+
+    def __init__(self, session, layout: dict[str, int]):
+        self._session = session
+        self._types = {i.name: _NP_TYPES.get(i.type, np.float32) for i in session.get_inputs()}
+        self._past_names = [n for n in self._types if n.startswith("past_")]
+        self._outputs = [o.name for o in session.get_outputs()]
+        self._layout = layout
+        self._past: list[np.ndarray] = []
+
+    def _call(self, ids: np.ndarray) -> np.ndarray:
+        feed = {"input_ids": np.ascontiguousarray(ids, dtype=self._types["input_ids"])}
+        feed.update(zip(self._past_names, self._past))
+        logits, *self._past = self._session.run(self._outputs, feed)
+        return np.asarray(logits[:, -1], dtype=np.float32)
+
+    def start(self, prompt: np.ndarray) -> np.ndarray:
+        shape = (prompt.shape[0], self._layout["heads"], 0, self._layout["head_dim"])
+        self._past = [np.zeros(shape, dtype=self._types[n]) for n in self._past_names]
+        return self._call(prompt)
+
+    def step(self, ids: np.ndarray) -> np.ndarray:
+        return self._call(ids)
+
+    def cache_bytes(self) -> int:
+        return int(sum(t.nbytes for t in self._past))
+
 
 def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: int,
                  config: OrtRuntimeConfig | None = None) -> Session:
@@ -57,7 +100,15 @@ def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: i
     graph = None
     if artifact.facts.get("ops", {}).get("MatMulNBits"):
         graph = _with_accuracy_level(artifact.path, _ACCURACY_LEVEL[config.nbits_compute])
-    return OnnxSession(graph or artifact.path, device, threads)
+    session = OnnxSession(graph or artifact.path, device, threads)
+    if model.task == "causal-lm":
+        kv_graph = artifact.facts.get("kv_graph")
+        if kv_graph and artifact.facts.get("ops", {}).get("MatMulNBits"):
+            kv_graph = _with_accuracy_level(Path(kv_graph), _ACCURACY_LEVEL[config.nbits_compute]) or kv_graph
+        session.kv_graph = Path(kv_graph) if isinstance(kv_graph, str) else kv_graph
+        session.kv_reason = artifact.facts.get("kv_reason") or session.kv_reason
+        session.kv_layout = model.details.get("kv_cache")
+    return session
 
 
 def _with_accuracy_level(path: Path, level: int) -> bytes | None:

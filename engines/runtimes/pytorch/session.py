@@ -61,6 +61,17 @@ class TorchSession(Session):
 
         return call
 
+    def kv_decoder(self) -> tuple[Any, str | None]:
+        from engines.models.kv_cache import has_decode_step
+
+        module = getattr(self._module, "_orig_mod", self._module)  # the cache runs eagerly
+        if not has_decode_step(module):
+            kind = type(module).__name__
+            return None, (f"the variant's module ({kind}) has no decode_step: a traced int8 graph (PT2E) "
+                          "takes whole sequences" if kind == "GraphModule" else
+                          f"the model's module ({kind}) has no decode_step (engines.models.kv_cache)")
+        return TorchKvDecoder(module, self), None
+
     def device_memory_mb(self) -> float | None:
         torch = self._torch
         if self._device == "cuda":
@@ -68,6 +79,31 @@ class TorchSession(Session):
         if self._device == "mps":
             return torch.mps.driver_allocated_memory() / 2**20
         return None
+
+
+class TorchKvDecoder:
+    """Greedy generation with the model's own KV cache (its ``decode_step``), kept on the device."""
+
+    def __init__(self, module, session: TorchSession):
+        self._module, self._session, self._past = module, session, None
+
+    def _call(self, ids: np.ndarray) -> np.ndarray:
+        torch = self._session._torch
+        with self._session._grad_off():
+            logits, self._past = self._module.decode_step(
+                torch.from_numpy(np.ascontiguousarray(ids)).to(self._session._device), self._past)
+            out = logits[:, -1].float().cpu().numpy()  # .cpu() waits for the device
+        return out
+
+    def start(self, prompt: np.ndarray) -> np.ndarray:
+        self._past = None
+        return self._call(prompt)
+
+    def step(self, ids: np.ndarray) -> np.ndarray:
+        return self._call(ids)
+
+    def cache_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for kv in self._past or () for t in kv)
 
 
 def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: int,
