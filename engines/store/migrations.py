@@ -9,6 +9,7 @@ timing rounds with the spread across them, and flags (unstable, under load, simu
 keep NULL memory and no rounds (they were measured once). Indexes for history at scale: the
 columns the app and the CLI filter on, the fp32 reference of a variant's speed-up, and runs by
 creation time.
+Version 4: ``machine_profiles``, each machine's measured roofline (peak compute, memory bandwidth).
 """
 
 from __future__ import annotations
@@ -90,5 +91,14 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     db["runs"].create_index(["created_at"], if_not_exists=True)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3]
+def _migration_machine_profiles(db: sqlite_utils.Database) -> None:
+    """The machine's roofline (engines.analysis.roofline): peak compute and bandwidth, measured once
+    per host, kept with the time and method of the measurement."""
+    db["machine_profiles"].create({"id": int, "host": str, "measured_at": str, "peak_gflops": float,
+                                   "bandwidth_gbs": float, "details": str}, pk="id", if_not_exists=True)
+    db["machine_profiles"].create_index(["host", "measured_at"], if_not_exists=True)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3,
+                                                             _migration_machine_profiles]
 SCHEMA_VERSION = len(MIGRATIONS)
