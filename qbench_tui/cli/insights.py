@@ -363,6 +363,7 @@ def cmd_auto(args) -> int:
             factor = 1.0  # observed / estimated seconds per variant, learned as models finish
             for i, plan in enumerate(plans):
                 models_left = len(plans) - i
+                remaining = 0.0
                 if variants_left is not None:
                     share = variants_left // models_left + (1 if variants_left % models_left else 0)
                 else:
@@ -370,18 +371,22 @@ def cmd_auto(args) -> int:
                     per = estimate_variant_s(plan["params"], args) * factor
                     share = int((remaining / models_left - SWEEP_OVERHEAD_S) // per)
                 chosen = plan["candidates"][:max(0, share)]
-                if variants_left is None and share >= 1:  # a time budget: at least fp32 and one more
+                if variants_left is None and remaining / models_left > SWEEP_OVERHEAD_S:
+                    # A time budget measures at least fp32 and one more; the hard stop keeps the
+                    # budget, and what it cuts off is resumable.
                     chosen = plan["candidates"][:max(share, 2)]
                 console.print(f"[bold]{plan['name']}[/] ({plan['family']}): "
                               f"{len(chosen)} of {len(plan['candidates'])} candidates"
                               + (f", {len(plan['refused'])} refused here" if plan["refused"] else ""))
-                for c in plan["candidates"]:
+                for c in plan["candidates"] if args.dry_run else chosen:
                     mark = "•" if c in chosen else "[dim]–[/]"
                     console.print(f"  {mark} {c.spec} · {c.runtime} · {c.device} [dim]— {c.why}[/]")
                 if args.dry_run:
-                    for refused in plan["refused"][:8]:
+                    for refused in plan["refused"]:
                         console.print(f"  [dim]× {refused['spec']} · {refused['runtime']} · {refused['device']}: "
                                       f"{refused['reason']}[/]")
+                    if variants_left is not None:
+                        variants_left -= len(chosen)
                     continue
                 if not chosen or cancel.is_set():
                     console.print("  [yellow]budget spent[/]: not measured")
