@@ -318,6 +318,12 @@ def _groups(chosen: list[Any]) -> dict[tuple[str, str], list[str]]:
     return {k: v for k, v in out.items()}
 
 
+def stop_margin_s(seconds: float) -> float:
+    """How long before a time budget's end the sweep in progress is told to stop: 5 % of it,
+    between 3 and 15 s (ending the children and storing the partial run take that long)."""
+    return min(15.0, max(3.0, 0.05 * seconds))
+
+
 def cmd_auto(args) -> int:
     from engines.analysis.insights import from_store, insights
     from engines.bench.measure import MeasureSettings
@@ -333,8 +339,11 @@ def cmd_auto(args) -> int:
     deadline = start + seconds if seconds else None
     cancel = threading.Event()
     timer = None
-    if deadline is not None:  # the hard stop: the sweep in progress ends as interrupted (resumable)
-        timer = threading.Timer(max(0.0, seconds - 3.0), cancel.set)
+    if deadline is not None:
+        # The stop: the cancel flag ends the sweep in progress as interrupted (resumable) wherever
+        # it waits on a child. A fork server that is starting cannot be cut short (it imports torch
+        # and ONNX Runtime: 2-3 s, more on a loaded machine), hence the margin before the budget.
+        timer = threading.Timer(max(0.0, seconds - stop_margin_s(seconds)), cancel.set)
         timer.daemon = True
         timer.start()
     runs: list[dict[str, Any]] = []
@@ -367,7 +376,7 @@ def cmd_auto(args) -> int:
                 if variants_left is not None:
                     share = variants_left // models_left + (1 if variants_left % models_left else 0)
                 else:
-                    remaining = deadline - time.monotonic() - 5.0
+                    remaining = deadline - time.monotonic() - stop_margin_s(seconds)
                     per = estimate_variant_s(plan["params"], args) * factor
                     share = int((remaining / models_left - SWEEP_OVERHEAD_S) // per)
                 chosen = plan["candidates"][:max(0, share)]
@@ -405,6 +414,8 @@ def cmd_auto(args) -> int:
                                  "status": status, "results": len(results)})
                     if status == "interrupted" and not cancel.is_set():
                         interrupted_by_user = True
+                        break
+                    if cancel.is_set():
                         break
                 if interrupted_by_user:
                     break
