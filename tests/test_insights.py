@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -249,3 +250,14 @@ def test_auto_time_budget_stops_on_time_and_resumes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [r["status"] for r in resumed["runs"]] == ["finished"]
     assert resumed["runs"][0]["run_id"] == data["runs"][0]["run_id"]
+
+
+def test_the_analysis_and_its_screen_stay_light():
+    """The app computes recommendations and insights in its own process: no numpy, torch or plotly."""
+    code = ("import json, sys\n"
+            "import engines.analysis.recommend, engines.analysis.insights, engines.analysis.families, "
+            "engines.analysis.roofline, qbench_tui.screens.insights, qbench_tui.cli.insights\n"
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert not loaded & {"numpy", "torch", "onnxruntime", "plotly"}, sorted(loaded)
