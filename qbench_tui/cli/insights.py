@@ -274,7 +274,7 @@ SWEEP_OVERHEAD_S = 6.0  # a run's own start: the fork server, the model's first 
 def estimate_variant_s(params: int | None, args) -> float:
     """Seconds one variant takes: start, load, quantize, evaluate (growing with the model) and its
     timing (the rounds share --min-time per batch size). Refined from what earlier models took."""
-    return 3.0 + args.min_time * len(args.batch_sizes) * 1.5 + (params or 1e6) / 1e6 * 0.6
+    return 6.0 + args.min_time * len(args.batch_sizes) * 1.5 + (params or 1e6) / 1e6 * 0.6
 
 
 def plan_auto(args) -> list[dict[str, Any]]:
@@ -401,28 +401,40 @@ def cmd_auto(args) -> int:
                     console.print("  [yellow]budget spent[/]: not measured")
                     continue
                 t0 = time.monotonic()
-                for (runtime, device), specs in _groups(chosen).items():
-                    if cancel.is_set():
-                        break
-                    request = SweepRequest(model=plan["model"], methods=tuple(specs), runtimes=(runtime,),
-                                           devices=(device,), batch_sizes=tuple(args.batch_sizes),
-                                           timeout_s=args.timeout, measure=measure,
-                                           model_options={"seq_len": args.seq_len})
-                    run_id, status, results = execute_sweep(store, request, console, plain=json_to_stdout,
-                                                            cancel=cancel, source="auto")
-                    runs.append({"run_id": run_id, "model": plan["name"], "runtime": runtime, "device": device,
-                                 "status": status, "results": len(results)})
-                    if status == "interrupted" and not cancel.is_set():
-                        interrupted_by_user = True
-                        break
-                    if cancel.is_set():
-                        break
+                # A time budget gives each model its share: a timer cancels the model's sweep at the
+                # share's end (interrupted, resumable), so one slow model cannot starve the others.
+                model_cancel = threading.Event() if variants_left is None else cancel
+                model_timer = None
+                if variants_left is None:
+                    model_timer = threading.Timer(max(1.0, remaining / models_left), model_cancel.set)
+                    model_timer.daemon = True
+                    model_timer.start()
+                measured = 0
+                try:
+                    for (runtime, device), specs in _groups(chosen).items():
+                        if model_cancel.is_set():
+                            break
+                        request = SweepRequest(model=plan["model"], methods=tuple(specs), runtimes=(runtime,),
+                                               devices=(device,), batch_sizes=tuple(args.batch_sizes),
+                                               timeout_s=args.timeout, measure=measure,
+                                               model_options={"seq_len": args.seq_len})
+                        run_id, status, results = execute_sweep(store, request, console, plain=json_to_stdout,
+                                                                cancel=model_cancel, source="auto")
+                        measured += len(results)
+                        runs.append({"run_id": run_id, "model": plan["name"], "runtime": runtime, "device": device,
+                                     "status": status, "results": len(results)})
+                        if status == "interrupted" and not model_cancel.is_set():
+                            interrupted_by_user = True
+                            break
+                finally:
+                    if model_timer is not None:
+                        model_timer.cancel()
                 if interrupted_by_user:
                     break
                 if variants_left is not None:
                     variants_left -= len(chosen)
-                elif chosen:
-                    observed = (time.monotonic() - t0 - SWEEP_OVERHEAD_S * len(_groups(chosen))) / len(chosen)
+                elif measured:
+                    observed = (time.monotonic() - t0 - SWEEP_OVERHEAD_S * len(_groups(chosen))) / measured
                     factor = max(0.3, observed / estimate_variant_s(plan["params"], args))
             if args.dry_run:
                 return EXIT_OK
