@@ -27,9 +27,9 @@ class InsightsScreen(ModalScreen[None]):
     """The recommendation for ``model`` under an objective (keys l/t/z/m), and the insights table."""
 
     DEFAULT_CSS = """
-    InsightsScreen #recommendation-scroll { height: auto; max-height: 12; }
+    InsightsScreen #recommendation { height: auto; margin-bottom: 1; }
     InsightsScreen #insights-table { height: 1fr; min-height: 6; }
-    InsightsScreen #insights-notes { height: auto; max-height: 8; color: $text-muted; }
+    InsightsScreen #insights-notes { color: $text-muted; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -54,10 +54,10 @@ class InsightsScreen(ModalScreen[None]):
         with Vertical(classes="dialog -tall", id="insights-dialog") as dialog:
             dialog.border_title = "Recommendation · insights per architecture"
             dialog.border_subtitle = "l latency · t throughput · z size · m memory · escape closes"
-            with VerticalScroll(id="recommendation-scroll"):
-                yield Static("computing…", id="recommendation")
+            yield Static("computing…", id="recommendation")
             yield InsightsTable(id="insights-table")
-            yield Static("", id="insights-notes")
+            with VerticalScroll(id="insights-notes-scroll"):  # shares the height with the table
+                yield Static("", id="insights-notes")
 
     def on_mount(self) -> None:
         self.compute()
