@@ -57,8 +57,9 @@ def charts(results: list[dict[str, Any]]) -> list[tuple[str, Any]]:
         front = frontier(rows, objective)
         fig.add_trace(go.Scatter(
             x=[(r["result"].get("latency_ms") or {}).get("p50") if objective == "latency" else r["result"].get("size_mb")
-               for r in front], y=[quality(r) for r in front], mode="lines", name="Pareto frontier",
-            line={"dash": "dash", "color": "#444"}, line_shape="hv"))
+               for r in front], y=[quality(r) for r in front], mode="lines+markers", name="Pareto frontier",
+            line={"dash": "dash", "color": "#444"}, line_shape="hv",
+            marker={"size": 16, "symbol": "circle-open", "color": "#444"}, hoverinfo="skip"))
         fig.update_layout(title=title, xaxis_title=axis, yaxis_title="accuracy (or agreement with fp32)",
                           xaxis_type="log" if objective == "latency" else None, height=420,
                           margin={"l": 60, "r": 20, "t": 50, "b": 50})
