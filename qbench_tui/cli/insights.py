@@ -320,8 +320,8 @@ def _groups(chosen: list[Any]) -> dict[tuple[str, str], list[str]]:
 
 def stop_margin_s(seconds: float) -> float:
     """How long before a time budget's end the sweep in progress is told to stop: 5 % of it,
-    between 3 and 15 s (ending the children and storing the partial run take that long)."""
-    return min(15.0, max(3.0, 0.05 * seconds))
+    between 4 and 15 s (ending the children, storing the partial run and printing take that long)."""
+    return min(15.0, max(4.0, 0.05 * seconds))
 
 
 def cmd_auto(args) -> int:
@@ -335,6 +335,8 @@ def cmd_auto(args) -> int:
     console = make_console(stderr=json_to_stdout)
     store = open_store(args.db)
     start = time.monotonic()
+    # The roofline first (once per machine, a few seconds): the budget's end then only prints.
+    profile = None if args.dry_run else _profile(store, console)
     seconds = args.budget.get("seconds")
     deadline = start + seconds if seconds else None
     cancel = threading.Event()
@@ -449,7 +451,6 @@ def cmd_auto(args) -> int:
                   + (f"; {len(stopped)} stopped by the budget: finish them with [bold]qbench auto --resume[/]"
                      if stopped and not interrupted_by_user else ""))
     results, facts = from_store(store, models=models or None) if models else ([], {})
-    profile = _profile(store, console)
     data = insights(results, facts, profile)
     print_insights(console, data)
     if args.json_out:
