@@ -61,6 +61,9 @@ def speedup(r: dict[str, Any], ref: dict[str, Any] | None) -> dict[str, float] |
 def agreement(r: dict[str, Any]) -> tuple[str, float] | None:
     """("top-1" | "cosine", value): the agreement with fp32 this result has."""
     a = r.get("agreement") or {}
+    # Embeddings are judged by cosine (their top-1 is a retrieval neighbour), classifiers and LMs by top-1.
+    if a.get("cosine") is not None and "cosine_mean" in (r.get("metrics") or {}):
+        return "cosine", a["cosine"]
     if a.get("top1") is not None:
         return "top-1", a["top1"]
     if a.get("cosine") is not None:
