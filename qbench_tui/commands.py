@@ -63,6 +63,8 @@ def main_screen_commands(screen: Any, panes: dict[str, tuple[str, str]],
                        screen.action_pull_model, True),
         PaletteCommand("Show accuracy vs latency chart", "With the Pareto frontier marked (g)", screen.action_chart,
                        True),
+        PaletteCommand("Recommendation and insights", "What to ship for the chosen model, which technique wins "
+                       "per architecture (i)", screen.action_insights, True),
         PaletteCommand("Compare marked results", "Side by side with ratios (x; space marks)", screen.action_compare,
                        True),
         PaletteCommand("Sort results…", "Choose the column (s)", screen.action_sort, False),

@@ -9,7 +9,8 @@ timing rounds with the spread across them, and flags (unstable, under load, simu
 keep NULL memory and no rounds (they were measured once). Indexes for history at scale: the
 columns the app and the CLI filter on, the fp32 reference of a variant's speed-up, and runs by
 creation time.
-Version 4 (fleets): results carry the ``host`` that measured them (old rows: the host of the
+Version 4: ``machine_profiles``, each machine's measured roofline (peak compute, memory bandwidth).
+Version 5 (fleets): results carry the ``host`` that measured them (old rows: the host of the
 process that ran their run), and the unique key becomes run × recipe × runtime × device × batch ×
 host, so one run holds the same variant once per machine; a ``hosts`` table keeps each fleet
 worker's facts and what it measures now (written by the process that owns the store).
@@ -94,6 +95,14 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     db["runs"].create_index(["created_at"], if_not_exists=True)
 
 
+def _migration_machine_profiles(db: sqlite_utils.Database) -> None:
+    """The machine's roofline (engines.analysis.roofline): peak compute and bandwidth, measured once
+    per host, kept with the time and method of the measurement."""
+    db["machine_profiles"].create({"id": int, "host": str, "measured_at": str, "peak_gflops": float,
+                                   "bandwidth_gbs": float, "details": str}, pk="id", if_not_exists=True)
+    db["machine_profiles"].create_index(["host", "measured_at"], if_not_exists=True)
+
+
 def _migration_fleet(db: sqlite_utils.Database) -> None:
     results = db["results"]
     if "host" not in set(results.columns_dict):
@@ -109,6 +118,7 @@ def _migration_fleet(db: sqlite_utils.Database) -> None:
                             "queue": str, "run_id": str, "seen_at": str}, pk="name")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3,
-                                                              _migration_fleet]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migration_1, _migration_2, _migration_3, _migration_machine_profiles, _migration_fleet,
+]
 SCHEMA_VERSION = len(MIGRATIONS)

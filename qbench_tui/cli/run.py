@@ -129,12 +129,44 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def cmd_run(args) -> int:
+def execute_sweep(store, request, console, plain: bool = False, resume: str | None = None, cancel=None,
+                  source: str = "cli", make_runner=None, sinks=None) -> tuple[str, str, list[dict[str, Any]]]:
+    """Run (or resume) one sweep with the live progress display: (run id, status, results).
 
+    Ctrl-C, SIGTERM and ``cancel`` end it as ``interrupted`` (finished results stay stored); a model
+    that cannot load or a bad request is a UsageError. ``qbench run`` and ``qbench auto`` share it.
+    ``make_runner(progress)`` may supply another runner (the fleet's); None keeps this machine's.
+    ``sinks``: where results go besides the progress display (default: the store alone)."""
     from engines.bench.runner import SweepInterrupted, SweepRunner
     from engines.core.errors import ModelLoadError
-    from engines.core.schema import public_json
     from engines.fleet import FleetError
+
+    progress = make_progress(console, plain=plain)  # live on a terminal, lines when piped
+    runner = (make_runner(progress) if make_runner else None) or SweepRunner(store, progress, cancel=cancel,
+                                                                               source=source, sinks=sinks)
+    # SIGTERM (a cron timeout, `kill`) ends the sweep like Ctrl-C: recorded as interrupted.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    try:
+        outcome = runner.resume(resume) if resume else runner.run(request)
+        return outcome.run_id, outcome.status, outcome.results
+    except SweepInterrupted as exc:
+        run_id = str(exc)
+        console.print(f"[yellow]interrupted[/]: finished results are stored; resume with "
+                      f"[bold]qbench run --resume {run_id}[/]")
+        return run_id, "interrupted", store.results(run_id)
+    except ModelLoadError as exc:  # found by the first variant's child, before any variant is measured
+        raise UsageError(str(exc)) from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except FleetError as exc:  # no scheduler, an unknown host, another qbench version
+        raise UsageError(str(exc)) from None
+    finally:
+        progress.close()
+
+
+def cmd_run(args) -> int:
+    from engines.core.schema import public_json
 
     json_to_stdout = args.json_out == "-"
     console = make_console(stderr=json_to_stdout)
@@ -144,31 +176,14 @@ def cmd_run(args) -> int:
         raise UsageError(f"no run {args.resume!r} in {store.path}; see `qbench runs`")
     for strategy in getattr(args, "strategies", []):
         console.print(f"  [dim]auto · {strategy.device}: {strategy.spec} — {strategy.why}[/]")
-    progress = make_progress(console, plain=json_to_stdout)  # live on a terminal, lines when piped
-    runner = SweepRunner(store, progress, source="cli")
+    make_runner = None
     if args.cluster or args.hosts or args.fetch_artifacts or (args.resume and store.get_run(args.resume)):
         from qbench_tui.cli.fleet import fleet_runner
 
-        runner = fleet_runner(args, store, progress) or runner
-    # SIGTERM (a cron timeout, `kill`) ends the sweep like Ctrl-C: recorded as interrupted.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGINT, _raise_interrupt)
-    try:
-        outcome = runner.resume(args.resume) if args.resume else runner.run(request)
-        run_id, status, results = outcome.run_id, outcome.status, outcome.results
-    except SweepInterrupted as exc:
-        run_id = str(exc)
-        status, results = "interrupted", store.results(run_id)
-        console.print(f"[yellow]interrupted[/]: finished results are stored; resume with "
-                      f"[bold]qbench run --resume {run_id}[/]")
-    except ModelLoadError as exc:  # found by the first variant's child, before any variant is measured
-        raise UsageError(str(exc)) from None
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    except FleetError as exc:  # no scheduler, an unknown host, another qbench version
-        raise UsageError(str(exc)) from None
-    finally:
-        progress.close()
+        def make_runner(progress):
+            return fleet_runner(args, store, progress)
+    run_id, status, results = execute_sweep(store, request, console, plain=json_to_stdout, resume=args.resume,
+                                            make_runner=make_runner)
     choice = None
     if request is not None and getattr(args, "choose_device", False):  # --devices auto (or several)
         from engines.analysis.device_choice import choose_device

@@ -64,6 +64,8 @@ class MainScreen(SweepReactions, Screen[None]):
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort order"),
         Binding("g", "chart", "Chart", tooltip="Chart accuracy vs latency with the Pareto frontier"),
         Binding("x", "compare", "Compare", tooltip="Compare the two marked results (space marks a row)"),
+        Binding("i", "insights", "Insights", show=False,
+                tooltip="What to ship for the chosen model and why; which technique wins per architecture"),
         Binding("e", "export", "Export", show=False, tooltip="Export the shown results to CSV or JSON"),
         Binding("h", "hosts", "Hosts", show=False, tooltip="The fleet's hosts: devices, current variant, queue"),
         Binding("ctrl+l", "clear_filters", "Clear filters", show=False, tooltip="Clear every result filter"),
@@ -366,6 +368,12 @@ class MainScreen(SweepReactions, Screen[None]):
 
     def action_compare(self) -> None:
         self.results_pane.compare_marked()
+
+    def action_insights(self) -> None:
+        from qbench_tui.screens.insights import InsightsScreen
+
+        selected = getattr(self.browser, "selected", None) if self.built else None
+        self.app.push_screen(InsightsScreen(self.store, getattr(selected, "name", None)))
 
     def action_export(self) -> None:
         self.results_pane.export_shown()
