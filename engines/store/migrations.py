@@ -9,6 +9,10 @@ timing rounds with the spread across them, and flags (unstable, under load, simu
 keep NULL memory and no rounds (they were measured once). Indexes for history at scale: the
 columns the app and the CLI filter on, the fp32 reference of a variant's speed-up, and runs by
 creation time.
+Version 4: ``versions`` — each DVC version of a result's exported directory (its ``.dir`` md5, size,
+file count, the ``.dvc`` file's text, the repository and remote), so any version can be restored
+without git; ``monitor_baselines`` — a served variant's deployment baseline (latency and error
+rate scraped from its own ``/metrics`` right after it was deployed).
 """
 
 from __future__ import annotations
@@ -90,5 +94,24 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     db["runs"].create_index(["created_at"], if_not_exists=True)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3]
+def _migration_4(db: sqlite_utils.Database) -> None:
+    # Not a foreign key to results: a version (bytes in a DVC remote) outlives a pruned result row.
+    db["versions"].create(
+        {
+            "id": int, "result_id": int, "created_at": str, "format": str, "md5": str, "size": int,
+            "nfiles": int, "path": str, "repo": str, "remote": str, "dvcfile": str, "source": str,
+        },
+        pk="id", if_not_exists=True,
+    )
+    db["versions"].create_index(["result_id"], if_not_exists=True)
+    db["versions"].create_index(["md5"], if_not_exists=True)
+    db["monitor_baselines"].create(
+        {"id": int, "url": str, "result_id": int, "created_at": str, "requests": int, "latency_mean_ms": float,
+         "latency_p95_ms": float, "error_rate": float, "data": str},
+        pk="id", if_not_exists=True,
+    )
+    db["monitor_baselines"].create_index(["url"], if_not_exists=True)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3, _migration_4]
 SCHEMA_VERSION = len(MIGRATIONS)
