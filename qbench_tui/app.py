@@ -87,7 +87,14 @@ class QBenchApp(App[int]):
         themes = [PaletteCommand(f"Theme: {tf.title}", f"Switch to the {tf.title} theme (remembered)",
                                  lambda name=tf.theme.name: self.set_theme(name), True)
                   for tf in self.theme_files]
-        return self.main.palette_commands(themes)
+        monitor = PaletteCommand("Monitor a served model…", "Watch a `qbench serve` URL: latency and errors "
+                                 "against its baseline, the canary, what to re-optimize", self.action_monitor, True)
+        return self.main.palette_commands([*themes, monitor])
+
+    def action_monitor(self, url: str | None = None) -> None:
+        from qbench_tui.screens.monitor import MonitorScreen
+
+        self.push_screen(MonitorScreen(self.main.db_path, url))
 
     async def action_quit(self) -> None:
         """ctrl+q: like q on the main screen (asks first while a sweep runs)."""
