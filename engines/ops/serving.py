@@ -90,6 +90,18 @@ def service_command(export_dir: Path, host: str, port: int) -> tuple[list[str], 
     return argv, app.parent, env
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (uvicorn would otherwise fail after loading the model)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def start_service(export_dir: Path, host: str, port: int, extra_env: dict[str, str] | None = None,
                   log: Path | None = None) -> subprocess.Popen:
     """Start the service in its own process group (so stopping it stops its workers too)."""

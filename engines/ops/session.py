@@ -8,7 +8,7 @@ from typing import Any
 
 from engines.ops.monitor import Monitor, MonitorError, MonitorReport, Thresholds
 
-RESULT_LABELS = ("result_id", "qbench_result_id")
+RESULT_LABELS = ("result_id", "source_result_id", "qbench_result_id")  # model-info labels naming it
 
 
 class MonitorSession:

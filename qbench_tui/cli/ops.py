@@ -197,7 +197,15 @@ def cmd_restore(args) -> int:
 def cmd_serve(args) -> int:
     import signal
 
-    from engines.ops.serving import ServeError, ensure_export, resolve_target, start_service, stop_service, wait_ready
+    from engines.ops.serving import (
+        ServeError,
+        ensure_export,
+        port_free,
+        resolve_target,
+        start_service,
+        stop_service,
+        wait_ready,
+    )
     from engines.ops.versioning import VersionError, restore_version
 
     config = _config(args, serve_host=args.host, serve_port=args.port, registry_uri=args.registry_uri)
@@ -206,6 +214,8 @@ def cmd_serve(args) -> int:
         result_id = resolve_target(store, args.target, config.registry_tracking_uri())
     except ServeError as exc:
         raise UsageError(str(exc)) from None
+    if not port_free(config.serve_host, config.serve_port):
+        raise UsageError(f"{config.serve_host}:{config.serve_port} is in use (or cannot be bound); choose --port")
     try:
         if args.version_ref:
             version = _find_version(store, args.version_ref)
