@@ -28,7 +28,7 @@ class FakeService:
             self.requests.labels(status=status).inc()
 
     def fetch(self, url: str) -> str:
-        assert url.endswith("/metrics/")
+        assert url.endswith("/metrics")
         return prometheus_client.generate_latest(self.registry).decode()
 
 

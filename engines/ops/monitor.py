@@ -123,7 +123,7 @@ class Monitor:
         self.last: Scrape | None = None
 
     def scrape(self) -> Scrape:
-        text = self.fetch(self.url + "/metrics/")
+        text = self.fetch(self.url + "/metrics")  # a mounted prometheus app redirects to /metrics/: followed
         try:
             scrape = read_scrape(text)
         except ValueError as exc:
