@@ -1,0 +1,177 @@
+"""Deployment templates written into ``out_dir/deploy/`` per format, each runnable or checkable.
+
+* ONNX: ``fastapi/app.py`` (a standalone service: ``/predict``, ``/healthz``, Prometheus
+  ``/metrics``) and ``triton/model_repository/<name>/`` (``config.pbtxt`` with the file's real
+  input / output names, types and shapes, and ``1/model.onnx``).
+* TFLite: ``python/run_tflite.py`` (``ai-edge-litert``, int8 input / output scales handled) and
+  ``android/ModelRunner.kt`` (``Interpreter``).
+* Core ML: ``swift/Predict.swift`` (``MLModel`` with ``computeUnits`` set to the device qbench
+  recommends) and ``python/load_coreml.py`` (coremltools).
+* MLX: ``python/run_mlx.py`` (rebuilds the network from ``model.json`` and loads the safetensors).
+
+The Python templates are plain files in ``files/`` copied as they are (they read the model's own
+metadata at run time); what depends on the model (Triton's config, Kotlin's shapes, Swift's compute
+units) is generated here. ``deploy/README.md`` says how to run each, with the validated figures.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+FILES = Path(__file__).resolve().parent / "files"
+
+TRITON_TYPES = {1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 4: "TYPE_UINT16", 5: "TYPE_INT16",
+                6: "TYPE_INT32", 7: "TYPE_INT64", 9: "TYPE_BOOL", 10: "TYPE_FP16", 11: "TYPE_FP64",
+                12: "TYPE_UINT32", 13: "TYPE_UINT64", 16: "TYPE_BF16"}
+MAX_BATCH = 64
+
+
+def write_templates(fmt: str, out_dir: Path, report: dict[str, Any], model) -> dict[str, Any]:
+    """Write ``deploy/`` for ``fmt``; returns {template: {"path", "run"}} (also in the README)."""
+    deploy = out_dir / "deploy"
+    deploy.mkdir(parents=True, exist_ok=True)
+    written = globals()[f"_{fmt}"](deploy, out_dir, report, model)
+    # One held-out row as a request body: what the README's curl line and the runners feed.
+    first = {name: array[:1].tolist() for name, array in model.eval_inputs.items()}
+    (deploy / "example_request.json").write_text(json.dumps({"inputs": first}) + "\n")
+    (deploy / "README.md").write_text(_readme(fmt, report, written))
+    return {name: {k: str(v) for k, v in entry.items()} for name, entry in written.items()}
+
+
+def _copy(name: str, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(FILES / name, target)
+    return target
+
+
+def model_slug(name: str) -> str:
+    """A Triton / file-system friendly model name."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_").lower() or "model"
+
+
+# --- ONNX ----------------------------------------------------------------------------------------
+
+
+def _onnx(deploy: Path, out_dir: Path, report: dict[str, Any], model) -> dict[str, dict[str, Any]]:
+    app = _copy("fastapi_app.py", deploy / "fastapi" / "app.py")
+    (deploy / "fastapi" / "requirements.txt").write_text(
+        "onnxruntime>=1.22\nnumpy>=1.26\nfastapi>=0.115\nuvicorn>=0.30\nprometheus-client>=0.20\n")
+    name = model_slug(f"{report['model']}-{report['label']}")
+    repo = deploy / "triton" / "model_repository"
+    if repo.exists():
+        shutil.rmtree(repo)
+    version_dir = repo / name / "1"
+    version_dir.mkdir(parents=True)
+    source = out_dir / report["file"]
+    try:  # a hard link: no second copy of the weights
+        (version_dir / "model.onnx").hardlink_to(source)
+    except OSError:
+        shutil.copyfile(source, version_dir / "model.onnx")
+    config = triton_config(source, name)
+    (repo / name / "config.pbtxt").write_text(config)
+    return {
+        "fastapi": {"path": app.relative_to(out_dir),
+                    "run": "cd deploy/fastapi && uvicorn app:app --port 8000  (or MODEL_PATH=… uvicorn app:app)"},
+        "triton": {"path": (repo / name / "config.pbtxt").relative_to(out_dir),
+                   "run": "docker run --rm -p8000:8000 -v $PWD/deploy/triton/model_repository:/models "
+                          "nvcr.io/nvidia/tritonserver:<yy.mm>-py3 tritonserver --model-repository=/models"},
+    }
+
+
+def triton_config(onnx_path: Path, name: str) -> str:
+    """``config.pbtxt`` from the ONNX file's own graph inputs and outputs. A leading symbolic axis is
+    the batch (``max_batch_size`` > 0, dims without it); other symbolic axes are -1."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+
+    def dims(value) -> list[Any]:
+        return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                for d in value.type.tensor_type.shape.dim]
+
+    batched = all(dims(v) and isinstance(dims(v)[0], str) for v in [*inputs, *graph.output])
+    lines = [f'name: "{name}"', 'platform: "onnxruntime_onnx"', f"max_batch_size: {MAX_BATCH if batched else 0}"]
+
+    def block(kind: str, values) -> None:
+        lines.append(f"{kind} [")
+        entries = []
+        for value in values:
+            shape = dims(value)[1:] if batched else dims(value)
+            shown = ", ".join(str(d) if isinstance(d, int) and d > 0 else "-1" for d in shape)
+            elem = value.type.tensor_type.elem_type
+            if elem not in TRITON_TYPES:
+                raise ValueError(f"{kind[:-1]} {value.name!r} has an element type Triton does not take ({elem})")
+            entries.append(f'  {{\n    name: "{value.name}"\n    data_type: {TRITON_TYPES[elem]}\n'
+                           f"    dims: [ {shown or '1'} ]\n  }}")
+        lines.append(",\n".join(entries))
+        lines.append("]")
+
+    block("input", inputs)
+    block("output", graph.output)
+    lines.append("instance_group [\n  {\n    count: 1\n    kind: KIND_CPU\n  }\n]")
+    if batched:
+        lines.append("dynamic_batching {\n  max_queue_delay_microseconds: 100\n}")
+    return "\n".join(lines) + "\n"
+
+
+# --- README ----------------------------------------------------------------------------------------
+
+
+def _figures(report: dict[str, Any]) -> list[str]:
+    v = report.get("validation") or {}
+    lines = [f"- Validation: {v.get('status', 'not run')}"]
+    if v.get("agreement_fp32"):
+        a = v["agreement_fp32"]
+        lines.append(f"- Agreement with fp32: top-1 {_num(a.get('top1'))}, cosine {_num(a.get('cosine'))}, "
+                     f"SQNR {_num(a.get('sqnr_db'))} dB")
+    if v.get("agreement_source"):
+        a = v["agreement_source"]
+        lines.append(f"- Agreement with the measured variant: top-1 {_num(a.get('top1'))}, cosine {_num(a.get('cosine'))}")
+    if v.get("accuracy") is not None:
+        lines.append(f"- Accuracy on the held-out set: {_num(v['accuracy'])}")
+    if v.get("latency_ms"):
+        lines.append(f"- Latency (batch 1, one thread, a short sanity loop): p50 {_num(v['latency_ms'].get('p50'))} ms")
+    lines.append(f"- Size: {report['size_mb']:.3f} MB")
+    return lines
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))
+
+
+RUN_NOTES = {
+    "onnx": ("pip install -r deploy/fastapi/requirements.txt   # or: uv sync --extra serve\n"
+             "cd deploy/fastapi && uvicorn app:app --port 8000\n"
+             "curl -s localhost:8000/healthz\n"
+             "curl -s -XPOST localhost:8000/predict -H 'content-type: application/json' "
+             "-d @../example_request.json\n"
+             "curl -s localhost:8000/metrics"),
+}
+
+
+def _readme(fmt: str, report: dict[str, Any], written: dict[str, dict[str, Any]]) -> str:
+    meta = report.get("metadata") or {}
+    lines = [
+        f"# Deploying {report['model']} · {report['label']} ({report['title']})",
+        "",
+        f"Exported by qbench {meta.get('qbench.qbench_version', '')} from result {report['source_result_id']} "
+        f"(run {report['source_run_id']}); the model file is `{report['file']}` one folder up, with its "
+        "metadata inside it and in `qbench.json`.",
+        "",
+        *_figures(report),
+        "",
+        "## Templates",
+        "",
+    ]
+    for name, entry in written.items():
+        lines += [f"### {name}", "", f"`{entry['path']}`", "", "```sh", str(entry["run"]), "```", ""]
+    if fmt in RUN_NOTES:
+        lines += ["## Quick start", "", "```sh", RUN_NOTES[fmt], "```", ""]
+    lines += ["Inputs:", "", "```json", json.dumps(json.loads(meta.get("qbench.inputs", "[]")), indent=2), "```", ""]
+    return "\n".join(lines)
