@@ -38,7 +38,7 @@ def test_the_exposition_is_read_by_shape():
     svc = FakeService()
     svc.serve(90, 0.002)
     svc.serve(10, 0.02, status="500")
-    scrape = read_scrape(svc.fetch("http://x/metrics/"))
+    scrape = read_scrape(svc.fetch("http://x/metrics"))
     assert scrape.latency_metric == "qbench_request_latency_seconds"  # not the inference histogram
     assert scrape.requests == {"200": 90.0, "500": 10.0}
     assert scrape.info["result_id"] == "1" and scrape.info["label"] == 'int4 "g64"'

@@ -42,12 +42,15 @@ def better_measured(store, served: dict[str, Any], budget: float = ACCURACY_BUDG
                                "AND latency_p50_ms IS NOT NULL AND latency_p50_ms < ? AND id != ?",
                          params=[served["model"], served["device"], served["batch_size"], base_p50 / MIN_GAIN,
                                  served.get("id") or -1])
+    served_key = (served.get("recipe_id") or served["method"], served["runtime"])
     best: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
+        key = (row.get("recipe_id") or row["method"], row["runtime"])
+        if key == served_key:  # the served variant measured again (an export's validation): not a change
+            continue
         quality = _quality(row)
         if base_q is not None and (quality is None or quality < base_q - budget):
             continue
-        key = (row.get("recipe_id") or row["method"], row["runtime"])
         if key not in best or _p50(row) < _p50(best[key]):
             best[key] = row
     ranked = sorted(best.values(), key=_p50)[:limit]

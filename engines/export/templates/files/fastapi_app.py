@@ -31,6 +31,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 HERE = Path(__file__).resolve().parent
 MODEL_PATH = Path(os.environ.get("MODEL_PATH") or HERE.parent.parent / "model.onnx")
 MAX_ROWS = int(os.environ.get("MAX_ROWS", "1024"))
+# Fault injection for monitoring tests and drills: a file holding seconds to add to every /predict
+# (read per request, so a running service can be slowed down and sped up again).
+FAULT_DELAY_FILE = os.environ.get("QBENCH_FAULT_DELAY_FILE")
 
 _TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
           "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
@@ -64,6 +67,7 @@ INFERENCE = Histogram("qbench_inference_seconds", "Time in the model itself", re
 REQUESTS = Counter("qbench_requests", "Requests to /predict by HTTP status", ["status"], registry=REGISTRY)
 MODEL_INFO = Info("qbench_model", "The model this service runs", registry=REGISTRY)
 MODEL_INFO.info({"model": MODEL_NAME, "file": MODEL_PATH.name, "method": METADATA.get("qbench.method", ""),
+                 "result_id": METADATA.get("qbench.source_result_id", ""),
                  "label": METADATA.get("qbench.label", ""), "bits": METADATA.get("qbench.bits", ""),
                  "recipe_id": METADATA.get("qbench.recipe_id", ""),
                  "qbench_version": METADATA.get("qbench.qbench_version", ""), "runtime": f"onnxruntime {ort.__version__}"})
@@ -99,11 +103,24 @@ def _feed(payload: Any) -> dict[str, np.ndarray]:
     return feed
 
 
+async def _fault_delay() -> None:
+    import asyncio
+
+    try:
+        seconds = float(Path(FAULT_DELAY_FILE).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return
+    if seconds > 0:
+        await asyncio.sleep(seconds)
+
+
 @app.post("/predict")
 async def predict(request: Request) -> JSONResponse:
     start = time.perf_counter()
     status = 200
     try:
+        if FAULT_DELAY_FILE:
+            await _fault_delay()
         try:
             payload = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
