@@ -83,21 +83,26 @@ def ops_home(tmp_path_factory):
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "QBENCH_HOME": str(home), **extra}
+    """The session's QBENCH_HOME (its trained built-in models), with this module's exports and DVC
+    repository and remote (settings) and store (``--db``) of its own."""
+    return {**os.environ, "QBENCH_EXPORTS_DIR": str(home / "exports"), "QBENCH_DVC_REPO": str(home / "dvc" / "repo"),
+            "QBENCH_DVC_REMOTE": str(home / "dvc" / "remote"), **extra}
 
 
 @pytest.fixture(scope="module")
 def served(ops_home):
     """`qbench version` exports and versions the fp32 result; `qbench serve` runs it on loopback."""
     home, ids = ops_home
-    out = subprocess.run([sys.executable, "-m", "qbench_tui", "version", str(ids["fp32"]), "--json"],
+    out = subprocess.run([sys.executable, "-m", "qbench_tui", "version", str(ids["fp32"]), "--json",
+                          "--db", str(home / "qbench.db")],
                          capture_output=True, text=True, timeout=300, env=_env(home))
     assert out.returncode == 0, out.stderr
     version = json.loads(out.stdout)
     delay = home / "delay"
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "qbench_tui", "serve", str(ids["fp32"]), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "qbench_tui", "serve", str(ids["fp32"]), "--port", str(port),
+                             "--db", str(home / "qbench.db")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=_env(home, QBENCH_FAULT_DELAY_FILE=str(delay)))
     try:
@@ -154,7 +159,7 @@ def test_version_exports_the_result_and_serve_answers_predict_and_metrics(served
     statuses = {s.labels["status"]: s.value for s in families["qbench_requests"].samples
                 if s.name == "qbench_requests_total"}
     assert statuses.get("200", 0) >= 1 and statuses.get("422", 0) >= 1
-    info = families["qbench_model"].samples[0].labels
+    info = families["qbench_model_info"].samples[0].labels
     assert info["result_id"] == str(ids["fp32"]) and info["model"] == "digits-mlp"
 
 
@@ -164,7 +169,8 @@ def test_monitor_alerts_on_a_real_delay_and_names_the_faster_recipe(served):
     url, delay, home, ids = served["url"], served["delay"], served["home"], served["ids"]
     delay.unlink(missing_ok=True)
     proc = subprocess.Popen([sys.executable, "-m", "qbench_tui", "monitor", url, "--interval", "0.3",
-                             "--min-requests", "20", "--until-alert", "--polls", "400", "--rebaseline", "--json"],
+                             "--min-requests", "20", "--until-alert", "--polls", "400", "--rebaseline", "--json",
+                             "--db", str(home / "qbench.db")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(home))
     events = []
     with Load(url, [0.5] * 64):
@@ -213,7 +219,6 @@ async def test_the_app_monitor_view_alerts_and_suggests(served, monkeypatch):
 
     url, delay, home = served["url"], served["delay"], served["home"]
     delay.unlink(missing_ok=True)
-    monkeypatch.setenv("QBENCH_HOME", str(home))
     monkeypatch.setenv("QBENCH_MONITOR_INTERVAL_S", "0.3")
     monkeypatch.setenv("QBENCH_MONITOR_MIN_REQUESTS", "20")
     store = Store(home / "qbench.db")
