@@ -144,3 +144,26 @@ def test_the_session_keeps_the_baseline_and_suggests_on_an_alert(store):
     svc.serve(10, 0.02)
     report = again.poll()
     assert report["state"] == "alert" and "dynamic-int8" in report["suggestion"]["text"]
+
+
+@pytest.mark.slow
+def test_model_at_alias_resolves_through_the_mlflow_registry(store, tmp_path):
+    """``serve NAME@ALIAS``: the alias's model version names the result in its qbench.result_id tag."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from engines.ops.serving import ServeError, resolve_target
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store.create_run("r", "digits-mlp", {}, {}, "test")
+    served = _result(store, "r", "fp32", 1.0, 0.97)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("digits")
+    version = client.create_model_version("digits", source=str(tmp_path), tags={"qbench.result_id": str(served)})
+    client.set_registered_model_alias("digits", "champion", version.version)
+    assert resolve_target(store, "digits@champion", uri) == served
+    assert resolve_target(store, str(served), uri) == served
+    with pytest.raises(ServeError, match="not in the registry"):
+        resolve_target(store, "digits@nope", uri)
+    with pytest.raises(ServeError, match="no result 999"):
+        resolve_target(store, "999", uri)

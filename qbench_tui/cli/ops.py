@@ -277,6 +277,7 @@ def cmd_monitor(args) -> int:
                  f"baseline from the first {config.monitor_min_requests} requests"))
         if args.canary:
             alerted |= _canary(args, session, config)
+            session.monitor.start()  # the canary's own requests are no client's: the window starts after them
         polls = 0
         while args.polls is None or polls < args.polls:
             time.sleep(config.monitor_interval_s)
