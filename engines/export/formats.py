@@ -97,3 +97,43 @@ def copy_tree(src: Path, dst: Path) -> None:
     if dst.exists():
         shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
     shutil.copytree(src, dst) if src.is_dir() else shutil.copyfile(src, dst)
+
+
+# --- TFLite ---------------------------------------------------------------------------------------
+
+
+def write_tflite(model, source: dict[str, Any], recipe, planned, target: Path, work: Path) -> Exported:
+    """litert-torch conversion (and its PT2E or ai-edge-quantizer int8 / int4) of the torch module."""
+    artifact, passes = _apply(model, planned, work, "litert")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(artifact.path, target)
+    notes = list(artifact.notes)
+    if source["runtime"] != "litert":
+        notes.append(f"rebuilt with LiteRT's passes ({' → '.join(passes)}); the source variant ran on "
+                     f"{source['runtime']}")
+    ops, io = tflite_facts(target)
+    return Exported(target, passes, notes, {"ops": ops, "io": io, "batch": 1,
+                                            "quantization": artifact.facts.get("quantization", "")})
+
+
+def tflite_facts(path: Path) -> tuple[dict[str, int], dict[str, Any]]:
+    """Operator histogram and input / output tensor types and quantization of a .tflite file."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
+    ops: dict[str, int] = {}
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            name = flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) or str(op.opcodeIndex)
+            ops[name] = ops.get(name, 0) + 1
+    runner = Interpreter(model_path=str(path)).get_signature_runner()
+
+    def describe(details: dict) -> dict[str, Any]:
+        return {name: {"dtype": str(d["dtype"].__name__ if hasattr(d["dtype"], "__name__") else d["dtype"]),
+                       "shape": [int(x) for x in d["shape"]],
+                       "scale": float((d.get("quantization") or (0.0, 0))[0]),
+                       "zero_point": int((d.get("quantization") or (0.0, 0))[1])} for name, d in details.items()}
+
+    return dict(sorted(ops.items())), {"inputs": describe(runner.get_input_details()),
+                                       "outputs": describe(runner.get_output_details())}

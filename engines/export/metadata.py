@@ -133,3 +133,29 @@ def _read_onnx(path: Path) -> dict[str, str]:
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     props = session.get_modelmeta().custom_metadata_map
     return {k: v for k, v in props.items() if k.startswith(PREFIX)}
+
+
+# --- TFLite: a metadata entry "qbench" whose buffer is the JSON of the dict ----------------------------
+
+
+def _write_tflite(path: Path, metadata: dict[str, str]) -> None:
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
+    entries = [m for m in (model.metadata or []) if (m.name.decode() if isinstance(m.name, bytes) else m.name)
+               != TFLITE_NAME]
+    buffer = schema.BufferT()
+    buffer.data = list(json.dumps(metadata, sort_keys=True).encode())
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = TFLITE_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [*entries, entry]
+    path.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+
+
+def _read_tflite(path: Path) -> dict[str, str]:
+    from engines.export.sessions.tflite import template_module
+
+    return template_module("run_tflite").read_metadata(path)
