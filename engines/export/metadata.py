@@ -159,3 +159,47 @@ def _read_tflite(path: Path) -> dict[str, str]:
     from engines.export.sessions.tflite import template_module
 
     return template_module("run_tflite").read_metadata(path)
+
+
+# --- MLX: the safetensors header ----------------------------------------------------------------------
+
+
+def _write_mlx(path: Path, metadata: dict[str, str]) -> None:
+    import mlx.core as mx
+
+    arrays, existing = mx.load(str(path), return_metadata=True)
+    kept = {k: v for k, v in existing.items() if not k.startswith(PREFIX)}
+    mx.save_safetensors(str(path), arrays, metadata={**kept, **metadata})
+
+
+def _read_mlx(path: Path) -> dict[str, str]:
+    import mlx.core as mx
+
+    _, metadata = mx.load(str(path), return_metadata=True)
+    return {k: v for k, v in metadata.items() if k.startswith(PREFIX)}
+
+
+# --- Core ML: user_defined_metadata -------------------------------------------------------------------
+
+
+def _write_coreml(path: Path, metadata: dict[str, str]) -> None:
+    import shutil
+
+    from engines.runtimes.coreml.convert import load
+
+    mlmodel = load(path)
+    for key, value in metadata.items():
+        mlmodel.user_defined_metadata[key] = value
+    mlmodel.short_description = (f"{metadata[PREFIX + 'source_model']} · {metadata[PREFIX + 'label']} "
+                                 "(exported by qbench)")
+    mlmodel.author = "qbench"
+    staging = path.with_name(".staging-" + path.name)  # coremltools wants the .mlpackage suffix
+    mlmodel.save(str(staging))
+    shutil.rmtree(path)
+    staging.rename(path)
+
+
+def _read_coreml(path: Path) -> dict[str, str]:
+    from engines.runtimes.coreml.convert import load
+
+    return {k: v for k, v in load(path).user_defined_metadata.items() if k.startswith(PREFIX)}
