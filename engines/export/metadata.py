@@ -133,3 +133,73 @@ def _read_onnx(path: Path) -> dict[str, str]:
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     props = session.get_modelmeta().custom_metadata_map
     return {k: v for k, v in props.items() if k.startswith(PREFIX)}
+
+
+# --- TFLite: a metadata entry "qbench" whose buffer is the JSON of the dict ----------------------------
+
+
+def _write_tflite(path: Path, metadata: dict[str, str]) -> None:
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
+    entries = [m for m in (model.metadata or []) if (m.name.decode() if isinstance(m.name, bytes) else m.name)
+               != TFLITE_NAME]
+    buffer = schema.BufferT()
+    buffer.data = list(json.dumps(metadata, sort_keys=True).encode())
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = TFLITE_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [*entries, entry]
+    path.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+
+
+def _read_tflite(path: Path) -> dict[str, str]:
+    from engines.export.sessions.tflite import template_module
+
+    return template_module("run_tflite").read_metadata(path)
+
+
+# --- MLX: the safetensors header ----------------------------------------------------------------------
+
+
+def _write_mlx(path: Path, metadata: dict[str, str]) -> None:
+    import mlx.core as mx
+
+    arrays, existing = mx.load(str(path), return_metadata=True)
+    kept = {k: v for k, v in existing.items() if not k.startswith(PREFIX)}
+    mx.save_safetensors(str(path), arrays, metadata={**kept, **metadata})
+
+
+def _read_mlx(path: Path) -> dict[str, str]:
+    import mlx.core as mx
+
+    _, metadata = mx.load(str(path), return_metadata=True)
+    return {k: v for k, v in metadata.items() if k.startswith(PREFIX)}
+
+
+# --- Core ML: user_defined_metadata -------------------------------------------------------------------
+
+
+def _write_coreml(path: Path, metadata: dict[str, str]) -> None:
+    import shutil
+
+    from engines.runtimes.coreml.convert import load
+
+    mlmodel = load(path)
+    for key, value in metadata.items():
+        mlmodel.user_defined_metadata[key] = value
+    mlmodel.short_description = (f"{metadata[PREFIX + 'source_model']} · {metadata[PREFIX + 'label']} "
+                                 "(exported by qbench)")
+    mlmodel.author = "qbench"
+    staging = path.with_name(".staging-" + path.name)  # coremltools wants the .mlpackage suffix
+    mlmodel.save(str(staging))
+    shutil.rmtree(path)
+    staging.rename(path)
+
+
+def _read_coreml(path: Path) -> dict[str, str]:
+    from engines.runtimes.coreml.convert import load
+
+    return {k: v for k, v in load(path).user_defined_metadata.items() if k.startswith(PREFIX)}

@@ -190,6 +190,8 @@ def _export(store, source: dict[str, Any], run: dict[str, Any], model_spec, reci
         report["validation"] = validation
         report["validation_result_id"] = _store_validation(store, source, run, model_spec, recipe, fmt, exported,
                                                            validation) if validate else None
+        if fmt.name == "coreml":
+            report["recommended_device"] = recommended_device(store, source)
         deploy = write_templates(fmt.name, out_dir, report, model)
         report["deploy"] = deploy
         report["seconds"] = round(time.perf_counter() - t0, 2)
@@ -199,6 +201,18 @@ def _export(store, source: dict[str, Any], run: dict[str, Any], model_spec, reci
         return _jsonable(report)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def recommended_device(store, source: dict[str, Any]) -> dict[str, Any]:
+    """The Core ML device qbench measured best (lowest latency, answers kept) for this model."""
+    from engines.analysis.device_choice import choose_device
+
+    results = store.results(where="model = ? AND runtime = 'coreml'", params=[source["model"]])
+    choice = choose_device(results, "latency")
+    if choice["device"] is None:
+        return {"device": None, "reason": f"no Core ML result of {source['model']} keeps its answers on a measured "
+                                          "device yet: .all lets Core ML choose"}
+    return {"device": choice["device"], "reason": choice["reason"]}
 
 
 def _write_model(model, source: dict[str, Any], recipe, planned, fmt: ExportFormat, out_dir: Path,
