@@ -31,7 +31,7 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("version", help="export a result and version the artifact directory with DVC (push + hash)")
     p.add_argument("result_id", metavar="RESULT_ID", help="a stored result (see `qbench results`)")
-    p.add_argument("--format", default="onnx", help="export format (default onnx)")
+    p.add_argument("--format", default="onnx", help="export format: onnx, tflite, coreml, mlx (default onnx)")
     p.add_argument("--dir", type=Path, metavar="DIR",
                    help="version this already exported directory instead of exporting the result")
     common(p, dvc=True)
@@ -122,6 +122,10 @@ def cmd_version(args) -> int:
     config = _config(args, dvc_repo=args.dvc_repo, dvc_remote=args.dvc_remote)
     store = open_store(args.db)
     result_id = _result_id(args.result_id, store)
+    from engines.export import EXPORT_FORMATS
+
+    if args.format not in EXPORT_FORMATS:
+        raise UsageError(f"unknown format {args.format!r}; valid: {', '.join(EXPORT_FORMATS)}")
     if args.dir is not None and not args.dir.is_dir():
         raise UsageError(f"--dir {args.dir} is not a directory")
     try:
