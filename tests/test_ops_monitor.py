@@ -124,6 +124,10 @@ def test_suggestions_name_a_faster_measured_recipe_or_the_sweep(store):
     best = suggest_reoptimization(store, get_result(store, fast))
     assert best["better"] == [] and "run the sweep" in best["text"]
     assert best["sweep"]["argv"][:5] == ["run", "--model", "digits-mlp", "--methods", "auto"]
+    from qbench_tui.cli import build_parser  # the suggested sweep is a valid `qbench run`
+
+    args = build_parser().parse_args(best["sweep"]["argv"])
+    assert (args.command, args.model, args.methods, args.devices) == ("run", "digits-mlp", ("auto",), ("cpu",))
 
 
 def test_the_session_keeps_the_baseline_and_suggests_on_an_alert(store):
