@@ -249,3 +249,53 @@ async def test_the_app_monitor_view_alerts_and_suggests(served, monkeypatch):
             assert "ALERT latency" in alerts and "dynamic-int8" in alerts
     finally:
         store.close()
+
+
+@async_test
+async def test_the_app_versions_and_serves_the_selected_result(served, monkeypatch):
+    """Palette entries on the result under the cursor: `qbench version` and `qbench serve` as child
+    processes; the served variant opens in the monitor view and stops when the app quits."""
+    from engines.ops.records import list_versions
+    from engines.store import Store
+    from qbench_tui.app import make_app
+    from qbench_tui.screens.monitor import MonitorScreen
+    from qbench_tui.settings import AppSettings
+    from qbench_tui.widgets.results import ResultsTable
+
+    home, ids = served["home"], served["ids"]
+    for key, value in _env(home).items():
+        if key.startswith("QBENCH_"):
+            monkeypatch.setenv(key, value)
+    store = Store(home / "qbench.db")
+    before = len(list_versions(store, ids["fp32"]))
+    app = make_app(store=store, settings=AppSettings())
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            for _ in range(200):
+                await pilot.pause(0.05)
+                if app.main.built and app.main.results_pane.view is not None:
+                    break
+            pane = app.main.results_pane
+            table = pane.query_one(ResultsTable)
+            rows = [key.value for key in table.rows]
+            index = next(i for i, key in enumerate(rows) if pane._by_key[key]["id"] == ids["fp32"])
+            table.move_cursor(row=index, animate=False)
+            commands = {c.title: c for c in app.palette_commands()}
+            commands["Version the selected result with DVC"].callback()
+            for _ in range(1200):
+                await pilot.pause(0.1)
+                if len(list_versions(store, ids["fp32"])) > before:
+                    break
+            assert len(list_versions(store, ids["fp32"])) == before + 1
+            commands["Serve the selected result"].callback()
+            for _ in range(1200):
+                await pilot.pause(0.1)
+                if isinstance(app.screen, MonitorScreen):
+                    break
+            assert isinstance(app.screen, MonitorScreen)
+            proc, url = app.ops.served[ids["fp32"]]
+            assert app.screen.initial_url == url and url != served["url"]
+            assert json.loads(urllib.request.urlopen(url + "/healthz", timeout=5).read())["status"] == "ok"
+        assert proc.wait(30) is not None  # quitting the app stopped the service
+    finally:
+        store.close()
