@@ -64,6 +64,8 @@ def test_version_then_restore_brings_back_the_exact_bytes_of_an_earlier_export(t
     v2 = json.loads(out.stdout)
     assert v2["md5"] != v1["md5"]
 
+    again = cli(home, "version", str(result_id), "--dir", str(export), "--json")  # unchanged bytes
+    assert again.returncode == 0 and json.loads(again.stdout)["id"] == v2["id"]
     listed = json.loads(cli(home, "versions", str(result_id), "--json").stdout)
     assert [v["id"] for v in listed] == [v2["id"], v1["id"]]
 

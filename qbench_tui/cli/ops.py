@@ -115,7 +115,7 @@ def _result_id(text: str, store) -> int:
 
 
 def cmd_version(args) -> int:
-    from engines.ops.records import add_version, get_result
+    from engines.ops.records import add_version, get_result, list_versions
     from engines.ops.serving import ServeError, ensure_export
     from engines.ops.versioning import VersionError, version_directory
 
@@ -136,6 +136,12 @@ def cmd_version(args) -> int:
         print(f"qbench: version failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     version["format"] = args.format
+    same = [v for v in list_versions(store, result_id)
+            if v["md5"] == version["md5"] and v["format"] == args.format and v["repo"] == version["repo"]]
+    if same:  # the same bytes in the same repository: that version already restores them
+        _emit(args, same[0], f"unchanged: result {result_id}'s export is v{same[0]['id']} ({same[0]['md5']}), "
+                             f"pushed again to {version['remote'] or 'its remote'}")
+        return EXIT_OK
     row = add_version(store, result_id, version)
     result = get_result(store, result_id) or {}
     _emit(args, row, f"v{row['id']}  result {result_id} ({result.get('label')} · {result.get('runtime')}) "

@@ -35,6 +35,7 @@ class OpsController:
     def __init__(self, app: Any):
         self.app = app
         self.served: dict[int, tuple[subprocess.Popen, str]] = {}  # result id -> (process, URL)
+        self.last_version: dict[str, Any] | None = None  # the last `version` outcome (its row, or its error)
 
     def _db(self) -> Path | None:
         return self.app.main.db_path
@@ -69,11 +70,12 @@ class OpsController:
             argv += ["--db", str(self._db())]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
         if proc.returncode == 0:
-            row = json.loads(proc.stdout)
+            row = self.last_version = json.loads(proc.stdout)
             text, severity = (f"v{row['id']} of result {result_id}: {row['md5']} pushed to {row['remote']}; "
                               f"restore with `qbench restore v{row['id']}`"), "information"
         else:
             text, severity = (proc.stderr.strip().splitlines() or ["failed"])[-1], "error"
+            self.last_version = {"error": text}
         self.app.call_from_thread(self.app.notify, text, title="DVC version", severity=severity, timeout=10)
 
     # --- serve --------------------------------------------------------------------------------
