@@ -187,14 +187,13 @@ def cmd_restore(args) -> int:
 
     store = open_store(args.db)
     version = _find_version(store, args.ref)
-    config = _config(args, dvc_repo=args.dvc_repo, dvc_remote=args.dvc_remote)
+    # The stored version names its repository and remote; the options point elsewhere (a moved repo).
     repo = Path(args.dvc_repo) if args.dvc_repo else None
     try:
         restored = restore_version(version, out=args.out, repo_root=repo, remote=args.dvc_remote)
     except VersionError as exc:
         print(f"qbench: restore failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    del config  # validated only: a bad setting is a usage error before any work
     restored.update({"version": version["id"], "result_id": version["result_id"]})
     _emit(args, restored, f"restored v{version['id']} (result {version['result_id']}) to {restored['path']}: "
                           f"hash {restored['md5']} checked")
@@ -241,7 +240,7 @@ def cmd_serve(args) -> int:
         print(f"qbench: serve failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     url = f"http://{config.serve_host}:{config.serve_port}"
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop ends the service too
     try:
         health = wait_ready(url, proc)
         print(f"serving result {result_id} from {export_dir} at {url}  (/predict, /healthz, /metrics)", flush=True)
@@ -255,6 +254,10 @@ def cmd_serve(args) -> int:
         return EXIT_INTERRUPTED
     finally:
         stop_service(proc)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 # --- monitor ------------------------------------------------------------------------------------
