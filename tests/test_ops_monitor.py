@@ -171,3 +171,26 @@ def test_model_at_alias_resolves_through_the_mlflow_registry(store, tmp_path):
         resolve_target(store, "digits@nope", uri)
     with pytest.raises(ServeError, match="no result 999"):
         resolve_target(store, "999", uri)
+
+
+def test_every_ops_setting_has_a_default_a_file_an_environment_variable_and_an_option(tmp_path, monkeypatch,
+                                                                                     capsys):
+    import json as _json
+
+    from engines.ops.config import load_ops_config
+    from qbench_tui.cli import main
+
+    monkeypatch.setenv("QBENCH_HOME", str(tmp_path))
+    default = load_ops_config(environ={})
+    assert default.dvc_repo_path() == tmp_path / "dvc" / "repo"
+    assert default.dvc_remote_url() == str(tmp_path / "dvc" / "remote")
+    (tmp_path / "ops.json").write_text(_json.dumps({"serve_port": 9100, "monitor_min_requests": 10}))
+    config = load_ops_config({"monitor_min_requests": 7}, environ={"QBENCH_SERVE_PORT": "9200"})
+    assert (config.serve_port, config.monitor_min_requests) == (9200, 7)
+    own = load_ops_config(environ={"QBENCH_DVC_REPO": str(tmp_path / "mine")})
+    assert own.dvc_remote_url() is None  # a user's repository keeps its own default remote
+    with pytest.raises(ValueError, match="monitor_latency_ratio"):
+        load_ops_config({"monitor_latency_ratio": 0.5}, environ={})
+    assert main(["monitor", "http://127.0.0.1:9", "--latency-ratio", "0.5"]) == 2
+    assert "monitor_latency_ratio must be above 1" in capsys.readouterr().err
+    assert main(["monitor", "ftp://x"]) == 2
