@@ -39,7 +39,7 @@ async def test_the_palette_opens_the_monitor_and_an_absent_server_is_a_status(st
     monkeypatch.setenv("QBENCH_HOME", str(tmp_path))
     app = make_app(store=store, settings=AppSettings())
     async with app.run_test(size=(120, 40)) as pilot:
-        for _ in range(100):  # the palette lists entries once the main screen is built
+        for _ in range(1200):  # the palette lists entries once the main screen is built (slow when loaded)
             entries = [c for c in app.palette_commands() if c.title.startswith("Monitor a served model")]
             if entries:
                 break
@@ -55,7 +55,7 @@ async def test_the_palette_opens_the_monitor_and_an_absent_server_is_a_status(st
         assert not screen.watching
         url.value = f"http://127.0.0.1:{port}"
         await pilot.press("ctrl+w")
-        for _ in range(100):
+        for _ in range(1200):
             await pilot.pause(0.05)
             if not screen.watching:
                 break

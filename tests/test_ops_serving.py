@@ -164,7 +164,7 @@ def test_version_exports_the_result_and_serve_answers_predict_and_metrics(served
 
 
 def test_monitor_alerts_on_a_real_delay_and_names_the_faster_recipe(served):
-    """Baseline from the first 20 requests, then 30 ms added to every request: the CLI raises a
+    """Baseline from the first 20 requests, then 50 ms added to every request: the CLI raises a
     latency alert and suggests the dynamic-int8 result measured faster on the same device."""
     url, delay, home, ids = served["url"], served["delay"], served["home"], served["ids"]
     delay.unlink(missing_ok=True)
@@ -179,7 +179,7 @@ def test_monitor_alerts_on_a_real_delay_and_names_the_faster_recipe(served):
                 event = json.loads(line)
                 events.append(event)
                 if event.get("state") == "baseline":
-                    delay.write_text("0.03")  # every request now waits 30 ms more
+                    delay.write_text("0.05")  # every request now waits 50 ms more
         finally:
             delay.unlink(missing_ok=True)
     assert proc.wait(60) == 1, proc.stderr.read()
@@ -235,11 +235,11 @@ async def test_the_app_monitor_view_alerts_and_suggests(served, monkeypatch):
             await pilot.press("ctrl+w")
             with Load(url, [0.5] * 64):
                 try:
-                    for _ in range(600):
+                    for _ in range(1800):
                         await pilot.pause(0.1)
                         state = (screen.last_report or {}).get("state")
                         if state == "baseline" and not delay.exists():
-                            delay.write_text("0.03")
+                            delay.write_text("0.05")
                         if state == "alert":
                             break
                 finally:
@@ -271,7 +271,7 @@ async def test_the_app_versions_and_serves_the_selected_result(served, monkeypat
     app = make_app(store=store, settings=AppSettings())
     try:
         async with app.run_test(size=(140, 40)) as pilot:
-            for _ in range(200):
+            for _ in range(1200):
                 await pilot.pause(0.05)
                 if app.main.built and app.main.results_pane.view is not None:
                     break
