@@ -28,7 +28,7 @@ def test_the_child_command_is_this_checkouts_cli(tmp_path):
 def test_the_dialog_and_the_cli_parser_import_nothing_heavy():
     import subprocess
 
-    code = ("import sys, qbench_tui.screens.export_model, qbench_tui.cli.export as e, argparse; "
+    code = ("import sys, engines.export, qbench_tui.screens.export_model, qbench_tui.cli.export as e, argparse; "
             "e.add_parsers(argparse.ArgumentParser().add_subparsers()); "
             "print(sorted(m for m in ('torch', 'numpy', 'onnx', 'onnxruntime', 'litert_torch', 'mlx', 'coremltools') "
             "if m in sys.modules))")

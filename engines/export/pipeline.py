@@ -187,6 +187,8 @@ def _export(store, source: dict[str, Any], run: dict[str, Any], model_spec, reci
             validation = validate_export(fmt, exported, model, reference, source, run, work)
         else:
             validation = {"validated": False, "status": "not validated: skipped (--no-validate)"}
+        validation["size_mb"] = report["size_mb"]
+        validation["size_bytes"] = _size_bytes(exported.path)
         report["validation"] = validation
         report["validation_result_id"] = _store_validation(store, source, run, model_spec, recipe, fmt, exported,
                                                            validation) if validate else None

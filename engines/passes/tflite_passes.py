@@ -1,8 +1,8 @@
 """TFLite (LiteRT) passes: torch → ``.tflite`` with ``litert-torch``, int8 through its PT2E quantizer or
 ``ai-edge-quantizer`` recipes on the converted flatbuffer.
 
-``export-tflite`` (float32); ``tflite-dynamic-int8`` (PT2E, int8 weights, activation ranges at run
-time); ``tflite-static-int8`` (PT2E with calibration: int8 weights and activations, int8 input and
+``export-tflite`` (float32); ``tflite-dynamic-int8`` (``ai-edge-quantizer``: int8 weights, activation
+ranges at run time); ``tflite-static-int8`` (PT2E with calibration: int8 weights and activations, int8 input and
 output tensors); ``tflite-weight-int8`` / ``tflite-int4`` (``ai-edge-quantizer`` weight-only recipes,
 per channel / per block of 32, 64 or 128). The graphs have a fixed batch of 1 (the shape a phone
 runs); the passes serve ``litert``, which ``qbench export`` plans for: no sweep runtime opens them yet.
@@ -89,13 +89,15 @@ def _pt2e(ctx: PassContext, artifact: Artifact, dynamic: bool, per_channel: bool
     return converted, QuantConfig(pt2e_quantizer=quantizer)
 
 
-@register_pass("tflite-dynamic-int8", config=DynamicInt8Config, input=Format.TORCH, output=Format.TFLITE,
+@register_pass("tflite-dynamic-int8", config=DynamicInt8Config, input=Format.TFLITE, output=Format.TFLITE,
                runtimes=_LITERT)
 def tflite_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Config) -> Artifact:
-    """int8 weights, activation ranges at run time (litert-torch PT2E, is_dynamic=True)."""
-    module, quant = _pt2e(ctx, artifact, True, config.per_channel, 1)
-    path = _convert(ctx, module, "dynamic-int8", quant)
-    notes = [f"litert-torch PT2E dynamic-range int8 ({'per-channel' if config.per_channel else 'per-tensor'} weights)"]
+    """int8 weights, activations quantized at run time (ai-edge-quantizer dynamic recipe on the flatbuffer)."""
+    # litert-torch's PT2E dynamic path also quantizes embedding tables with a zero point, which
+    # LiteRT's EMBEDDING_LOOKUP kernel refuses (MiniLM); the after-conversion recipe keeps them valid.
+    granularity = "CHANNELWISE" if config.per_channel else "TENSORWISE"
+    path = _aeq(ctx, artifact, "dynamic-int8", 8, granularity, dynamic=True)
+    notes = [f"ai-edge-quantizer dynamic-range int8 ({'per-channel' if config.per_channel else 'per-tensor'} weights)"]
     if config.reduce_range:
         notes.append("reduce_range has no LiteRT equivalent: full int8 range used")
     return _artifact(path, notes, "dynamic-range int8 (int8 weights, float activations quantized at run time)")
@@ -115,13 +117,14 @@ def tflite_static_int8(ctx: PassContext, artifact: Artifact, config: StaticInt8C
     return _artifact(path, notes, "full int8 (int8 weights and activations, int8 input / output tensors)")
 
 
-def _aeq(ctx: PassContext, artifact: Artifact, name: str, bits: int, granularity: str) -> Path:
+def _aeq(ctx: PassContext, artifact: Artifact, name: str, bits: int, granularity: str, dynamic: bool = False) -> Path:
     _quiet()
     from ai_edge_quantizer import qtyping, quantizer, recipe_manager
 
     manager = recipe_manager.RecipeManager()
-    manager.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=bits,
-                                   granularity=qtyping.QuantGranularity(granularity))
+    add = manager.add_dynamic_config if dynamic else manager.add_weight_only_config
+    add(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=bits,
+        granularity=qtyping.QuantGranularity(granularity))
     q = quantizer.Quantizer(str(artifact.path))
     q.load_quantization_recipe(manager.get_quantization_recipe())
     path = ctx.workdir / f"model.{name}.tflite"
