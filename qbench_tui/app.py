@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from textual.app import App
 
 from qbench_tui.commands import PaletteCommand, QBenchCommands
+from qbench_tui.controllers.ops import OpsController
 from qbench_tui.screens.main import MainScreen
 from qbench_tui.settings import AppSettings
 from qbench_tui.system import LocalSystem, SystemProbe
@@ -43,6 +44,7 @@ class QBenchApp(App[int]):
         self._theme_dirs = theme_dirs
         super().__init__()
         self.main = MainScreen(self.settings, self.system, store=store, db_path=db_path)
+        self.ops = OpsController(self)  # version / serve the selected result (child processes)
         # Themes are registered and chosen before the first compose: switching later restyles
         # every widget (seconds on a loaded machine).
         self._theme_problems = self._register_themes()
@@ -87,7 +89,14 @@ class QBenchApp(App[int]):
         themes = [PaletteCommand(f"Theme: {tf.title}", f"Switch to the {tf.title} theme (remembered)",
                                  lambda name=tf.theme.name: self.set_theme(name), True)
                   for tf in self.theme_files]
-        return self.main.palette_commands(themes)
+        monitor = PaletteCommand("Monitor a served model…", "Watch a `qbench serve` URL: latency and errors "
+                                 "against its baseline, the canary, what to re-optimize", self.action_monitor, True)
+        return self.main.palette_commands([*themes, monitor, *self.ops.palette_commands()])
+
+    def action_monitor(self, url: str | None = None) -> None:
+        from qbench_tui.screens.monitor import MonitorScreen
+
+        self.push_screen(MonitorScreen(self.main.db_path, url))
 
     async def action_quit(self) -> None:
         """ctrl+q: like q on the main screen (asks first while a sweep runs)."""
@@ -99,6 +108,7 @@ class QBenchApp(App[int]):
 
     def on_unmount(self) -> None:
         self.main.sweep.cancel()  # a worker still running stops its child process at once
+        self.ops.shutdown()  # services started from the app end with it
 
 
 def make_app(store: Any | None = None, settings: AppSettings | None = None, db: Path | None = None,

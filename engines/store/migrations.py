@@ -14,6 +14,10 @@ Version 5 (fleets): results carry the ``host`` that measured them (old rows: the
 process that ran their run), and the unique key becomes run × recipe × runtime × device × batch ×
 host, so one run holds the same variant once per machine; a ``hosts`` table keeps each fleet
 worker's facts and what it measures now (written by the process that owns the store).
+Version 6: ``versions`` — each DVC version of a result's exported directory (its ``.dir`` md5, size,
+file count, the ``.dvc`` file's text, the repository and remote), so any version can be restored
+without git; ``monitor_baselines`` — a served variant's deployment baseline (latency and error
+rate scraped from its own ``/metrics`` right after it was deployed).
 """
 
 from __future__ import annotations
@@ -118,7 +122,26 @@ def _migration_fleet(db: sqlite_utils.Database) -> None:
                             "queue": str, "run_id": str, "seen_at": str}, pk="name")
 
 
+def _migration_versions(db: sqlite_utils.Database) -> None:
+    # Not a foreign key to results: a version (bytes in a DVC remote) outlives a pruned result row.
+    db["versions"].create(
+        {
+            "id": int, "result_id": int, "created_at": str, "format": str, "md5": str, "size": int,
+            "nfiles": int, "path": str, "repo": str, "remote": str, "dvcfile": str, "source": str,
+        },
+        pk="id", if_not_exists=True,
+    )
+    db["versions"].create_index(["result_id"], if_not_exists=True)
+    db["versions"].create_index(["md5"], if_not_exists=True)
+    db["monitor_baselines"].create(
+        {"id": int, "url": str, "result_id": int, "created_at": str, "requests": int, "latency_mean_ms": float,
+         "latency_p95_ms": float, "error_rate": float, "data": str},
+        pk="id", if_not_exists=True,
+    )
+    db["monitor_baselines"].create_index(["url"], if_not_exists=True)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _migration_1, _migration_2, _migration_3, _migration_machine_profiles, _migration_fleet,
+    _migration_1, _migration_2, _migration_3, _migration_machine_profiles, _migration_fleet, _migration_versions,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "qbench_tui.cli.fleet",
     "qbench_tui.cli.hub",
     "qbench_tui.cli.insights",
+    "qbench_tui.cli.export",
+    "qbench_tui.cli.ops",
 )
 
 
