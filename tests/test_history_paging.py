@@ -14,7 +14,7 @@ import pytest
 from test_tui_support import async_test, fixed_system, test_settings, wait_for, wait_ready
 
 from engines.core.schema import Result
-from engines.store import Store
+from engines.store import SCHEMA_VERSION, Store
 from engines.store.query import ResultQuery
 from qbench_tui import analysis
 from qbench_tui.analysis import ResultFilter, result_key
@@ -93,7 +93,7 @@ def _pages(store: Store, query: ResultQuery, size: int = 500) -> list[dict]:
 
 def test_the_store_is_migrated_to_indexes_on_the_filtered_columns(big: Store):
     indexes = {row[1] for row in big.db.execute("SELECT * FROM sqlite_master WHERE type = 'index'").fetchall()}
-    assert big.schema_version == 3
+    assert big.schema_version == SCHEMA_VERSION
     for column in ("method", "label", "runtime", "device"):
         assert f"idx_results_{column}" in indexes
     assert "results_fp32_reference" in indexes and "idx_runs_created_at" in indexes
@@ -213,7 +213,7 @@ def test_a_version_2_store_gains_the_indexes(tmp_path: Path, big_db: Path):
             conn.execute(f"DROP INDEX {name}")
     store = Store(path)
     try:
-        assert store.schema_version == 3
+        assert store.schema_version == SCHEMA_VERSION
         assert sum(store.count_results().values()) == RESULTS
         names = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()}
         assert "results_fp32_reference" in names

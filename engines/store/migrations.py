@@ -9,6 +9,9 @@ timing rounds with the spread across them, and flags (unstable, under load, simu
 keep NULL memory and no rounds (they were measured once). Indexes for history at scale: the
 columns the app and the CLI filter on, the fp32 reference of a variant's speed-up, and runs by
 creation time.
+Version 4: the tracking outbox. Each run start, result and run end bound for a tracking server
+(MLflow) is queued in ``tracking_outbox`` in the same transaction that stores it, and marked sent
+by the sender process; ``tracking_runs`` maps a qbench run to its MLflow run per tracking URI.
 """
 
 from __future__ import annotations
@@ -90,5 +93,23 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     db["runs"].create_index(["created_at"], if_not_exists=True)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3]
+def _migration_4(db: sqlite_utils.Database) -> None:
+    # No foreign key to results: a resumed run replaces a result row, and its queued entry must
+    # not block that (the sender skips an entry whose result is gone).
+    db["tracking_outbox"].create(
+        {"id": int, "uri": str, "kind": str, "run_id": str, "result_id": int, "created_at": str,
+         "state": str, "attempts": int, "last_error": str, "sent_at": str, "mlflow_run_id": str},
+        pk="id", not_null={"uri", "kind", "run_id", "state"}, defaults={"state": "queued", "attempts": 0},
+        if_not_exists=True,
+    )
+    db["tracking_outbox"].create_index(["state", "uri"], if_not_exists=True)
+    db["tracking_outbox"].create_index(["result_id"], if_not_exists=True)
+    db["tracking_runs"].create(
+        {"uri": str, "run_id": str, "experiment_id": str, "mlflow_run_id": str, "created_at": str},
+        pk=("uri", "run_id"), if_not_exists=True,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3,
+                                                                 _migration_4]
 SCHEMA_VERSION = len(MIGRATIONS)

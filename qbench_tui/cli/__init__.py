@@ -18,6 +18,7 @@ from qbench_tui.cli.common import EXIT_USAGE, UsageError, csv_list, int_list, si
 # sub-parsers and sets ``handler=`` on each; the module's top level stays light (argparse only), so
 # parsing never loads an engine. One line per module here keeps this file out of every change's way.
 COMMAND_MODULES: tuple[str, ...] = (
+    "qbench_tui.cli.tracking",
 )
 
 
@@ -65,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="load pickled checkpoints (.pt/.pth/.bin/.ckpt): loading a pickle runs code "
                           "stored in the file, so only for files you trust")
     run.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
+    run.add_argument("--mlflow-uri", metavar="URI", help="log the run to this MLflow tracking URI ('off': not at "
+                     "all); default $MLFLOW_TRACKING_URI, the app's setting, else sqlite:///$QBENCH_HOME/mlflow.db")
 
     results = sub.add_parser("results", help="show stored results (SQLite filters them: fast on a long history)")
     results.add_argument("--run", help="one run (default: all runs)")

@@ -109,7 +109,11 @@ def cmd_run(args) -> int:
     for strategy in getattr(args, "strategies", []):
         console.print(f"  [dim]auto · {strategy.device}: {strategy.spec} — {strategy.why}[/]")
     progress = make_progress(console, plain=json_to_stdout)  # live on a terminal, lines when piped
-    runner = SweepRunner(store, progress, source="cli")
+    from engines.tracking import sinks_for
+    from qbench_tui.cli.tracking import tracking_uri
+
+    uri = tracking_uri(getattr(args, "mlflow_uri", None))  # logged after the sweep, by a background process
+    runner = SweepRunner(store, progress, source="cli", sinks=sinks_for(store, uri))
     # SIGTERM (a cron timeout, `kill`) ends the sweep like Ctrl-C: recorded as interrupted.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
@@ -142,6 +146,9 @@ def cmd_run(args) -> int:
         else:
             Path(args.json_out).write_text(payload + "\n")
     console.print(results_table(results, title=f"run {run_id} · {status}"))
+    if uri is not None:
+        console.print(f"[dim]MLflow: run {run_id} is being logged to {uri} in the background "
+                      "(`qbench track` shows what is queued)[/]", highlight=False)
     if status == "interrupted":
         return EXIT_INTERRUPTED
     return EXIT_FAILED if any(r["status"] == "failed" for r in results) else EXIT_OK

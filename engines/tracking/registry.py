@@ -1,0 +1,214 @@
+"""The MLflow model registry: register a measured variant, list the registered versions.
+
+``register`` makes sure the result is logged (its nested run; sending what is queued first),
+exports the variant (``engines.export.export_result`` when that package is installed; otherwise
+the variant's stored artifact with a ``qbench.json`` beside it — the seam), logs the exported
+folder under ``export/`` of the result's run and creates a model version from it whose tags carry
+the quantization metadata and the measured figures (``quant.*``, ``bench.*``), so that
+``search_model_versions("tags.`quant.method` = 'int4'")`` finds it.
+
+Imports MLflow: run it in the CLI's process or a child, never in the app's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from engines.core.schema import display_label, public_json
+from engines.paths import qbench_home
+from engines.store import Store
+from engines.store import outbox as ob
+from engines.tracking import fields
+from engines.tracking.sender import client_for, drain, reachable, with_speedup
+
+EXPORT_FORMATS = {".onnx": "onnx", ".mlpackage": "coreml", ".mlmodel": "coreml", ".tflite": "tflite",
+                  ".pt2": "torch", ".pt": "torch", ".safetensors": "mlx"}
+
+
+class RegistryError(Exception):
+    """The request cannot be carried out (unknown result, not measured, server unreachable…)."""
+
+
+def logged_run(db_path: str | Path, result_id: int, uri: str) -> tuple[dict[str, Any], str]:
+    """The stored result and its nested MLflow run id, logging it first if it is not yet."""
+    store = Store(db_path)
+    try:
+        rows = store.results(where="id = ?", params=[result_id])
+        if not rows:
+            raise RegistryError(f"no result {result_id} in {store.path}; see `qbench results --format json`")
+        result = with_speedup(store, rows[0])
+        if result["status"] != "ok":
+            raise RegistryError(f"result {result_id} is {result['status']} ({result.get('error')}); "
+                                "only measured variants are registered")
+        entry = _entry(store, uri, result_id)
+        if entry is None:  # measured with tracking off or to another URI: queue it for this one
+            with store.conn:
+                ob.enqueue(store.conn, uri, "result", result["run_id"], result_id)
+    finally:
+        store.close()
+    if entry is None or entry["state"] != "sent":
+        summary = drain(db_path, uri=uri)
+        store = Store(db_path)
+        try:
+            entry = _entry(store, uri, result_id)
+        finally:
+            store.close()
+        if entry is None or entry["state"] != "sent" or not entry["mlflow_run_id"]:
+            why = summary["errors"].get(uri) or (entry or {}).get("last_error") or "not sent"
+            raise RegistryError(f"result {result_id} could not be logged to {uri}: {why}")
+    return result, entry["mlflow_run_id"]
+
+
+def _entry(store: Store, uri: str, result_id: int) -> dict[str, Any] | None:
+    cursor = store.conn.execute(
+        "SELECT id, state, mlflow_run_id, last_error FROM tracking_outbox WHERE uri = ? AND kind = 'result' "
+        "AND result_id = ? ORDER BY (state = 'sent') DESC, id DESC LIMIT 1", [uri, result_id])
+    row = cursor.fetchone()
+    return dict(zip([d[0] for d in cursor.description], row, strict=True)) if row else None
+
+
+def export_variant(db_path: str | Path, result: dict[str, Any], fmt: str | None, out_dir: Path) -> dict[str, Any]:
+    """Write the exported variant into ``out_dir``; what was written and how."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    try:
+        from engines.export import export_result  # the export package (its own branch/extra)
+    except ImportError:
+        export_result = None
+    if export_result is not None:
+        info = export_result(Path(db_path), result["id"], fmt or default_format(result), out_dir, validate=True)
+        return {"how": "export", "format": fmt or default_format(result), **(info or {})}
+    # Seam: without the export package, the variant's stored artifact as the benchmark opened it.
+    artifact = Path(result["artifact"]) if result.get("artifact") else None
+    if artifact is None or not artifact.exists():
+        raise RegistryError(f"result {result['id']} has no stored artifact to register "
+                            f"({result.get('artifact') or 'none recorded'})")
+    if artifact.is_dir():
+        shutil.copytree(artifact, out_dir / artifact.name)
+    else:
+        shutil.copy2(artifact, out_dir / artifact.name)
+    (out_dir / "qbench.json").write_text(json.dumps(public_json([result])[0], indent=2, default=str) + "\n")
+    return {"how": "stored-artifact", "format": default_format(result), "files": [artifact.name, "qbench.json"]}
+
+
+def default_format(result: dict[str, Any]) -> str:
+    suffix = Path(result.get("artifact") or "").suffix.lower()
+    return EXPORT_FORMATS.get(suffix, "onnx" if result.get("runtime") == "onnxruntime" else "torch")
+
+
+def version_tags(result: dict[str, Any], export: dict[str, Any]) -> dict[str, str]:
+    tags = {**fields.quant_tags(result), **fields.bench_tags(result), **fields.figure_tags(result),
+            "export.format": str(export.get("format")), "export.how": str(export.get("how"))}
+    tags.pop("bench.status", None)
+    tags.pop("bench.error", None)
+    return tags
+
+
+def register(db_path: str | Path, result_id: int, uri: str, *, name: str | None = None, alias: str | None = None,
+             fmt: str | None = None) -> dict[str, Any]:
+    """Register the exported variant of a stored result as a new model version."""
+    problem = reachable(uri)
+    if problem:
+        raise RegistryError(problem)
+    result, run_id = logged_run(db_path, result_id, uri)
+    name = name or fields.model_name(result["model"])
+    out_dir = qbench_home() / "exports" / f"{result_id}-{fmt or default_format(result)}"
+    export = export_variant(db_path, result, fmt, out_dir)
+    client = client_for(uri)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.log_artifacts(run_id, str(out_dir), "export")
+        artifact_uri = client.get_run(run_id).info.artifact_uri
+        try:
+            client.get_registered_model(name)
+        except MlflowException:
+            client.create_registered_model(name, tags={"qbench.model": result["model"]},
+                                           description=f"qbench variants of {result['model']}")
+        tags = version_tags(result, export)
+        version = client.create_model_version(name, source=f"{artifact_uri}/export", run_id=run_id, tags=tags,
+                                              description=describe(result))
+        if alias:
+            client.set_registered_model_alias(name, alias, version.version)
+    except MlflowException as exc:
+        raise RegistryError(f"MLflow refused: {exc.message}") from None
+    return {"name": name, "version": str(version.version), "alias": alias, "run_id": run_id,
+            "source": version.source, "tags": tags, "export": export, "result_id": result_id}
+
+
+def describe(result: dict[str, Any]) -> str:
+    figures = fields.figure_tags(result)
+    parts = [f"{display_label(result)} · {result['runtime']} · {result['device']} · batch {result['batch_size']}"]
+    if "bench.latency_p50_ms" in figures:
+        parts.append(f"p50 {figures['bench.latency_p50_ms']} ms")
+    if "bench.speedup_vs_fp32" in figures:
+        parts.append(f"×{figures['bench.speedup_vs_fp32']} vs fp32")
+    if "bench.accuracy" in figures:
+        parts.append(f"accuracy {figures['bench.accuracy']}")
+    return "; ".join(parts)
+
+
+def tag_filter(name: str | None = None, where: dict[str, str] | None = None) -> str | None:
+    """An MLflow filter string: ``name = '…'`` and ``tags.`quant.method` = '…'`` for each pair."""
+    clauses = []
+    if name:
+        clauses.append(f"name = '{_quote(name)}'")
+    for key, value in (where or {}).items():
+        clauses.append(f"tags.`{key}` = '{_quote(value)}'")
+    return " and ".join(clauses) or None
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "\\'")
+
+
+def list_versions(uri: str, *, name: str | None = None, where: dict[str, str] | None = None,
+                  limit: int = 1000) -> list[dict[str, Any]]:
+    """Registered versions (newest first per model), each with its tags and aliases."""
+    problem = reachable(uri)
+    if problem:
+        raise RegistryError(problem)
+    client = client_for(uri)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = list(client.search_model_versions(tag_filter(name, where), max_results=limit))
+        aliases: dict[tuple[str, str], list[str]] = {}
+        for model in {v.name for v in versions}:  # search results may leave aliases out
+            for alias, version in (client.get_registered_model(model).aliases or {}).items():
+                aliases.setdefault((model, str(version)), []).append(alias)
+    except MlflowException as exc:
+        raise RegistryError(f"MLflow refused: {exc.message}") from None
+    out = [{"name": v.name, "version": str(v.version), "aliases": sorted(aliases.get((v.name, str(v.version)), [])),
+            "tags": dict(v.tags or {}), "run_id": v.run_id, "source": v.source, "created": v.creation_timestamp,
+            "description": v.description} for v in versions]
+    return sorted(out, key=lambda v: (v["name"], -int(v["version"])))
+
+
+def version_as_result(version: dict[str, Any]) -> dict[str, Any]:
+    """A registered version in the result shape the app's compare view reads (from its tags)."""
+    tags = version.get("tags") or {}
+
+    def num(key: str) -> float | None:
+        try:
+            return float(tags[key])
+        except (KeyError, ValueError):
+            return None
+
+    p50, p99 = num("bench.latency_p50_ms"), num("bench.latency_p99_ms")
+    return {
+        "model": tags.get("qbench.model") or version["name"], "method": tags.get("quant.method") or "?",
+        "label": tags.get("quant.label") or tags.get("quant.method") or "?", "recipe_id": tags.get("quant.recipe_id"),
+        "runtime": tags.get("bench.runtime") or "?", "device": tags.get("bench.device") or "?",
+        "batch_size": int(num("bench.batch_size") or 1), "status": "ok",
+        "run_id": f"{version['name']} v{version['version']}",
+        "latency_ms": {"p50": p50, "p99": p99} if p50 is not None else None,
+        "throughput_per_s": num("bench.throughput_per_s"), "accuracy": num("bench.accuracy"),
+        "size_mb": num("bench.size_mb"), "memory_mb": num("bench.memory_mb"),
+        "agreement": {"top1": num("bench.agreement_top1")} if num("bench.agreement_top1") is not None else None,
+        "metrics": {"speedup_vs_fp32": num("bench.speedup_vs_fp32")}, "flags": [], "notes": [],
+    }
