@@ -120,7 +120,11 @@ def result_metrics(result: dict[str, Any]) -> dict[str, float]:
                 "spread"):
         metrics[key] = result.get(key)
     extra = result.get("metrics") or {}
-    metrics["speedup_vs_fp32"] = extra.get("speedup_vs_fp32")
+    speedup = extra.get("speedup_vs_fp32")
+    if isinstance(speedup, dict):  # the runner's paired rounds: the median ratio and its range
+        metrics["speedup_vs_fp32_low"], metrics["speedup_vs_fp32_high"] = speedup.get("low"), speedup.get("high")
+        speedup = speedup.get("ratio")
+    metrics["speedup_vs_fp32"] = speedup
     for key, value in extra.items():  # task metrics (perplexity, f1…), named as the worker named them
         if key not in metrics:
             metrics[key] = value
@@ -196,3 +200,31 @@ def figure_tags(result: dict[str, Any]) -> dict[str, str]:
 
 def result_tags(result: dict[str, Any]) -> dict[str, str]:
     return {**quant_tags(result), **bench_tags(result)}
+
+
+# --- a registered model version -------------------------------------------------------------------
+
+
+def version_as_result(version: dict[str, Any]) -> dict[str, Any]:
+    """A registered version in the result shape the app's compare view reads (from its tags)."""
+    tags = version.get("tags") or {}
+
+    def num(key: str) -> float | None:
+        try:
+            return float(tags[key])
+        except (KeyError, ValueError):
+            return None
+
+    p50, p99 = num("bench.latency_p50_ms"), num("bench.latency_p99_ms")
+    return {
+        "model": tags.get("qbench.model") or version["name"], "method": tags.get("quant.method") or "?",
+        "label": tags.get("quant.label") or tags.get("quant.method") or "?", "recipe_id": tags.get("quant.recipe_id"),
+        "runtime": tags.get("bench.runtime") or "?", "device": tags.get("bench.device") or "?",
+        "batch_size": int(num("bench.batch_size") or 1), "status": "ok",
+        "run_id": f"{version['name']} v{version['version']}",
+        "latency_ms": {"p50": p50, "p99": p99} if p50 is not None else None,
+        "throughput_per_s": num("bench.throughput_per_s"), "accuracy": num("bench.accuracy"),
+        "size_mb": num("bench.size_mb"), "memory_mb": num("bench.memory_mb"),
+        "agreement": {"top1": num("bench.agreement_top1")} if num("bench.agreement_top1") is not None else None,
+        "metrics": {"speedup_vs_fp32": num("bench.speedup_vs_fp32")}, "flags": [], "notes": [],
+    }

@@ -187,28 +187,3 @@ def list_versions(uri: str, *, name: str | None = None, where: dict[str, str] | 
             "tags": dict(v.tags or {}), "run_id": v.run_id, "source": v.source, "created": v.creation_timestamp,
             "description": v.description} for v in versions]
     return sorted(out, key=lambda v: (v["name"], -int(v["version"])))
-
-
-def version_as_result(version: dict[str, Any]) -> dict[str, Any]:
-    """A registered version in the result shape the app's compare view reads (from its tags)."""
-    tags = version.get("tags") or {}
-
-    def num(key: str) -> float | None:
-        try:
-            return float(tags[key])
-        except (KeyError, ValueError):
-            return None
-
-    p50, p99 = num("bench.latency_p50_ms"), num("bench.latency_p99_ms")
-    return {
-        "model": tags.get("qbench.model") or version["name"], "method": tags.get("quant.method") or "?",
-        "label": tags.get("quant.label") or tags.get("quant.method") or "?", "recipe_id": tags.get("quant.recipe_id"),
-        "runtime": tags.get("bench.runtime") or "?", "device": tags.get("bench.device") or "?",
-        "batch_size": int(num("bench.batch_size") or 1), "status": "ok",
-        "run_id": f"{version['name']} v{version['version']}",
-        "latency_ms": {"p50": p50, "p99": p99} if p50 is not None else None,
-        "throughput_per_s": num("bench.throughput_per_s"), "accuracy": num("bench.accuracy"),
-        "size_mb": num("bench.size_mb"), "memory_mb": num("bench.memory_mb"),
-        "agreement": {"top1": num("bench.agreement_top1")} if num("bench.agreement_top1") is not None else None,
-        "metrics": {"speedup_vs_fp32": num("bench.speedup_vs_fp32")}, "flags": [], "notes": [],
-    }
