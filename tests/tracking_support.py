@@ -52,7 +52,8 @@ class MlflowServer:
              "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1",
              "--port", str(self.port), "--workers", "1"],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.root,
-            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+            # No job runner: it starts a pool of huey consumers the tests never use.
+            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
         log.close()
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:

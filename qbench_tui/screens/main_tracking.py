@@ -98,6 +98,7 @@ class TrackingReactions:
             self.notify(message.error or "no answer", title="register failed", severity="error", timeout=10)
             return
         v = message.version
+        self.registered_versions = [*getattr(self, "registered_versions", []), v]  # this session's, newest last
         alias = f" @{v['alias']}" if v.get("alias") else ""
         self.notify(f"{v['name']} version {v['version']}{alias} (result {message.result_id})",
                     title="registered in MLflow", timeout=6)
