@@ -77,7 +77,8 @@ async def test_register_from_the_app_and_compare_registry_versions(store, tmp_pa
             await pilot.pause()
             result = app.main.results_pane.cursor_result()
             app.main.action_register_result()
-            await wait_for(pilot, lambda: isinstance(app.screen, RegisterScreen), 5, "the register dialog")
+            await wait_for(pilot, lambda: isinstance(app.screen, RegisterScreen) and bool(
+                app.screen.query("#register-alias")), 5, "the register dialog")
             app.screen.query_one("#register-alias", Input).value = "best-cpu" if result["method"] == "int4" else ""
             app.screen.query_one("#register-alias", Input).focus()
             await pilot.press("enter")
