@@ -57,6 +57,8 @@ def main_screen_commands(screen: Any, panes: dict[str, tuple[str, str]],
         PaletteCommand("Run the starter sweep", "digits-mlp: fp32 vs dynamic int8 on ONNX Runtime, CPU (b)",
                        screen.action_starter_sweep, not results.total),
         PaletteCommand("Export results…", "Write the shown results to CSV or JSON (e)", screen.action_export, True),
+        PaletteCommand("Export selected variant as a model…", "ONNX / TFLite / Core ML / MLX, validated, with deploy "
+                       "templates (the row under the cursor)", screen.action_export_model, True),
         PaletteCommand("Open model by path…", "An ONNX, TorchScript/ExportedProgram file or a Hugging Face folder (o)",
                        screen.action_open_model, True),
         PaletteCommand("Show accuracy vs latency chart", "With the Pareto frontier marked (g)", screen.action_chart,

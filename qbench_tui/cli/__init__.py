@@ -18,6 +18,7 @@ from qbench_tui.cli.common import EXIT_USAGE, UsageError, csv_list, int_list, si
 # sub-parsers and sets ``handler=`` on each; the module's top level stays light (argparse only), so
 # parsing never loads an engine. One line per module here keeps this file out of every change's way.
 COMMAND_MODULES: tuple[str, ...] = (
+    "qbench_tui.cli.export",
     "qbench_tui.cli.tracking",
 )
 

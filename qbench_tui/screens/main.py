@@ -362,6 +362,15 @@ class MainScreen(SweepReactions, TrackingReactions, Screen[None]):
     def action_export(self) -> None:
         self.results_pane.export_shown()
 
+    def action_export_model(self) -> None:
+        from qbench_tui.screens.export_model import ExportModelScreen
+
+        result = self.results_pane.cursor_result()
+        if result is None or result.get("status") != "ok":
+            self.notify("select an ok result in the results table first", title="export model", timeout=5)
+            return
+        self.app.push_screen(ExportModelScreen(result, self.db_path))
+
     def on_results_pane_export_chosen(self, message: ResultsPane.ExportChosen) -> None:
         self._export_worker(message.path, message.query)
 

@@ -1,0 +1,115 @@
+"""Export a stored variant as a file for its target, re-validated in that format's own runtime.
+
+``export_result(store_path, result_id, fmt, out_dir)`` is the one entry point (the CLI's
+``qbench export``, the app's export action through the CLI, and other tools call it). It writes::
+
+    out_dir/
+      model.onnx | model.tflite | model.mlpackage/ | model.safetensors (+ model.json)
+      qbench.json       the report: what was exported, its metadata, the validation
+      validation.json   the validation alone (loaded by the format's runtime, on held-out data)
+      deploy/           runnable templates per format, with a README
+
+and stores the validation as a result of its own (runtime = the format's runtime) in a run whose
+source is ``export``. This module is light (no numpy, no torch): the app lists the formats from
+:data:`EXPORT_FORMATS`; the work happens in :mod:`engines.export.pipeline`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ExportError(Exception):
+    """The export cannot be done as asked (bad id, unknown format, missing extra, a quantization the
+    format cannot express): one line that says why and what to do instead."""
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """A target format: where its file goes, which runtime plans its passes and validates it."""
+
+    name: str
+    title: str
+    filename: str  # the model's name inside out_dir
+    runtime: str  # the runtime whose passes build it (its name in results)
+    packages: tuple[str, ...]  # import names needed to write it
+    extra: str  # `uv sync --extra …` that brings them
+    validates_with: str  # the runtime that loads the file for validation (in words)
+
+
+EXPORT_FORMATS: dict[str, ExportFormat] = {
+    f.name: f
+    for f in (
+        ExportFormat("onnx", "ONNX", "model.onnx", "onnxruntime", ("onnx", "onnxruntime"), "",
+                     "ONNX Runtime"),
+        ExportFormat("tflite", "TensorFlow Lite (LiteRT)", "model.tflite", "litert",
+                     ("litert_torch", "ai_edge_litert"), "tflite", "ai-edge-litert"),
+        ExportFormat("coreml", "Core ML", "model.mlpackage", "coreml", ("coremltools",), "coreml",
+                     "Core ML (macOS only)"),
+        ExportFormat("mlx", "MLX safetensors", "model.safetensors", "mlx", ("mlx",), "mlx", "MLX"),
+    )
+}
+
+REPORT_NAME = "qbench.json"
+VALIDATION_NAME = "validation.json"
+BEST_OBJECTIVES = ("latency", "size", "accuracy")
+
+
+def export_format(name: str) -> ExportFormat:
+    if name not in EXPORT_FORMATS:
+        raise ExportError(f"unknown format {name!r}; valid: {', '.join(EXPORT_FORMATS)}")
+    return EXPORT_FORMATS[name]
+
+
+def missing_extra(fmt: str) -> str | None:
+    """One line naming the extra to install when the format's packages are absent, else None."""
+    from engines.devices import package_installed
+
+    spec = export_format(fmt)
+    missing = [p for p in spec.packages if not package_installed(p)]
+    if not missing:
+        return None
+    command = f"uv sync --extra {spec.extra}" if spec.extra else "uv sync"
+    return f"exporting to {spec.title} needs {', '.join(missing)}: install it with `{command}`"
+
+
+def export_result(store_path: str | Path, result_id: int, fmt: str, out_dir: str | Path, *,
+                  validate: bool = True, recipe: str | None = None,
+                  progress: Any = None) -> dict[str, Any]:
+    """Export stored result ``result_id`` to ``fmt`` under ``out_dir``; returns the report (also
+    written as ``out_dir/qbench.json``). ``recipe`` replaces the variant's recipe (the nearest
+    one a format can express, when it cannot express the variant's own); ``progress`` is called
+    with one line per step. Raises :class:`ExportError` for anything the caller must change."""
+    export_format(fmt)
+    from engines.export.pipeline import run_export
+
+    return run_export(Path(store_path), int(result_id), fmt, Path(out_dir), validate=validate, recipe=recipe,
+                      progress=progress)
+
+
+def pick_best(results: list[dict[str, Any]], objective: str = "latency") -> dict[str, Any] | None:
+    """The ok result that best meets ``objective`` among those that keep fp32's answers (top-1
+    agreement ≥ 0.99 or cosine ≥ 0.98, as the device recommendation): lowest p50, smallest size,
+    or highest accuracy (then agreement)."""
+    from engines.analysis.device_choice import keeps_quality
+
+    if objective not in BEST_OBJECTIVES:
+        raise ExportError(f"unknown objective {objective!r}; valid: {', '.join(BEST_OBJECTIVES)}")
+    ok = [r for r in results if r.get("status") == "ok"]
+    kept = [r for r in ok if keeps_quality(r)] or ok
+
+    def key(r: dict[str, Any]) -> tuple:
+        p50 = (r.get("latency_ms") or {}).get("p50")
+        size = r.get("size_mb")
+        agreement = r.get("agreement") or {}
+        quality = agreement.get("top1") if agreement.get("top1") is not None else agreement.get("cosine")
+        inf = float("inf")
+        if objective == "latency":
+            return (p50 if p50 is not None else inf, r.get("id") or 0)
+        if objective == "size":
+            return (size if size is not None else inf, p50 if p50 is not None else inf)
+        return (-(r.get("accuracy") or 0.0), -(quality or 0.0), p50 if p50 is not None else inf)
+
+    return min(kept, key=key) if kept else None
