@@ -122,7 +122,10 @@ def test_a_sweep_logs_to_the_embedded_store_and_registers_a_variant(tmp_path: Pa
         "tags.`quant.group_size` = '32' and tags.`bench.runtime` = 'onnxruntime' and tags.`bench.device` = 'cpu'")
     version = next(v for v in found if v.version == int(registered["version"]))
     assert float(version.tags["bench.speedup_vs_fp32"]) > 0
-    assert version.run_id == int4.info.run_id
+    assert version.run_id == int4.info.run_id and version.tags["export.format"] == "onnx"
+    assert version.tags["export.how"] == "export" and version.tags["export.validated"] == "true"
+    exported = {a.path for a in client.list_artifacts(int4.info.run_id, "export/onnx")}
+    assert {"export/onnx/model.onnx", "export/onnx/qbench.json", "export/onnx/deploy"} <= exported
     assert client.get_model_version_by_alias("digits-mlp", "best-cpu").version == version.version
     listed = qbench("registry", "--where", "quant.method=int4", "--json", env=env)
     assert listed.returncode == 0, listed.stderr

@@ -94,8 +94,9 @@ def test_register_on_the_server_is_found_by_its_tags(server: MlflowServer, swept
     assert str(version.version) == registered["version"]
     assert float(version.tags["bench.speedup_vs_fp32"]) > 0
     assert client.get_model_version_by_alias("digits-int4", "best-cpu").version == version.version
-    files = {a.path for a in client.list_artifacts(version.run_id, "export")}
-    assert "export/qbench.json" in files and any(f.endswith(".onnx") for f in files)
+    assert version.source.endswith("/export/onnx") and version.tags["export.validated"] == "true"
+    files = {a.path for a in client.list_artifacts(version.run_id, "export/onnx")}
+    assert {"export/onnx/model.onnx", "export/onnx/qbench.json", "export/onnx/validation.json"} <= files
 
 
 def test_an_unreachable_registry_is_a_usage_error(tmp_path: Path):

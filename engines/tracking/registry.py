@@ -1,9 +1,10 @@
 """The MLflow model registry: register a measured variant, list the registered versions.
 
 ``register`` makes sure the result is logged (its nested run; sending what is queued first),
-exports the variant (``engines.export.export_result`` when that package is installed; otherwise
-the variant's stored artifact with a ``qbench.json`` beside it — the seam), logs the exported
-folder under ``export/`` of the result's run and creates a model version from it whose tags carry
+exports the variant (``engines.export.export_result``: the model file with its metadata,
+``qbench.json``, ``validation.json``, ``deploy/``; without that package, the variant's stored
+artifact with a ``qbench.json`` beside it), logs the exported
+folder under ``export/<format>/`` of the result's run and creates a model version from it whose tags carry
 the quantization metadata and the measured figures (``quant.*``, ``bench.*``), so that
 ``search_model_versions("tags.`quant.method` = 'int4'")`` finds it.
 
@@ -24,8 +25,10 @@ from engines.store import outbox as ob
 from engines.tracking import fields
 from engines.tracking.sender import client_for, drain, reachable, with_speedup
 
-EXPORT_FORMATS = {".onnx": "onnx", ".mlpackage": "coreml", ".mlmodel": "coreml", ".tflite": "tflite",
-                  ".pt2": "torch", ".pt": "torch", ".safetensors": "mlx"}
+# The variant's own format when it has one; otherwise ONNX (the portable one).
+ARTIFACT_FORMATS = {".onnx": "onnx", ".mlpackage": "coreml", ".mlmodel": "coreml", ".tflite": "tflite",
+                    ".safetensors": "mlx"}
+RUNTIME_FORMATS = {"onnxruntime": "onnx", "coreml": "coreml", "litert": "tflite", "mlx": "mlx"}
 
 
 class RegistryError(Exception):
@@ -76,12 +79,19 @@ def export_variant(db_path: str | Path, result: dict[str, Any], fmt: str | None,
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     try:
-        from engines.export import export_result  # the export package (its own branch/extra)
-    except ImportError:
+        from engines.export import ExportError, export_result
+    except ImportError:  # a qbench without the export package
         export_result = None
     if export_result is not None:
-        info = export_result(Path(db_path), result["id"], fmt or default_format(result), out_dir, validate=True)
-        return {"how": "export", "format": fmt or default_format(result), **(info or {})}
+        try:
+            report = export_result(Path(db_path), result["id"], fmt or default_format(result), out_dir,
+                                   validate=True)
+        except ExportError as exc:
+            raise RegistryError(f"export: {exc}") from None
+        validation = report.get("validation") or {}
+        return {"how": "export", "format": report.get("format") or fmt or default_format(result),
+                "file": report.get("file"), "validated": bool(validation.get("validated")),
+                "validation": validation.get("status"), "notes": report.get("notes") or []}
     # Seam: without the export package, the variant's stored artifact as the benchmark opened it.
     artifact = Path(result["artifact"]) if result.get("artifact") else None
     if artifact is None or not artifact.exists():
@@ -97,12 +107,15 @@ def export_variant(db_path: str | Path, result: dict[str, Any], fmt: str | None,
 
 def default_format(result: dict[str, Any]) -> str:
     suffix = Path(result.get("artifact") or "").suffix.lower()
-    return EXPORT_FORMATS.get(suffix, "onnx" if result.get("runtime") == "onnxruntime" else "torch")
+    return RUNTIME_FORMATS.get(result.get("runtime") or "") or ARTIFACT_FORMATS.get(suffix, "onnx")
 
 
 def version_tags(result: dict[str, Any], export: dict[str, Any]) -> dict[str, str]:
     tags = {**fields.quant_tags(result), **fields.bench_tags(result), **fields.figure_tags(result),
             "export.format": str(export.get("format")), "export.how": str(export.get("how"))}
+    if "validated" in export:  # the exported file, re-opened in its format's runtime on held-out data
+        tags["export.validated"] = str(export["validated"]).lower()
+        tags["export.validation"] = str(export.get("validation") or "")[:500]
     tags.pop("bench.status", None)
     tags.pop("bench.error", None)
     return tags
@@ -122,7 +135,9 @@ def register(db_path: str | Path, result_id: int, uri: str, *, name: str | None 
     from mlflow.exceptions import MlflowException
 
     try:
-        client.log_artifacts(run_id, str(out_dir), "export")
+        # One folder per format: registering the variant again in another format keeps the first.
+        folder = f"export/{export['format']}"
+        client.log_artifacts(run_id, str(out_dir), folder)
         artifact_uri = client.get_run(run_id).info.artifact_uri
         try:
             client.get_registered_model(name)
@@ -130,7 +145,7 @@ def register(db_path: str | Path, result_id: int, uri: str, *, name: str | None 
             client.create_registered_model(name, tags={"qbench.model": result["model"]},
                                            description=f"qbench variants of {result['model']}")
         tags = version_tags(result, export)
-        version = client.create_model_version(name, source=f"{artifact_uri}/export", run_id=run_id, tags=tags,
+        version = client.create_model_version(name, source=f"{artifact_uri}/{folder}", run_id=run_id, tags=tags,
                                               description=describe(result))
         if alias:
             client.set_registered_model_alias(name, alias, version.version)
