@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
+from test_tui_support import async_test
 from tracking_support import FAST, free_port, last_json, qbench, stored_results
 
 from engines.store import Store
 from engines.tracking import default_uri, resolve_uri
+
+EMBEDDED = {"MLFLOW_TRACKING_URI": None}  # the CLI's processes use the embedded default
 
 
 def test_the_uri_comes_from_the_flag_then_the_environment_then_the_setting():
@@ -69,23 +73,29 @@ def test_bad_tracking_input_is_one_line_and_exit_2(tmp_path: Path):
         assert len(lines) == 1 and lines[0].startswith("qbench: error:"), (args, out.stderr)
 
 
-@pytest.mark.slow
-def test_a_sweep_logs_to_the_embedded_store_and_registers_a_variant(tmp_path: Path):
-    """`qbench run` with no tracking setting logs to sqlite:///$QBENCH_HOME/mlflow.db (a background
-    sender after the sweep); MLflow reads back runs, params, metrics and artifacts; `register`
-    makes a version whose tags are found by an MLflow search."""
-    from mlflow import MlflowClient
-
-    db = tmp_path / "qbench.db"
-    env = {"MLFLOW_TRACKING_URI": None}  # the embedded default
+@pytest.fixture(scope="module")
+def embedded_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`qbench run` with no tracking setting (the embedded default), then `qbench track --flush`,
+    which waits for the background sender the run started."""
+    db = tmp_path_factory.mktemp("embedded") / "qbench.db"
     run = qbench("run", "--model", "digits-mlp", "--methods", "fp32,int4:group_size=32", *FAST, "--db", str(db),
-                 "--json", "-", env=env)
+                 "--json", "-", env=EMBEDDED)
     assert run.returncode == 0, run.stderr
     body = json.loads(run.stdout)  # --json -: the body alone on stdout
-    run_id = body["run_id"]
-    flush = qbench("track", "--flush", "--json", "--db", str(db), env=env)  # waits for the background sender
+    flush = qbench("track", "--flush", "--json", "--db", str(db), env=EMBEDDED)
     assert flush.returncode == 0, flush.stdout + flush.stderr
     assert last_json(flush.stdout)["queue"] == []
+    return {"db": db, "run_id": body["run_id"], "results": body["results"]}
+
+
+@pytest.mark.slow
+def test_a_sweep_logs_to_the_embedded_store_and_registers_a_variant(embedded_sweep: dict):
+    """MLflow reads back the sweep's runs, params, metrics and artifacts from
+    sqlite:///$QBENCH_HOME/mlflow.db; `register` makes a version whose tags an MLflow search finds."""
+    from mlflow import MlflowClient
+
+    db, run_id, results = embedded_sweep["db"], embedded_sweep["run_id"], embedded_sweep["results"]
+    env = EMBEDDED
 
     uri = default_uri()
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -113,7 +123,7 @@ def test_a_sweep_logs_to_the_embedded_store_and_registers_a_variant(tmp_path: Pa
     assert "result.json" in artifacts and "model" in artifacts
     assert any(a.path.endswith(".onnx") for a in client.list_artifacts(int4.info.run_id, "model"))
 
-    result_id = next(r["id"] for r in body["results"] if r["method"] == "int4")
+    result_id = next(r["id"] for r in results if r["method"] == "int4")
     reg = qbench("register", str(result_id), "--alias", "best-cpu", "--json", "--db", str(db), env=env)
     assert reg.returncode == 0, reg.stderr
     registered = last_json(reg.stdout)
@@ -131,3 +141,78 @@ def test_a_sweep_logs_to_the_embedded_store_and_registers_a_variant(tmp_path: Pa
     assert listed.returncode == 0, listed.stderr
     rows = [v for v in last_json(listed.stdout)["versions"] if v["version"] == registered["version"]]
     assert rows and rows[0]["aliases"] == ["best-cpu"] and rows[0]["tags"]["quant.group_size"] == "32"
+
+
+@pytest.mark.slow
+@async_test
+async def test_register_from_the_app_and_compare_registry_versions(embedded_sweep: dict,
+                                                                   monkeypatch: pytest.MonkeyPatch):
+    """From the app: each result of the sweep registered from the results table (ctrl+p → Register
+    result in MLflow…), then the registry lists them and two marked versions open in the compare view.
+    MLflow runs in child processes only."""
+    from test_tui_support import fixed_system, test_settings, wait_for, wait_ready
+    from textual.widgets import DataTable, Input
+
+    from qbench_tui.app import make_app
+    from qbench_tui.screens.compare import CompareScreen
+    from qbench_tui.screens.tracking import RegisterScreen, RegistryScreen
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    before = {m for m in sys.modules if m.startswith("mlflow")}  # another test may have imported it
+    store = Store(embedded_sweep["db"])
+    app = make_app(store=store, settings=test_settings(), system=fixed_system())
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_ready(pilot)
+        assert app.main.tracking.uri == default_uri()
+        await wait_for(pilot, lambda: not app.main._tracking_busy, 60, "the start-up check of the queue")
+        assert "queued" not in str(app.main.query_one("#topbar").render())
+        table = app.main.results_pane.query_one(DataTable)
+        names = {}
+        wanted = {r["id"] for r in embedded_sweep["results"]}  # not the rows an export's validation added
+        for row in range(table.row_count):
+            table.move_cursor(row=row)
+            await pilot.pause()
+            result = app.main.results_pane.cursor_result()
+            if result is None or result["id"] not in wanted:
+                continue
+            app.main.action_register_result()
+            await wait_for(pilot, lambda: isinstance(app.screen, RegisterScreen) and bool(
+                app.screen.query("#register-alias")), 5, "the register dialog")
+            app.screen.query_one("#register-name", Input).value = "digits-app"
+            app.screen.query_one("#register-alias", Input).focus()
+            await pilot.press("enter")
+            done = len(names)
+            await wait_for(pilot, lambda: len(getattr(app.main, "registered_versions", [])) > done, 240,
+                           "the registration")
+            names[app.main.registered_versions[-1]["version"]] = result["method"]
+        assert sorted(names.values()) == ["fp32", "int4"]
+        app.main.action_registry()
+        await wait_for(pilot, lambda: isinstance(app.screen, RegistryScreen) and app.screen.loaded, 120,
+                       "the registry")
+        screen = app.screen
+        mine = [v for v in screen.versions if v["name"] == "digits-app"]
+        assert {v["tags"]["quant.method"] for v in mine} == {"fp32", "int4"}
+        assert next(v for v in mine if v["tags"]["quant.method"] == "int4")["tags"]["quant.group_size"] == "32"
+        await pilot.press("space", "down", "space", "x")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), 5, "the compare view")
+        text = str(app.screen.query_one("#compare-text").render())
+        assert "faster at the median" in text and " v" in text
+    store.close()
+    assert {m for m in sys.modules if m.startswith("mlflow")} == before, "the app's process imported MLflow"
+
+def test_a_run_whose_process_died_is_ended_in_mlflow_too(db_path: Path):
+    """A run left 'running' by a dead process becomes 'interrupted' when the store is next opened;
+    its tracking URIs get a run_ended entry, so the MLflow run does not stay RUNNING."""
+    store = Store(db_path)
+    uri = "sqlite:////nowhere/mlflow.db"
+    from engines.store.sinks import SqliteSink
+
+    SqliteSink(store, outbox=uri).run_started("dead-run", "digits-mlp", {}, {}, "test")
+    with store.conn:
+        store.conn.execute("UPDATE runs SET pid = 999999999 WHERE id = 'dead-run'")
+    store.close()
+    reopened = Store(db_path)
+    kinds = [k for (k,) in reopened.conn.execute("SELECT kind FROM tracking_outbox WHERE run_id = 'dead-run' "
+                                                   "ORDER BY id")]
+    assert reopened.get_run("dead-run")["status"] == "interrupted" and kinds == ["run_started", "run_ended"]
+    reopened.close()

@@ -1,20 +1,16 @@
-"""MLflow from the app (Pilot, a real store, real MLflow in child processes): the status bar says
-what is queued for an unreachable server, a result is registered from the results table, and the
-registry's versions open in the compare view. The app's own process never imports MLflow."""
+"""MLflow from the app (Pilot, a real store, the sender as a child process): the status bar says
+what is queued for an unreachable server. (Registering from the app and comparing registry versions
+runs in test_tracking.py, on the results of its real sweep.)"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-import pytest
 from test_tui_support import async_test, fixed_system, test_settings, wait_for, wait_ready
-from textual.widgets import DataTable, Input
 from tracking_support import free_port, stored_results
 
 from qbench_tui.app import make_app
-from qbench_tui.screens.compare import CompareScreen
-from qbench_tui.screens.tracking import RegisterScreen, RegistryScreen
 
 WIDE = (160, 48)
 
@@ -51,49 +47,4 @@ async def test_the_status_bar_says_what_waits_for_an_unreachable_server(store):
         assert "3 results queued for MLflow (URI unreachable)" in _topbar(app)
         titles = [c.title for c in app.palette_commands()]
         assert {"MLflow registry", "Register result in MLflow…", "Send queued results to MLflow"} <= set(titles)
-    assert _mlflow_modules() == before, "the app's process imported MLflow"
-
-
-@pytest.mark.slow
-@async_test
-async def test_register_from_the_app_and_compare_registry_versions(store, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    artifact = tmp_path / "model.onnx"
-    artifact.write_bytes(b"stand-in for the variant's file")
-    stored_results(store, uri, _results(artifact))
-    before = _mlflow_modules()
-    app = make_app(store=store, settings=test_settings(tracking_uri=uri), system=fixed_system())
-    async with app.run_test(size=WIDE) as pilot:
-        await wait_ready(pilot)
-        await wait_for(pilot, lambda: app.main.tracking_queue == [] and not app.main._tracking_busy, 120,
-                       "the queue to be sent")
-        assert "queued" not in _topbar(app)
-        table = app.main.results_pane.query_one(DataTable)
-        registered = []
-        for row in range(2):
-            table.move_cursor(row=row)
-            await pilot.pause()
-            result = app.main.results_pane.cursor_result()
-            app.main.action_register_result()
-            await wait_for(pilot, lambda: isinstance(app.screen, RegisterScreen) and bool(
-                app.screen.query("#register-alias")), 5, "the register dialog")
-            app.screen.query_one("#register-alias", Input).value = "best-cpu" if result["method"] == "int4" else ""
-            app.screen.query_one("#register-alias", Input).focus()
-            await pilot.press("enter")
-            await wait_for(pilot, lambda: len(getattr(app.main, "registered_versions", [])) > len(registered), 120,
-                           "the registration")
-            registered.append(result["method"])
-        app.main.action_registry()
-        await wait_for(pilot, lambda: isinstance(app.screen, RegistryScreen) and app.screen.loaded, 120,
-                       "the registry")
-        screen = app.screen
-        assert len(screen.versions) == 2, screen.versions
-        int4 = next(v for v in screen.versions if v["tags"]["quant.method"] == "int4")
-        assert int4["aliases"] == ["best-cpu"] and int4["tags"]["quant.group_size"] == "32"
-        await pilot.press("space", "down", "space", "x")
-        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), 5, "the compare view")
-        text = str(app.screen.query_one("#compare-text").render())
-        assert "digits-mlp v1" in text and "digits-mlp v2" in text and "faster at the median" in text
     assert _mlflow_modules() == before, "the app's process imported MLflow"

@@ -194,6 +194,11 @@ class Store:
         ]
         for run_id in stale:
             self.set_run_status(run_id, "interrupted", "the process running it ended unexpectedly")
+            # Its tracking servers hear of the end too (their run would otherwise stay RUNNING).
+            uris = self.conn.execute("SELECT DISTINCT uri FROM tracking_outbox WHERE run_id = ?", [run_id]).fetchall()
+            with self._lock, self.conn:
+                for (uri,) in uris:
+                    enqueue(self.conn, uri, "run_ended", run_id)
         return len(stale)
 
     # --- results ------------------------------------------------------------------------------

@@ -88,6 +88,8 @@ def export_variant(db_path: str | Path, result: dict[str, Any], fmt: str | None,
                                    validate=True)
         except ExportError as exc:
             raise RegistryError(f"export: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a variant the exporter cannot rebuild: one line, not a trace
+            raise RegistryError(f"export to {fmt or default_format(result)} failed: {type(exc).__name__}: {exc}") from None
         validation = report.get("validation") or {}
         return {"how": "export", "format": report.get("format") or fmt or default_format(result),
                 "file": report.get("file"), "validated": bool(validation.get("validated")),
