@@ -50,8 +50,8 @@ def queue_summary(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             "SELECT uri, sum(state = 'queued' AND kind = 'result'), sum(state = 'queued'), "
             "sum(state = 'failed' AND kind = 'result'), "
             "(SELECT last_error FROM tracking_outbox o2 WHERE o2.uri = o.uri AND o2.last_error IS NOT NULL "
-            " AND o2.state != 'sent' ORDER BY id DESC LIMIT 1) "
-            "FROM tracking_outbox o WHERE state != 'sent' GROUP BY uri ORDER BY uri").fetchall()
+            " AND o2.state IN ('queued', 'failed') ORDER BY id DESC LIMIT 1) "
+            "FROM tracking_outbox o WHERE state IN ('queued', 'failed') GROUP BY uri ORDER BY uri").fetchall()
     except sqlite3.OperationalError:  # a store opened read-only before its migration
         return []
     return [{"uri": uri, "results": int(results or 0), "entries": int(entries or 0), "failed": int(failed or 0),
