@@ -85,7 +85,10 @@ def embedded_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     flush = qbench("track", "--flush", "--json", "--db", str(db), env=EMBEDDED)
     assert flush.returncode == 0, flush.stdout + flush.stderr
     assert last_json(flush.stdout)["queue"] == []
-    return {"db": db, "run_id": body["run_id"], "results": body["results"]}
+    int4 = next(r["id"] for r in body["results"] if r["method"] == "int4")
+    reg = qbench("register", str(int4), "--alias", "best-cpu", "--json", "--db", str(db), env=EMBEDDED)
+    assert reg.returncode == 0, reg.stderr
+    return {"db": db, "run_id": body["run_id"], "results": body["results"], "registered": last_json(reg.stdout)}
 
 
 @pytest.mark.slow
@@ -94,7 +97,7 @@ def test_a_sweep_logs_to_the_embedded_store_and_registers_a_variant(embedded_swe
     sqlite:///$QBENCH_HOME/mlflow.db; `register` makes a version whose tags an MLflow search finds."""
     from mlflow import MlflowClient
 
-    db, run_id, results = embedded_sweep["db"], embedded_sweep["run_id"], embedded_sweep["results"]
+    run_id, results = embedded_sweep["run_id"], embedded_sweep["results"]
     env = EMBEDDED
 
     uri = default_uri()
@@ -123,10 +126,8 @@ def test_a_sweep_logs_to_the_embedded_store_and_registers_a_variant(embedded_swe
     assert "result.json" in artifacts and "model" in artifacts
     assert any(a.path.endswith(".onnx") for a in client.list_artifacts(int4.info.run_id, "model"))
 
-    result_id = next(r["id"] for r in results if r["method"] == "int4")
-    reg = qbench("register", str(result_id), "--alias", "best-cpu", "--json", "--db", str(db), env=env)
-    assert reg.returncode == 0, reg.stderr
-    registered = last_json(reg.stdout)
+    registered = embedded_sweep["registered"]  # `qbench register <int4 result> --alias best-cpu`
+    assert registered["result_id"] == next(r["id"] for r in results if r["method"] == "int4")
     found = client.search_model_versions(
         "name = 'digits-mlp' and tags.`quant.method` = 'int4' and tags.`quant.bits` = '4' and "
         "tags.`quant.group_size` = '32' and tags.`bench.runtime` = 'onnxruntime' and tags.`bench.device` = 'cpu'")
@@ -147,9 +148,9 @@ def test_a_sweep_logs_to_the_embedded_store_and_registers_a_variant(embedded_swe
 @async_test
 async def test_register_from_the_app_and_compare_registry_versions(embedded_sweep: dict,
                                                                    monkeypatch: pytest.MonkeyPatch):
-    """From the app: each result of the sweep registered from the results table (ctrl+p → Register
-    result in MLflow…), then the registry lists them and two marked versions open in the compare view.
-    MLflow runs in child processes only."""
+    """From the app: the sweep's fp32 result registered from the results table (ctrl+p → Register
+    result in MLflow…) as digits-app; the registry lists it beside the CLI's digits-mlp int4 version
+    and the two, marked, open in the compare view. MLflow runs in child processes only."""
     from test_tui_support import fixed_system, test_settings, wait_for, wait_ready
     from textual.widgets import DataTable, Input
 
@@ -168,7 +169,9 @@ async def test_register_from_the_app_and_compare_registry_versions(embedded_swee
         assert "queued" not in str(app.main.query_one("#topbar").render())
         table = app.main.results_pane.query_one(DataTable)
         names = {}
-        wanted = {r["id"] for r in embedded_sweep["results"]}  # not the rows an export's validation added
+        # The fp32 result (the int4 one was registered by the CLI in the fixture); not the rows an
+        # export's validation added to the store.
+        wanted = {r["id"] for r in embedded_sweep["results"] if r["method"] == "fp32"}
         for row in range(table.row_count):
             table.move_cursor(row=row)
             await pilot.pause()
@@ -185,18 +188,26 @@ async def test_register_from_the_app_and_compare_registry_versions(embedded_swee
             await wait_for(pilot, lambda: len(getattr(app.main, "registered_versions", [])) > done, 240,
                            "the registration")
             names[app.main.registered_versions[-1]["version"]] = result["method"]
-        assert sorted(names.values()) == ["fp32", "int4"]
+        assert list(names.values()) == ["fp32"]
         app.main.action_registry()
         await wait_for(pilot, lambda: isinstance(app.screen, RegistryScreen) and app.screen.loaded, 120,
                        "the registry")
         screen = app.screen
-        mine = [v for v in screen.versions if v["name"] == "digits-app"]
-        assert {v["tags"]["quant.method"] for v in mine} == {"fp32", "int4"}
-        assert next(v for v in mine if v["tags"]["quant.method"] == "int4")["tags"]["quant.group_size"] == "32"
-        await pilot.press("space", "down", "space", "x")
+        cli = embedded_sweep["registered"]
+        keys = [f"{v['name']}/{v['version']}" for v in screen.versions]
+        mine = next(v for v in screen.versions if v["name"] == "digits-app")
+        theirs = next(v for v in screen.versions if (v["name"], v["version"]) == (cli["name"], cli["version"]))
+        assert mine["tags"]["quant.method"] == "fp32" and theirs["aliases"] == ["best-cpu"]
+        assert theirs["tags"]["quant.group_size"] == "32"
+        table = screen.query_one("#registry-table", DataTable)
+        for key in (f"digits-app/{mine['version']}", f"{cli['name']}/{cli['version']}"):  # two registered models
+            table.move_cursor(row=keys.index(key))
+            await pilot.press("space")
+        await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), 5, "the compare view")
         text = str(app.screen.query_one("#compare-text").render())
-        assert "faster at the median" in text and " v" in text
+        assert f"digits-app v{mine['version']}" in text and f"{cli['name']} v{cli['version']}" in text
+        assert "faster at the median" in text
     store.close()
     assert {m for m in sys.modules if m.startswith("mlflow")} == before, "the app's process imported MLflow"
 
