@@ -145,3 +145,22 @@ class ResultsExported(Message):
     path: str
     count: int
     error: str | None = None
+
+
+@dataclass
+class TrackingSynced(Message):
+    """The sender ran (or the queue was read): what is still queued for MLflow, per URI, and any
+    error the drain met (``qbench_tui.controllers.tracking``)."""
+
+    queue: list[dict[str, Any]]
+    sent: int = 0
+    error: str | None = None
+
+
+@dataclass
+class ModelRegistered(Message):
+    """``register`` answered: the new model version (``version``) or why not (``error``)."""
+
+    result_id: int
+    version: dict[str, Any] | None = None
+    error: str | None = None

@@ -66,6 +66,7 @@ class AppSettings:
     measure: dict[str, Any] = field(default_factory=dict)  # MeasureSettings overrides
     last_setup: dict[str, Any] = field(default_factory=dict)  # the last sweep the user ran
     sample_interval_s: float = 1.0  # device meters
+    tracking_uri: str = ""  # MLflow; "" = $MLFLOW_TRACKING_URI or the embedded store, "off" = none
     path: Path | None = None
 
     def measure_settings(self) -> dict[str, Any]:
@@ -83,7 +84,7 @@ class AppSettings:
             data = {}
         if not isinstance(data, dict):
             data = {}
-        known = {k: data[k] for k in ("theme", "measure", "last_setup", "sample_interval_s") if k in data}
+        known = {k: data[k] for k in ("theme", "measure", "last_setup", "sample_interval_s", "tracking_uri") if k in data}
         try:
             settings = cls(**known, path=path)
         except TypeError:

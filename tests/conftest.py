@@ -15,6 +15,9 @@ import pytest
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="qbench-test-home-"))
 os.environ.setdefault("QBENCH_HOME", str(_SESSION_HOME))
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Tracking is on by default for users; the suite's sweeps would each start an MLflow sender.
+# The tracking tests name their own URIs.
+os.environ.setdefault("MLFLOW_TRACKING_URI", "off")
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from typing import Any
 
 from engines.core.schema import Result, now_iso, public_json, variant_key  # noqa: F401 - re-exported
 from engines.store.migrations import MIGRATIONS, SCHEMA_VERSION, legacy_recipe
+from engines.store.outbox import enqueue, queue_summary
 from engines.store.query import DISTINCT_COLUMNS, ResultQuery, frontier_sql, select_sql
 
 APP_ID = "qbench"
@@ -118,7 +119,9 @@ class Store:
 
     # --- runs ---------------------------------------------------------------------------------
 
-    def create_run(self, run_id: str, model: str, request: dict, environment: dict, source: str) -> None:
+    def create_run(self, run_id: str, model: str, request: dict, environment: dict, source: str,
+                   outbox: str | None = None) -> None:
+        """``outbox``: a tracking URI to queue the run's start for, in the same transaction."""
         with self._lock, self.db.conn:
             self.db["runs"].insert(
                 {
@@ -127,14 +130,19 @@ class Store:
                     "pid": os.getpid(), "host": socket.gethostname(), "source": source, "message": None,
                 }
             )
+            if outbox:
+                enqueue(self.conn, outbox, "run_started", run_id)
 
-    def set_run_status(self, run_id: str, status: str, message: str | None = None) -> None:
+    def set_run_status(self, run_id: str, status: str, message: str | None = None,
+                       outbox: str | None = None) -> None:
         assert status in RUN_STATUSES, status
         finished = None if status == "running" else now_iso()
         with self._lock, self.db.conn:
             self.db["runs"].update(
                 run_id, {"status": status, "finished_at": finished, "message": message, "pid": os.getpid()}
             )
+            if outbox:
+                enqueue(self.conn, outbox, "run_started" if status == "running" else "run_ended", run_id)
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -186,12 +194,18 @@ class Store:
         ]
         for run_id in stale:
             self.set_run_status(run_id, "interrupted", "the process running it ended unexpectedly")
+            # Its tracking servers hear of the end too (their run would otherwise stay RUNNING).
+            uris = self.conn.execute("SELECT DISTINCT uri FROM tracking_outbox WHERE run_id = ?", [run_id]).fetchall()
+            with self._lock, self.conn:
+                for (uri,) in uris:
+                    enqueue(self.conn, uri, "run_ended", run_id)
         return len(stale)
 
     # --- results ------------------------------------------------------------------------------
 
-    def add_result(self, run_id: str, result: Result | dict[str, Any]) -> None:
-        """Insert (or replace, on resume) one result, committed at once."""
+    def add_result(self, run_id: str, result: Result | dict[str, Any], outbox: str | None = None) -> int:
+        """Insert (or replace, on resume) one result, committed at once; returns its row id.
+        ``outbox``: a tracking URI to queue the result for, in the same transaction."""
         if isinstance(result, dict):
             result = Result.from_dict(result)
         if not result.recipe_id:  # a caller that names the method only (the legacy shape)
@@ -205,7 +219,10 @@ class Store:
                 "AND device = ? AND batch_size = ? AND host IS ?",
                 [run_id, row["recipe_id"], row["runtime"], row["device"], row["batch_size"], row["host"]],
             )
-            self.db["results"].insert(row)
+            row_id = self.db["results"].insert(row).last_pk
+            if outbox:
+                enqueue(self.conn, outbox, "result", run_id, row_id)
+        return row_id
 
     def results(
         self, run_id: str | None = None, where: str | None = None, params: Iterable[Any] = ()
@@ -319,6 +336,11 @@ class Store:
         cursor = self.conn.execute(sql, list(args))
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def tracking_queue(self) -> list[dict[str, Any]]:
+        """What tracking servers still have to receive, per URI (:func:`engines.store.outbox.queue_summary`)."""
+        with self._lock:
+            return queue_summary(self.conn)
 
     def completed_keys(self, run_id: str) -> set[tuple[str, str, str, int]]:
         """Variant keys (recipe id, runtime, device, batch size) a run has stored, whatever the outcome."""

@@ -18,6 +18,9 @@ Version 6: ``versions`` — each DVC version of a result's exported directory (i
 file count, the ``.dvc`` file's text, the repository and remote), so any version can be restored
 without git; ``monitor_baselines`` — a served variant's deployment baseline (latency and error
 rate scraped from its own ``/metrics`` right after it was deployed).
+Version 7: the tracking outbox. Each run start, result and run end bound for a tracking server
+(MLflow) is queued in ``tracking_outbox`` in the same transaction that stores it, and marked sent
+by the sender process; ``tracking_runs`` maps a qbench run to its MLflow run per tracking URI.
 """
 
 from __future__ import annotations
@@ -141,7 +144,25 @@ def _migration_versions(db: sqlite_utils.Database) -> None:
     db["monitor_baselines"].create_index(["url"], if_not_exists=True)
 
 
+def _migration_tracking(db: sqlite_utils.Database) -> None:
+    # No foreign key to results: a resumed run replaces a result row, and its queued entry must
+    # not block that (the sender skips an entry whose result is gone).
+    db["tracking_outbox"].create(
+        {"id": int, "uri": str, "kind": str, "run_id": str, "result_id": int, "created_at": str,
+         "state": str, "attempts": int, "last_error": str, "sent_at": str, "mlflow_run_id": str},
+        pk="id", not_null={"uri", "kind", "run_id", "state"}, defaults={"state": "queued", "attempts": 0},
+        if_not_exists=True,
+    )
+    db["tracking_outbox"].create_index(["state", "uri"], if_not_exists=True)
+    db["tracking_outbox"].create_index(["result_id"], if_not_exists=True)
+    db["tracking_runs"].create(
+        {"uri": str, "run_id": str, "experiment_id": str, "mlflow_run_id": str, "created_at": str},
+        pk=("uri", "run_id"), if_not_exists=True,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1, _migration_2, _migration_3, _migration_machine_profiles, _migration_fleet, _migration_versions,
+    _migration_tracking,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "qbench_tui.cli.insights",
     "qbench_tui.cli.export",
     "qbench_tui.cli.ops",
+    "qbench_tui.cli.tracking",
 )
 
 
@@ -81,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fetch-artifacts", action="store_true",
                      help="with --cluster: copy each host's quantized artifacts here (default: they stay there)")
     run.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
+    run.add_argument("--mlflow-uri", metavar="URI", help="log the run to this MLflow tracking URI ('off': not at "
+                     "all); default $MLFLOW_TRACKING_URI, the app's setting, else sqlite:///$QBENCH_HOME/mlflow.db")
 
     results = sub.add_parser("results", help="show stored results (SQLite filters them: fast on a long history)")
     results.add_argument("--run", help="one run (default: all runs)")

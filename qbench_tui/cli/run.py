@@ -176,6 +176,10 @@ def cmd_run(args) -> int:
         raise UsageError(f"no run {args.resume!r} in {store.path}; see `qbench runs`")
     for strategy in getattr(args, "strategies", []):
         console.print(f"  [dim]auto · {strategy.device}: {strategy.spec} — {strategy.why}[/]")
+    from engines.tracking import sinks_for
+    from qbench_tui.cli.tracking import tracking_uri
+
+    uri = tracking_uri(getattr(args, "mlflow_uri", None))  # logged after the sweep, by a background process
     make_runner = None
     if args.cluster or args.hosts or args.fetch_artifacts or (args.resume and store.get_run(args.resume)):
         from qbench_tui.cli.fleet import fleet_runner
@@ -183,7 +187,7 @@ def cmd_run(args) -> int:
         def make_runner(progress):
             return fleet_runner(args, store, progress)
     run_id, status, results = execute_sweep(store, request, console, plain=json_to_stdout, resume=args.resume,
-                                            make_runner=make_runner)
+                                            make_runner=make_runner, sinks=sinks_for(store, uri))
     choice = None
     if request is not None and getattr(args, "choose_device", False):  # --devices auto (or several)
         from engines.analysis.device_choice import choose_device
@@ -200,6 +204,9 @@ def cmd_run(args) -> int:
         else:
             Path(args.json_out).write_text(payload + "\n")
     console.print(results_table(results, title=f"run {run_id} · {status}"))
+    if uri is not None:
+        console.print(f"[dim]MLflow: run {run_id} is being logged to {uri} in the background "
+                      "(`qbench track` shows what is queued)[/]", highlight=False)
     if status == "interrupted":
         return EXIT_INTERRUPTED
     return EXIT_FAILED if any(r["status"] == "failed" for r in results) else EXIT_OK

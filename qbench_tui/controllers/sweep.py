@@ -169,6 +169,8 @@ class SweepController:
         self._idle = threading.Event()  # clear while the worker thread runs
         self._idle.set()
         self._worker_run_id: str | None = None  # the worker thread's own copy
+        # store -> the sweep's sinks (the app's tracking queues each result for MLflow); None: the store only
+        self.sinks_for: Callable[[Any], list[Any]] | None = None
 
     # --- state (UI thread) ---------------------------------------------------------------------
 
@@ -254,7 +256,8 @@ class SweepController:
         try:
             from engines.bench.runner import SweepInterrupted, SweepRunner
 
-            runner: Any = SweepRunner(self.store, self._on_event, self.cancel_event, source="tui")
+            sinks = self.sinks_for(self.store) if self.sinks_for is not None else None
+            runner: Any = SweepRunner(self.store, self._on_event, self.cancel_event, source="tui", sinks=sinks)
             from qbench_tui.controllers.fleet_relay import FleetRelay, fleet_target
 
             target = fleet_target(self.store.get_run(resume_run_id) if resume_run_id else None)

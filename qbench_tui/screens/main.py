@@ -27,7 +27,9 @@ from qbench_tui.analysis import ModelHistory
 from qbench_tui.commands import PaletteCommand, main_screen_commands
 from qbench_tui.controllers.startup import load_startup
 from qbench_tui.controllers.sweep import SweepController, describe_error
+from qbench_tui.controllers.tracking import TrackingController
 from qbench_tui.screens.main_sweep import SweepReactions
+from qbench_tui.screens.main_tracking import TrackingReactions
 from qbench_tui.settings import STARTER_SETUP, AppSettings
 from qbench_tui.system import SystemProbe
 from qbench_tui.widgets.meters import DeviceMeters
@@ -44,7 +46,7 @@ PANES: dict[str, tuple[str, str]] = {
 }
 
 
-class MainScreen(SweepReactions, Screen[None]):
+class MainScreen(SweepReactions, TrackingReactions, Screen[None]):
     """The app's one full screen; the dialogs are modal screens pushed over it."""
 
     # Below 100 columns or 28 rows the four panes become tabs.
@@ -87,6 +89,9 @@ class MainScreen(SweepReactions, Screen[None]):
         self.loaded = False  # store opened, models listed, history read (tests wait on this)
         self.model_options: dict[str, dict[str, Any]] = {}  # per model opened by path (allow_pickle)
         self.sweep = SweepController(self.post_message, self._spawn_sweep, system.monotonic)
+        self.tracking = TrackingController(settings)  # MLflow: the sweep's sinks queue, children send
+        self.tracking_queue: list[dict[str, Any]] = []
+        self.sweep.sinks_for = self.tracking.sinks
 
     # --- layout --------------------------------------------------------------------------------
 
@@ -159,10 +164,12 @@ class MainScreen(SweepReactions, Screen[None]):
         else:
             state = "[$text-muted]idle[/]"
         runs = len(self.results_pane.runs) if self.loaded else 0
+        queued = self.tracking_line()  # results waiting for MLflow (and why)
         topbar.update(Content.from_markup(
-            "[b $text-primary]qbench[/] [$text-muted]store[/] $path [$text-muted]· $runs ·[/] " + state,
+            "[b $text-primary]qbench[/] [$text-muted]store[/] $path [$text-muted]· $runs ·[/] " + state
+            + (" [$text-warning]· $queued[/]" if queued else ""),
             path=short_path(self.db_path) if self.db_path else "no store",
-            runs=f"{runs} run{'s' if runs != 1 else ''}"))
+            runs=f"{runs} run{'s' if runs != 1 else ''}", queued=queued or ""))
 
     def _theme_changed(self, theme: Any) -> None:
         if self.loaded:
@@ -188,6 +195,7 @@ class MainScreen(SweepReactions, Screen[None]):
         else:
             self.store = self.sweep.store = message.store
             self.results_pane.set_welcome(short_path(self.db_path))
+            self.sync_tracking()  # what an earlier session could not send to MLflow
         self.refresh_topbar()
 
     def on_models_listed(self, message: messages.ModelsListed) -> None:
@@ -422,7 +430,7 @@ class MainScreen(SweepReactions, Screen[None]):
 
     def palette_commands(self, extra: list[PaletteCommand]) -> list[PaletteCommand]:
         """The palette's entries for this screen, ``extra`` (the app's) among them."""
-        return main_screen_commands(self, PANES, extra) if self.built else []
+        return main_screen_commands(self, PANES, [*extra, *self.tracking_commands()]) if self.built else []
 
 
 def short_path(path: Path | str | None) -> str:
