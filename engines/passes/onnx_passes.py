@@ -407,9 +407,16 @@ def ort_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Co
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out = ctx.workdir / "model.dynamic-int8.onnx"
+    from onnxruntime.quantization.registry import IntegerOpsRegistry
+
+    ops = sorted(op for op in IntegerOpsRegistry if config.quantize_conv or op != "Conv")
     quantize_dynamic(str(artifact.path), str(out), weight_type=QuantType.QInt8, per_channel=config.per_channel,
-                     reduce_range=config.reduce_range)
-    return _quantized(out, [])
+                     reduce_range=config.reduce_range, op_types_to_quantize=ops)
+    notes = []
+    if not config.quantize_conv and count_ops(artifact.path).get("Conv"):
+        notes.append("convolutions kept float (quantize_conv=false: run-time per-tensor scales wreck them); "
+                     "static-int8 quantizes them with calibrated ranges")
+    return _quantized(out, notes)
 
 
 @register_pass("ort-static-int8", config=StaticInt8Config, input=Format.ONNX, output=Format.ONNX,
