@@ -5,7 +5,8 @@
 ranges at run time); ``tflite-static-int8`` (PT2E with calibration: int8 weights and activations, int8 input and
 output tensors); ``tflite-weight-int8`` (``ai-edge-quantizer`` weight-only, per channel) and
 ``tflite-int4`` (4-bit weights in blocks of 32, 64 or 128, activations quantized at run time).
-The graphs have a fixed batch of 1 (the shape a phone runs); the passes serve ``litert``, which ``qbench export`` plans for: no sweep runtime opens them yet.
+The graphs have a fixed batch of 1 (the shape a phone runs); the passes serve ``litert``, which
+``qbench export`` plans for: no sweep runtime opens them yet.
 Heavy imports (litert-torch takes ~7 s after torch) happen inside the functions.
 """
 

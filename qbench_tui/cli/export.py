@@ -95,6 +95,10 @@ def cmd_export(args) -> int:
                                progress=progress)
     except ExportError as exc:
         raise UsageError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a converter's or runtime's own failure: one readable line
+        print(f"qbench: error: export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+              file=sys.stderr)
+        return EXIT_FAILED
     if args.json_out:
         print(json.dumps(report, indent=2))
     else:
