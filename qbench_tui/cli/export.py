@@ -24,7 +24,7 @@ def add_parsers(sub) -> None:
                     "held-out data (validation.json, also stored as a result); write deployment templates in "
                     "OUT/deploy/.")
     p.add_argument("result_id", nargs="?", type=int, metavar="RESULT_ID",
-                   help="the result to export (the id column of `qbench results`)")
+                   help="the result to export: its \"id\" in `qbench results --format json` (or use --run with --best)")
     p.add_argument("--run", help="pick the result from this run (with --best); 'latest' for the newest run")
     p.add_argument("--best", choices=OBJECTIVES, help="with --run: the ok result with the lowest latency, the "
                    "smallest size or the best accuracy among those that keep fp32's answers")
