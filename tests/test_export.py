@@ -339,6 +339,18 @@ def test_tflite_export_of_digits_cnn_agrees_with_the_onnx_variant(tmp_path, spec
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("spec", "largest"), [("weight-int8", 0.35), ("int4", 0.2)])
+def test_tflite_weight_quantization_shrinks_the_file_and_agrees(tmp_path, spec, largest):
+    db = tmp_path / "qbench.db"
+    result_id = stored_result(db, "digits-mlp", spec, runtime="onnxruntime")
+    report = export_result(db, result_id, "tflite", tmp_path / "out")
+    assert report["validation"]["agrees"], report["validation"]["status"]
+    fp32_mb = 1_127_434 * 4 / 2**20  # digits-mlp's float weights
+    assert report["size_mb"] < largest * fp32_mb
+    assert report["facts"]["quantization"]
+
+
+@pytest.mark.slow
 def test_mlx_export_of_digits_mlp_int4(tmp_path):
     db = tmp_path / "qbench.db"
     result_id = stored_result(db, "digits-mlp", "int4", runtime="mlx")

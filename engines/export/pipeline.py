@@ -113,6 +113,7 @@ def run_export(store_path: Path, result_id: int, fmt_name: str, out_dir: Path, *
     from engines.methods.recipe import Recipe, parse_recipe
     from engines.models import ModelNotFound, resolve_model
     from engines.passes import Plan
+    from engines.runtimes.base import UnsupportedVariant
     from engines.store import Store, StoreError
 
     say = progress or (lambda line: None)
@@ -149,7 +150,10 @@ def run_export(store_path: Path, result_id: int, fmt_name: str, out_dir: Path, *
         if line:
             raise ExportError(line)
         out_dir.mkdir(parents=True, exist_ok=True)
-        return _export(store, source, run, model_spec, chosen, planned, fmt, out_dir, validate, say)
+        try:
+            return _export(store, source, run, model_spec, chosen, planned, fmt, out_dir, validate, say)
+        except UnsupportedVariant as exc:  # a converter refused this model (an op it cannot lower, …)
+            raise ExportError(f"{fmt.title} export of result {result_id} failed: {exc}") from None
     finally:
         store.close()
 

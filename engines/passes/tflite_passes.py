@@ -3,9 +3,10 @@
 
 ``export-tflite`` (float32); ``tflite-dynamic-int8`` (``ai-edge-quantizer``: int8 weights, activation
 ranges at run time); ``tflite-static-int8`` (PT2E with calibration: int8 weights and activations, int8 input and
-output tensors); ``tflite-weight-int8`` / ``tflite-int4`` (``ai-edge-quantizer`` weight-only recipes,
-per channel / per block of 32, 64 or 128). The graphs have a fixed batch of 1 (the shape a phone
-runs); the passes serve ``litert``, which ``qbench export`` plans for: no sweep runtime opens them yet.
+output tensors); ``tflite-weight-int8`` (``ai-edge-quantizer`` weight-only, per channel) and
+``tflite-int4`` (4-bit weights in blocks of 32, 64 or 128, activations quantized at run time).
+The graphs have a fixed batch of 1 (the shape a phone runs); the passes serve ``litert``, which
+``qbench export`` plans for: no sweep runtime opens them yet.
 Heavy imports (litert-torch takes ~7 s after torch) happen inside the functions.
 """
 
@@ -129,6 +130,9 @@ def _aeq(ctx: PassContext, artifact: Artifact, name: str, bits: int, granularity
     q.load_quantization_recipe(manager.get_quantization_recipe())
     path = ctx.workdir / f"model.{name}.tflite"
     q.quantize(None).export_model(str(path), overwrite=True)
+    if path.stat().st_size > 0.9 * artifact.path.stat().st_size:
+        # the recipe matched no weight (it happens silently: weight-only blocks are not applied)
+        raise UnsupportedVariant(f"ai-edge-quantizer left this model's weights float ({name})")
     return path
 
 
@@ -152,9 +156,12 @@ def _int4_refusal(config: Int4Config) -> str | None:
 @register_pass("tflite-int4", config=Int4Config, input=Format.TFLITE, output=Format.TFLITE, runtimes=_LITERT,
                check=_int4_refusal)
 def tflite_int4(ctx: PassContext, artifact: Artifact, config: Int4Config) -> Artifact:
-    """4-bit weights in blocks (ai-edge-quantizer weight-only, BLOCKWISE_<group>)."""
-    path = _aeq(ctx, artifact, "int4", 4, f"BLOCKWISE_{config.group_size}")
-    notes = [f"ai-edge-quantizer weight-only int4, blocks of {config.group_size}"]
+    """4-bit weights in blocks (ai-edge-quantizer, BLOCKWISE_<group>, activations quantized at run time)."""
+    # ai-edge-quantizer 0.10 applies blocks only with its dynamic recipe (its weight-only recipe
+    # leaves the weights float): activations are quantized on the fly, as ONNX Runtime's
+    # MatMulNBits does with its int8 compute type.
+    path = _aeq(ctx, artifact, "int4", 4, f"BLOCKWISE_{config.group_size}", dynamic=True)
+    notes = [f"ai-edge-quantizer int4 weights in blocks of {config.group_size}, activations quantized at run time"]
     if not config.symmetric:
         notes.append("asymmetric ranges have no TFLite block-wise form: symmetric used")
-    return _artifact(path, notes, f"weight-only int4 (blocks of {config.group_size})")
+    return _artifact(path, notes, f"int4 weights in blocks of {config.group_size} (dynamic-range activations)")

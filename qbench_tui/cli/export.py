@@ -24,7 +24,7 @@ def add_parsers(sub) -> None:
                     "held-out data (validation.json, also stored as a result); write deployment templates in "
                     "OUT/deploy/.")
     p.add_argument("result_id", nargs="?", type=int, metavar="RESULT_ID",
-                   help="the result to export (the id column of `qbench results`)")
+                   help="the result to export: its \"id\" in `qbench results --format json` (or use --run with --best)")
     p.add_argument("--run", help="pick the result from this run (with --best); 'latest' for the newest run")
     p.add_argument("--best", choices=OBJECTIVES, help="with --run: the ok result with the lowest latency, the "
                    "smallest size or the best accuracy among those that keep fp32's answers")
@@ -95,6 +95,10 @@ def cmd_export(args) -> int:
                                progress=progress)
     except ExportError as exc:
         raise UsageError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a converter's or runtime's own failure: one readable line
+        print(f"qbench: error: export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+              file=sys.stderr)
+        return EXIT_FAILED
     if args.json_out:
         print(json.dumps(report, indent=2))
     else:
