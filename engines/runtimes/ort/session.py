@@ -38,6 +38,18 @@ class OnnxSession(Session):
         self._session = ort.InferenceSession(model, options, providers=providers)
         self._inputs = {i.name: _NP_TYPES.get(i.type, np.float32) for i in self._session.get_inputs()}
         self._output = self._session.get_outputs()[0].name
+        self._model, self._providers, self._threads = model, providers, threads
+
+    def placement(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The share of nodes (and time) each execution provider took on ``inputs`` (one profiled run
+        of a second session; engines.runtimes.ort.placement)."""
+        import onnxruntime as ort
+
+        from engines.runtimes.ort.placement import measure_placement
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        return measure_placement(self._model, self._providers, self._feed(inputs), options)
 
     def _feed(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {name: np.ascontiguousarray(inputs[name], dtype=dtype) for name, dtype in self._inputs.items()}
@@ -57,7 +69,13 @@ def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: i
     graph = None
     if artifact.facts.get("ops", {}).get("MatMulNBits"):
         graph = _with_accuracy_level(artifact.path, _ACCURACY_LEVEL[config.nbits_compute])
-    return OnnxSession(graph or artifact.path, device, threads)
+    session = OnnxSession(graph or artifact.path, device, threads)
+    if device != "cpu":  # where providers share the graph, record who took what (the CPU takes all)
+        placement = session.placement(model.example_inputs(1))
+        artifact.facts.setdefault("metrics", {})["ort_placement"] = placement
+        shares = ", ".join(f"{p.removesuffix('ExecutionProvider')} {s:.0%}" for p, s in placement["node_share"].items())
+        artifact.notes.append(f"execution providers: {shares} of {sum(placement['nodes'].values())} nodes")
+    return session
 
 
 def _with_accuracy_level(path: Path, level: int) -> bytes | None:
