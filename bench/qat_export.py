@@ -41,7 +41,8 @@ def main() -> None:
     from engines.devices import physical_cores
     from engines.models import load_model, resolve_model
     from engines.passes import get_pass
-    from engines.passes.onnx_passes import export_fp32, write_matmul_nbits_weights, write_qdq_weights
+    from engines.passes.nbits_export import write_matmul_nbits_weights
+    from engines.passes.onnx_passes import export_fp32, write_qdq_weights
     from engines.runtimes.ort.session import OnnxSession
 
     threads = args.threads or physical_cores()

@@ -63,7 +63,8 @@ def test_matmul_nbits_export_computes_what_the_fine_tuned_module_computes(mlp, t
     from engines.bench.worker import _context, source_artifact
     from engines.core.config import config_from_dict
     from engines.passes import get_pass
-    from engines.passes.onnx_passes import export_fp32, write_matmul_nbits_weights
+    from engines.passes.nbits_export import write_matmul_nbits_weights
+    from engines.passes.onnx_passes import export_fp32
 
     step = catalog.plan_variant(recipe, "onnxruntime", "cpu").passes[0].to_dict()
     spec = get_pass(step["pass"])
