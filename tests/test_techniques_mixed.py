@@ -89,3 +89,14 @@ def test_bf16_keep_is_refused_on_onnx_runtime_with_the_reason():
     from engines import catalog
 
     assert "no bfloat16 kernel" in catalog.unsupported_reason("mixed:keep=bf16", "onnxruntime", "cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.real_model
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+def test_tiny_lm_int4_with_fp16_kept_layers_meets_the_budget(runtime, tmp_path):
+    model = load_model(resolve_model("tiny-lm"))
+    metrics = _mixed(model, "mixed:base=int4:budget=agreement:keep=fp16", runtime, tmp_path)
+    kept = [layer for layer, p in metrics["mixed_plan"].items() if p == "fp16"]
+    assert kept and "fp32" not in metrics["mixed_plan"].values()
+    assert metrics["mixed_search"]["scores"]["agreement"] >= 0.99  # searched with the kept layers in fp16
