@@ -92,3 +92,11 @@ def test_results_json_round_trips_the_metrics(minilm_sweep):
     for r in minilm_sweep[1]["results"]:
         json.dumps(r["metrics"])
         assert r["latency_ms"]["p50"] > 0 and r["throughput_per_s"] > 0
+
+
+def test_int4_file_is_under_0_18x_fp32_on_both_runtimes(minilm_sweep):
+    # torch's int4 file packs two values a byte (torchao keeps one per byte in memory: 0.27x before)
+    table = by_key(minilm_sweep[1]["results"])
+    for runtime in ("onnxruntime", "torch"):
+        fp32, int4 = table[("fp32", runtime)]["size_mb"], table[("int4", runtime)]["size_mb"]
+        assert int4 <= 0.18 * fp32, (runtime, int4, fp32)

@@ -63,3 +63,40 @@ def test_sensitivity_and_plan_are_in_the_json_of_a_run(tmp_path):
     assert result["status"] == "ok"
     assert [row["layer"] for row in result["metrics"]["sensitivity"]]
     assert set(result["metrics"]["mixed_plan"]) == {"0", "2", "4"}
+
+
+@pytest.mark.parametrize("runtime, keep", [("torch", "fp16"), ("torch", "bf16"), ("onnxruntime", "fp16")])
+def test_kept_layers_in_half_precision_halve_their_share_and_still_agree(runtime, keep, tmp_path):
+    import numpy as np
+
+    from engines.bench.worker import reference_outputs, run_outputs
+
+    model = load_model(resolve_model("digits-mlp"))
+    artifact, session = open_recipe(model, f"mixed:pins=2=fp32:keep={keep}", runtime, "cpu", 1, tmp_path)
+    assert artifact.facts["metrics"]["mixed_plan"] == {"0": "dynamic-int8", "2": keep, "4": "dynamic-int8"}
+    assert any(f"kept {keep}" in n for n in artifact.notes), artifact.notes
+    # layer 2 (1024x1024, 4 MB in fp32) is most of the model: in 16 bits the file is ~2.2 MB, not ~4.3
+    assert artifact.size_bytes < 2.5 * 2**20, artifact.size_bytes
+    outputs = run_outputs(session, model.eval_inputs)
+    reference = reference_outputs(model, tmp_path / "ref")
+    assert outputs.dtype == np.float32
+    assert np.mean(outputs.argmax(-1) == reference.argmax(-1)) >= 0.97
+    if runtime == "onnxruntime":  # the kept MatMul runs in float16 between two Casts
+        assert artifact.facts["ops"]["Cast"] >= 2 and artifact.facts["ops"]["MatMul"] == 1, artifact.facts["ops"]
+
+
+def test_bf16_keep_is_refused_on_onnx_runtime_with_the_reason():
+    from engines import catalog
+
+    assert "no bfloat16 kernel" in catalog.unsupported_reason("mixed:keep=bf16", "onnxruntime", "cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.real_model
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+def test_tiny_lm_int4_with_fp16_kept_layers_meets_the_budget(runtime, tmp_path):
+    model = load_model(resolve_model("tiny-lm"))
+    metrics = _mixed(model, "mixed:base=int4:budget=agreement:keep=fp16", runtime, tmp_path)
+    kept = [layer for layer, p in metrics["mixed_plan"].items() if p == "fp16"]
+    assert kept and "fp32" not in metrics["mixed_plan"].values()
+    assert metrics["mixed_search"]["scores"]["agreement"] >= 0.99  # searched with the kept layers in fp16

@@ -39,18 +39,47 @@ def test_qat_loses_less_than_post_training_quantization_of_the_same_layers(mlp, 
     assert all(row["loss"] > 0 for row in history[1:])
 
 
-def test_qat_reaches_onnx_runtime_through_a_qdq_export(mlp, tmp_path):
+def test_qat_reaches_onnx_runtime_as_matmul_nbits(mlp, tmp_path):
     from engines import catalog
 
     plan = catalog.plan_variant("qat-int8", "onnxruntime", "cpu")
     assert plan.names == ["qat-finetune-int8", "export-onnx"]
     torch_acc, _ = _accuracy(mlp, "qat-int8:activation_bits=0:epochs=1", "torch", tmp_path / "t")
     ort_acc, artifact = _accuracy(mlp, "qat-int8:activation_bits=0:epochs=1", "onnxruntime", tmp_path / "o")
-    assert artifact.facts["ops"].get("DequantizeLinear") == 3
+    assert artifact.facts["ops"].get("MatMulNBits") == 3 and "DequantizeLinear" not in artifact.facts["ops"]
     assert abs(ort_acc - torch_acc) <= 0.01
     assert artifact.size_bytes < 0.3 * 4.3 * 2**20
     _, int4 = _accuracy(mlp, "qat-int4:epochs=1", "onnxruntime", tmp_path / "o4")
-    assert int4.size_bytes < 0.25 * 4.3 * 2**20  # int4 initializers, blocked DequantizeLinear
+    assert int4.size_bytes < 0.18 * 4.3 * 2**20  # two 4-bit values a byte, one fp32 scale per 32
+
+
+@pytest.mark.parametrize("recipe", ["qat-int4:epochs=0", "qat-int8:activation_bits=0:epochs=0",
+                                    "qat-int4:weight_bits=2:epochs=0"])
+def test_matmul_nbits_export_computes_what_the_fine_tuned_module_computes(mlp, tmp_path, recipe):
+    import onnxruntime as ort
+    import torch
+
+    from engines import catalog
+    from engines.bench.worker import _context, source_artifact
+    from engines.core.config import config_from_dict
+    from engines.passes import get_pass
+    from engines.passes.nbits_export import write_matmul_nbits_weights
+    from engines.passes.onnx_passes import export_fp32
+
+    step = catalog.plan_variant(recipe, "onnxruntime", "cpu").passes[0].to_dict()
+    spec = get_pass(step["pass"])
+    tuned = spec.fn(_context(mlp, tmp_path, "onnxruntime", "cpu", 1), source_artifact(mlp, tmp_path),
+                    config_from_dict(spec.config_class, step["config"]))
+    out = tmp_path / "nbits.onnx"
+    notes = write_matmul_nbits_weights(export_fp32(mlp, tmp_path, tuned.payload), out, tuned.facts["qdq"],
+                                       accuracy_level=0)  # fp32 compute: the same arithmetic as torch
+    assert "3 MatMul nodes" in notes[0], notes
+    x = mlp.eval_inputs[mlp.input_names[0]][:64]
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    with torch.no_grad():
+        want = tuned.payload(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
 
 
 def test_qat_streams_epoch_loss_and_accuracy(mlp, tmp_path):

@@ -204,6 +204,7 @@ async def test_method_configurator(store):
         # Every method's form is generated from its config dataclass, help text included.
         methods.select_all()
         await pilot.pause()
+        await pilot.pause()
         for name, spec in catalog.METHODS.items():
             fields = configs.field_specs(spec.config_class)
             forms = list(app.query(f"#form-{name}").results(MethodSettingsForm))

@@ -22,6 +22,14 @@ class MixedBase(str, enum.Enum):
     INT4 = "int4"  # block-wise int4 weights (torchao Intx, ORT MatMulNBits)
 
 
+class KeepPrecision(str, enum.Enum):
+    """The float precision the kept (most sensitive) layers are held in."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"  # torch: the layer in half with its inputs cast; ONNX Runtime: the node in float16 between Casts
+    BF16 = "bf16"  # torch only (ONNX Runtime's CPU MatMul has no bfloat16 kernel)
+
+
 class SensitivityMeasure(str, enum.Enum):
     """How layers are ranked before the search."""
 
@@ -60,6 +68,9 @@ class MixedConfig(MethodConfig):
 
     base: MixedBase = field(default=MixedBase.DYNAMIC_INT8,
                             metadata=help_text("What the layers that are not kept are quantized to."))
+    keep: KeepPrecision = field(default=KeepPrecision.FP32, metadata=help_text(
+        "Precision of the kept layers (pins to fp32 included): fp32, fp16, or bf16 (torch only); the budget "
+        "is met with the kept layers in this precision.", short="keep-{}"))
     budget: BudgetKind = field(default=BudgetKind.AUTO, metadata=help_text(
         "What the budget bounds: accuracy points (needs labels), agreement with fp32, or auto."))
     max_accuracy_drop: float = field(default=1.0, metadata=help_text(

@@ -1,5 +1,5 @@
 """Quantization-aware training: fake-quantized fine-tuning on the model's training data, then a real
-quantized model (torchao QAT on torch; a QDQ export for ONNX Runtime)."""
+quantized model (torchao QAT on torch; MatMulNBits nodes for ONNX Runtime)."""
 
 from __future__ import annotations
 

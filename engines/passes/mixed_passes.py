@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.methods.configs import CalibrationMethod
-from engines.methods.mixed import MixedBase, MixedConfig, SensitivityMeasure, parse_pins
+from engines.methods.mixed import KeepPrecision, MixedBase, MixedConfig, SensitivityMeasure, parse_pins
 from engines.passes import Format, PassContext, register_pass
 from engines.runtimes.base import Artifact, UnsupportedVariant
 
@@ -44,13 +44,16 @@ def _search(ctx: PassContext, config: MixedConfig, layers: dict[str, int], weigh
                            {"max_accuracy_drop": config.max_accuracy_drop, "min_agreement": config.min_agreement,
                             "kind": config.budget.value},
                            config.max_kept_fraction, parse_pins(config.pins), ctx.emit)
-    return plan, sens.mixed_metrics(ranking, plan, config.base.value)
+    metrics = sens.mixed_metrics(ranking, plan, config.base.value)
+    metrics["mixed_plan"] = {layer: (config.keep.value if p == "fp32" else p)
+                             for layer, p in metrics["mixed_plan"].items()}
+    return plan, metrics
 
 
 def _notes(plan: dict[str, Any], config: MixedConfig) -> list[str]:
     kept, quantized = plan["kept"], plan["quantized"]
     s = plan["scores"]
-    notes = [f"mixed ({config.base.value}): {len(quantized)} layers quantized, {len(kept)} kept fp32"
+    notes = [f"mixed ({config.base.value}): {len(quantized)} layers quantized, {len(kept)} kept {config.keep.value}"
              + (f" ({', '.join(kept[:4])}{' …' if len(kept) > 4 else ''})" if kept else ""),
              f"budget {plan['budget']}: calibration agreement {s['agreement']:.4f}"
              + (f", accuracy {s['accuracy']:.4f}" if s.get("accuracy") is not None else "")]
@@ -66,10 +69,33 @@ def _torch_refusal(config: MixedConfig) -> str | None:
     return None
 
 
+def _torch_keep(module, quantized: set[str], config: MixedConfig) -> None:
+    """Hold the kept Linear layers in fp16/bf16: each runs on its input cast down and gives its
+    output back in the input's dtype, so the layers around it are unchanged."""
+    import torch
+
+    if config.keep is KeepPrecision.FP32:
+        return
+    dtype = torch.float16 if config.keep is KeepPrecision.FP16 else torch.bfloat16
+
+    def cast_in(layer, args):
+        return tuple(a.to(dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+
+    def cast_out(layer, args, output):
+        return output.float()  # mixed starts from the fp32 model
+
+    for name, layer in module.named_modules():
+        if type(layer) is torch.nn.Linear and name not in quantized:
+            layer.to(dtype)
+            layer.register_forward_pre_hook(cast_in)
+            layer.register_forward_hook(cast_out)
+
+
 def _torch_realise(module, quantized: set[str], config: MixedConfig):
     import torch
 
     copy_ = copy.deepcopy(module).eval()
+    _torch_keep(copy_, quantized, config)
     if not quantized:
         return copy_
     with warnings.catch_warnings():
@@ -139,6 +165,51 @@ def _weighted_nodes(proto, op_types: tuple[str, ...]) -> dict[str, list[Any]]:
     return layers
 
 
+def _ort_keep_fp16(path: Path, kept: list[str]) -> int:
+    """Run the kept MatMul nodes in float16: each weight stored as float16, the activation cast to
+    float16 before the node and its output cast back to float32 after it, nothing else touched
+    (``onnxruntime.transformers.float16`` with a block list also casts the graph's inputs and
+    outputs and the nodes around). Returns how many nodes were converted (Conv stays float32:
+    ONNX Runtime's x86 CPU provider has no float16 Conv)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    inits = {t.name: t for t in graph.initializer}
+    kept_set, converted, nodes = set(kept), 0, []
+    for node in graph.node:
+        if node.name not in kept_set or node.op_type != "MatMul" or node.input[1] not in inits:
+            nodes.append(node)
+            continue
+        activation, weight = node.input[0], node.input[1]
+        half_weight = f"{weight}_fp16"
+        if half_weight not in inits:
+            inits[half_weight] = numpy_helper.from_array(numpy_helper.to_array(inits[weight]).astype("float16"),
+                                                         half_weight)
+            graph.initializer.append(inits[half_weight])
+        out = node.output[0]
+        nodes.append(helper.make_node("Cast", [activation], [f"{node.name}_in_fp16"], to=TensorProto.FLOAT16,
+                                      name=f"{node.name}_cast_in"))
+        nodes.append(helper.make_node("MatMul", [f"{node.name}_in_fp16", half_weight], [f"{out}_fp16"],
+                                      name=node.name))
+        nodes.append(helper.make_node("Cast", [f"{out}_fp16"], [out], to=TensorProto.FLOAT, name=f"{node.name}_cast_out"))
+        converted += 1
+    used = {i for n in nodes for i in n.input}
+    for name in [t.name for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(inits[name])
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.save(proto, str(path))
+    return converted
+
+
+def _ort_refusal(config: MixedConfig) -> str | None:
+    if config.keep is KeepPrecision.BF16:
+        return "ONNX Runtime's CPU MatMul has no bfloat16 kernel: keep=bf16 is realised on torch only"
+    return None
+
+
 def _ort_quantize(config: MixedConfig, src: Path, out: Path, exclude: list[str], calibration) -> None:
     from onnxruntime import quantization as ortq
 
@@ -167,6 +238,7 @@ def _ort_quantize(config: MixedConfig, src: Path, out: Path, exclude: list[str],
 
 
 @register_pass("ort-mixed", config=MixedConfig, input=Format.ONNX, output=Format.ONNX, runtimes=("onnxruntime",),
+               check=_ort_refusal,
                unsupported={"cuda": "ONNX Runtime's int8 quantized operators run on the CPU execution provider only"})
 def ort_mixed(ctx: PassContext, artifact: Artifact, config: MixedConfig) -> Artifact:
     """Sensitivity-ranked mixed precision: ONNX Runtime quantizers with the kept layers' nodes excluded."""
@@ -216,11 +288,16 @@ def ort_mixed(ctx: PassContext, artifact: Artifact, config: MixedConfig) -> Arti
     counter = iter(range(1_000_000))
 
     def realise(quantized: set[str], out: Path) -> None:
-        exclude = others + [n.name for layer, ns in nodes.items() if layer not in quantized for n in ns]
-        _ort_quantize(config, src, out, exclude, batches)
+        kept = [n.name for layer, ns in nodes.items() if layer not in quantized for n in ns]
+        if quantized:
+            _ort_quantize(config, src, out, others + kept, batches)
+        else:
+            out.write_bytes(src.read_bytes())
+        if kept and config.keep is KeepPrecision.FP16:
+            _ort_keep_fp16(out, kept)
 
     def trial(quantized: set[str]) -> np.ndarray:
-        if not quantized:
+        if not quantized and config.keep is KeepPrecision.FP32:
             return reference
         out = ctx.workdir / f"model.mixed-trial{next(counter)}.onnx"
         realise(quantized, out)

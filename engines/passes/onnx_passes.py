@@ -285,13 +285,16 @@ def _static_op_types(path: Path) -> tuple[list[str] | None, str | None]:
 @register_pass("export-onnx", config=None, input=Format.TORCH, output=Format.ONNX)
 def export_onnx(ctx: PassContext, artifact: Artifact, config: None) -> Artifact:
     """Export the torch module to ONNX (opset 17, dynamic batch axis); learnt integer weights
-    (QAT: ``artifact.facts["qdq"]``) become DequantizeLinear nodes (a QDQ graph)."""
+    (QAT: ``artifact.facts["qdq"]``) become MatMulNBits nodes (``write_qdq_weights`` writes the
+    QDQ form of the same weights, which ``bench/qat_export.py`` compares)."""
     fine_tuned = artifact.payload is not None and artifact.payload is not ctx.model.module
     path = export_fp32(ctx.model, ctx.workdir, artifact.payload if fine_tuned else None)
     if not artifact.facts.get("qdq"):
         return Artifact(path, format=Format.ONNX.value, facts=dict(artifact.facts))
-    out = ctx.workdir / "model.qdq.onnx"
-    notes = write_qdq_weights(path, out, artifact.facts["qdq"])
+    out = ctx.workdir / "model.qat.onnx"
+    from engines.passes.nbits_export import write_matmul_nbits_weights
+
+    notes = write_matmul_nbits_weights(path, out, artifact.facts["qdq"])
     facts = {k: v for k, v in artifact.facts.items() if k != "qdq"}
     quantized = _quantized(out, notes)
     quantized.facts.update(facts)

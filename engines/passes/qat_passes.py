@@ -9,8 +9,8 @@ training data for a few epochs, and then:
   real torchao quantized tensors (``Int8DynamicActivationIntxWeightConfig`` or ``IntxWeightOnlyConfig``).
 * ``qat-finetune-int8`` / ``-int4`` (ONNX Runtime): the trained layers are put back as float
   ``Linear`` layers holding the learnt integer weights and scales (``artifact.facts["qdq"]``);
-  ``export-onnx`` then writes those weights as ``DequantizeLinear`` of integer initializers (a QDQ
-  graph) — int8 per channel, or blocked int4 that ONNX Runtime fuses into ``MatMulNBits``.
+  ``export-onnx`` then writes each as a ``MatMulNBits`` node of those integers (the op ``int4``
+  uses; a QDQ graph of the same weights ran over 20x slower on digits-mlp, bench/qat_export.py).
 
 Progress (epoch, loss, accuracy on the calibration rows) goes out through ``PassContext.emit``.
 """
@@ -200,7 +200,10 @@ def learnt_integer_weights(module) -> dict[str, dict[str, Any]]:
             group = layer.weight.shape[1] // scale.shape[1]
             bits = _bits(fq.config.dtype)
             qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-            q = torch.clamp(torch.round(layer.weight / scale.repeat_interleave(group, dim=1)), qmin, qmax)
+            # From the fake-quantized weight, not the float one: torchao rounds w * (1/scale), and where
+            # that lands on a half-step differently from w / scale the integer would be one step off
+            # (digits-mlp int4: logits 0.13 away from the fine-tuned model's; from w_fake: 2e-5).
+            q = torch.clamp(torch.round(w_fake / scale.repeat_interleave(group, dim=1)), qmin, qmax)
         learnt[name] = {"q": q.to(torch.int8).numpy(), "scale": scale.numpy(), "group": group,
                         "bits": bits}
         plain = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
@@ -218,15 +221,15 @@ def _bits(dtype) -> int:
 
 
 def qat_finetune(ctx: PassContext, artifact: Artifact, config: QatConfigBase) -> Artifact:
-    """Fine-tune with torchao fake quantization; the learnt integer weights go to a QDQ export."""
+    """Fine-tune with torchao fake quantization; the learnt integer weights go to a MatMulNBits export."""
     module, history = finetune(ctx, config)
     learnt = learnt_integer_weights(module.eval())
     for p in module.parameters():
         p.requires_grad_(False)
     notes = _notes(config, history, len(learnt))
     if config.activation_bits == 8:
-        notes.append("ONNX Runtime QDQ export: weights as DequantizeLinear of the learnt integers; activations "
-                     "stay float (torchao's per-token dynamic activation quantization has no QDQ form)")
+        notes.append("ONNX Runtime export: weights as MatMulNBits of the learnt integers; activations "
+                     "stay float (torchao's per-token dynamic activation quantization has no ONNX form)")
     facts = {"qdq": learnt, "metrics": _history_metrics(history)}
     return Artifact(ctx.workdir / "model.qat.pt", notes=notes, payload=module, format=Format.TORCH.value,
                     facts=facts)

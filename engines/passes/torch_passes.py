@@ -166,8 +166,14 @@ def torchao_int4(ctx: PassContext, artifact: Artifact, config: Int4Config) -> Ar
     )
     embeddings = IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(config.group_size),
                                       mapping_type=ao_config.mapping_type)  # round to nearest for tables
-    return _torchao(ctx, artifact, ao_config, "int4", embeddings if config.quantize_embeddings else None,
-                    group_size=config.group_size)
+    quantized = _torchao(ctx, artifact, ao_config, "int4", embeddings if config.quantize_embeddings else None,
+                         group_size=config.group_size)
+    # torchao keeps one int4 value per byte; the file packs two (engines/passes/packed_int4.py).
+    from engines.passes.packed_int4 import save_packed
+
+    packed = save_packed(quantized.payload, quantized.path)
+    quantized.notes.append(f"saved with {packed} int4 weights packed two values per byte")
+    return quantized
 
 
 def _pt2e_refusal(config: StaticInt8Config) -> str | None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from textual.message import Message
 
+from engines import catalog
 from qbench_tui import messages
 
 
@@ -90,6 +91,7 @@ class SweepSetup:
     measure: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)  # seq_len, allow_pickle
     runtime_configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # runtime -> non-default settings
+    choose_device: bool = False  # devices "auto" (or several): report the best device when the sweep ends
 
     @property
     def variant_count(self) -> int:
@@ -104,6 +106,36 @@ class SweepSetup:
         for key in ("methods", "runtimes", "devices", "batch_sizes"):
             data[key] = list(data[key])
         return data
+
+
+AUTO = "auto"  # engines.devices.strategies.AUTO: the CLI's --methods auto / --devices auto
+
+
+def expand_auto(methods: list[str], devices: list[str], runtimes: list[str],
+                device_infos: list[Any]) -> tuple[list[str], list[str], list[Any]]:
+    """``auto`` in the set-up, as the CLI expands it: devices → every present device one of the
+    chosen runtimes serves; methods → the recipes each chosen device calls for
+    (engines.devices.strategies). Returns (methods, devices, the strategies used)."""
+    from engines.devices.strategies import device_strategies
+
+    if AUTO in devices:
+        served = {d for rt in runtimes if rt in catalog.RUNTIMES for d in catalog.RUNTIMES[rt].devices}
+        explicit = [d for d in devices if d != AUTO]
+        devices = explicit + [d.name for d in device_infos
+                              if d.present and d.name in served and d.name not in explicit]
+    strategies: list[Any] = []
+    if AUTO in methods:
+        infos = {d.name: d for d in device_infos}
+        for name in devices:
+            if name in infos:
+                strategies += device_strategies(infos[name])
+        expanded: list[str] = []
+        for m in methods:
+            for spec in ([st.spec for st in strategies] if m == AUTO else [m]):
+                if spec not in expanded:
+                    expanded.append(spec)
+        methods = expanded
+    return list(methods), list(devices), strategies
 
 
 def method_spec(method: str, values: dict[str, Any]) -> str:

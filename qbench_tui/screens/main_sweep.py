@@ -88,6 +88,7 @@ class SweepReactions:
         except SweepStateError as exc:
             self.notify(str(exc), title="cannot run", severity="warning")
             return
+        self._choose_device = setup.choose_device if setup is not None else False
         if setup is not None:
             self.settings.last_setup = setup.to_dict()
             self.settings.save()
@@ -164,7 +165,21 @@ class SweepReactions:
         self.meters.sweep_ended("finished", message.elapsed_s, counts)
         self._set_run_status(message.run_id, message.status)
         self.notify(counts, title=f"sweep finished · run {message.run_id}", timeout=6)
+        if getattr(self, "_choose_device", False):  # devices "auto" or several: which one suits the model
+            self.show_device_choice(message.run_id)
         self._sweep_ended()
+
+    def show_device_choice(self, run_id: str, objective: str = "latency") -> dict[str, Any] | None:
+        """Rank the run's devices (engines.analysis.device_choice, as ``qbench run --devices auto``)
+        and show the best with its evidence under the results."""
+        from engines.analysis.device_choice import choose_device
+
+        results = self.results_pane.run_results(run_id)
+        if not results:
+            return None
+        choice = choose_device(results, objective)
+        self.results_pane.show_device_choice(results[0]["model"], choice)
+        return choice
 
     def on_sweep_cancelled(self, message: messages.SweepCancelled) -> None:
         if not self.sweep.observe(message):

@@ -106,6 +106,9 @@ class ResultsPane(ResultsDialogs, Vertical):
         table.display = False
         yield table
         yield Static("", id="results-status")
+        choice = Static("", id="device-choice")
+        choice.display = False
+        yield choice
 
     def on_mount(self) -> None:
         self.query_one("#results-empty").display = False
@@ -306,6 +309,22 @@ class ResultsPane(ResultsDialogs, Vertical):
             parts.append(f"{len(self.marked)} marked" + (" · x compares" if len(self.marked) == 2 else ""))
         parts.append("★ Pareto (acc vs p50)")
         status.update(Content.from_markup("[$text-muted]$t[/]", t="  ·  ".join(parts)))
+
+    def show_device_choice(self, model: str, choice: dict[str, Any] | None) -> None:
+        """The best device for ``model`` and its evidence (engines.analysis.device_choice), or hide it."""
+        line = self.query_one("#device-choice", Static)
+        line.display = choice is not None
+        if choice is None:
+            return
+        evidence = "; ".join(
+            f"{e['device']} {e['label']}·{e['runtime']} p50 {e['p50_ms']:.3f} ms" if e.get("p50_ms") is not None
+            else f"{e['device']} {e['label']}·{e['runtime']}" for e in choice["evidence"])
+        unmeasured = "; ".join(f"{d}: {why}" for d, why in (choice.get("unmeasured") or {}).items())
+        head = (f"best device for {model} ({choice['objective']}): " if choice["device"] else
+                f"no best device for {model}: ")
+        line.update(Content.from_markup(
+            "[b]$h[/]$r[$text-muted]$e$u[/]", h=head, r=choice["reason"],
+            e=f"  ·  evidence: {evidence}" if evidence else "", u=f"  ·  not measured: {unmeasured}" if unmeasured else ""))
 
     def set_welcome(self, store_path: str) -> None:
         self.store_path = store_path

@@ -20,7 +20,7 @@ from textual.widgets.selection_list import Selection
 
 from engines import catalog
 from engines.methods import configs
-from qbench_tui.controllers.sweep import SetupError, SweepSetup, method_spec, pin_spec, spec_method
+from qbench_tui.controllers.sweep import AUTO, SetupError, SweepSetup, expand_auto, method_spec, pin_spec, spec_method
 from qbench_tui.settings import MEASURE_DEFAULTS
 from qbench_tui.widgets.method_form import MethodSettingsForm
 
@@ -127,7 +127,8 @@ class SweepSetupPane(VerticalScroll):
     # --- choices -----------------------------------------------------------------------------
 
     def _method_options(self, selected: set[str]) -> list[Selection]:
-        out = []
+        out = [Selection(Content.from_markup("auto [$text-muted]the recipes each chosen device calls for[/]"),
+                         AUTO, AUTO in selected, id=AUTO)]
         for spec in catalog.METHODS.values():
             mark = self._method_mark(spec.name) if self.is_mounted else ""
             out.append(Selection(
@@ -137,7 +138,8 @@ class SweepSetupPane(VerticalScroll):
         return out
 
     def _device_options(self) -> list[Selection]:
-        out = []
+        out = [Selection(Content.from_markup("auto [$text-muted]every present device; the best is reported[/]"),
+                         AUTO, False, id=AUTO)]
         for dev in self.device_infos:
             if dev.present:
                 prompt = Content.from_markup("$n [$text-muted]$t[/]", n=dev.name, t=dev.title)
@@ -149,8 +151,14 @@ class SweepSetupPane(VerticalScroll):
     def _selected(self, list_id: str) -> list[str]:
         return list(self.query_one(f"#{list_id}", SelectionList).selected)
 
+    def _expanded(self) -> tuple[list[str], list[str], list[Any]]:
+        """(methods, devices, strategies) with ``auto`` expanded for the chosen runtimes."""
+        return expand_auto(self._selected("methods"), self._selected("devices"), self._selected("runtimes"),
+                           self.device_infos)
+
     def _combos(self) -> list[tuple[str, str]]:
-        return [(rt, dev) for rt in self._selected("runtimes") for dev in self._selected("devices")]
+        devices = self._expanded()[1]
+        return [(rt, dev) for rt in self._selected("runtimes") for dev in devices]
 
     def _method_mark(self, method: str) -> str:
         combos = self._combos()
@@ -175,7 +183,8 @@ class SweepSetupPane(VerticalScroll):
     def refresh_support(self) -> None:
         """Re-mark methods and redraw the support table and the summary."""
         methods = self.query_one("#methods", SelectionList)
-        selected = set(methods.selected)
+        # "auto" shows the forms of the methods it stands for
+        selected = {spec_method(m) for m in self._expanded()[0]} & set(catalog.METHODS)
         for spec in catalog.METHODS.values():
             index = methods.get_option_index(spec.name)
             mark = self._method_mark(spec.name)
@@ -247,18 +256,19 @@ class SweepSetupPane(VerticalScroll):
         return Content("\n").join(lines)
 
     def refresh_summary(self) -> None:
-        methods, combos = self._selected("methods"), self._combos()
+        methods, combos = self._expanded()[0], self._combos()
         try:
             batches = parse_batch_sizes(self.query_one("#batch-sizes", Input).value)
         except SetupError:
             batches = []
         recipes = methods + [spec_method(v) for v in self.variants]  # a variant is supported where its method is
+        auto = " (auto: " + ", ".join(methods) + ")" if AUTO in self._selected("methods") else ""
         total = len(recipes) * len(combos) * len(batches)
         unsupported = sum(1 for m in recipes for rt, dev in combos
                           if self.system.unsupported_reason(m, rt, dev) is not None) * len(batches)
         counted = _n(len(methods), "method") + (f" + {_n(len(self.variants), 'variant')}" if self.variants else "")
         text = (f"{counted} × {_n(len(combos), 'runtime·device')} × "
-                f"{_n(len(batches), 'batch size')} = {_n(total, 'measurement')}")
+                f"{_n(len(batches), 'batch size')} = {_n(total, 'measurement')}{auto}")
         extra = f" · {unsupported} unsupported (recorded as such)" if unsupported else ""
         self.query_one("#setup-summary", Static).update(
             Content.from_markup("[b]$t[/][$text-warning]$e[/]", t=text, e=extra))
@@ -269,17 +279,18 @@ class SweepSetupPane(VerticalScroll):
         """The sweep as configured; raises SetupError naming the field to fix."""
         if not model:
             raise SetupError("choose a model first (model browser, or o to open one by path)", "model-list")
-        methods = self._selected("methods")
-        if not methods and not self.variants:
-            raise SetupError("choose at least one method", "methods")
         runtimes = self._selected("runtimes")
         if not runtimes:
             raise SetupError("choose at least one runtime", "runtimes")
-        devices = self._selected("devices")
+        chosen_devices = self._selected("devices")
+        methods, devices, _ = self._expanded()
+        if not methods and not self.variants:
+            raise SetupError("choose at least one method", "methods")
         if not devices:
-            raise SetupError("choose at least one device", "devices")
+            raise SetupError("choose at least one device" if not chosen_devices else
+                             "auto found no present device the chosen runtimes serve", "devices")
         batches = parse_batch_sizes(self.query_one("#batch-sizes", Input).value)
-        configs_by_method = self._form_settings("form", methods)
+        configs_by_method = self._form_settings("form", list(dict.fromkeys(spec_method(m) for m in methods)))
         measure: dict[str, Any] = {}
         for name, _, kind in MEASURE_FIELDS:
             raw = self.query_one(f"#measure-{name}", Input).value.strip()
@@ -314,7 +325,8 @@ class SweepSetupPane(VerticalScroll):
             defaults = {f["name"]: f["default"] for f in configs.field_specs(catalog.METHODS[method].config_class)}
             variants.append(pin_spec(spec, configs_by_method.get(method, {}), defaults))
         return SweepSetup(model, (*methods, *variants), tuple(runtimes), tuple(devices), batches,
-                          configs_by_method, threads, measure, options, runtime_configs)
+                          configs_by_method, threads, measure, options, runtime_configs,
+                          choose_device=AUTO in chosen_devices or len(devices) > 1)
 
     def _form_settings(self, prefix: str, names: list[str]) -> dict[str, dict[str, Any]]:
         """Non-default settings of each named method's (``form``) or runtime's (``rtform``) form;
@@ -336,8 +348,8 @@ class SweepSetupPane(VerticalScroll):
             self.set_variants([m for m in data["methods"] if ":" in m and spec_method(m) in catalog.METHODS])
         # One refresh at the end, not one per selection change (each mounts forms: 0.5 s at start-up).
         with self.prevent(SelectionList.SelectedChanged):
-            for list_id, valid in (("methods", set(catalog.METHODS)), ("runtimes", set(catalog.RUNTIMES)),
-                                   ("devices", present)):
+            for list_id, valid in (("methods", {*catalog.METHODS, AUTO}), ("runtimes", set(catalog.RUNTIMES)),
+                                   ("devices", {*present, AUTO})):
                 wanted = [v for v in data.get(list_id, []) if v in valid]
                 if not wanted:
                     continue

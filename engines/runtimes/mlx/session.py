@@ -74,10 +74,12 @@ def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: i
         if not mx.metal.is_available():
             raise UnsupportedVariant("MLX on the GPU needs Metal (macOS on Apple Silicon); this MLX build has none")
         mx.set_default_device(mx.gpu)
+        from engines.devices.memory import device_memory_metrics, working_set_warning
+
         limit = _recommended_working_set()
-        if limit and artifact.size_bytes > 0.8 * limit:
-            artifact.notes.append(f"weights ({artifact.size_bytes / 2**30:.1f} GiB) near the GPU's recommended working "
-                                  f"set ({limit / 2**30:.1f} GiB): expect paging on unified memory")
+        if warning := working_set_warning(device, artifact.size_bytes, limit):
+            artifact.notes.append(warning)
+        artifact.facts.setdefault("metrics", {}).update(device_memory_metrics(device, limit))
     else:
         mx.set_default_device(mx.cpu)
     if artifact.payload is None:

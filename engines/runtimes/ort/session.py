@@ -39,6 +39,18 @@ class OnnxSession(Session):
         self._device, self._threads = device, threads
         self._inputs = {i.name: _NP_TYPES.get(i.type, np.float32) for i in self._session.get_inputs()}
         self._output = self._session.get_outputs()[0].name
+        self._model, self._providers, self._threads = model, providers, threads
+
+    def placement(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The share of nodes (and time) each execution provider took on ``inputs`` (one profiled run
+        of a second session; engines.runtimes.ort.placement)."""
+        import onnxruntime as ort
+
+        from engines.runtimes.ort.placement import measure_placement
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        return measure_placement(self._model, self._providers, self._feed(inputs), options)
 
     def _feed(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {name: np.ascontiguousarray(inputs[name], dtype=dtype) for name, dtype in self._inputs.items()}
@@ -108,6 +120,11 @@ def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: i
         session.kv_graph = Path(kv_graph) if isinstance(kv_graph, str) else kv_graph
         session.kv_reason = artifact.facts.get("kv_reason") or session.kv_reason
         session.kv_layout = model.details.get("kv_cache")
+    if device != "cpu":  # where providers share the graph, record who took what (the CPU takes all)
+        placement = session.placement(model.example_inputs(1))
+        artifact.facts.setdefault("metrics", {})["ort_placement"] = placement
+        shares = ", ".join(f"{p.removesuffix('ExecutionProvider')} {s:.0%}" for p, s in placement["node_share"].items())
+        artifact.notes.append(f"execution providers: {shares} of {sum(placement['nodes'].values())} nodes")
     return session
 
 

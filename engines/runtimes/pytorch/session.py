@@ -104,6 +104,28 @@ class TorchKvDecoder:
 
     def cache_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for kv in self._past or () for t in kv)
+def device_memory_limit(device: str) -> int | None:
+    """What the device can hold: the GPU's recommended working set on ``mps`` (unified memory),
+    the GPU's own memory on ``cuda``."""
+    torch = _torch()
+    try:
+        if device == "mps":
+            return int(torch.mps.recommended_max_memory()) or None
+        if device == "cuda":
+            return int(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory) or None
+    except (AttributeError, RuntimeError):
+        return None
+    return None
+
+
+def _device_memory(artifact: Artifact, device: str) -> None:
+    """The unified-memory warning and the memory figure's meaning (engines.devices.memory, shared with MLX)."""
+    from engines.devices.memory import device_memory_metrics, working_set_warning
+
+    limit = device_memory_limit(device)
+    if warning := working_set_warning(device, artifact.size_bytes, limit):
+        artifact.notes.append(warning)
+    artifact.facts.setdefault("metrics", {}).update(device_memory_metrics(device, limit))
 
 
 def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: int,
@@ -113,6 +135,7 @@ def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: i
     torch.set_num_threads(threads)
     module = artifact.payload
     if device != "cpu":
+        _device_memory(artifact, device)
         module = module.to(device)
     if artifact.facts.get("pt2e") and device == "cpu":
         if config.simulate_int8:
