@@ -22,8 +22,6 @@ MAX_LINES = 450
 LONG_FILES_ALLOWED: dict[str, str] = {
     "engines/models/files.py": "one loader per model file format (ONNX, TorchScript, ExportedProgram, pickles); "
                                "the engine refactor splits it by format",
-    "qbench_tui/cli/insights.py": "four commands (auto, recommend, insights, report) sharing their options; "
-                                  "auto's budget loop moves to engines/analysis when it grows",
 }
 
 

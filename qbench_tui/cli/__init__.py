@@ -20,6 +20,7 @@ from qbench_tui.cli.common import EXIT_USAGE, UsageError, csv_list, int_list, si
 COMMAND_MODULES: tuple[str, ...] = (
     "qbench_tui.cli.fleet",
     "qbench_tui.cli.hub",
+    "qbench_tui.cli.auto",
     "qbench_tui.cli.insights",
     "qbench_tui.cli.export",
     "qbench_tui.cli.ops",
