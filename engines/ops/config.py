@@ -75,9 +75,13 @@ class OpsConfig(Config):
     def exports_path(self) -> Path:
         return Path(self.exports_dir).expanduser() if self.exports_dir else qbench_home() / "exports"
 
-    def registry_tracking_uri(self) -> str:
-        return (self.registry_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                or f"sqlite:///{qbench_home() / 'mlflow.db'}")
+    def registry_tracking_uri(self, app_setting: str | None = None) -> str:
+        """The registry's MLflow URI: this config's, else the tracking URI in force (the flag-less
+        precedence of engines.tracking: $MLFLOW_TRACKING_URI, the app's setting, the embedded store);
+        tracking turned off still leaves the embedded registry readable."""
+        from engines.tracking import default_uri, resolve_uri
+
+        return self.registry_uri or resolve_uri(None, app_setting) or default_uri()
 
 
 def load_ops_config(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> OpsConfig:

@@ -220,7 +220,11 @@ def cmd_serve(args) -> int:
     config = _config(args, serve_host=args.host, serve_port=args.port, registry_uri=args.registry_uri)
     store = open_store(args.db)
     try:
-        result_id = resolve_target(store, args.target, config.registry_tracking_uri())
+        from engines.paths import settings_path
+        from qbench_tui.settings import AppSettings
+
+        app_uri = AppSettings.load(settings_path()).tracking_uri
+        result_id = resolve_target(store, args.target, config.registry_tracking_uri(app_uri))
     except ServeError as exc:
         raise UsageError(str(exc)) from None
     if not port_free(config.serve_host, config.serve_port):
