@@ -117,3 +117,14 @@ def test_bad_recipe_specs_say_what_is_valid(text, message):
 def test_multi_step_recipes_chain_with_plus():
     recipe = parse_recipe("fp32+int4:group_size=128")
     assert recipe.label == "fp32+int4(g128)" and recipe.method == "fp32" and len(recipe.to_list()) == 2
+
+
+def test_settings_stored_before_a_meaning_changed_read_as_they_ran():
+    """dynamic-int8 version 1 quantized convolutions on ONNX Runtime; version 2 leaves them float
+    unless asked: a stored version-1 config reads back as what it measured."""
+    from engines.core.config import config_from_dict, config_to_dict
+    from engines.methods.int8 import DynamicInt8Config
+
+    assert config_from_dict(DynamicInt8Config, {"per_channel": True, "version": 1}).quantize_conv is True
+    assert config_from_dict(DynamicInt8Config, config_to_dict(DynamicInt8Config())).quantize_conv is False
+    assert DynamicInt8Config.version == 2

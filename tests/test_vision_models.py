@@ -74,7 +74,9 @@ def test_efficientnet_lite0_sweep_fp32_dynamic_and_static_int8(tmp_path):
         assert r["status"] == "ok", r["error"]
         assert 0 <= r["agreement"]["top1"] <= 1 and "top5_agreement" in r["metrics"]
     assert table[("fp32", "onnxruntime")]["agreement"]["top1"] == 1.0
-    assert "ConvInteger" in " ".join(table[("dynamic-int8", "onnxruntime")]["notes"])
+    # dynamic int8 leaves the convolutions float, saying so (run-time per-tensor scales wreck them)
+    assert "convolutions kept float" in " ".join(table[("dynamic-int8", "onnxruntime")]["notes"])
+    assert table[("dynamic-int8", "onnxruntime")]["agreement"]["top1"] >= 0.95
     assert table[("static-int8", "onnxruntime")]["size_mb"] < table[("fp32", "onnxruntime")]["size_mb"] / 3
 
 

@@ -68,7 +68,10 @@ def config_to_dict(config: Config) -> dict[str, Any]:
 def config_from_dict(cls: type[Config], data: dict[str, Any] | None) -> Config:
     """Build ``cls`` from a dict; unknown keys are an error (typos must not pass silently)."""
     data = dict(data or {})
-    data.pop("version", None)
+    version = data.pop("version", None)
+    upgrade = getattr(cls, "upgrade", None)  # a config whose fields' meaning changed reads old data
+    if upgrade is not None and isinstance(version, int) and version < cls.version:
+        data = upgrade(data, version)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - known

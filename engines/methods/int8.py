@@ -49,6 +49,11 @@ class DynamicInt8Config(MethodConfig):
 
     version = 2  # 2: ONNX Runtime leaves convolutions float unless quantize_conv
 
+    @staticmethod
+    def upgrade(data: dict, version: int) -> dict:
+        """Version 1 quantized convolutions on ONNX Runtime: stored version-1 settings say so."""
+        return {"quantize_conv": True, **data} if version < 2 else data
+
     per_channel: bool = field(default=True, metadata=help_text("One weight scale per output channel.",
                                                                short=("per-tensor", "per-channel")))
     reduce_range: bool = field(

@@ -59,8 +59,8 @@ def binding_rows(app: Any, bindings: list[BindingType]) -> list[tuple[str, str]]
 
 # The main screen's bindings by section (actions as in MainScreen.BINDINGS).
 HELP_GROUPS: dict[str, tuple[str, ...]] = {
-    "Sweep": ("run_sweep", "cancel_sweep", "starter_sweep", "open_model", "quit"),
-    "Results": ("focus_filter", "sort", "reverse_sort", "chart", "compare", "export", "clear_filters"),
+    "Sweep": ("run_sweep", "cancel_sweep", "starter_sweep", "open_model", "pull_model", "hosts", "quit"),
+    "Results": ("focus_filter", "sort", "reverse_sort", "chart", "compare", "insights", "export", "clear_filters"),
     "Panes and help": ("pane('models')", "pane('setup')", "pane('meters')", "pane('results')", "help"),
 }
 
