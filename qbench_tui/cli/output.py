@@ -45,8 +45,10 @@ def results_table(results: list[dict[str, Any]], title: str = "", references: li
     speedup, size_ratio = speedups(everything), size_ratios(everything)
     show_memory = any(r.get("memory_mb") is not None for r in results)
     show_host = len({r.get("host") for r in results}) > 1  # a fleet's run: which machine measured it
+    # The id that export, register, version and serve take (stored results have one).
+    show_id = any(r.get("id") is not None for r in results)
     table = Table(title=title, header_style="bold", show_lines=False)
-    for col, justify in (("model", "left"), ("recipe", "left"), ("runtime", "left"), ("dev", "left"),
+    for col, justify in (*((("id", "right"),) if show_id else ()), ("model", "left"), ("recipe", "left"), ("runtime", "left"), ("dev", "left"),
                          *((("host", "left"),) if show_host else ()), ("bs", "right"), ("status", "left"), ("p50 ms", "right"), ("±rounds", "right"),
                          ("p99 ms", "right"), ("speedup", "right"), ("items/s", "right"),
                          *((("mem MB", "right"),) if show_memory else ()), ("size MB", "right"), ("size", "right"),
@@ -60,7 +62,7 @@ def results_table(results: list[dict[str, Any]], title: str = "", references: li
         key = result_key(r)
         status_style = {"ok": "green", "failed": "red", "unsupported": "yellow"}.get(r["status"], "magenta")
         table.add_row(
-            r["model"], display_label(r), r["runtime"], r["device"],
+            *((str(r.get("id") or ""),) if show_id else ()), r["model"], display_label(r), r["runtime"], r["device"],
             *((str(r.get("host") or ""),) if show_host else ()), str(r["batch_size"]),
             f"[{status_style}]{r['status']}[/]", _fmt(lat.get("p50"), ".3f"), _spread(r),
             _fmt(lat.get("p99"), ".3f"), fmt_ratio(speedup.get(key)), _fmt(r.get("throughput_per_s"), ",.0f"),
