@@ -125,7 +125,7 @@ def _wait_until(condition, timeout: float, run: Proc) -> None:
 
 async def _hosts_view_rows(db: Path) -> dict[str, tuple[str, ...]]:
     """Open the app on the store, press h, and read the Hosts view's table."""
-    from test_tui_support import fixed_system, test_settings
+    from test_tui_support import fixed_system, test_settings, wait_ready
     from textual.widgets import DataTable
 
     from engines.store import Store
@@ -136,10 +136,7 @@ async def _hosts_view_rows(db: Path) -> dict[str, tuple[str, ...]]:
     app = make_app(store=store, settings=test_settings(), system=fixed_system())
     try:
         async with app.run_test(size=(140, 40)) as pilot:
-            for _ in range(200):
-                if app.main.loaded:
-                    break
-                await pilot.pause(0.05)
+            await wait_ready(pilot)
             await pilot.press("h")
             await pilot.pause(0.2)
             assert isinstance(app.screen, HostsScreen)

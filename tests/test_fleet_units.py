@@ -7,7 +7,7 @@ import asyncio
 import sqlite3
 
 import pytest
-from test_tui_support import fixed_system, test_settings
+from test_tui_support import fixed_system, test_settings, wait_ready
 
 from engines.bench.measure import MeasureSettings
 from engines.bench.request import SweepRequest
@@ -120,10 +120,7 @@ def test_hosts_view_shows_each_host_and_a_run_across_hosts(store):
     async def scenario():
         app = make_app(store=store, settings=test_settings(), system=fixed_system())
         async with app.run_test(size=(140, 40)) as pilot:
-            for _ in range(200):
-                if app.main.loaded:
-                    break
-                await pilot.pause(0.05)
+            await wait_ready(pilot)
             await pilot.press("h")
             await pilot.pause(0.1)
             assert isinstance(app.screen, HostsScreen)
