@@ -1,6 +1,6 @@
 """The app and the CLI with months of history: a store of 20,000 realistic results.
 
-Run:  python bench/history_scale.py [--results 20000] [--rounds 3] [--root PATH]
+Run:  python bench/history_scale.py [--results 20000] [--rounds 3] [--root PATH] [--compare PATH]
 
 A store is filled (1,000 runs of 20 results over 90 days: four models, six recipes, two
 runtimes, two batch sizes, some failed and unsupported), then, each round:
@@ -14,7 +14,8 @@ runtimes, two batch sizes, some failed and unsupported), then, each round:
   tree has them, ``--limit 50`` variants are timed end to end.
 
 ``--root`` points at another checkout (e.g. ``git archive main | tar -x -C /tmp/before``) so
-before and after are measured by the same script: the store is filled by that tree's own
+before and after are measured by the same script (``--compare PATH`` runs the app rounds of
+both trees in turn): the store is filled by that tree's own
 ``engines`` (its schema), and the program run is that tree's ``qbench``. Medians of the rounds
 are printed; the machine is shared, so read them with the load average printed beside them.
 """
@@ -180,6 +181,32 @@ def cli_round(root: Path, db: Path, home: Path, limit_flags: bool) -> dict[str, 
     return out
 
 
+def compare_apps(trees: list[Path], results: int, rounds: int) -> int:
+    """Each tree's app on its own store (filled by that tree), one round of each in turn, so that
+    a busy machine's load weighs on all alike; the medians side by side."""
+    stores = {}
+    for tree in trees:
+        home = Path(tempfile.mkdtemp(prefix="qbench-history-"))
+        env = {**os.environ, "PYTHONPATH": str(tree), "QBENCH_HOME": str(home)}
+        subprocess.run([sys.executable, __file__, "--results", str(results), "--fill-only", str(home / "history.db")],
+                       env=env, check=True, cwd=tree)
+        stores[tree] = (home / "history.db", home)
+        app_round(tree, *stores[tree])  # fills the bytecode cache (not counted)
+    got: dict[Path, list[dict[str, float]]] = {tree: [] for tree in trees}
+    for i in range(rounds):
+        for tree in trees:
+            got[tree].append(app_round(tree, *stores[tree]))
+        print(f"  round {i + 1}: " + "; ".join(f"{str(t)[-20:]} " + ", ".join(f"{k} {v:.2f}" for k, v in got[t][-1].items())
+                                              for t in trees), flush=True)
+    print(f"\n== {results} results, the app, median of {rounds} alternating rounds (load average now "
+          f"{os.getloadavg()[0]:.1f}) ==")
+    keys = list(got[trees[0]][0])
+    print(f"{'tree':<32}" + "".join(f"{k:>14}" for k in keys))
+    for tree in trees:
+        print(f"{str(tree)[-32:]:<32}" + "".join(f"{statistics.median(r[k] for r in got[tree]):>14.2f}" for k in keys))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results", type=int, default=20_000)
@@ -187,10 +214,14 @@ def main() -> int:
     parser.add_argument("--root", type=Path, default=HERE.parent, help="the checkout to measure")
     parser.add_argument("--fill-only", type=Path, metavar="DB", help=argparse.SUPPRESS)
     parser.add_argument("--skip-app", action="store_true")
+    parser.add_argument("--compare", type=Path, metavar="PATH",
+                        help="the app rounds only, of --root's tree and PATH's in turn (before/after)")
     args = parser.parse_args()
     if args.fill_only:  # run by the parent with PYTHONPATH set to the measured tree
         fill(args.fill_only, args.results)
         return 0
+    if args.compare:
+        return compare_apps([args.root.resolve(), args.compare.resolve()], args.results, args.rounds)
     root = args.root.resolve()
     home = Path(tempfile.mkdtemp(prefix="qbench-history-"))
     db = home / "history.db"

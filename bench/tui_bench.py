@@ -2,7 +2,7 @@
 and how much having it open changes the latencies a sweep measures.
 
 Run:  uv run python bench/tui_bench.py [--rounds 2] [--paint-runs 5] [--size 120x40] [--root PATH]
-      [--skip-sweeps]
+      [--skip-sweeps] [--compare PATH]
 
 The real ``qbench`` program runs in a pseudo-terminal (120x40 unless --size) with a temporary
 QBENCH_HOME; ``--root`` runs another checkout's program (before/after from one script):
@@ -17,6 +17,9 @@ QBENCH_HOME; ``--root`` runs another checkout's program (before/after from one s
 * interference — the same sweep (digits-mlp, fp32 and dynamic-int8 on ONNX Runtime, 1 s
   minimum per measurement) run headless by ``qbench run`` and from the open app, alternating,
   and the ratio of the p50 latencies (app / headless) printed side by side.
+
+``--compare PATH`` times only the first paint (warm cache), of ``--root``'s tree and PATH's in
+turn, run by run, so that a busy machine's load weighs on before and after alike.
 """
 
 from __future__ import annotations
@@ -139,12 +142,13 @@ def base_env(home: Path, bytecode: str) -> dict[str, str]:
     return env
 
 
-def first_paint(home: Path, bytecode: str, runs: int) -> dict[str, list[float]]:
+def first_paint(home: Path, bytecode: str, runs: int, fill_cache: bool = True) -> dict[str, list[float]]:
     marks = {"first frame": b"starting", "full screen": b"Methods", "interactive": b"digits-mlp"}
     panes = (b"digits-mlp", b"Methods", b"Memory", b"Welcome to qbench")  # one per pane
     times: dict[str, list[float]] = {k: [] for k in [*marks, "all four panes"]}
     db = home / "paint.db"
-    for i in range(runs + (1 if bytecode == "warm" else 0)):
+    fill_cache = fill_cache and bytecode == "warm"
+    for i in range(runs + (1 if fill_cache else 0)):
         app = PtyApp([*QBENCH, "--db", str(db)], base_env(home, bytecode), cwd=TREE)
         try:
             got = {name: app.wait_for(marker, 30) for name, marker in marks.items()}
@@ -152,7 +156,7 @@ def first_paint(home: Path, bytecode: str, runs: int) -> dict[str, list[float]]:
         finally:
             app.send("q")
             app.close()
-        if bytecode == "warm" and i == 0:
+        if fill_cache and i == 0:
             continue  # this run fills the bytecode cache
         for name, value in got.items():
             times[name].append(value)
@@ -216,6 +220,33 @@ def sweep_in_app(home: Path, db: Path) -> tuple[dict[str, float], float, float]:
     return p50s(db), 100 * (cpu1 - cpu0) / (wall1 - wall0), 100 * (cpu3 - cpu2) / (wall3 - wall2)
 
 
+def compare_paint(trees: list[Path], home: Path, runs: int) -> None:
+    """First paint of each tree with a warm bytecode cache, one run of each in turn (the load of a
+    shared machine then weighs on all alike), and the medians side by side."""
+    global TREE
+    homes = {tree: home / f"tree-{i}" for i, tree in enumerate(trees)}
+    for tree in trees:
+        homes[tree].mkdir(parents=True, exist_ok=True)
+        TREE = tree
+        first_paint(homes[tree], "warm", 0)  # fills the bytecode cache
+    times: dict[Path, dict[str, list[float]]] = {tree: {} for tree in trees}
+    for _ in range(runs):
+        for tree in trees:
+            TREE = tree
+            for name, values in first_paint(homes[tree], "warm", 1, fill_cache=False).items():
+                times[tree].setdefault(name, []).extend(values)
+    print(f"\n== time to first paint ({COLS}x{ROWS}, warm bytecode cache, median of {runs}, alternating; "
+          f"load average {os.getloadavg()[0]:.1f}) ==")
+    names = list(times[trees[0]])
+    print(f"{'tree':<28}" + "".join(f"{n:>17}" for n in names))
+    for tree in trees:
+        print(f"{str(tree)[-28:]:<28}" + "".join(f"{statistics.median(times[tree][n]):>15.2f} s" for n in names))
+    base = times[trees[0]]["all four panes"]
+    for tree in trees[1:]:
+        ratio = statistics.median(times[tree]["all four panes"]) / statistics.median(base)
+        print(f"all four panes, {str(tree)[-28:]} / {str(trees[0])[-28:]}: {ratio:.2f}")
+
+
 def main() -> int:
     global COLS, ROWS, TREE
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -224,6 +255,8 @@ def main() -> int:
     parser.add_argument("--size", default=f"{COLS}x{ROWS}", help="terminal COLSxROWS (default 120x40)")
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to measure")
     parser.add_argument("--skip-sweeps", action="store_true", help="first paint only")
+    parser.add_argument("--compare", type=Path, metavar="PATH",
+                        help="also time PATH's first paint, run for run alternating with --root's (before/after)")
     args = parser.parse_args()
     COLS, ROWS = (int(v) for v in args.size.lower().split("x"))
     TREE = args.root.resolve()
@@ -235,6 +268,9 @@ def main() -> int:
     if not args.skip_sweeps:
         sweep_headless(home, home / "warmup.db")
 
+    if args.compare:
+        compare_paint([TREE, args.compare.resolve()], home, args.paint_runs)
+        return 0
     print(f"\n== time to first paint ({COLS}x{ROWS}, median of {args.paint_runs}; tree {TREE}) ==")
     for bytecode in ("warm", "cold"):
         times = first_paint(home, bytecode, args.paint_runs)

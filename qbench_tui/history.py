@@ -55,9 +55,11 @@ def read_view(store: Any, query: ResultQuery, previous: ResultsView | None = Non
     if same_filter and previous is not None:
         view.counts, view.total, view.frontier = previous.counts, previous.total, previous.frontier
     else:
-        view.counts = store.count_results(query)
+        if query.text:
+            view.counts, view.frontier = store.counts_and_frontier(query)
+        else:
+            view.counts, view.frontier = store.count_results(query), store.frontier_ids(query)
         view.total = sum(store.count_results().values()) if query.where()[0] != "1" else sum(view.counts.values())
-        view.frontier = store.frontier_ids(query)
     if choices:
         view.choices = {name: store.distinct_values(name) for name in CHOICE_COLUMNS}
     elif previous is not None:

@@ -38,6 +38,8 @@ class HistoryLoaded(Message):
 
     view: Any | None  # qbench_tui.history.ResultsView
     runs: dict[str, dict[str, Any]]
+    model: str | None = None  # the model the browser selects at start-up…
+    model_summary: dict[str, Any] | None = None  # …and its history (Store.model_summary), read here too
 
 
 @dataclass

@@ -127,13 +127,16 @@ def test_sql_filters_and_counts_like_the_python_filter(big: Store, flt: ResultFi
                       if (n := sum(1 for r in expected if r["status"] == s))}
 
 
-@pytest.mark.parametrize("flt", [ResultFilter(), ResultFilter(model="digits-mlp"), ResultFilter(text="torch")])
+@pytest.mark.parametrize("flt", [ResultFilter(), ResultFilter(model="digits-mlp"), ResultFilter(text="torch"),
+                                 ResultFilter(text="mini bs1")])
 def test_the_pareto_frontier_comes_from_a_query(big: Store, flt: ResultFilter):
     results, _ = _everything(big)
     query = to_query(flt, None, False)
     for x in ("p50", "size"):
         _, frontier = analysis.frontier_results(analysis.filter_results(results, flt), x)
         assert big.frontier_ids(query, x) == {r["id"] for r in frontier}
+        # the one-pass form a typed filter uses gives the same counts and frontier
+        assert big.counts_and_frontier(query, x) == (big.count_results(query), {r["id"] for r in frontier})
 
 
 def test_model_summary_and_run_counts_match_the_whole_history(big: Store):

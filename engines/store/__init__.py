@@ -19,7 +19,7 @@ from typing import Any
 from engines.core.schema import Result, now_iso, public_json, variant_key  # noqa: F401 - re-exported
 from engines.store.migrations import MIGRATIONS, SCHEMA_VERSION, legacy_recipe
 from engines.store.outbox import enqueue, queue_summary
-from engines.store.query import DISTINCT_COLUMNS, ResultQuery, frontier_sql, select_sql
+from engines.store.query import DISTINCT_COLUMNS, QUALITY, ResultQuery, frontier_sql, select_sql
 
 APP_ID = "qbench"
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -278,12 +278,24 @@ class Store:
         sql, args = frontier_sql(query or ResultQuery(), x)
         with self._lock:
             rows = self.conn.execute(sql, args).fetchall()
-        frontier, best = set(), float("-inf")
-        for row_id, quality in rows:
-            if quality > best:
-                frontier.add(row_id)
-                best = quality
-        return frontier
+        return _frontier(rows)
+
+    def counts_and_frontier(self, query: ResultQuery, x: str = "p50") -> tuple[dict[str, int], set[int]]:
+        """``count_results(query)`` and ``frontier_ids(query, x)`` from one pass over the results.
+        For a typed filter: its LIKEs are then evaluated once per row, not twice (half the time
+        at 20,000 results); without one, the two indexed queries are faster."""
+        where, args = query.where()
+        xcol = "r.latency_p50_ms" if x == "p50" else "r.size_mb"
+        with self._lock:
+            rows = self.conn.execute(f"SELECT r.id, r.status, {xcol}, {QUALITY} FROM results r WHERE {where}",
+                                     args).fetchall()
+        counts: dict[str, int] = {}
+        for _, status, _, _ in rows:
+            counts[status] = counts.get(status, 0) + 1
+        # frontier_sql's order: increasing x, best quality first among equals, then the row id
+        ok = sorted((value, -quality, row_id) for row_id, status, value, quality in rows
+                    if status == "ok" and value is not None and quality is not None)
+        return counts, _frontier((row_id, -negated) for _, negated, row_id in ok)
 
     def fp32_references(self, run_ids: Iterable[str]) -> list[dict[str, Any]]:
         """The ok fp32 results of these runs: what their variants' speed-ups are measured against."""
@@ -358,3 +370,13 @@ def _decode_run(row: dict[str, Any]) -> dict[str, Any]:
     out["request"] = json.loads(row["request"] or "{}")
     out["environment"] = json.loads(row["environment"] or "{}")
     return out
+
+
+def _frontier(rows: Iterable[tuple[int, float]]) -> set[int]:
+    """The ids of (id, quality) pairs, in order of increasing cost, whose quality beats every one before."""
+    frontier, best = set(), float("-inf")
+    for row_id, quality in rows:
+        if quality > best:
+            frontier.add(row_id)
+            best = quality
+    return frontier

@@ -10,6 +10,7 @@ state machine. Every worker runs on this screen, so its errors end in one handle
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,20 +19,22 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container, Vertical
 from textual.content import Content
+from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Static, Tab, Tabs
-from textual.worker import Worker, WorkerState
+from textual.widgets import Button, Input, Static, Tab, Tabs
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from qbench_tui import messages
 from qbench_tui.analysis import ModelHistory
 from qbench_tui.commands import PaletteCommand, main_screen_commands
-from qbench_tui.controllers.startup import load_startup
+from qbench_tui.controllers.startup import load_startup, warm_runner
 from qbench_tui.controllers.sweep import SweepController, describe_error
 from qbench_tui.controllers.tracking import TrackingController
 from qbench_tui.screens.main_sweep import SweepReactions
 from qbench_tui.screens.main_tracking import TrackingReactions
 from qbench_tui.settings import STARTER_SETUP, AppSettings
 from qbench_tui.system import SystemProbe
+from qbench_tui.widgets.footer import CompactFooter
 from qbench_tui.widgets.meters import DeviceMeters
 from qbench_tui.widgets.model_browser import ModelBrowser
 from qbench_tui.widgets.results import ResultsPane, ResultsTable
@@ -44,6 +47,7 @@ PANES: dict[str, tuple[str, str]] = {
     "meters": ("3 Meters", "#device-meters"),
     "results": ("4 Results", "#results-table"),
 }
+WARM_RUNNER_AFTER_S = 0.5  # after the history is shown: the first full frame is drawn by then
 
 
 class MainScreen(SweepReactions, TrackingReactions, Screen[None]):
@@ -86,8 +90,10 @@ class MainScreen(SweepReactions, TrackingReactions, Screen[None]):
         self.db_path = Path(store.path) if store is not None else db_path
         self.store_error: str | None = None
         self.built = False  # the panes' contents are mounted
+        self._built_event = threading.Event()  # the same, for the start-up worker
         self.loaded = False  # store opened, models listed, history read (tests wait on this)
         self.model_options: dict[str, dict[str, Any]] = {}  # per model opened by path (allow_pickle)
+        self._model_history: tuple[tuple[str, int, int], ModelHistory] | None = None  # the last one read
         self.sweep = SweepController(self.post_message, self._spawn_sweep, system.monotonic)
         self.tracking = TrackingController(settings)  # MLflow: the sweep's sinks queue, children send
         self.tracking_queue: list[dict[str, Any]] = []
@@ -105,18 +111,23 @@ class MainScreen(SweepReactions, TrackingReactions, Screen[None]):
                 with Vertical(id=pane, classes="pane -active" if pane == "models" else "pane") as frame:
                     frame.border_title = title
                     yield Static("loading…", classes="pane-loading")
-        yield Footer(compact=True)
+        yield CompactFooter()
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
         self.refresh_topbar()
+        # The store, the models and the history are read while the panes are built (SQLite
+        # leaves the GIL while it reads: 0.1 s at 20,000 results); what is read waits for them.
+        self._load_startup()
         self.call_after_refresh(self._build)
 
     async def _build(self) -> None:
-        """Mount the panes' contents, then start loading data and sampling devices."""
+        """Mount the panes' contents (what the start-up worker read then fills them), then start
+        sampling devices."""
         contents = {
             "models": ModelBrowser(id="model-browser"),
-            "setup": SweepSetupPane(self.system, self.settings.measure_settings(), id="sweep-setup"),
+            "setup": SweepSetupPane(self.system, self.settings.measure_settings(), id="sweep-setup",
+                                    stacked=SweepSetupPane.stacks_in(self.query_one("#setup").content_size.width)),
             "meters": DeviceMeters(self.system, id="device-meters"),
             "results": ResultsPane(id="results-pane"),
         }
@@ -127,7 +138,7 @@ class MainScreen(SweepReactions, TrackingReactions, Screen[None]):
         self.built = True
         self.query_one(SweepSetupPane).apply_setup(self.settings.last_setup or STARTER_SETUP)
         self.refresh_topbar()
-        self._load_startup()
+        self._built_event.set()  # the start-up worker's messages may come now
         self._arm_sampler(0.5)  # psutil needs an interval for its first CPU reading
         self.query_one("#model-list").focus()
 
@@ -179,7 +190,18 @@ class MainScreen(SweepReactions, TrackingReactions, Screen[None]):
 
     @work(thread=True, group="startup", exit_on_error=False)
     def _load_startup(self) -> None:
-        load_startup(self.store, self.db_path, self.system, self.post_message)
+        worker = get_current_worker()
+        pending: list[Message] = []
+        load_startup(self.store, self.db_path, self.system, pending.append, self._startup_model())
+        while not self._built_event.wait(0.1):  # the panes these messages fill are not mounted yet
+            if worker.is_cancelled:
+                return
+        for message in pending:
+            self.post_message(message)
+
+    @work(thread=True, group="warm-runner", exit_on_error=False)
+    def _warm_runner(self) -> None:
+        warm_runner()
 
     def on_store_opened(self, message: messages.StoreOpened) -> None:
         if message.path is not None:
@@ -198,9 +220,12 @@ class MainScreen(SweepReactions, TrackingReactions, Screen[None]):
             self.sync_tracking()  # what an earlier session could not send to MLflow
         self.refresh_topbar()
 
+    def _startup_model(self) -> str:
+        """The model the browser selects once the models are listed."""
+        return (self.settings.last_setup or {}).get("model") or STARTER_SETUP["model"]
+
     def on_models_listed(self, message: messages.ModelsListed) -> None:
-        wanted = (self.settings.last_setup or {}).get("model") or STARTER_SETUP["model"]
-        self.browser.set_models(message.models, select=wanted)
+        self.browser.set_models(message.models, select=self._startup_model())
         if message.error:
             self.notify(f"listing models failed: {message.error}", severity="error")
 
@@ -210,9 +235,14 @@ class MainScreen(SweepReactions, TrackingReactions, Screen[None]):
             self.results_pane.query_one("#results-empty").display = True
             self.results_pane.query_one(ResultsTable).display = False
         self.loaded = True
+        if message.model and message.model_summary is not None:
+            summary = message.model_summary
+            self._model_history = (self._history_key(message.model),
+                                   ModelHistory(**summary) if summary else ModelHistory(0, 0, None, []))
         self.show_model_history()
         self.refresh_topbar()
         self.refresh_bindings()
+        self.set_timer(WARM_RUNNER_AFTER_S, self._warm_runner, name="warm-runner")
 
     # --- model browser -------------------------------------------------------------------------
 
@@ -224,9 +254,16 @@ class MainScreen(SweepReactions, TrackingReactions, Screen[None]):
         if spec is None or not self.loaded:
             return
         # Three indexed queries, however long the history (the model's rows are never all read).
-        summary = self.store.model_summary(spec.name) if self.store is not None else None
-        history = ModelHistory(**summary) if summary else ModelHistory(0, 0, None, [])
-        self.browser.show_details(spec, history)
+        # Asked again for the same model and the same number of results (choosing the model
+        # at start-up and the history arriving both ask): the answer read last time is shown.
+        key = self._history_key(spec.name)
+        if self._model_history is None or self._model_history[0] != key:
+            summary = self.store.model_summary(spec.name) if self.store is not None else None
+            self._model_history = (key, ModelHistory(**summary) if summary else ModelHistory(0, 0, None, []))
+        self.browser.show_details(spec, self._model_history[1])
+
+    def _history_key(self, model: str) -> tuple[str, int, int]:
+        return model, self.results_pane.total, len(self.results_pane.runs)
 
     def action_open_model(self, error: str | None = None, value: str = "", allow_pickle: bool = False) -> None:
         from qbench_tui.screens.open_model import OpenModelScreen

@@ -25,7 +25,8 @@ from qbench_tui.history import PAGE_SIZE, ResultsView, read_more, read_view, to_
 from qbench_tui.widgets.results_dialogs import ResultsDialogs
 
 LOAD_AHEAD = 20  # rows before the end of those read at which the next page is read
-TYPING_PAUSE_S = 0.06  # a typed filter is applied this long after the last key
+# A typed filter is applied this long after the last key: keys read in one burst make one filter.
+TYPING_PAUSE_S = 0.03
 
 FILTER_SELECTS = (("model", "model"), ("method", "method"), ("runtime", "runtime"),
                   ("device", "device"), ("status", "status"), ("run_id", "run"))

@@ -53,8 +53,13 @@ class SweepSetupPane(VerticalScroll):
     class Changed(Message):
         """The set-up changed (the app refreshes what depends on it)."""
 
-    def __init__(self, system: Any, measure: dict[str, Any], **kwargs: Any):
+    STACK_BELOW = 56  # columns: side by side lists need about this many
+
+    def __init__(self, system: Any, measure: dict[str, Any], stacked: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
+        # Stacked or not from the start (the frame's width is known before this pane is made): a
+        # class added at the first resize restyles the pane's hundred widgets.
+        self.set_class(stacked, "-stacked", update=False)
         self.system = system
         self.measure_defaults = {**MEASURE_DEFAULTS, **measure}
         self.device_infos = list(system.devices())
@@ -95,7 +100,8 @@ class SweepSetupPane(VerticalScroll):
         runtime_title.display = False
         yield runtime_title
         yield Vertical(id="runtime-settings")
-        with Collapsible(title="Measurement", collapsed=True, id="measure-settings"):
+        # "-collapsed" from the start: Collapsible adds it when mounted, restyling its contents.
+        with Collapsible(title="Measurement", collapsed=True, id="measure-settings", classes="-collapsed"):
             for name, help_text, kind in MEASURE_FIELDS:
                 with Horizontal(classes="field-row"):
                     yield Label(name.replace("_", " "), classes="field-name")
@@ -118,9 +124,13 @@ class SweepSetupPane(VerticalScroll):
     def on_mount(self) -> None:
         self.refresh_support()
 
+    @classmethod
+    def stacks_in(cls, width: int) -> bool:
+        """Whether the lists stack in a frame ``width`` columns wide (its scroll bar included)."""
+        return width - 2 < cls.STACK_BELOW
+
     def on_resize(self) -> None:
-        # Side by side lists need about 56 columns; below that they stack.
-        stacked = self.size.width < 56
+        stacked = self.size.width < self.STACK_BELOW
         if stacked != self.has_class("-stacked"):
             self.set_class(stacked, "-stacked")
 
@@ -226,7 +236,7 @@ class SweepSetupPane(VerticalScroll):
                                           self._pending_configs.pop(f"rt-{rt.name}", None),
                                           id=f"rtform-{rt.name}", classes="method-form")
                 holder.mount(Collapsible(form, title=f"{rt.name} · {rt.title}", collapsed=True,
-                                         id=f"rtsettings-{rt.name}", classes="method-settings"))
+                                         id=f"rtsettings-{rt.name}", classes="method-settings -collapsed"))
             shown = shown or rt.name in chosen
         self.query_one("#runtime-settings-title").display = shown
 
