@@ -49,6 +49,8 @@ def runtime_refusal(runtime: RuntimeSpec, device: str) -> str | None:
     """Why ``runtime`` cannot run on ``device`` on this machine at all, or None."""
     if device not in runtime.devices:
         return f"{runtime.title} has no {device} backend"
+    if runtime.refusal is not None and (reason := runtime.refusal(device)):
+        return reason
     info = device_info(device)
     if info is None or not info.present:
         return f"device {device} is not present: {info.detail if info else 'unknown device'}"

@@ -92,8 +92,10 @@ def detect_devices() -> tuple[DeviceInfo, ...]:
     unified = f"unified memory {mem_gib:.0f} GiB shared with the CPU"
     for name, title, via in (
         ("mps", "Apple GPU (Metal) for PyTorch", "torch on Metal (MPS)"),
-        ("gpu", "Apple GPU (Metal) for MLX and Core ML", "MLX on Metal; Core ML CPU_AND_GPU"),
-        ("ane", "Apple Neural Engine", "Core ML CPU_AND_NE (placement per op: see the compute plan)"),
+        ("gpu", "Apple GPU (Metal) for MLX and Core ML",
+         "MLX on Metal; Core ML CPU_AND_GPU; ONNX Runtime's Core ML EP (CPUAndGPU)"),
+        ("ane", "Apple Neural Engine",
+         "Core ML CPU_AND_NE (placement per op: see the compute plan); ONNX Runtime's Core ML EP (CPUAndNeuralEngine)"),
     ):
         kind = "npu" if name == "ane" else "gpu"
         if apple is None:

@@ -27,7 +27,8 @@ class KeepPrecision(str, enum.Enum):
 
     FP32 = "fp32"
     FP16 = "fp16"  # torch: the layer in half with its inputs cast; ONNX Runtime: the node in float16 between Casts
-    BF16 = "bf16"  # torch only (ONNX Runtime's CPU MatMul has no bfloat16 kernel)
+    BF16 = "bf16"  # torch and MLX (ONNX Runtime's CPU MatMul has no bfloat16 kernel)
+    INT8 = "int8"  # MLX only, int4 base: the kept layers as 8-bit weights, the rest at 4 bits
 
 
 class SensitivityMeasure(str, enum.Enum):
@@ -69,8 +70,8 @@ class MixedConfig(MethodConfig):
     base: MixedBase = field(default=MixedBase.DYNAMIC_INT8,
                             metadata=help_text("What the layers that are not kept are quantized to."))
     keep: KeepPrecision = field(default=KeepPrecision.FP32, metadata=help_text(
-        "Precision of the kept layers (pins to fp32 included): fp32, fp16, or bf16 (torch only); the budget "
-        "is met with the kept layers in this precision.", short="keep-{}"))
+        "Precision of the kept layers (pins to fp32 included): fp32, fp16, bf16 (torch, MLX) or int8 (MLX with "
+        "the int4 base); the budget is met with the kept layers in this precision.", short="keep-{}"))
     budget: BudgetKind = field(default=BudgetKind.AUTO, metadata=help_text(
         "What the budget bounds: accuracy points (needs labels), agreement with fp32, or auto."))
     max_accuracy_drop: float = field(default=1.0, metadata=help_text(

@@ -4,8 +4,10 @@
 qconfig per module name; torchao Intx int4 with a ``filter_fn``); kept layers stay fp32.
 ``ort-mixed``: ONNX Runtime's quantizers with ``nodes_to_exclude`` for the kept layers
 (``quantize_dynamic``, ``quantize_static``, ``MatMulNBitsQuantizer``).
+``mlx-mixed``: one ``mlx.nn.quantize`` call whose predicate gives each Linear/Embedding its own bits
+(4 or 8) and group; kept layers stay float, are cast to fp16/bf16, or take 8 bits (``keep=int8``).
 
-Both measure sensitivity and search the plan on the calibration rows, never on the held-out set
+All measure sensitivity and search the plan on the calibration rows, never on the held-out set
 the result reports; the plan and the per-layer sensitivity go to the result's ``metrics``.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +66,12 @@ def _notes(plan: dict[str, Any], config: MixedConfig) -> list[str]:
 # --- torch ----------------------------------------------------------------------------------------
 
 
+_KEEP_INT8_MLX_ONLY = "keep=int8 (8-bit weights for the kept layers) is realised on MLX only"
+
+
 def _torch_refusal(config: MixedConfig) -> str | None:
+    if config.keep is KeepPrecision.INT8:
+        return _KEEP_INT8_MLX_ONLY
     if config.base is MixedBase.STATIC_INT8:
         return "mixed with a static-int8 base is realised on ONNX Runtime (quantize_static with excluded nodes)"
     return None
@@ -205,6 +213,8 @@ def _ort_keep_fp16(path: Path, kept: list[str]) -> int:
 
 
 def _ort_refusal(config: MixedConfig) -> str | None:
+    if config.keep is KeepPrecision.INT8:
+        return _KEEP_INT8_MLX_ONLY
     if config.keep is KeepPrecision.BF16:
         return "ONNX Runtime's CPU MatMul has no bfloat16 kernel: keep=bf16 is realised on torch only"
     return None
@@ -314,3 +324,104 @@ def ort_mixed(ctx: PassContext, artifact: Artifact, config: MixedConfig) -> Arti
     result = _quantized(out, notes)
     result.facts["metrics"] = metrics
     return result
+
+
+# --- MLX --------------------------------------------------------------------------------------------
+
+
+def _mlx_refusal(config: MixedConfig) -> str | None:
+    if config.base is MixedBase.STATIC_INT8:
+        return ("MLX quantizes weights only: mixed with a static-int8 base (calibrated int8 activations) is "
+                "realised on ONNX Runtime")
+    if config.keep is KeepPrecision.INT8 and config.base is not MixedBase.INT4:
+        return "keep=int8 holds the kept layers above the base's bits: it needs base=int4"
+    if config.group_size not in (32, 64, 128):
+        return f"MLX quantizes weights in groups of 32, 64 or 128 (got group_size={config.group_size})"
+    return None
+
+
+@register_pass("mlx-mixed", config=MixedConfig, input=Format.MLX, output=Format.MLX, runtimes=("mlx",),
+               check=_mlx_refusal)
+def mlx_mixed(ctx: PassContext, artifact: Artifact, config: MixedConfig) -> Artifact:
+    """Sensitivity-ranked mixed precision on MLX: one mlx.nn.quantize call with bits per layer."""
+    import mlx.core as mx
+    import numpy as np
+    from mlx import nn
+
+    from engines.analysis.sensitivity import sqnr_db
+    from engines.passes.mlx_passes import save_mlx
+    from engines.runtimes.mlx.convert import _group_for
+    from engines.runtimes.mlx.session import MlxSession
+
+    model, module = ctx.model, artifact.payload
+    batches, labels = _calibration(ctx, config)
+    # MLX has no int8 activations: the dynamic-int8 base is 8-bit weights (what the weight-int8 method does).
+    base_bits = 4 if config.base is MixedBase.INT4 else 8
+    base_label = "int4" if config.base is MixedBase.INT4 else "weight-int8"
+    keep_bits = 8 if config.keep is KeepPrecision.INT8 else None
+    half = {KeepPrecision.FP16: mx.float16, KeepPrecision.BF16: mx.bfloat16}.get(config.keep)
+    layers, weight_sqnr, groups, skipped = {}, {}, {}, []
+    def model_order(item) -> list:  # "blocks.10.fc1" after "blocks.2.fc1", whatever order MLX walks in
+        return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in item[0].split(".")]
+
+    for path, layer in sorted(module.named_modules(), key=model_order):
+        if not isinstance(layer, (nn.Linear, nn.Embedding)):
+            continue
+        group = _group_for(layer.weight.shape[-1], config.group_size)
+        if group is None:
+            skipped.append(path)
+            continue
+        groups[path], layers[path] = group, int(layer.weight.size)
+        restored = mx.dequantize(*mx.quantize(layer.weight, group, base_bits), group, base_bits)
+        weight_sqnr[path] = sqnr_db(np.array(layer.weight), np.array(restored))
+    if not layers:
+        raise UnsupportedVariant("mixed on MLX quantizes Linear and Embedding layers and this model has none "
+                                 "whose input size a group of 32, 64 or 128 divides")
+
+    def realise(quantized: set[str]):
+        copy_ = copy.deepcopy(module)
+        if half is not None:  # kept layers stored in 16 bits; MLX promotes them back to float32 when they run
+            modules = dict(copy_.named_modules())
+            for path in set(layers) - quantized:
+                modules[path].set_dtype(half)
+
+        def bits_for(path: str, layer) -> bool | dict:
+            bits = base_bits if path in quantized else keep_bits if path in layers else None
+            return {"bits": bits, "group_size": groups[path], "mode": "affine"} if bits else False
+
+        nn.quantize(copy_, class_predicate=bits_for)
+        mx.eval(copy_.parameters())
+        return copy_
+
+    def run(m) -> np.ndarray:
+        session = MlxSession(m, model, half_inputs=False, compiled=False)
+        return np.concatenate([session.run(b) for b in batches])
+
+    reference = run(module)
+    plan, metrics = _search(ctx, config, layers, weight_sqnr,
+                            lambda quantized: reference if not quantized and keep_bits is None and half is None
+                            else run(realise(quantized)), reference, labels)
+    final = realise(set(plan["quantized"]))
+    kept_label = config.keep.value
+    metrics["mixed_plan"] = {layer: (base_label if layer in plan["quantized"] else kept_label) for layer in layers}
+    float_bits = 16 if half is not None else 32
+    metrics["mixed_bits"] = {layer: (base_bits if layer in plan["quantized"] else keep_bits or float_bits)
+                             for layer in layers}
+    notes = _notes(plan, config)
+    widths = sorted(set(metrics["mixed_bits"].values()))
+    counts = Counter(metrics["mixed_plan"].values())
+    notes.append("layers per precision: " + ", ".join(f"{label} {n}" for label, n in counts.items())
+                 + f" (one mlx.nn.quantize call, group {config.group_size})")
+    if len(widths) == 1:
+        notes.append(f"one bit width only: the budget held with every layer at {widths[0]} bits" if plan["quantized"]
+                     else "one bit width only: the budget needed every layer kept")
+    if config.base is MixedBase.DYNAMIC_INT8:
+        notes.append("MLX has no int8 activations: the dynamic-int8 base is 8-bit weights")
+    if skipped:
+        notes.append(f"{len(skipped)} layer(s) stay float (no group of 32, 64 or 128 divides their input size)")
+    convs = sum(1 for _, m in module.named_modules() if isinstance(m, nn.Conv2d))
+    if convs:
+        notes.append(f"{convs} Conv2d layer(s) stay float (mixed on MLX covers Linear and Embedding)")
+    out = save_mlx(final, ctx, "mixed", notes, **artifact.facts)
+    out.facts["metrics"] = metrics
+    return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,9 @@ class RuntimeSpec:
     extra: str | None = None  # the optional dependency group that installs it
     accepts: tuple[str, ...] | None = None  # the only methods it runs (None: whatever a plan reaches)
     order: int = 100  # position in listings
+    # Why a device it has a backend for cannot run on this machine (light: the library is not imported),
+    # or None; the runner records the reason as `unsupported` without spawning a child.
+    refusal: Callable[[str], str | None] | None = None
 
     def installed(self) -> bool:
         from engines.devices import package_installed

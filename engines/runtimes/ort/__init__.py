@@ -1,4 +1,5 @@
-"""ONNX Runtime on the CPU (and its CUDA execution provider where onnxruntime-gpu is installed)."""
+"""ONNX Runtime on the CPU, its CUDA execution provider where onnxruntime-gpu is installed, and its
+Core ML execution provider (devices ``gpu`` and ``ane``) on macOS (engines.runtimes.ort.providers)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 from engines.core.config import help_text
 from engines.passes import Format
 from engines.runtimes import RuntimeConfig, RuntimeSpec
+from engines.runtimes.ort.providers import host_refusal
 
 
 class NBitsCompute(str, enum.Enum):
@@ -27,6 +29,7 @@ class OrtRuntimeConfig(RuntimeConfig):
 
 
 SPEC = RuntimeSpec(
-    name="onnxruntime", title="ONNX Runtime", formats=(Format.ONNX,), devices=("cpu", "cuda"),
+    name="onnxruntime", title="ONNX Runtime", formats=(Format.ONNX,), devices=("cpu", "cuda", "gpu", "ane"),
     package="onnxruntime", session="engines.runtimes.ort.session", config_class=OrtRuntimeConfig, order=20,
+    refusal=host_refusal,
 )

@@ -21,8 +21,10 @@ _ACCURACY_LEVEL = {NBitsCompute.INT8: 4, NBitsCompute.FP32: 1}
 
 
 class OnnxSession(Session):
-    def __init__(self, source: Path | bytes, device: str, threads: int):
+    def __init__(self, source: Path | bytes, device: str, threads: int, cache_dir: Path | None = None):
         import onnxruntime as ort
+
+        from engines.runtimes.ort.providers import execution_providers, provider_missing
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -31,15 +33,15 @@ class OnnxSession(Session):
         # ONNX Runtime's pool keeps spinning (its default): turning it off cost 1.6x at digits-mlp's
         # 0.1 ms on an idle machine (bench/harness_fidelity.py), while a busy neighbour slowed the
         # spinning pool by only ~5 % (bench/thread_pools.py); such runs are flagged under-load.
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-        if device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise UnsupportedVariant("onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
+        if missing := provider_missing(device, ort.get_available_providers()):
+            raise UnsupportedVariant(missing)
+        providers = execution_providers(device, cache_dir)
         model = source if isinstance(source, bytes) else str(source)
         self._session = ort.InferenceSession(model, options, providers=providers)
         self._device, self._threads = device, threads
         self._inputs = {i.name: _NP_TYPES.get(i.type, np.float32) for i in self._session.get_inputs()}
         self._output = self._session.get_outputs()[0].name
-        self._model, self._providers, self._threads = model, providers, threads
+        self._model, self._providers, self._threads, self._cache_dir = model, providers, threads, cache_dir
 
     def placement(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
         """The share of nodes (and time) each execution provider took on ``inputs`` (one profiled run
@@ -72,7 +74,7 @@ class OnnxSession(Session):
         if self.kv_graph is None or not self.kv_layout:
             return None, self.kv_reason
         if self._kv_session is None:
-            self._kv_session = OnnxSession(self.kv_graph, self._device, self._threads)
+            self._kv_session = OnnxSession(self.kv_graph, self._device, self._threads, self._cache_dir)
         return OrtKvDecoder(self._kv_session._session, self.kv_layout), None
 
 
@@ -112,7 +114,12 @@ def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: i
     graph = None
     if artifact.facts.get("ops", {}).get("MatMulNBits"):
         graph = _with_accuracy_level(artifact.path, _ACCURACY_LEVEL[config.nbits_compute])
-    session = OnnxSession(graph or artifact.path, device, threads)
+    # The Core ML EP compiles its partitions when a session opens; the variant's work dir keeps them
+    # for the placement session and any rerun (a graph passed as bytes has no path to key a cache on).
+    cache_dir = artifact.path.parent / "coreml-cache" if device in ("gpu", "ane") and graph is None else None
+    if cache_dir is not None:
+        cache_dir.mkdir(exist_ok=True)
+    session = OnnxSession(graph or artifact.path, device, threads, cache_dir)
     if model.task == "causal-lm":
         kv_graph = artifact.facts.get("kv_graph")
         if kv_graph and artifact.facts.get("ops", {}).get("MatMulNBits"):
@@ -123,9 +130,28 @@ def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: i
     if device != "cpu":  # where providers share the graph, record who took what (the CPU takes all)
         placement = session.placement(model.example_inputs(1))
         artifact.facts.setdefault("metrics", {})["ort_placement"] = placement
-        shares = ", ".join(f"{p.removesuffix('ExecutionProvider')} {s:.0%}" for p, s in placement["node_share"].items())
-        artifact.notes.append(f"execution providers: {shares} of {sum(placement['nodes'].values())} nodes")
+        artifact.notes.extend(placement_notes(placement, artifact.facts.get("ops") or {}))
     return session
+
+
+def placement_notes(placement: dict[str, Any], ops: dict[str, int]) -> list[str]:
+    """The notes a result gets from its provider placement (and the graph's op counts)."""
+    from engines.runtimes.ort.providers import COREML
+
+    if COREML not in placement.get("providers_requested", []):
+        shares = ", ".join(f"{p.removesuffix('ExecutionProvider')} {s:.0%}" for p, s in placement["node_share"].items())
+        return [f"execution providers: {shares} of {sum(placement['nodes'].values())} nodes"]
+    # Core ML compiles each partition it claims into one fused node: a node count would read as
+    # "1 of 5", so the note says how many partitions it took and what share of the run's time they carried.
+    nodes, time_share = placement["nodes"], placement.get("time_share", {})
+    parts = [f"Core ML {nodes.get(COREML, 0)} compiled partition(s), {time_share.get(COREML, 0):.0%} of the run's time"]
+    parts += [f"{p.removesuffix('ExecutionProvider')} {n} node(s), {time_share.get(p, 0):.0%}"
+              for p, n in nodes.items() if p != COREML]
+    notes = ["execution providers: " + "; ".join(parts)]
+    if ops.get("QuantizeLinear") or ops.get("DequantizeLinear"):
+        notes.append("QDQ int8 graphs mostly fall back to the CPU under the Core ML EP "
+                     "(it takes few quantized operators): compare with the Core ML runtime's own int8")
+    return notes
 
 
 def _with_accuracy_level(path: Path, level: int) -> bytes | None:

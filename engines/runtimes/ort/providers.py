@@ -1,0 +1,66 @@
+"""Which ONNX Runtime execution providers a session on each qbench device asks for (light: no
+onnxruntime import, so the planner and the tests on Linux can read it).
+
+``cpu`` is the CPU provider alone; ``cuda`` puts CUDA first; ``gpu`` and ``ane`` put the Core ML
+provider first with the compute units that match qbench's Apple devices (the same mapping as the
+Core ML runtime: CPU_AND_GPU, CPU_AND_NE). Whatever a provider does not claim falls to the CPU.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+COREML = "CoreMLExecutionProvider"
+
+COREML_UNITS = {"gpu": "CPUAndGPU", "ane": "CPUAndNeuralEngine"}
+COREML_MISSING = "ONNX Runtime's Core ML execution provider needs macOS (onnxruntime for macOS ships it)"
+CUDA_MISSING = "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
+
+
+def coreml_options(device: str, cache_dir: Path | None) -> dict[str, str]:
+    """Provider options of the Core ML EP (onnxruntime ≥ 1.20 key/value form; values are strings)."""
+    options = {
+        "MLComputeUnits": COREML_UNITS[device],
+        # ML Program is Core ML's current format (typed, float16-capable); NeuralNetwork is the legacy one.
+        "ModelFormat": "MLProgram",
+        # qbench feeds fixed batch sizes, but a graph exported with a dynamic batch axis should still be
+        # taken: requiring static shapes would hand the whole graph back to the CPU.
+        "RequireStaticInputShapes": "0",
+        "EnableOnSubgraphs": "0",  # no Loop/If bodies in the graphs qbench exports
+    }
+    if cache_dir is not None:
+        # Core ML compiles each partition at session creation; the cache skips that for the second
+        # session on the same file (the placement profile) and for reruns of the variant.
+        options["ModelCacheDirectory"] = str(cache_dir)
+    return options
+
+
+def execution_providers(device: str, cache_dir: Path | None = None) -> list[Any]:
+    """The ``providers=`` list of an InferenceSession on ``device`` (the CPU provider always last)."""
+    if device == "cpu":
+        return [CPU]
+    if device == "cuda":
+        return [CUDA, CPU]
+    if device in COREML_UNITS:
+        return [(COREML, coreml_options(device, cache_dir)), CPU]
+    raise ValueError(f"ONNX Runtime has no provider for device {device!r}")
+
+
+def provider_missing(device: str, available: list[str]) -> str | None:
+    """Why ``device`` cannot run with these available providers, or None."""
+    needed = {"cuda": (CUDA, CUDA_MISSING), "gpu": (COREML, COREML_MISSING), "ane": (COREML, COREML_MISSING)}
+    if device in needed and needed[device][0] not in available:
+        return needed[device][1]
+    return None
+
+
+def host_refusal(device: str) -> str | None:
+    """What the planner can tell before spawning anything: the Core ML EP exists only in the macOS
+    builds of onnxruntime (the child still checks the installed build's providers)."""
+    if device in COREML_UNITS and platform.system() != "Darwin":
+        return COREML_MISSING
+    return None
