@@ -34,7 +34,8 @@ def save_mlx(module: Any, ctx: PassContext, name: str, notes: list[str], **facts
 
 @register_pass("export-mlx", config=None, input=Format.TORCH, output=Format.MLX, runtimes=_MLX)
 def export_mlx(ctx: PassContext, artifact: Artifact, config: None) -> Artifact:
-    """Rebuild the torch module in MLX with the same weights (MLP/CNN stacks, tiny-lm)."""
+    """Rebuild the torch module in MLX with the same weights (MLP/CNN stacks, tiny-lm, BERT encoders,
+    mlx-lm causal LMs)."""
     from engines.runtimes.mlx.convert import to_mlx
 
     module, family = to_mlx(artifact.payload)

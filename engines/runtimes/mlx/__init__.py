@@ -2,6 +2,10 @@
 
 On Linux the ``mlx[cpu]`` wheel runs on the CPU with a reference BLAS: numbers are correct,
 speeds are not representative of a Mac (see docs/apple-silicon.md).
+
+Model families (engines.runtimes.mlx.convert ``to_mlx``): Sequential MLP/CNN stacks, the tiny-lm
+decoder, BERT sentence encoders (``bert``) and Hugging Face causal LMs that mlx-lm implements
+(``lm``, which also gives the session its KV-cache decoder).
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ Families:
   so the input is transposed NCHW → NHWC before the first convolution and back before Flatten,
   which keeps torch's Linear weights valid as they are.
 * the ``tiny-lm`` decoder (pre-norm GPT blocks with written-out attention), rebuilt in MLX.
+* Hugging Face causal LMs whose ``model_type`` mlx-lm implements (Llama, Mistral, Qwen, Phi,
+  GPT-2, …): mlx-lm's model class with the torch weights (engines.runtimes.mlx.lm).
+* BERT sentence encoders (all-MiniLM-L6-v2): a compact MLX BERT with the wrapper's pooling
+  (engines.runtimes.mlx.bert).
 
 Quantization follows MLX's affine scheme (a scale and a bias per group of weights along the
 input dimension); a layer whose input size the requested group does not divide gets the largest
@@ -183,13 +187,20 @@ def to_mlx(module: Any) -> tuple[nn.Module, str]:
     """The MLX twin of a torch module and the family it was converted as."""
     import torch.nn as tnn
 
+    from engines.runtimes.mlx import bert, lm
+
     if type(module).__name__ == "TinyLM" and hasattr(module, "blocks"):
         model, family = _tiny_lm(module), "tiny-lm decoder"
     elif isinstance(module, tnn.Sequential):
         model, family = _sequential(module), "sequential"
+    elif lm.matches(module):
+        model, family = lm.convert(module)
+    elif bert.matches(module):
+        model, family = bert.convert(module)
     else:
         raise UnsupportedVariant(
-            f"MLX conversion covers nn.Sequential MLP/CNN stacks and the tiny-lm decoder, not {type(module).__name__}")
+            "MLX conversion covers nn.Sequential MLP/CNN stacks, the tiny-lm decoder, BERT sentence encoders "
+            f"and the Hugging Face causal LMs mlx-lm implements, not {type(module).__name__}")
     model.eval()
     mx.eval(model.parameters())
     return model, family

@@ -1,7 +1,8 @@
 """MLX sessions: run an MLX module on the CPU build or on Metal (``gpu``), timed to completion.
 
 MLX is lazy: a call only builds a graph, so the timed callable ends with ``mx.eval`` (the
-equivalent of a CUDA/MPS synchronisation). Memory comes from MLX's own counters.
+equivalent of a CUDA/MPS synchronisation). Memory comes from MLX's own counters. Causal LMs
+converted through mlx-lm also decode with its KV cache (``kv_decoder``, engines.bench.decode).
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ class MlxSession(Session):
             return out
 
         return call
+
+    def kv_decoder(self) -> tuple[Any, str | None]:
+        """Hugging Face causal LMs (mlx-lm models): greedy decoding with mlx-lm's KV cache."""
+        from engines.runtimes.mlx.lm import kv_decoder
+
+        return kv_decoder(self._module)
 
     def device_memory_mb(self) -> float | None:
         return self._mx.get_peak_memory() / 2**20
