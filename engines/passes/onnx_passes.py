@@ -322,13 +322,13 @@ def _correct_conv_biases(path: Path, out: Path, batches: list[dict[str, np.ndarr
     probe.CopyFrom(proto)
     del probe.graph.output[:]
     probe.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in wanted)
-    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"]) if wanted else None
     # mean input seen by each kernel tap, per input channel: (C_in, *kernel); the conv of the
     # weight error with these is the mean output error, padding and strides included
     taps: dict[str, np.ndarray] = {}
     rows = 0
     for batch in batches:
-        values = dict(zip(wanted, session.run(wanted, batch)))
+        values = dict(zip(wanted, session.run(wanted, batch))) if session is not None else {}
         values.update(batch)
         for node, attrs in convs:
             x = values[node.input[0]]
