@@ -128,3 +128,6 @@ def test_settings_stored_before_a_meaning_changed_read_as_they_ran():
     assert config_from_dict(DynamicInt8Config, {"per_channel": True, "version": 1}).quantize_conv is True
     assert config_from_dict(DynamicInt8Config, config_to_dict(DynamicInt8Config())).quantize_conv is False
     assert DynamicInt8Config.version == 2
+    # static-int8 version 1 ran without ONNX Runtime's convolution bias correction
+    assert config_from_dict(StaticInt8Config, {"per_channel": True, "version": 1}).bias_correction is False
+    assert config_from_dict(StaticInt8Config, config_to_dict(StaticInt8Config())).bias_correction is True
