@@ -78,7 +78,10 @@ def test_efficientnet_lite0_sweep_fp32_dynamic_and_static_int8(tmp_path):
     # dynamic int8 leaves the convolutions float, saying so (run-time per-tensor scales wreck them)
     assert "convolutions kept float" in " ".join(table[("dynamic-int8", "onnxruntime")]["notes"])
     assert table[("dynamic-int8", "onnxruntime")]["agreement"]["top1"] >= 0.95
-    assert table[("static-int8", "torch")]["agreement"]["top1"] >= 0.95
+    # every convolution really in int8 on torch too (a conv subclass once hid them from PT2E)
+    torch_static = table[("static-int8", "torch")]
+    assert "49 of 49 convolutions in int8" in " ".join(torch_static["notes"]), torch_static["notes"]
+    assert torch_static["agreement"]["cosine"] >= 0.9
     ort_static = table[("static-int8", "onnxruntime")]
     assert ort_static["size_mb"] < table[("fp32", "onnxruntime")]["size_mb"] / 3
     # every convolution int8: bias correction lifts the output SQNR on these 8 rows from 18.5 dB to 23.7

@@ -216,6 +216,82 @@ def _save_quantized(converted: Any, example: tuple, dynamic: tuple, ctx: PassCon
     return path
 
 
+def _plain_convs(module: Any) -> int:
+    """Give the quantizer plain ``nn.Conv2d`` modules; returns how many were rewritten.
+
+    PT2E's quantizers find convolutions by the *exact* module type recorded at export, so a
+    subclass hides them: efficientnet-pytorch's ``Conv2dStaticSamePadding`` (TensorFlow's 'SAME'
+    padding as a pre-op) left all 49 of EfficientNet-Lite0's convolutions in float while the result
+    read "static int8". Such a module becomes its padding followed by an ``nn.Conv2d`` with the same
+    weights; a subclass that keeps ``nn.Conv2d.forward`` becomes ``nn.Conv2d`` as it is."""
+    import torch.nn as nn
+
+    rewritten = 0
+    for name, child in list(module.named_modules()):
+        if not isinstance(child, nn.Conv2d) or type(child) is nn.Conv2d or not name:
+            continue
+        padding = getattr(child, "static_padding", None)
+        if isinstance(padding, nn.Module):
+            plain = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride, child.padding,
+                              child.dilation, child.groups, child.bias is not None, child.padding_mode)
+            plain.load_state_dict(child.state_dict(), strict=False)
+            replacement: nn.Module = nn.Sequential(padding, plain)
+        elif type(child).forward is nn.Conv2d.forward:
+            child.__class__, replacement = nn.Conv2d, child
+        else:
+            continue
+        owner_name, _, attr = name.rpartition(".")
+        setattr(module.get_submodule(owner_name) if owner_name else module, attr, replacement)
+        rewritten += 1
+    return rewritten
+
+
+def _split_shared_calls(graph_module: Any) -> int:
+    """One source partition per call of a module used at several places; returns how many calls
+    were split off.
+
+    A model that builds one ``nn.ReLU6()`` and calls it twice per block (EfficientNet-Lite) exports
+    both calls under one module name, so the quantizer's partition of that module has two outputs
+    and X86InductorQuantizer refuses the whole model ("Input partition has more than one output
+    node"). Each call is a separate activation, so each gets its own name in the export metadata
+    (``source_fn_stack``, or ``nn_module_stack``'s innermost entry, which torch ≥ 2.10 partitions by)."""
+    groups: dict[str, list[Any]] = {}
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function":
+            continue
+        if node.meta.get("source_fn_stack"):
+            groups.setdefault("fn:" + str(node.meta["source_fn_stack"][-1][0]), []).append(node)
+        elif node.meta.get("nn_module_stack"):
+            groups.setdefault("mod:" + list(node.meta["nn_module_stack"].values())[-1][0], []).append(node)
+    split = 0
+    for nodes in groups.values():
+        members = set(nodes)
+        outputs = [n for n in nodes if any(user not in members for user in n.users)]
+        if len(nodes) < 2 or len(outputs) != len(nodes):
+            continue  # one call, or one call made of several nodes (batch norm and its getitems)
+        for index, node in enumerate(nodes[1:], start=1):
+            if node.meta.get("source_fn_stack"):
+                *outer, (name, kind) = node.meta["source_fn_stack"]
+                node.meta["source_fn_stack"] = [*outer, (f"{name}__call{index}", kind)]
+            else:
+                stack = dict(node.meta["nn_module_stack"])
+                key, (fqn, kind) = list(stack.items())[-1]
+                stack[key] = (f"{fqn}__call{index}", kind)
+                node.meta["nn_module_stack"] = stack
+            split += 1
+    return split
+
+
+def _int8_convs(graph_module: Any) -> tuple[int, int]:
+    """(convolutions whose weight arrives through a dequantize, all convolutions) in the converted graph."""
+    import torch
+
+    convs = [n for n in graph_module.graph.nodes if n.op == "call_function" and n.target in (
+        torch.ops.aten.conv2d.default, torch.ops.aten.conv1d.default)]
+    quantized = sum(1 for n in convs if len(n.args) > 1 and "dequantize" in str(getattr(n.args[1], "target", "")))
+    return quantized, len(convs)
+
+
 @register_pass("pt2e-static-int8", config=StaticInt8Config, input=Format.TORCH, output=Format.TORCH,
                runtimes=_TORCH, check=_pt2e_refusal,
                unsupported={"cuda": "the x86 PT2E quantizer targets CPUs", **_NO_MPS_INT})
@@ -235,7 +311,10 @@ def pt2e_static_int8(ctx: PassContext, artifact: Artifact, config: StaticInt8Con
     example = tuple(torch.from_numpy(batches[0][n]) for n in model.input_names)
     batch = torch.export.Dim("batch", min=1, max=65536)
     dynamic = tuple({0: batch} for _ in model.input_names)
-    exported = torch.export.export(_copy(artifact), example, dynamic_shapes=dynamic).module()
+    module = _copy(artifact)
+    plain = _plain_convs(module)
+    exported = torch.export.export(module, example, dynamic_shapes=dynamic).module()
+    _split_shared_calls(exported)
     quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config(is_dynamic=False))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -248,4 +327,8 @@ def pt2e_static_int8(ctx: PassContext, artifact: Artifact, config: StaticInt8Con
         path = _save_quantized(converted, example, dynamic, ctx)
     samples = sum(len(b[model.input_names[0]]) for b in batches)
     notes = [f"PT2E X86InductorQuantizer, calibrated on {samples} samples; saved with int8 weights"]
+    int8_convs, convs = _int8_convs(converted)
+    if convs:
+        notes.append(f"{int8_convs} of {convs} convolutions in int8"
+                     + (f" ({plain} convolution subclasses rewritten as nn.Conv2d for the quantizer)" if plain else ""))
     return Artifact(path, notes=notes, payload=converted, format=Format.TORCH.value, facts={"pt2e": True})
