@@ -222,3 +222,34 @@ def test_a_version_2_store_gains_the_indexes(tmp_path: Path, big_db: Path):
         assert "results_fp32_reference" in names
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("word", ["mini", "MiniLM", "INT8", "bs1", "reason", "noisy", "%", "_", "\\", "onnx",
+                                  "20260601", "test", "fail", "e,", '"', "zz-nothing"])
+def test_the_search_text_matches_what_a_like_per_field_matched(big: Store, word: str):
+    """Migration 8's joined search text keeps the answers of the eleven LIKEs it replaced."""
+    pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    fields = ("run_id", "model", "label", "method", "runtime", "device", "status", "error", "notes", "host",
+              "'bs' || batch_size")
+    per_field = " OR ".join(f"{f} LIKE ? ESCAPE '\\'" for f in fields)
+    old = [i for (i,) in big.conn.execute(f"SELECT id FROM results WHERE {per_field} ORDER BY id",
+                                          [pattern] * len(fields))]
+    assert [r["id"] for r in _pages(big, ResultQuery(text=word))] == old
+
+
+def test_the_search_text_follows_inserts_replacements_and_updates(tmp_path: Path):
+    store = Store(tmp_path / "s.db")
+    store.create_run("r1", "digits-mlp", {}, {}, "cli")
+    row_id = store.add_result("r1", Result(model="digits-mlp", method="fp32", runtime="torch", device="cpu",
+                                           batch_size=4, recipe_id="fp32", label="fp32", status="ok"))
+    assert {r["id"] for r in store.query_results(ResultQuery(text="BS4 Torch"))} == {row_id}
+    with store.conn:
+        store.conn.execute("UPDATE results SET status = 'failed', error = 'out of memory' WHERE id = ?", [row_id])
+    assert [r["id"] for r in store.query_results(ResultQuery(text="memory"))] == [row_id]
+    # a resumed run replaces the row: the new one is found, the old words are gone
+    new_id = store.add_result("r1", Result(model="digits-mlp", method="fp32", runtime="torch", device="cpu",
+                                           batch_size=4, recipe_id="fp32", label="fp32", status="ok",
+                                           notes=["noisy"]))
+    assert [r["id"] for r in store.query_results(ResultQuery(text="noisy"))] == [new_id]
+    assert store.query_results(ResultQuery(text="memory")) == []
+    store.close()

@@ -12,11 +12,12 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from engines.devices import DeviceInfo, detect_devices
+
+if TYPE_CHECKING:
+    import psutil  # imported where it is read: 25 ms the app's first paint need not wait for
 
 NVIDIA_SMI_TIMEOUT_S = 2.0  # a hung driver must not stall the sampler (it re-arms after each sample)
 
@@ -66,6 +67,8 @@ class DeviceSampler:
 
     def __init__(self, process: psutil.Process | None = None,
                  devices: Callable[[], Iterable[DeviceInfo]] = detect_devices) -> None:
+        import psutil
+
         self._me = process or psutil.Process()
         self._devices = devices
         self._children: dict[int, psutil.Process] = {}
@@ -74,6 +77,8 @@ class DeviceSampler:
         psutil.cpu_percent(percpu=True)  # prime: the first reading compares with this one
 
     def sample(self) -> DeviceSample:
+        import psutil
+
         mem = psutil.virtual_memory()
         bench_rss, bench_cpu, pids = self._sample_children()
         try:
@@ -93,6 +98,8 @@ class DeviceSampler:
 
     def _sample_children(self) -> tuple[float | None, float | None, tuple[int, ...]]:
         """RSS and CPU of the benchmark workers: this process's children (the runner spawns them)."""
+        import psutil
+
         try:
             children = self._me.children(recursive=True)
         except psutil.Error:
@@ -132,6 +139,8 @@ class DeviceSampler:
     def _apple_sample(self, dev: DeviceInfo) -> AcceleratorSample:
         """macmon's latest reading when it is installed (no sudo); else what is missing and how to get it.
         Memory is the unified pool the GPU and Neural Engine share with the CPU."""
+        import psutil
+
         from engines.devices.apple import MACMON_HINT, MacmonReader, macmon_path
 
         mem = psutil.virtual_memory()
