@@ -134,8 +134,15 @@ def run_app(db: Path | None = None) -> int:
         signal.signal(signal.SIGHUP, lambda signum, frame: hang_up(app))
     try:
         code = app.run()
+    except Exception:  # noqa: BLE001 - below: after a hang-up, a failure to draw is not the user's news
+        if not app.hung_up:
+            raise
     finally:
         app.shutdown_sweep()
+    if app.hung_up:
+        # The terminal is gone: whatever the app's exit said (a write to the dead terminal can end
+        # Textual with its error code 1, or raise, mid-start-up), the run was interrupted.
+        return 130
     return code if isinstance(code, int) else 0
 
 
