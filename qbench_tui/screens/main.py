@@ -141,6 +141,13 @@ class MainScreen(SweepReactions, TrackingReactions, Screen[None]):
         self._built_event.set()  # the start-up worker's messages may come now
         self._arm_sampler(0.5)  # psutil needs an interval for its first CPU reading
         self.query_one("#model-list").focus()
+        # The set-up's widgets below the fold, once the panes are drawn (half the app's widgets).
+        self.call_after_refresh(self.query_one(SweepSetupPane).mount_details)
+
+    @property
+    def ready(self) -> bool:
+        """Everything is mounted and loaded: store, models, history, the set-up's lower part."""
+        return self.loaded and self.query_one(SweepSetupPane).details_ready
 
     @property
     def results_pane(self) -> ResultsPane:
