@@ -380,11 +380,13 @@ class SweepSetupPane(VerticalScroll):
         raises SetupError naming the form whose settings are invalid."""
         out: dict[str, dict[str, Any]] = {}
         for name in names:
-            pending = self._pending_configs.get(name if prefix == "form" else f"rt-{name}")
-            if not self.details_ready and pending:  # what its form will be filled with
-                out[name] = dict(pending)
-                continue
-            for form in self.query(f"#{prefix}-{name}").results(MethodSettingsForm):
+            forms = list(self.query(f"#{prefix}-{name}").results(MethodSettingsForm))
+            key = name if prefix == "form" else f"rt-{name}"
+            if not forms and key in self._pending_configs:  # not mounted yet: the form it will be
+                spec = catalog.METHODS.get(name) if prefix == "form" else catalog.RUNTIMES.get(name)
+                if spec is not None:
+                    forms = [MethodSettingsForm(key, spec.config_class, self._pending_configs[key])]
+            for form in forms:
                 problem = form.check()
                 if problem:
                     raise SetupError(problem, f"{prefix}-{name}")
