@@ -141,8 +141,6 @@ class MainScreen(SweepReactions, TrackingReactions, Screen[None]):
         self._built_event.set()  # the start-up worker's messages may come now
         self._arm_sampler(0.5)  # psutil needs an interval for its first CPU reading
         self.query_one("#model-list").focus()
-        # The set-up's widgets below the fold, once the panes are drawn (half the app's widgets).
-        self.call_after_refresh(self.query_one(SweepSetupPane).mount_details)
 
     @property
     def ready(self) -> bool:
@@ -250,6 +248,9 @@ class MainScreen(SweepReactions, TrackingReactions, Screen[None]):
         self.refresh_topbar()
         self.refresh_bindings()
         self.set_timer(WARM_RUNNER_AFTER_S, self._warm_runner, name="warm-runner")
+        # The set-up's widgets below the fold (half the app's widgets), once the frame with the
+        # models, the history and the welcome is drawn: mounted before it, they delayed it.
+        self.call_after_refresh(self.query_one(SweepSetupPane).mount_details)
 
     # --- model browser -------------------------------------------------------------------------
 
