@@ -92,7 +92,7 @@ class SweepSetupPane(VerticalScroll):
         # The rest lies below the pane's fold at the usual sizes (the support table, the forms,
         # the collapsed measurement settings: 90 of the app's 190 widgets at start): mounted by
         # mount_details once the four panes are drawn, in this order, under this pane, so the
-        # first full frame styles and lays out half as many widgets (0.61 -> 0.50 s at 120x40).
+        # first full frame styles and lays out half as many widgets.
 
     def _details(self) -> list[Widget]:
         """The widgets under the batch sizes, in their order (see :meth:`mount_details`)."""
