@@ -546,3 +546,32 @@ async def test_several_settings_of_one_method_become_extra_variants(store):
         pane.apply_setup({"methods": ["fp32"]})
         await pilot.pause()
         assert pane.variants == [] and not app.query_one("#variants-title").display
+
+
+@async_test
+async def test_the_setup_read_before_its_lower_part_is_mounted_is_the_one_it_then_shows():
+    """The set-up pane's widgets below the fold mount after the first full frame; a sweep started
+    in between (the starter button, at once) runs the same set-up the fields then show."""
+    from textual.app import App
+
+    pane = SweepSetupPane(fixed_system(), {}, id="sweep-setup")
+
+    class Holder(App[None]):
+        def compose(self):
+            yield pane
+
+    remembered = {"methods": ["fp32", "int4", "int4:group_size=128"], "runtimes": ["onnxruntime"],
+                  "devices": ["cpu"], "batch_sizes": [1, 8], "configs": {"int4": {"group_size": 128, "symmetric": True}},
+                  "threads": 2, "model_options": {"seq_len": 64}}
+    async with Holder().run_test(size=WIDE) as pilot:
+        await pilot.pause()
+        assert not pane.details_ready and not pane.query("#measure-settings")
+        pane.apply_setup(remembered)
+        before = pane.current_setup("digits-mlp")
+        await pane.mount_details()
+        await pilot.pause()
+        assert pane.query_one("#threads", Input).value == "2" and pane.query_one("#seq-len", Input).value == "64"
+        assert pane.variants == ["int4:group_size=128"] and pane.query(".variant-row")
+        assert "int4" in str(pane.query_one("#support-matrix", Static).render())
+        assert pane.current_setup("digits-mlp") == before
+        assert before.threads == 2 and before.model_options == {"seq_len": 64} and before.configs == {"int4": {"group_size": 128}}

@@ -165,9 +165,9 @@ async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 1
 
 
 async def wait_ready(pilot: Any, timeout: float = 15.0) -> None:
-    """Store opened, models listed, history read, first device sample shown."""
+    """Store opened, models listed, history read, every widget mounted, first device sample shown."""
     app = pilot.app
-    await wait_for(pilot, lambda: app.main.loaded and app.main.meters.sample is not None, timeout, "the app to load")
+    await wait_for(pilot, lambda: app.main.ready and app.main.meters.sample is not None, timeout, "the app to load")
     await pilot.pause()
 
 

@@ -143,6 +143,11 @@ class MainScreen(SweepReactions, TrackingReactions, Screen[None]):
         self.query_one("#model-list").focus()
 
     @property
+    def ready(self) -> bool:
+        """Everything is mounted and loaded: store, models, history, the set-up's lower part."""
+        return self.loaded and self.query_one(SweepSetupPane).details_ready
+
+    @property
     def results_pane(self) -> ResultsPane:
         return self.query_one(ResultsPane)
 
@@ -243,6 +248,9 @@ class MainScreen(SweepReactions, TrackingReactions, Screen[None]):
         self.refresh_topbar()
         self.refresh_bindings()
         self.set_timer(WARM_RUNNER_AFTER_S, self._warm_runner, name="warm-runner")
+        # The set-up's widgets below the fold (half the app's widgets), once the frame with the
+        # models, the history and the welcome is drawn: mounted before it, they delayed it.
+        self.call_after_refresh(self.query_one(SweepSetupPane).mount_details)
 
     # --- model browser -------------------------------------------------------------------------
 

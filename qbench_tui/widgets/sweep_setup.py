@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Button, Collapsible, Input, Label, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
@@ -65,6 +66,8 @@ class SweepSetupPane(VerticalScroll):
         self.device_infos = list(system.devices())
         self._pending_configs: dict[str, dict[str, Any]] = {}
         self.variants: list[str] = []  # extra recipes: method specs such as int4:group_size=128
+        self.details_ready = False  # the widgets below the fold are mounted (mount_details)
+        self._pending_details: dict[str, Any] = {}  # what apply_setup set before they were
 
     def compose(self) -> ComposeResult:
         yield Static("", id="setup-summary")
@@ -86,40 +89,65 @@ class SweepSetupPane(VerticalScroll):
             yield Label("batch sizes", classes="field-name")
             yield Input("1", placeholder="e.g. 1, 8, 32", id="batch-sizes", compact=True,
                         classes="field-control")
-        yield Label("Support on this machine", classes="section-title")
-        yield Static("", id="support-matrix")
-        yield Label("Method settings", classes="section-title", id="method-settings-title")
-        # A method's form is mounted the first time the method is chosen (fewer widgets to
-        # style at start-up), then hidden and shown with its selection so edits are kept.
-        yield Vertical(id="method-settings")
+        # The rest lies below the pane's fold at the usual sizes (the support table, the forms,
+        # the collapsed measurement settings: 90 of the app's 190 widgets at start): mounted by
+        # mount_details once the four panes are drawn, in this order, under this pane, so the
+        # first full frame styles and lays out half as many widgets.
+
+    def _details(self) -> list[Widget]:
+        """The widgets under the batch sizes, in their order (see :meth:`mount_details`)."""
         variants_title = Label("Extra variants", classes="section-title", id="variants-title")
         variants_title.display = False
-        yield variants_title
-        yield Vertical(id="variants")
         runtime_title = Label("Runtime settings", classes="section-title", id="runtime-settings-title")
         runtime_title.display = False
-        yield runtime_title
-        yield Vertical(id="runtime-settings")
-        # "-collapsed" from the start: Collapsible adds it when mounted, restyling its contents.
-        with Collapsible(title="Measurement", collapsed=True, id="measure-settings", classes="-collapsed"):
-            for name, help_text, kind in MEASURE_FIELDS:
-                with Horizontal(classes="field-row"):
-                    yield Label(name.replace("_", " "), classes="field-name")
-                    yield Input(str(self.measure_defaults[name]), type="integer" if kind is int else "number",
-                                id=f"measure-{name}", compact=True, classes="field-control")
-                yield Static(help_text, classes="field-help")
-            with Horizontal(classes="field-row"):
-                yield Label("threads", classes="field-name")
-                yield Input("", placeholder="physical cores", type="integer", id="threads", compact=True,
-                            classes="field-control")
-            yield Static("Intra-op threads of each benchmark process (blank: all physical cores).",
-                         classes="field-help")
-            with Horizontal(classes="field-row"):
-                yield Label("seq len", classes="field-name")
-                yield Input("", placeholder="model default", type="integer", id="seq-len", compact=True,
-                            classes="field-control")
-            yield Static("Tokens per input row for text models (blank: the model's default, 128).",
-                         classes="field-help")
+        fields: list[Widget] = []
+        for name, help_text, kind in MEASURE_FIELDS:
+            fields += [Horizontal(Label(name.replace("_", " "), classes="field-name"),
+                                  Input(str(self.measure_defaults[name]), type="integer" if kind is int else "number",
+                                        id=f"measure-{name}", compact=True, classes="field-control"),
+                                  classes="field-row"),
+                       Static(help_text, classes="field-help")]
+        fields += [Horizontal(Label("threads", classes="field-name"),
+                              Input("", placeholder="physical cores", type="integer", id="threads", compact=True,
+                                    classes="field-control"),
+                              classes="field-row"),
+                   Static("Intra-op threads of each benchmark process (blank: all physical cores).",
+                          classes="field-help"),
+                   Horizontal(Label("seq len", classes="field-name"),
+                              Input("", placeholder="model default", type="integer", id="seq-len", compact=True,
+                                    classes="field-control"),
+                              classes="field-row"),
+                   Static("Tokens per input row for text models (blank: the model's default, 128).",
+                          classes="field-help")]
+        return [
+            Label("Support on this machine", classes="section-title"),
+            Static("", id="support-matrix"),
+            Label("Method settings", classes="section-title", id="method-settings-title"),
+            # A method's form is mounted the first time the method is chosen (fewer widgets to
+            # style at start-up), then hidden and shown with its selection so edits are kept.
+            Vertical(id="method-settings"),
+            variants_title,
+            Vertical(id="variants"),
+            runtime_title,
+            Vertical(id="runtime-settings"),
+            # "-collapsed" from the start: Collapsible adds it when mounted, restyling its contents.
+            Collapsible(*fields, title="Measurement", collapsed=True, id="measure-settings", classes="-collapsed"),
+        ]
+
+    async def mount_details(self) -> None:
+        """Mount what lies below the fold, then show the set-up in it (the forms, the support
+        table, what apply_setup kept for it)."""
+        if self.details_ready:
+            return
+        await self.mount_all(self._details())
+        self.details_ready = True
+        pending, self._pending_details = self._pending_details, {}
+        if "variants" in pending:
+            self.set_variants(pending["variants"])
+        for field_id in ("threads", "seq-len"):
+            if field_id in pending:
+                self.query_one(f"#{field_id}", Input).value = pending[field_id]
+        self.refresh_support()
 
     def on_mount(self) -> None:
         self.refresh_support()
@@ -201,6 +229,9 @@ class SweepSetupPane(VerticalScroll):
             prompt = Content.from_markup(
                 "$n [$text-muted]$b-bit[/] [$text-warning]$m[/]", n=spec.name, b=str(spec.bits), m=mark)
             methods.replace_option_prompt_at_index(index, prompt)
+        if not self.details_ready:  # the forms and the table come with them (mount_details)
+            self.refresh_summary()
+            return
         holder = self.query_one("#method-settings", Vertical)
         for spec in catalog.METHODS.values():
             existing = self.query(f"#settings-{spec.name}")
@@ -303,7 +334,7 @@ class SweepSetupPane(VerticalScroll):
         configs_by_method = self._form_settings("form", list(dict.fromkeys(spec_method(m) for m in methods)))
         measure: dict[str, Any] = {}
         for name, _, kind in MEASURE_FIELDS:
-            raw = self.query_one(f"#measure-{name}", Input).value.strip()
+            raw = self._field_value(f"measure-{name}", str(self.measure_defaults[name]))
             try:
                 measure[name] = kind(raw) if raw else self.measure_defaults[name]
             except ValueError:
@@ -311,7 +342,7 @@ class SweepSetupPane(VerticalScroll):
                                  f"measure-{name}") from None
         measure["max_time_s"] = max(measure["max_time_s"], measure["min_time_s"])
         measure["warmup_reps"] = self.measure_defaults.get("warmup_reps", MEASURE_DEFAULTS["warmup_reps"])
-        threads_raw = self.query_one("#threads", Input).value.strip()
+        threads_raw = self._field_value("threads")
         try:
             threads = int(threads_raw) if threads_raw else None
         except ValueError:
@@ -319,7 +350,7 @@ class SweepSetupPane(VerticalScroll):
         if threads is not None and threads < 1:
             raise SetupError("threads must be at least 1", "threads")
         options = dict(model_options or {})
-        seq_raw = self.query_one("#seq-len", Input).value.strip()
+        seq_raw = self._field_value("seq-len")
         if seq_raw:
             try:
                 seq_len = int(seq_raw)
@@ -338,12 +369,24 @@ class SweepSetupPane(VerticalScroll):
                           configs_by_method, threads, measure, options, runtime_configs,
                           choose_device=AUTO in chosen_devices or len(devices) > 1)
 
+    def _field_value(self, field_id: str, default: str = "") -> str:
+        """A field's text; before the fields below the fold are mounted, what they will show."""
+        if not self.details_ready:
+            return self._pending_details.get(field_id, default).strip()
+        return self.query_one(f"#{field_id}", Input).value.strip()
+
     def _form_settings(self, prefix: str, names: list[str]) -> dict[str, dict[str, Any]]:
         """Non-default settings of each named method's (``form``) or runtime's (``rtform``) form;
         raises SetupError naming the form whose settings are invalid."""
         out: dict[str, dict[str, Any]] = {}
         for name in names:
-            for form in self.query(f"#{prefix}-{name}").results(MethodSettingsForm):
+            forms = list(self.query(f"#{prefix}-{name}").results(MethodSettingsForm))
+            key = name if prefix == "form" else f"rt-{name}"
+            if not forms and key in self._pending_configs:  # not mounted yet: the form it will be
+                spec = catalog.METHODS.get(name) if prefix == "form" else catalog.RUNTIMES.get(name)
+                if spec is not None:
+                    forms = [MethodSettingsForm(key, spec.config_class, self._pending_configs[key])]
+            for form in forms:
                 problem = form.check()
                 if problem:
                     raise SetupError(problem, f"{prefix}-{name}")
@@ -381,11 +424,14 @@ class SweepSetupPane(VerticalScroll):
                 forms[0].set_values(values)
             else:
                 self._pending_configs[f"rt-{runtime}"] = dict(values)
-        if data.get("threads"):
-            self.query_one("#threads", Input).value = str(data["threads"])
         seq_len = (data.get("model_options") or {}).get("seq_len")
-        if seq_len:
-            self.query_one("#seq-len", Input).value = str(seq_len)
+        for field_id, value in (("threads", data.get("threads")), ("seq-len", seq_len)):
+            if not value:
+                continue
+            if self.details_ready:
+                self.query_one(f"#{field_id}", Input).value = str(value)
+            else:
+                self._pending_details[field_id] = str(value)
         self.refresh_support()
         self.post_message(self.Changed())
 
@@ -431,6 +477,10 @@ class SweepSetupPane(VerticalScroll):
     def set_variants(self, specs: list[str]) -> None:
         """Show ``specs`` as the extra variants (duplicates dropped)."""
         self.variants = list(dict.fromkeys(specs))
+        if not self.details_ready:  # shown by mount_details
+            self._pending_details["variants"] = self.variants
+            self.refresh_summary()
+            return
         holder = self.query_one("#variants", Vertical)
         holder.remove_children()
         holder.mount_all([VariantRow(spec) for spec in self.variants])
