@@ -6,7 +6,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime import quantization as ortq
 
-from engines.passes.onnx_passes import _CalibrationReader, _correct_conv_biases
+from engines.passes.onnx_bias_correction import correct_conv_biases
+from engines.passes.onnx_passes import _CalibrationReader
 
 
 def _depthwise(path, seed=0):
@@ -35,7 +36,7 @@ def test_bias_correction_removes_the_mean_error_of_int8_weights(tmp_path):
     # positive, mostly flat activations (after ReLU6) with some texture
     calib = [{"x": (3 + rng.normal(0, 0.3, (8, 16, 12, 12))).astype(np.float32)} for _ in range(2)]
     held_out = (3 + rng.normal(0, 0.3, (8, 16, 12, 12))).astype(np.float32)
-    assert _correct_conv_biases(tmp_path / "dw.onnx", tmp_path / "dw.bc.onnx", calib, per_channel=True) == 1
+    assert correct_conv_biases(tmp_path / "dw.onnx", tmp_path / "dw.bc.onnx", calib, per_channel=True) == 1
     corrected = numpy_helper.to_array(onnx.load(str(tmp_path / "dw.bc.onnx")).graph.initializer[1])
     assert np.abs(corrected).max() > 0  # the biases moved
     for src, out in (("dw.onnx", "plain.onnx"), ("dw.bc.onnx", "corrected.onnx")):
@@ -53,5 +54,5 @@ def test_graphs_without_convolutions_are_left_alone(tmp_path):
                               [numpy_helper.from_array(np.ones((4, 2), np.float32), "w")])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "mm.onnx"))
     calib = [{"x": np.ones((2, 4), np.float32)}]
-    assert _correct_conv_biases(tmp_path / "mm.onnx", tmp_path / "out.onnx", calib, per_channel=True) == 0
+    assert correct_conv_biases(tmp_path / "mm.onnx", tmp_path / "out.onnx", calib, per_channel=True) == 0
     assert not (tmp_path / "out.onnx").exists()

@@ -21,7 +21,7 @@ from textual.containers import Container, Vertical
 from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Input, Static, Tab, Tabs
+from textual.widgets import Button, Static, Tab, Tabs
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from qbench_tui import messages
@@ -30,6 +30,7 @@ from qbench_tui.commands import PaletteCommand, main_screen_commands
 from qbench_tui.controllers.startup import load_startup, warm_runner
 from qbench_tui.controllers.sweep import SweepController, describe_error
 from qbench_tui.controllers.tracking import TrackingController
+from qbench_tui.screens.main_results import ResultsReactions
 from qbench_tui.screens.main_sweep import SweepReactions
 from qbench_tui.screens.main_tracking import TrackingReactions
 from qbench_tui.settings import STARTER_SETUP, AppSettings
@@ -50,7 +51,7 @@ PANES: dict[str, tuple[str, str]] = {
 WARM_RUNNER_AFTER_S = 0.5  # after the history is shown: the first full frame is drawn by then
 
 
-class MainScreen(SweepReactions, TrackingReactions, Screen[None]):
+class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[None]):
     """The app's one full screen; the dialogs are modal screens pushed over it."""
 
     # Below 100 columns or 28 rows the four panes become tabs.
@@ -392,78 +393,6 @@ class MainScreen(SweepReactions, TrackingReactions, Screen[None]):
         if target is not None:
             target.focus()
             target.scroll_visible()
-
-    # --- results ---------------------------------------------------------------------------------
-
-    def on_results_pane_result_opened(self, message: ResultsPane.ResultOpened) -> None:
-        self.results_pane.open_result(message.result)
-
-    def action_focus_filter(self) -> None:
-        self.action_pane("results")
-        self.results_pane.query_one("#filter-text", Input).focus()
-
-    def action_clear_filters(self) -> None:
-        self.results_pane.clear_filters()
-
-    def action_sort(self) -> None:
-        self.results_pane.choose_sort()
-
-    def action_reverse_sort(self) -> None:
-        self.results_pane.reverse_sort()
-
-    def action_chart(self) -> None:
-        self.results_pane.show_chart()
-
-    def action_hosts(self) -> None:
-        from qbench_tui.screens.hosts import HostsScreen
-
-        self.app.push_screen(HostsScreen(self.store))
-
-    def action_compare(self) -> None:
-        self.results_pane.compare_marked()
-
-    def action_insights(self) -> None:
-        from qbench_tui.screens.insights import InsightsScreen
-
-        selected = getattr(self.browser, "selected", None) if self.built else None
-        self.app.push_screen(InsightsScreen(self.store, getattr(selected, "name", None)))
-
-    def action_export(self) -> None:
-        self.results_pane.export_shown()
-
-    def action_export_model(self) -> None:
-        from qbench_tui.screens.export_model import ExportModelScreen
-
-        result = self.results_pane.cursor_result()
-        if result is None or result.get("status") != "ok":
-            self.notify("select an ok result in the results table first", title="export model", timeout=5)
-            return
-        self.app.push_screen(ExportModelScreen(result, self.db_path))
-
-    def on_results_pane_export_chosen(self, message: ResultsPane.ExportChosen) -> None:
-        self._export_worker(message.path, message.query)
-
-    @work(thread=True, group="export", exit_on_error=False)
-    def _export_worker(self, path: Path, query: Any) -> None:
-        from qbench_tui.screens.export import write_results
-
-        try:
-            results = self.store.query_results(query) if self.store is not None else []
-            write_results(path, results)
-        except (OSError, ValueError, TypeError) as exc:
-            self.post_message(messages.ResultsExported(str(path), 0, describe_error(exc)))
-            return
-        self.post_message(messages.ResultsExported(str(path), len(results)))
-
-    def on_results_exported(self, message: messages.ResultsExported) -> None:
-        if message.error:
-            self.notify(message.error, title="export failed", severity="error", timeout=10)
-        else:
-            self.notify(f"{message.count} result(s) → {message.path}", title="exported", timeout=6)
-
-    def show_run(self, run_id: str) -> None:
-        self.results_pane.show_run(run_id)
-        self.action_pane("results")
 
     # --- help and the palette --------------------------------------------------------------------
 

@@ -21,9 +21,10 @@ from textual.widgets.selection_list import Selection
 
 from engines import catalog
 from engines.methods import configs
-from qbench_tui.controllers.sweep import AUTO, SetupError, SweepSetup, expand_auto, method_spec, pin_spec, spec_method
+from qbench_tui.controllers.sweep import AUTO, SetupError, SweepSetup, expand_auto, pin_spec, spec_method
 from qbench_tui.settings import MEASURE_DEFAULTS
 from qbench_tui.widgets.method_form import MethodSettingsForm
+from qbench_tui.widgets.sweep_variants import ExtraVariants
 
 # Measurement fields the user may change, with help text (MeasureSettings has none of its own).
 MEASURE_FIELDS: tuple[tuple[str, str, type], ...] = (
@@ -36,19 +37,7 @@ MEASURE_FIELDS: tuple[tuple[str, str, type], ...] = (
 )
 
 
-class VariantRow(Horizontal):
-    """One extra recipe in the set-up, with its remove button."""
-
-    def __init__(self, spec: str, **kwargs: Any):
-        super().__init__(classes="variant-row", **kwargs)
-        self.spec = spec
-
-    def compose(self) -> ComposeResult:
-        yield Static(self.spec, classes="variant-spec", markup=False)
-        yield Button("✕", classes="remove-variant", compact=True, tooltip=f"Remove {self.spec} from the sweep")
-
-
-class SweepSetupPane(VerticalScroll):
+class SweepSetupPane(ExtraVariants, VerticalScroll):
     """Everything a sweep needs except the model (which the model browser holds)."""
 
     class Changed(Message):
@@ -433,59 +422,6 @@ class SweepSetupPane(VerticalScroll):
             else:
                 self._pending_details[field_id] = str(value)
         self.refresh_support()
-        self.post_message(self.Changed())
-
-
-    # --- extra variants ----------------------------------------------------------------------
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        button_id = event.button.id or ""
-        if button_id.startswith("add-variant-"):
-            event.stop()
-            self.add_variant_from_form(button_id.removeprefix("add-variant-"))
-        elif event.button.has_class("remove-variant") and isinstance(event.button.parent, VariantRow):
-            event.stop()
-            self.remove_variant(event.button.parent.spec)
-
-    def add_variant_from_form(self, method: str) -> str | None:
-        """Keep ``method``'s current form settings as an extra variant; returns its spec (None if refused)."""
-        form = self.query_one(f"#form-{method}", MethodSettingsForm)
-        problem = form.check()
-        if problem:
-            self.notify(problem, title="cannot add the variant", severity="error")
-            return None
-        values = form.values()
-        if not values:
-            self.notify(f"these are {method}'s default settings: that is {method} itself (tick it in the list)",
-                        title="nothing to add", severity="warning")
-            return None
-        try:
-            spec = method_spec(method, values)
-        except SetupError as exc:
-            self.notify(str(exc), title="cannot add the variant", severity="error")
-            return None
-        if spec in self.variants:
-            self.notify(f"{spec} is in the sweep already", severity="warning", timeout=3)
-            return None
-        self.set_variants([*self.variants, spec])
-        self.notify(f"added {spec}", timeout=2)
-        return spec
-
-    def remove_variant(self, spec: str) -> None:
-        self.set_variants([v for v in self.variants if v != spec])
-
-    def set_variants(self, specs: list[str]) -> None:
-        """Show ``specs`` as the extra variants (duplicates dropped)."""
-        self.variants = list(dict.fromkeys(specs))
-        if not self.details_ready:  # shown by mount_details
-            self._pending_details["variants"] = self.variants
-            self.refresh_summary()
-            return
-        holder = self.query_one("#variants", Vertical)
-        holder.remove_children()
-        holder.mount_all([VariantRow(spec) for spec in self.variants])
-        self.query_one("#variants-title").display = bool(self.variants)
-        self.refresh_summary()
         self.post_message(self.Changed())
 
 
