@@ -280,7 +280,10 @@ class ResultsPane(ResultsDialogs, Vertical):
             if name == "run_id":
                 values.sort(reverse=True)
             current = getattr(self.filter, name)
+            unchanged = self._filter_choices.get(name) == values
             self._filter_choices[name] = values
+            if mounted and unchanged:
+                continue  # set_options re-lays out the screen: not for each result of a sweep
             if not mounted:
                 self.query_one("#filter-bar").mount(Select(
                     [(v, v) for v in values], prompt=label, id=f"filter-{name}", compact=True,
