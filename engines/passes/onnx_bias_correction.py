@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # imported where it runs: the catalog imports every pass module, and stays light
+    import numpy as np
 
 
 def correct_conv_biases(path: Path, out: Path, batches: list[dict[str, np.ndarray]], per_channel: bool) -> int:
