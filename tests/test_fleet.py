@@ -264,7 +264,7 @@ def test_workers_run_only_qbench_tasks(fleet):
 def test_the_app_sends_its_sweep_to_the_fleet(fleet, tmp_path, monkeypatch):
     """With $QBENCH_CLUSTER the app's sweep (here the starter: fp32 vs dynamic int8) runs on the
     fleet through the relay process; its results arrive tagged with their host."""
-    from test_tui_support import fixed_system, test_settings, wait_for
+    from test_tui_support import fixed_system, test_settings, wait_for, wait_ready
 
     from engines.store import Store
     from qbench_tui.app import make_app
@@ -276,7 +276,7 @@ def test_the_app_sends_its_sweep_to_the_fleet(fleet, tmp_path, monkeypatch):
     async def scenario() -> list[str]:
         app = make_app(store=store, settings=test_settings(), system=fixed_system())
         async with app.run_test(size=(140, 40)) as pilot:
-            await wait_for(pilot, lambda: app.main.loaded, 30, "the app to load")
+            await wait_ready(pilot, timeout=30)
             await pilot.press("b")
             await wait_for(pilot, lambda: app.main.sweeping, 30, "the sweep to start")
             await wait_for(pilot, lambda: not app.main.sweeping, 300, "the fleet sweep to end")
