@@ -53,11 +53,13 @@ class SweepProgress:
 
     def __init__(self, console: Any):
         self.console = console
+        self.run_id: str | None = None  # the run under way (what an interrupt tells the user to resume)
 
     def __call__(self, event: Any) -> None:
         if isinstance(event, events.WaitingForMachine):
             self.console.print(waiting_line(event))
         elif isinstance(event, events.RunStarted):
+            self.run_id = event.run_id
             verb = "resuming" if event.resumed else "run"
             self.console.print(f"[bold]{verb} {event.run_id}[/]: {event.model}, "
                                f"{event.total} measurements ({event.done} already done)")

@@ -97,13 +97,16 @@ def _build_request(args):
 # interrupted on its next open, so leaving late loses nothing that was finished.
 CLEANUP_GRACE_S = 20.0
 _interrupted = False
+_progress = None  # the sweep's progress listener: it knows the run id the user resumes
 
 
 def _leave_now(message: str) -> None:
     import os
 
+    run_id = getattr(_progress, "run_id", None)
+    resume = f"; resume with qbench run --resume {run_id}" if run_id else ""
     try:
-        sys.stderr.write(f"qbench: {message}; finished results are stored\n")
+        sys.stderr.write(f"qbench: {message}; finished results are stored{resume}\n")
         sys.stderr.flush()
     finally:
         os._exit(EXIT_INTERRUPTED)
@@ -141,7 +144,8 @@ def execute_sweep(store, request, console, plain: bool = False, resume: str | No
     from engines.core.errors import ModelLoadError
     from engines.fleet import FleetError
 
-    progress = make_progress(console, plain=plain)  # live on a terminal, lines when piped
+    global _progress
+    progress = _progress = make_progress(console, plain=plain)  # live on a terminal, lines when piped
     runner = (make_runner(progress) if make_runner else None) or SweepRunner(store, progress, cancel=cancel,
                                                                                source=source, sinks=sinks)
     # SIGTERM (a cron timeout, `kill`) ends the sweep like Ctrl-C: recorded as interrupted.
