@@ -253,9 +253,6 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         self.refresh_topbar()
         self.refresh_bindings()
         self.set_timer(WARM_RUNNER_AFTER_S, self._warm_runner, name="warm-runner")
-        # The set-up's widgets below the fold (half the app's widgets), once the frame with the
-        # models, the history and the welcome is drawn: mounted before it, they delayed it.
-        self.call_after_refresh(self.query_one(SweepSetupPane).mount_details)
 
     # --- model browser -------------------------------------------------------------------------
 
