@@ -43,6 +43,15 @@ class HistoryLoaded(Message):
 
 
 @dataclass
+class ModelHistoryRead(Message):
+    """A model's history (Store.model_summary) read in the background while a sweep stores results."""
+
+    key: tuple[str, int, int]  # model, results in the store, runs: when it was asked
+    summary: dict[str, Any]
+    asked: int  # which read this answers (only the latest is shown)
+
+
+@dataclass
 class ModelOpened(Message):
     """A model given by path was resolved (``spec``) or refused (``error``)."""
 

@@ -412,7 +412,8 @@ async def test_sweep_messages_drive_the_meters_and_the_table(filled_store):
             filled_store.add_result("run-x", result)
             app.main.post_message(messages.ResultRecorded("run-x", {**result, "run_id": "run-x"}))
         await pilot.pause()
-        assert _table(app).row_count == 10 and app.main.meters.done == 2
+        assert app.main.meters.done == 2  # the count moves at once; the table within RESULTS_FLUSH_S
+        await wait_for(pilot, lambda: _table(app).row_count == 10, what="the results in the table")
         assert _notified(app, "kaboom")
         app.main.post_message(messages.SweepFailed("run-x", "RuntimeError: the engine broke"))
         await pilot.pause()

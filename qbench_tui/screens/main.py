@@ -38,6 +38,7 @@ from qbench_tui.system import SystemProbe
 from qbench_tui.widgets.footer import CompactFooter
 from qbench_tui.widgets.meters import DeviceMeters
 from qbench_tui.widgets.model_browser import ModelBrowser
+from qbench_tui.widgets.readout import set_text
 from qbench_tui.widgets.results import ResultsPane, ResultsTable
 from qbench_tui.widgets.sweep_setup import SweepSetupPane
 
@@ -95,6 +96,9 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         self.loaded = False  # store opened, models listed, history read (tests wait on this)
         self.model_options: dict[str, dict[str, Any]] = {}  # per model opened by path (allow_pickle)
         self._model_history: tuple[tuple[str, int, int], ModelHistory] | None = None  # the last one read
+        self._history_asked = 0  # model-history reads asked in the background; a late answer is dropped
+        self._pending_results: list[dict[str, Any]] = []  # announced by the sweep, shown by flush_results
+        self._results_timer: Any | None = None
         self.sweep = SweepController(self.post_message, self._spawn_sweep, system.monotonic)
         self.tracking = TrackingController(settings)  # MLflow: the sweep's sinks queue, children send
         self.tracking_queue: list[dict[str, Any]] = []
@@ -176,7 +180,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
     def refresh_topbar(self) -> None:
         topbar = self.query_one("#topbar", Static)
         if not self.built:
-            topbar.update(Content.from_markup("[b $text-primary]qbench[/] [$text-muted]starting…[/]"))
+            set_text(topbar, Content.from_markup("[b $text-primary]qbench[/] [$text-muted]starting…[/]"))
             return
         if self.store_error:
             state = "[$text-error]store unusable[/]"
@@ -186,7 +190,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
             state = "[$text-muted]idle[/]"
         runs = len(self.results_pane.runs) if self.loaded else 0
         queued = self.tracking_line()  # results waiting for MLflow (and why)
-        topbar.update(Content.from_markup(
+        set_text(topbar, Content.from_markup(  # one line (CSS): no layout pass
             "[b $text-primary]qbench[/] [$text-muted]store[/] $path [$text-muted]· $runs ·[/] " + state
             + (" [$text-warning]· $queued[/]" if queued else ""),
             path=short_path(self.db_path) if self.db_path else "no store",
@@ -259,7 +263,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
     def on_model_browser_model_chosen(self, message: ModelBrowser.ModelChosen) -> None:
         self.show_model_history()
 
-    def show_model_history(self) -> None:
+    def show_model_history(self, background: bool = False) -> None:
         spec = self.browser.selected
         if spec is None or not self.loaded:
             return
@@ -268,9 +272,25 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         # at start-up and the history arriving both ask): the answer read last time is shown.
         key = self._history_key(spec.name)
         if self._model_history is None or self._model_history[0] != key:
+            self._history_asked += 1  # an answer still on its way is older than this one
+            if background and self.store is not None:
+                # While a sweep stores results the UI thread does not wait on the store: what is
+                # shown stays until the answer comes (model_history_read).
+                self._read_model_history(key, self._history_asked)
+                return
             summary = self.store.model_summary(spec.name) if self.store is not None else None
             self._model_history = (key, ModelHistory(**summary) if summary else ModelHistory(0, 0, None, []))
         self.browser.show_details(spec, self._model_history[1])
+
+    @work(thread=True, group="model-history", exit_on_error=False)
+    def _read_model_history(self, key: tuple[str, int, int], asked: int) -> None:
+        self.post_message(messages.ModelHistoryRead(key, self.store.model_summary(key[0]), asked))
+
+    def on_model_history_read(self, message: messages.ModelHistoryRead) -> None:
+        if message.asked != self._history_asked:
+            return  # a later read is on its way
+        self._model_history = (message.key, ModelHistory(**message.summary))
+        self.show_model_history()  # shown if the model is still the one chosen (else read for it)
 
     def _history_key(self, model: str) -> tuple[str, int, int]:
         return model, self.results_pane.total, len(self.results_pane.runs)

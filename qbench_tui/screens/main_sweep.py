@@ -15,6 +15,8 @@ from qbench_tui.controllers.sweep import SetupError, SweepController, SweepSetup
 from qbench_tui.settings import STARTER_SETUP, AppSettings
 from qbench_tui.widgets.sweep_setup import SweepSetupPane
 
+RESULTS_FLUSH_S = 0.3  # results announced within this are shown in one refresh
+
 if TYPE_CHECKING:
     from qbench_tui.widgets.meters import DeviceMeters
     from qbench_tui.widgets.model_browser import ModelBrowser
@@ -26,6 +28,8 @@ class SweepReactions:
 
     sweep: SweepController
     settings: AppSettings
+    _pending_results: list[dict[str, Any]]  # results announced, not yet shown (flush_results)
+    _results_timer: Any | None
     store: Any | None
     store_error: str | None
     model_options: dict[str, dict[str, Any]]
@@ -43,7 +47,7 @@ class SweepReactions:
         def refresh_topbar(self) -> None: ...
         def sync_tracking(self) -> None: ...
         def refresh_bindings(self) -> None: ...
-        def show_model_history(self) -> None: ...
+        def show_model_history(self, background: bool = False) -> None: ...
         def action_pane(self, pane: str) -> None: ...
         @property
         def app(self) -> Any: ...
@@ -143,14 +147,33 @@ class SweepReactions:
         self.meters.latencies_measured(message.ms)
 
     def on_result_recorded(self, message: messages.ResultRecorded) -> None:
-        result = message.result
-        self.results_pane.add_result(result)
+        # The count moves at once (text only); the table, the model's history and the failure
+        # toasts are refreshed once per RESULTS_FLUSH_S for however many results came in it: a
+        # burst of results (unsupported variants end at once) would otherwise re-read the store
+        # and lay out the screen once per result.
         self.meters.result_recorded()
-        if result["status"] == "failed":
-            self.notify(f"{display_label(result)} · {result['runtime']} · {result['device']}: {result.get('error')}",
-                        title="variant failed (stored)", severity="error", timeout=8)
-        self.show_model_history()
-        if self.results_pane.total == 1:
+        self._pending_results.append(message.result)
+        if self._results_timer is None:
+            self._results_timer = self.set_timer(RESULTS_FLUSH_S, self.flush_results, name="results-flush")
+
+    def flush_results(self) -> None:
+        """Show the results that arrived since the last flush (also called when a sweep ends)."""
+        if self._results_timer is not None:
+            self._results_timer.stop()
+            self._results_timer = None
+        batch, self._pending_results = self._pending_results, []
+        if not batch:
+            return
+        had_results = bool(self.results_pane.total)
+        self.results_pane.add_results(batch)
+        failed = [r for r in batch if r["status"] == "failed"]
+        if failed:  # one toast for the burst, a line per failed variant
+            self.notify("\n".join(f"{display_label(r)} · {r['runtime']} · {r['device']}: {r.get('error')}"
+                                  for r in failed),
+                        title="variant failed (stored)" if len(failed) == 1 else f"{len(failed)} variants failed (stored)",
+                        severity="error", timeout=8)
+        self.show_model_history(background=True)
+        if not had_results and self.results_pane.total:
             self.refresh_bindings()  # the starter-sweep key goes once there is a result
 
     def _sweep_counts(self, run_id: str | None) -> str:
@@ -161,6 +184,7 @@ class SweepReactions:
     def on_sweep_finished(self, message: messages.SweepFinished) -> None:
         if not self.sweep.observe(message):
             return
+        self.flush_results()  # every result is in the table before the counts are read
         counts = self._sweep_counts(message.run_id)
         self.meters.sweep_ended("finished", message.elapsed_s, counts)
         self._set_run_status(message.run_id, message.status)
@@ -184,6 +208,7 @@ class SweepReactions:
     def on_sweep_cancelled(self, message: messages.SweepCancelled) -> None:
         if not self.sweep.observe(message):
             return
+        self.flush_results()  # every result is in the table before the counts are read
         stored = self._sweep_counts(message.run_id)
         hint = f"resume from ctrl+p → Resume run {message.run_id}" if message.run_id else ""
         self.meters.sweep_ended("cancelled", message.elapsed_s, f"stored: {stored}. {hint}".strip())
@@ -195,6 +220,7 @@ class SweepReactions:
     def on_sweep_failed(self, message: messages.SweepFailed) -> None:
         if not self.sweep.observe(message):
             return
+        self.flush_results()  # every result is in the table before the counts are read
         self.meters.run_id = message.run_id or self.meters.run_id
         self.meters.sweep_ended("failed", None, message.error)
         if message.run_id:
@@ -212,7 +238,7 @@ class SweepReactions:
         self.sync_tracking()  # the sweep's logs go to MLflow now, from a child process
         self.refresh_topbar()
         self.refresh_bindings()
-        self.show_model_history()
+        self.show_model_history(background=True)
         if self.tabbed and self.results_pane.total:
             self.action_pane("results")
 

@@ -20,6 +20,7 @@ from textual.widgets import Label, ProgressBar, Sparkline, Static
 from engines.core.events import PHASES
 from engines.devices.sampling import DeviceSample
 from qbench_tui.analysis import fmt_duration, fmt_num
+from qbench_tui.widgets.readout import set_text
 
 LATENCY_HISTORY = 240  # calls kept for the trace
 CPU_HISTORY = 120  # samples (two minutes at 1 Hz)
@@ -98,25 +99,6 @@ class MeterRows(Widget):
                 parts.append(Content(" " + text.rjust(text_w) + (" " if col < cols - 1 else "")))
             lines.append(Content("").join(parts))
         return Content("\n").join(lines)
-
-
-def set_text(widget: Static, content: Content, fixed_height: bool = True) -> None:
-    """Update a Static only when its text changes; one-line readouts skip the layout pass (a
-    layout of the whole screen several times a second is what a live meter must not cost).
-
-    A readout that may wrap or grow (``fixed_height=False``) is laid out again only when its
-    height at the current width changes: the phase strip changes with every phase and batch
-    size, and a layout per change was most of the app's CPU while a sweep ran."""
-    if getattr(widget, "_last_content", None) == content:
-        return
-    layout = not fixed_height
-    width = widget.content_size.width
-    if layout and width > 0:
-        height = content.get_height(widget.styles, width)
-        layout = getattr(widget, "_last_height", None) != (width, height)
-        widget._last_height = (width, height)  # type: ignore[attr-defined]
-    widget._last_content = content  # type: ignore[attr-defined]
-    widget.update(content, layout=layout)
 
 
 class DeviceMeters(VerticalScroll):

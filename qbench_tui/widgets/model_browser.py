@@ -13,6 +13,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from qbench_tui.analysis import ModelHistory, fmt_num, fmt_params, fmt_time, variant_label
+from qbench_tui.widgets.readout import set_text
 
 SOURCE_GROUPS = (
     ("built-in", "built-in (offline)"),
@@ -135,7 +136,8 @@ class ModelBrowser(Vertical):
                 p50 = (r.get("latency_ms") or {}).get("p50")
                 lines.append(Content.from_markup(
                     " $v [$text-accent]$p ms[/]", v=variant_label(r), p=fmt_num(p50)))
-        self.query_one("#model-details", Static).update(Content("\n").join(lines))
+        # Shown again with each result of a sweep: laid out only when its height changes.
+        set_text(self.query_one("#model-details", Static), Content("\n").join(lines), fixed_height=False)
 
 
 def _plural(n: int, word: str) -> str:

@@ -22,6 +22,7 @@ from textual.widgets import Button, DataTable, Input, Select, Static
 from qbench_tui import analysis
 from qbench_tui.analysis import COLUMNS, ResultFilter, result_key
 from qbench_tui.history import PAGE_SIZE, ResultsView, read_more, read_view, to_query
+from qbench_tui.widgets.readout import set_text
 from qbench_tui.widgets.results_dialogs import ResultsDialogs
 
 LOAD_AHEAD = 20  # rows before the end of those read at which the next page is read
@@ -141,10 +142,10 @@ class ResultsPane(ResultsDialogs, Vertical):
         if run.get("id"):
             self.runs[run["id"]] = run
 
-    def add_result(self, result: dict[str, Any]) -> None:
-        """A result the running sweep stored: read the view again (the store has it already)."""
-        new_values = any(result.get(f) is not None and str(result.get(f)) not in self._filter_choices.get(f, ())
-                         for f, _ in FILTER_SELECTS)
+    def add_results(self, results: list[dict[str, Any]]) -> None:
+        """Results the running sweep stored: read the view again, once (the store has them already)."""
+        new_values = any(r.get(f) is not None and str(r.get(f)) not in self._filter_choices.get(f, ())
+                         for r in results for f, _ in FILTER_SELECTS)
         self.reload(rebuild_filters=new_values)
 
     # --- view --------------------------------------------------------------------------------
@@ -298,7 +299,7 @@ class ResultsPane(ResultsDialogs, Vertical):
     def _render_status(self) -> None:
         status = self.query_one("#results-status", Static)
         if not self.loaded:
-            status.update(Content.from_markup("[$text-muted]loading results…[/]"))
+            set_text(status, Content.from_markup("[$text-muted]loading results…[/]"))
             return
         total, shown = self.view.total, self.view.size
         counts = {s: self.view.counts.get(s, 0) for s in ("ok", "failed", "unsupported")}
@@ -312,7 +313,7 @@ class ResultsPane(ResultsDialogs, Vertical):
         if self.marked:
             parts.append(f"{len(self.marked)} marked" + (" · x compares" if len(self.marked) == 2 else ""))
         parts.append("★ Pareto (acc vs p50)")
-        status.update(Content.from_markup("[$text-muted]$t[/]", t="  ·  ".join(parts)))
+        set_text(status, Content.from_markup("[$text-muted]$t[/]", t="  ·  ".join(parts)))  # one line (CSS)
 
     def show_device_choice(self, model: str, choice: dict[str, Any] | None) -> None:
         """The best device for ``model`` and its evidence (engines.analysis.device_choice), or hide it."""
