@@ -5,7 +5,8 @@ signal a change, which includes every focus change, even when the keys shown sta
 each compact key, once mounted, adds its ``-compact`` class, which restyles it again. At start-up
 that was four recomposes and about 90 restyles, a sizeable part of the time to the first full
 frame. This footer shows the same keys in the same style: it recomposes only when what it shows
-changed, and its keys carry ``-compact`` from the start.
+changed, and its keys carry ``-compact`` from the start. When only keys are enabled or dimmed (a
+sweep starting or ending) it restyles them in place: a recompose lays out the whole screen.
 """
 
 from __future__ import annotations
@@ -47,5 +48,21 @@ class CompactFooter(Footer):
         shown = self._keys_shown()
         if shown == self._shown and self.children:
             return  # the same keys: nothing to remove and mount again
+        if self._shown is not None and self.children and _without_enabled(shown) == _without_enabled(self._shown):
+            # Only keys enabled or dimmed (a sweep starting or ending: Run dims, Cancel lights):
+            # restyled in place, without removing and mounting every key (a layout of the screen).
+            enabled = {(key[0], key[3]): key[5] for key in shown[0]}
+            for widget in self.query(FooterKey):
+                disabled = not enabled.get((widget.key, widget.action), not widget._disabled)
+                widget._disabled = disabled  # what a click reads (FooterKey.on_mouse_down)
+                widget.set_class(disabled, "-disabled")
+            self._shown = shown
+            return
         self._shown = shown
         await super().recompose()
+
+
+def _without_enabled(shown: tuple[Any, ...]) -> tuple[Any, ...]:
+    """What ``_keys_shown`` returns, less each key's enabled flag."""
+    keys, *rest = shown
+    return (tuple(key[:5] + key[6:] for key in keys), *rest)
