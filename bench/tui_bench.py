@@ -18,8 +18,9 @@ QBENCH_HOME; ``--root`` runs another checkout's program (before/after from one s
   minimum per measurement) run headless by ``qbench run`` and from the open app, alternating,
   and the ratio of the p50 latencies (app / headless) printed side by side.
 
-``--compare PATH`` times only the first paint (warm cache), of ``--root``'s tree and PATH's in
-turn, run by run, so that a busy machine's load weighs on before and after alike.
+``--compare PATH`` times the first paint (warm cache) and the app's CPU while it shows the running
+sweep, of ``--root``'s tree and PATH's in turn, run by run, so that a busy machine's load weighs on
+before and after alike (``--skip-sweeps``: first paint only; ``--paint-runs 0``: the sweep only).
 """
 
 from __future__ import annotations
@@ -247,6 +248,31 @@ def compare_paint(trees: list[Path], home: Path, runs: int) -> None:
         print(f"all four panes, {str(tree)[-28:]} / {str(trees[0])[-28:]}: {ratio:.2f}")
 
 
+def compare_sweep(trees: list[Path], home: Path, rounds: int) -> None:
+    """The app's CPU while it shows the running sweep (and idle after it), each tree's app in turn
+    for ``rounds`` rounds, medians side by side."""
+    global TREE
+    busy: dict[Path, list[float]] = {tree: [] for tree in trees}
+    idle: dict[Path, list[float]] = {tree: [] for tree in trees}
+    for i in range(rounds):
+        for j, tree in enumerate(trees):
+            TREE = tree
+            _, cpu_busy, cpu_idle = sweep_in_app(home, home / f"compare-{j}-{i}.db")
+            busy[tree].append(cpu_busy)
+            idle[tree].append(cpu_idle)
+        print(f"  round {i + 1}: " + ", ".join(f"{str(t)[-28:]} {busy[t][-1]:.1f} %" for t in trees)
+              + f" (load average {os.getloadavg()[0]:.1f})", flush=True)
+    print(f"\n== app CPU while showing the running sweep, % of one core (median of {rounds}, alternating; "
+          f"load average {os.getloadavg()[0]:.1f}) ==")
+    print(f"{'tree':<28}{'sweep':>10}{'idle':>10}   rounds")
+    for tree in trees:
+        print(f"{str(tree)[-28:]:<28}{statistics.median(busy[tree]):>9.1f}%{statistics.median(idle[tree]):>9.1f}%   "
+              + ", ".join(f"{b:.1f}" for b in busy[tree]))
+    base = statistics.median(busy[trees[0]])
+    for tree in trees[1:]:
+        print(f"sweep CPU, {str(tree)[-28:]} / {str(trees[0])[-28:]}: {statistics.median(busy[tree]) / base:.2f}")
+
+
 def main() -> int:
     global COLS, ROWS, TREE
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -256,7 +282,8 @@ def main() -> int:
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to measure")
     parser.add_argument("--skip-sweeps", action="store_true", help="first paint only")
     parser.add_argument("--compare", type=Path, metavar="PATH",
-                        help="also time PATH's first paint, run for run alternating with --root's (before/after)")
+                        help="also measure PATH's first paint and sweep CPU, run for run alternating with "
+                             "--root's (before/after)")
     args = parser.parse_args()
     COLS, ROWS = (int(v) for v in args.size.lower().split("x"))
     TREE = args.root.resolve()
@@ -269,7 +296,11 @@ def main() -> int:
         sweep_headless(home, home / "warmup.db")
 
     if args.compare:
-        compare_paint([TREE, args.compare.resolve()], home, args.paint_runs)
+        trees = [TREE, args.compare.resolve()]
+        if args.paint_runs:
+            compare_paint(trees, home, args.paint_runs)
+        if not args.skip_sweeps:
+            compare_sweep(trees, home, args.rounds)
         return 0
     print(f"\n== time to first paint ({COLS}x{ROWS}, median of {args.paint_runs}; tree {TREE}) ==")
     for bytecode in ("warm", "cold"):

@@ -28,13 +28,15 @@ TRACE_REDRAW_S = 0.5
 
 
 class _Job:
-    """The job readout (wraps on narrow panes, so it keeps its layout pass)."""
+    """The job readout (wraps on narrow panes, so it keeps its layout pass; while a sweep runs it
+    does not shrink: see set_text)."""
 
-    def __init__(self, widget: Static):
+    def __init__(self, widget: Static, running: bool):
         self.widget = widget
+        self.running = running
 
     def update(self, content: Content) -> None:
-        set_text(self.widget, content, fixed_height=False)  # changes a few times per variant
+        set_text(self.widget, content, fixed_height=False, keep_height=self.running)  # a few times per variant
 
 
 def level_style(percent: float) -> str:
@@ -158,18 +160,26 @@ class DeviceMeters(VerticalScroll):
         self.query_one("#cpu-spark", Sparkline).data = list(self.cpu_history)
         set_text(self.query_one("#cpu-title", Static), Content.from_markup(
             "CPU [$text-muted]· $t% on average[/]", t=f"{sample.cpu_total:.0f}"))
+        self._memory_rows()
+        set_text(self.query_one("#accelerators", Static), self._accelerators(sample), fixed_height=False)
+        if self.state == "running" and self.started_at is not None:
+            self.elapsed_s = self.system.monotonic() - self.started_at
+            self._refresh_progress_text()
+
+    def _memory_rows(self) -> None:
+        sample = self.sample
+        if sample is None:
+            return
         mem_pct = 100 * sample.memory_used_mb / sample.memory_total_mb if sample.memory_total_mb else 0
         rows = [("system", mem_pct, f"{sample.memory_used_mb / 1024:.1f}/{sample.memory_total_mb / 1024:.1f} GiB")]
         if sample.bench_rss_mb is not None:
             self.bench_peak_mb = max(self.bench_peak_mb, sample.bench_rss_mb)
             rows.append(("bench", 100 * sample.bench_rss_mb / sample.memory_total_mb,
                          f"{sample.bench_rss_mb:.0f} MiB · {sample.bench_cpu or 0:.0f}% cpu"))
+        elif self.state == "running":  # before and between the variants' processes: the row stays (no layout)
+            rows.append(("bench", 0.0, "no process"))
         rows.append(("app", 100 * sample.app_rss_mb / sample.memory_total_mb, f"{sample.app_rss_mb:.0f} MiB"))
         self.query_one("#memory", MeterRows).set_rows(rows)
-        set_text(self.query_one("#accelerators", Static), self._accelerators(sample), fixed_height=False)
-        if self.state == "running" and self.started_at is not None:
-            self.elapsed_s = self.system.monotonic() - self.started_at
-            self._refresh_progress_text()
 
     def _accelerators(self, sample: DeviceSample) -> Content:
         present = [a for a in sample.accelerators if a.present]
@@ -204,6 +214,7 @@ class DeviceMeters(VerticalScroll):
         self.query_one("#latency-spark", Sparkline).data = []
         self._latency_title()
         self.refresh_job()
+        self._memory_rows()  # the bench row, shown from the start (laid out with the job readout)
 
     def variant_started(self, method: str, runtime: str, device: str, index: int, count: int,
                         batch_sizes: list[int]) -> None:
@@ -270,7 +281,7 @@ class DeviceMeters(VerticalScroll):
     # --- drawing -----------------------------------------------------------------------------
 
     def refresh_job(self) -> None:
-        job = _Job(self.query_one("#job", Static))
+        job = _Job(self.query_one("#job", Static), self.state == "running")
         if self.state == "idle":
             job.update(Content.from_markup("[$text-muted]idle · [b]r[/b] runs the configured sweep[/]"))
         elif self.state == "running":
@@ -292,7 +303,8 @@ class DeviceMeters(VerticalScroll):
             if self.message:
                 lines.append(Content.from_markup(f"[{style}]$m[/]", m=self.message))
             job.update(Content("\n").join(lines))
-        set_text(self.query_one("#phases", Static), self._phase_strip(), fixed_height=False)
+        set_text(self.query_one("#phases", Static), self._phase_strip(), fixed_height=False,
+                 keep_height=self.state == "running")
         self._refresh_progress_text()
 
     def _phase_strip(self) -> Content:

@@ -11,19 +11,22 @@ from textual.content import Content
 from textual.widgets import Static
 
 
-def set_text(widget: Static, content: Content, fixed_height: bool = True) -> None:
+def set_text(widget: Static, content: Content, fixed_height: bool = True, keep_height: bool = False) -> None:
     """Update a Static only when its text changes; one-line readouts (``fixed_height``: a
     height set in CSS) skip the layout pass.
 
     A readout that may wrap or grow (``fixed_height=False``) is laid out again only when its
-    height at the current width changes (the phase strip changes with every phase and batch size)."""
+    height at the current width changes (the phase strip changes with every phase and batch size).
+    With ``keep_height`` it never shrinks: shorter text is followed by blank lines (a readout
+    that grows and shrinks with each variant of a sweep would lay the screen out each time)."""
     if getattr(widget, "_last_content", None) == content:
         return
+    widget._last_content = content  # type: ignore[attr-defined]
     layout = not fixed_height
-    width = widget.content_size.width
+    width, shown = widget.content_size  # as laid out now (a layout already asked for may change it)
     if layout and width > 0:
         height = content.get_height(widget.styles, width)
-        layout = getattr(widget, "_last_height", None) != (width, height)
-        widget._last_height = (width, height)  # type: ignore[attr-defined]
-    widget._last_content = content  # type: ignore[attr-defined]
+        if keep_height and height < shown:
+            content, height = content + Content("\n" * (shown - height)), shown
+        layout = height != shown
     widget.update(content, layout=layout)
