@@ -7,6 +7,7 @@ latest reading and bounded histories, and redraws from them.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any
 
@@ -25,6 +26,7 @@ from qbench_tui.widgets.readout import set_text
 LATENCY_HISTORY = 240  # calls kept for the trace
 CPU_HISTORY = 120  # samples (two minutes at 1 Hz)
 TRACE_REDRAW_S = 0.5
+JOB_REDRAW_S = 0.25  # the job readout and the phase strip, during a burst of phase changes
 
 
 class _Job:
@@ -130,6 +132,8 @@ class DeviceMeters(VerticalScroll):
         self.message = ""
         self._trace_dirty = False
         self._trace_timer: Timer | None = None
+        self._job_timer: Timer | None = None
+        self._job_drawn_at = float("-inf")
 
     def compose(self) -> ComposeResult:
         yield Static("", id="job")
@@ -231,7 +235,15 @@ class DeviceMeters(VerticalScroll):
             self.latencies.clear()  # the trace shows one batch size at a time
             self.query_one("#latency-spark", Sparkline).data = []
             self._latency_title()
-        self.refresh_job()
+        # Phases and their progress come in bursts (a pass's steps, each batch size's warm-up and
+        # measure): the readout is redrawn at once, then at most every JOB_REDRAW_S with the
+        # latest state (half of the app's frames while a sweep ran were phase changes).
+        if self._job_timer is None:
+            wait = self._job_drawn_at + JOB_REDRAW_S - time.monotonic()
+            if wait <= 0:
+                self.refresh_job()
+            else:
+                self._job_timer = self.set_timer(wait, self.refresh_job, name="job-redraw")
 
     def latencies_measured(self, ms: list[float]) -> None:
         # Bursts arrive about four times a second; the trace is redrawn at most twice a second
@@ -281,6 +293,10 @@ class DeviceMeters(VerticalScroll):
     # --- drawing -----------------------------------------------------------------------------
 
     def refresh_job(self) -> None:
+        if self._job_timer is not None:  # drawn now with the latest state
+            self._job_timer.stop()
+            self._job_timer = None
+        self._job_drawn_at = time.monotonic()
         job = _Job(self.query_one("#job", Static), self.state == "running")
         if self.state == "idle":
             job.update(Content.from_markup("[$text-muted]idle · [b]r[/b] runs the configured sweep[/]"))
