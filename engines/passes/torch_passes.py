@@ -323,9 +323,16 @@ def pt2e_static_int8(ctx: PassContext, artifact: Artifact, config: StaticInt8Con
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepared = prepare_pt2e(exported, quantizer)
-        with torch.no_grad():
-            for b in batches:
-                prepared(*(torch.from_numpy(b[n]) for n in model.input_names))
+        tensors = [tuple(torch.from_numpy(b[n]) for n in model.input_names) for b in batches]
+        corrected = 0
+        if config.bias_correction and config.torch_bias_correction:  # calibrates as it measures
+            from engines.passes.pt2e_bias_correction import correct_pt2e_conv_biases
+
+            corrected = correct_pt2e_conv_biases(prepared, tensors)
+        else:
+            with torch.no_grad():
+                for b in tensors:
+                    prepared(*b)
         converted = convert_pt2e(prepared, fold_quantize=True)
         _prune_unused(converted)
         path = _save_quantized(converted, example, dynamic, ctx)
@@ -335,4 +342,6 @@ def pt2e_static_int8(ctx: PassContext, artifact: Artifact, config: StaticInt8Con
     if convs:
         notes.append(f"{int8_convs} of {convs} convolutions in int8"
                      + (f" ({plain} convolution subclasses rewritten as nn.Conv2d for the quantizer)" if plain else ""))
+    if corrected:
+        notes.append(f"{corrected} convolution biases corrected for int8 weight rounding")
     return Artifact(path, notes=notes, payload=converted, format=Format.TORCH.value, facts={"pt2e": True})
