@@ -133,6 +133,7 @@ def test_settings_stored_before_a_meaning_changed_read_as_they_ran():
     assert config_from_dict(StaticInt8Config, config_to_dict(StaticInt8Config())).bias_correction is True
     # version 2 corrected biases on ONNX Runtime only; version 3 on torch PT2E too
     old = config_from_dict(StaticInt8Config, {"per_channel": True, "version": 2})
-    assert old.bias_correction is True and old.torch_bias_correction is False
+    assert old.bias_correction is True and old.torch_bias_correction is False and old.torch_restricted_weights is False
     assert config_from_dict(StaticInt8Config, {"per_channel": True, "version": 1}).torch_bias_correction is False
-    assert config_from_dict(StaticInt8Config, config_to_dict(StaticInt8Config())).torch_bias_correction is True
+    new = config_from_dict(StaticInt8Config, config_to_dict(StaticInt8Config()))
+    assert new.torch_bias_correction is True and new.torch_restricted_weights is True

@@ -1,4 +1,4 @@
-"""torch PT2E static int8's convolution bias correction, on a small real depthwise CNN."""
+"""torch PT2E static int8's weight rounding (bias correction, restricted range), on a small real depthwise CNN."""
 
 from __future__ import annotations
 
@@ -32,14 +32,15 @@ class Depthwise(nn.Module):
         return self.pw(self.dw(x))
 
 
-def _quantized(model, calibration, correct: bool):
-    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+def _quantized(model, calibration, correct: bool, restricted: bool = True):
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
+    from engines.methods.int8 import StaticInt8Config
     from engines.passes.pt2e_bias_correction import correct_pt2e_conv_biases
+    from engines.passes.torch_passes import x86_quantizer
 
     exported = torch.export.export(copy.deepcopy(model), (calibration[0],)).module()
-    quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config())
+    quantizer = x86_quantizer(StaticInt8Config(torch_restricted_weights=restricted))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepared = prepare_pt2e(exported, quantizer)
@@ -67,3 +68,33 @@ def test_bias_correction_removes_the_mean_error_of_int8_weights():
         mean_error = lambda q: (q(held_out) - ref).mean(dim=(0, 2, 3)).abs().mean().item()
         before, after = mean_error(plain), mean_error(corrected)
     assert after < before / 3, (before, after)
+
+
+def _int8_weights(converted):
+    """(int8 weight, its dequantize node's args) of each convolution of a converted graph."""
+    found = []
+    for node in converted.graph.nodes:
+        if node.op == "call_function" and node.target is torch.ops.aten.conv2d.default:
+            dq = node.args[1]
+            found.append((getattr(converted, dq.args[0].target), dq.args))
+    return found
+
+
+@pytest.mark.parametrize("restricted", [True, False])
+def test_restricted_range_puts_each_channels_largest_weight_on_the_grid(restricted):
+    """[-127, 127]: scale max|w|/127, so the largest tap of each filter (the one that carries a depthwise
+    filter after BN folding) is exact; with the x86 default [-128, 127] (scale max|w|/127.5) it is half a step off."""
+    model = Depthwise().eval()
+    calibration = [3 + torch.randn(4, 16, 12, 12, generator=torch.Generator().manual_seed(1)) * 0.3]
+    converted, _ = _quantized(model, calibration, correct=False, restricted=restricted)
+    (q, args), _ = _int8_weights(converted)
+    scale = getattr(converted, args[1].target)
+    assert q.dtype == torch.int8 and (int(q.min()) >= -127) == restricted
+    weights = model.dw.weight.detach().flatten(1)
+    tap = weights.abs().argmax(dim=1, keepdim=True)  # each filter's largest weight
+    dequantized = q.flatten(1).float() * scale[:, None]
+    error = (dequantized.gather(1, tap) - weights.gather(1, tap)).abs().flatten() / scale
+    if restricted:
+        assert error.max() < 1e-3
+    else:
+        assert error.min() > 0.4  # half a step off on every channel
