@@ -131,3 +131,9 @@ def test_settings_stored_before_a_meaning_changed_read_as_they_ran():
     # static-int8 version 1 ran without ONNX Runtime's convolution bias correction
     assert config_from_dict(StaticInt8Config, {"per_channel": True, "version": 1}).bias_correction is False
     assert config_from_dict(StaticInt8Config, config_to_dict(StaticInt8Config())).bias_correction is True
+    # version 2 corrected biases on ONNX Runtime only; version 3 on torch PT2E too
+    old = config_from_dict(StaticInt8Config, {"per_channel": True, "version": 2})
+    assert old.bias_correction is True and old.torch_bias_correction is False and old.torch_restricted_weights is False
+    assert config_from_dict(StaticInt8Config, {"per_channel": True, "version": 1}).torch_bias_correction is False
+    new = config_from_dict(StaticInt8Config, config_to_dict(StaticInt8Config()))
+    assert new.torch_bias_correction is True and new.torch_restricted_weights is True

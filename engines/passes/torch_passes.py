@@ -9,6 +9,7 @@ Everything heavy is imported inside the functions.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import platform
 import warnings
@@ -296,6 +297,17 @@ def _int8_convs(graph_module: Any) -> tuple[int, int]:
     return quantized, len(convs)
 
 
+def x86_quantizer(config: StaticInt8Config) -> Any:
+    """X86InductorQuantizer with its default static config; with ``torch_restricted_weights``, weights
+    in [-127, 127] (scale max/127: each channel's largest weight sits on the grid)."""
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+
+    quantization = xiq.get_default_x86_inductor_quantization_config(is_dynamic=False)
+    if config.torch_restricted_weights:
+        quantization = dataclasses.replace(quantization, weight=dataclasses.replace(quantization.weight, quant_min=-127))
+    return xiq.X86InductorQuantizer().set_global(quantization)
+
+
 @register_pass("pt2e-static-int8", config=StaticInt8Config, input=Format.TORCH, output=Format.TORCH,
                runtimes=_TORCH, check=_pt2e_refusal,
                unsupported={"cuda": "the x86 PT2E quantizer targets CPUs", **_NO_MPS_INT})
@@ -307,7 +319,6 @@ def pt2e_static_int8(ctx: PassContext, artifact: Artifact, config: StaticInt8Con
     the CPU has them); eager Q/DQ, which only simulates int8 in float, runs when the runtime's
     ``simulate_int8`` asks for it and is flagged ``simulated``."""
     import torch
-    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     model = ctx.model
@@ -319,20 +330,30 @@ def pt2e_static_int8(ctx: PassContext, artifact: Artifact, config: StaticInt8Con
     plain = _plain_convs(module)
     exported = torch.export.export(module, example, dynamic_shapes=dynamic).module()
     _split_shared_calls(exported)
-    quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config(is_dynamic=False))
+    quantizer = x86_quantizer(config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepared = prepare_pt2e(exported, quantizer)
-        with torch.no_grad():
-            for b in batches:
-                prepared(*(torch.from_numpy(b[n]) for n in model.input_names))
+        tensors = [tuple(torch.from_numpy(b[n]) for n in model.input_names) for b in batches]
+        corrected = 0
+        if config.bias_correction and config.torch_bias_correction:  # calibrates as it measures
+            from engines.passes.pt2e_bias_correction import correct_pt2e_conv_biases
+
+            corrected = correct_pt2e_conv_biases(prepared, tensors)
+        else:
+            with torch.no_grad():
+                for b in tensors:
+                    prepared(*b)
         converted = convert_pt2e(prepared, fold_quantize=True)
         _prune_unused(converted)
         path = _save_quantized(converted, example, dynamic, ctx)
     samples = sum(len(b[model.input_names[0]]) for b in batches)
-    notes = [f"PT2E X86InductorQuantizer, calibrated on {samples} samples; saved with int8 weights"]
+    notes = [f"PT2E X86InductorQuantizer, calibrated on {samples} samples; saved with int8 weights"
+             + (" in [-127, 127]" if config.torch_restricted_weights else "")]
     int8_convs, convs = _int8_convs(converted)
     if convs:
         notes.append(f"{int8_convs} of {convs} convolutions in int8"
                      + (f" ({plain} convolution subclasses rewritten as nn.Conv2d for the quantizer)" if plain else ""))
+    if corrected:
+        notes.append(f"{corrected} convolution biases corrected for int8 weight rounding")
     return Artifact(path, notes=notes, payload=converted, format=Format.TORCH.value, facts={"pt2e": True})
