@@ -136,10 +136,6 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
             frame = self.query_one(f"#{pane}")
             await frame.query(".pane-loading").remove()
             await frame.mount(widget)
-        # The set-up's lower part is mounted here too, before any key can reach it: mounted after
-        # the first full frame (0.03-0.1 s sooner), a key pressed in between was sometimes lost
-        # (the real program in tmux: 1 run in 3); until that race is understood, no deferral.
-        await self.query_one(SweepSetupPane).mount_details()
         self.built = True
         self.query_one(SweepSetupPane).apply_setup(self.settings.last_setup or STARTER_SETUP)
         self.refresh_topbar()
@@ -253,6 +249,10 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         self.refresh_topbar()
         self.refresh_bindings()
         self.set_timer(WARM_RUNNER_AFTER_S, self._warm_runner, name="warm-runner")
+        # The set-up's widgets below its fold (half the app's widgets), once the frame with the
+        # models, the history and the welcome is drawn: mounted before it, they delayed it. A key
+        # pressed meanwhile reads the set-up from what they will show (current_setup).
+        self.call_after_refresh(self.query_one(SweepSetupPane).mount_details)
 
     # --- model browser -------------------------------------------------------------------------
 
