@@ -608,3 +608,22 @@ async def test_the_setup_reads_the_same_at_every_moment_of_start_up(store):
     assert not wrong, (wrong[0], final)
     assert final.configs == remembered["configs"] and final.threads == 2 and final.model_options == {"seq_len": 64}
 
+
+
+@async_test
+async def test_the_footer_turns_its_keys_on_in_place_as_the_app_starts(store):
+    """The keys are dimmed while the panes mount and the history is read, then turned on where
+    they are (not removed and mounted again); b, offered on an empty store, among them."""
+    from textual.widgets._footer import FooterKey
+
+    app = _app(store)
+    async with app.run_test(size=WIDE) as pilot:
+        while not app.query(FooterKey):
+            await asyncio.sleep(0)
+        first = {key.key: key for key in app.query(FooterKey)}
+        assert not app.main.built and first["r"].has_class("-disabled") and first["b"].has_class("-disabled")
+        await wait_ready(pilot)
+        keys = {key.key: key for key in app.query(FooterKey)}
+        assert all(keys[name] is first[name] for name in keys) and keys.keys() == first.keys()
+        enabled = {name for name, key in keys.items() if not key.has_class("-disabled") and not key._disabled}
+        assert {"r", "b", "q", "question_mark"} <= enabled and "c" not in enabled

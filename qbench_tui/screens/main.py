@@ -325,8 +325,11 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         if action == "run_sweep":
             return None if self.sweeping else True
         if action == "starter_sweep":
-            # Offered while the store is empty (first launch); hidden afterwards.
-            return self.loaded and not self.results_pane.total and not self.sweeping and not self.store_error
+            # Offered while the store is empty (first launch); hidden afterwards. Dimmed until the
+            # history is read: the footer then only turns keys on or off, in place (no recompose).
+            if not self.loaded:
+                return None
+            return not self.results_pane.total and not self.sweeping and not self.store_error
         return True
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

@@ -5,7 +5,8 @@ signal a change, which includes every focus change, even when the keys shown sta
 each compact key, once mounted, adds its ``-compact`` class, which restyles it again. At start-up
 that was four recomposes and about 90 restyles, a sizeable part of the time to the first full
 frame. This footer shows the same keys in the same style: it recomposes only when what it shows
-changed, and its keys carry ``-compact`` from the start.
+changed, turns keys on and off in place when only that changed (the panes mounted, the history
+read: two recomposes at start-up, about 20 ms each), and its keys carry ``-compact`` from the start.
 """
 
 from __future__ import annotations
@@ -47,5 +48,19 @@ class CompactFooter(Footer):
         shown = self._keys_shown()
         if shown == self._shown and self.children:
             return  # the same keys: nothing to remove and mount again
+        if self._shown is not None and self.children and _without_enabled(shown) == _without_enabled(self._shown):
+            # Only keys turned on or off (the panes mounted, the history read): set in place.
+            enabled = {(key[0], key[3]): key[5] for key in shown[0]}
+            for widget in self.query(FooterKey):
+                on = enabled.get((widget.key, widget.action), not widget.has_class("-disabled"))
+                widget._disabled = not on  # FooterKey reads it on a click (the bell for a dimmed key)
+                widget.set_class(not on, "-disabled")
+            self._shown = shown
+            return
         self._shown = shown
         await super().recompose()
+
+
+def _without_enabled(shown: tuple[Any, ...]) -> tuple[Any, ...]:
+    keys, *rest = shown
+    return (tuple(key[:5] + key[6:] for key in keys), *rest)
