@@ -22,7 +22,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Static, Tab, Tabs
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import Worker, WorkerState
 
 from qbench_tui import messages
 from qbench_tui.analysis import ModelHistory
@@ -91,7 +91,8 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         self.db_path = Path(store.path) if store is not None else db_path
         self.store_error: str | None = None
         self.built = False  # the panes' contents are mounted
-        self._built_event = threading.Event()  # the same, for the start-up worker
+        self._startup_lock = threading.Lock()  # built, as the start-up worker sees it
+        self._startup_messages: list[Message] = []  # what it read before the panes were built
         self.loaded = False  # store opened, models listed, history read (tests wait on this)
         self.model_options: dict[str, dict[str, Any]] = {}  # per model opened by path (allow_pickle)
         self._model_history: tuple[tuple[str, int, int], ModelHistory] | None = None  # the last one read
@@ -136,10 +137,16 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
             frame = self.query_one(f"#{pane}")
             await frame.query(".pane-loading").remove()
             await frame.mount(widget)
-        self.built = True
+        with self._startup_lock:
+            self.built = True
+            read, self._startup_messages = self._startup_messages, []
         self.query_one(SweepSetupPane).apply_setup(self.settings.last_setup or STARTER_SETUP)
         self.refresh_topbar()
-        self._built_event.set()  # the start-up worker's messages may come now
+        # What the start-up worker read is posted here, before this callback returns: it is then
+        # handled before the screen next goes idle, so the panes are drawn once, with the models
+        # and the history (posted from the worker a moment later, they were drawn twice).
+        for message in read:
+            self.post_message(message)
         self._arm_sampler(0.5)  # psutil needs an interval for its first CPU reading
         self.query_one("#model-list").focus()
 
@@ -196,11 +203,11 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
 
     @work(thread=True, group="startup", exit_on_error=False)
     def _load_startup(self) -> None:
-        worker = get_current_worker()
         pending: list[Message] = []
         load_startup(self.store, self.db_path, self.system, pending.append, self._startup_model())
-        while not self._built_event.wait(0.1):  # the panes these messages fill are not mounted yet
-            if worker.is_cancelled:
+        with self._startup_lock:
+            if not self.built:  # the panes these messages fill are not mounted yet: _build posts them
+                self._startup_messages = pending
                 return
         for message in pending:
             self.post_message(message)
