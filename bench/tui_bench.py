@@ -242,6 +242,10 @@ def compare_paint(trees: list[Path], home: Path, runs: int) -> None:
     print(f"{'tree':<28}" + "".join(f"{n:>17}" for n in names))
     for tree in trees:
         print(f"{str(tree)[-28:]:<28}" + "".join(f"{statistics.median(times[tree][n]):>15.2f} s" for n in names))
+    print("spread (min-max):")
+    for tree in trees:
+        print(f"{str(tree)[-28:]:<28}" + "".join(f"{min(times[tree][n]):>9.2f}-{max(times[tree][n]):.2f} s"
+                                                  for n in names))
     base = times[trees[0]]["all four panes"]
     for tree in trees[1:]:
         ratio = statistics.median(times[tree]["all four panes"]) / statistics.median(base)

@@ -4,6 +4,7 @@ app is the expensive part). The sweeps themselves run on the real engine in test
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 from pathlib import Path
@@ -576,3 +577,54 @@ async def test_the_setup_read_before_its_lower_part_is_mounted_is_the_one_it_the
         assert "int4" in str(pane.query_one("#support-matrix", Static).render())
         assert pane.current_setup("digits-mlp") == before
         assert before.threads == 2 and before.model_options == {"seq_len": 64} and before.configs == {"int4": {"group_size": 128}}
+
+
+@async_test
+async def test_the_setup_reads_the_same_at_every_moment_of_start_up(store):
+    """From the frame that shows the models until the set-up's last widget is mounted (its lower
+    part, then the forms it shows), a key reading the set-up (r) gets the same one every time:
+    the remembered one, drop-downs and fields below the fold included."""
+    remembered = {"model": "digits-mlp", "methods": ["fp32", "dynamic-int8", "static-int8"],
+                  "runtimes": ["onnxruntime"], "devices": ["cpu"], "batch_sizes": [1, 8],
+                  "configs": {"dynamic-int8": {"torch_backend": "torchao"},
+                              "static-int8": {"calibration_method": "entropy", "calibration_samples": 64}},
+                  "threads": 2, "model_options": {"seq_len": 64}}
+    app = _app(store, last_setup=remembered)
+    async with app.run_test(size=WIDE):
+        reads, moments = [], set()
+        while not app.main.loaded:
+            await asyncio.sleep(0)
+        pane = app.query_one(SweepSetupPane)
+
+        def settled() -> bool:
+            return pane.details_ready and all(w.is_mounted for w in pane.query("*"))
+
+        while not settled():  # every turn of the event loop
+            moments.add((pane.details_ready, len(pane.query(MethodSettingsForm)), len(pane.query(Select))))
+            reads.append(pane.current_setup("digits-mlp"))
+            await asyncio.sleep(0)
+        final = pane.current_setup("digits-mlp")
+    assert (False, 0, 0) in moments and len(moments) > 2  # before, during and after the forms' mount
+    wrong = [read for read in reads if read != final]
+    assert not wrong, (wrong[0], final)
+    assert final.configs == remembered["configs"] and final.threads == 2 and final.model_options == {"seq_len": 64}
+
+
+
+@async_test
+async def test_the_footer_turns_its_keys_on_in_place_as_the_app_starts(store):
+    """The keys are dimmed while the panes mount and the history is read, then turned on where
+    they are (not removed and mounted again); b, offered on an empty store, among them."""
+    from textual.widgets._footer import FooterKey
+
+    app = _app(store)
+    async with app.run_test(size=WIDE) as pilot:
+        while not app.query(FooterKey):
+            await asyncio.sleep(0)
+        first = {key.key: key for key in app.query(FooterKey)}
+        assert not app.main.built and first["r"].has_class("-disabled") and first["b"].has_class("-disabled")
+        await wait_ready(pilot)
+        keys = {key.key: key for key in app.query(FooterKey)}
+        assert all(keys[name] is first[name] for name in keys) and keys.keys() == first.keys()
+        enabled = {name for name, key in keys.items() if not key.has_class("-disabled") and not key._disabled}
+        assert {"r", "b", "q", "question_mark"} <= enabled and "c" not in enabled

@@ -4,9 +4,12 @@ can fail (a crashed worker, an error before any worker starts)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import psutil
 import pytest
 from test_tui_support import async_test, test_settings, wait_for, wait_ready
+from textual.widgets import Input
 
 from engines.models import ModelSpec
 from qbench_tui.app import QBenchApp, make_app
@@ -108,3 +111,29 @@ async def test_engine_errors_show_in_the_app_and_are_stored(store, monkeypatch: 
         assert "gone" in app.main.meters.message
         assert app.is_running
     assert store.results(where="status = 'failed'")[0]["error"].startswith("worker crashed")
+
+
+@async_test
+async def test_r_pressed_as_soon_as_the_models_show_runs_the_remembered_setup(store):
+    """The set-up's lower part (its forms, the threads field) mounts just after the frame that
+    shows the models; r pressed at once, before it has mounted, runs the set-up it then shows.
+    (Read too early, a settings form's drop-down said Select.NULL and r only showed an error.)"""
+    remembered = {"model": "digits-mlp", "methods": ["fp32", "dynamic-int8"], "runtimes": ["onnxruntime"],
+                  "devices": ["cpu"], "batch_sizes": [1], "configs": {"dynamic-int8": {"reduce_range": True}},
+                  "threads": 1}
+    app = make_app(store=store, settings=test_settings(last_setup=remembered))
+    async with app.run_test(size=SIZE) as pilot:
+        while not app.main.loaded:  # every turn of the event loop: the first moment r can act
+            await asyncio.sleep(0)
+        pane = app.query_one(SweepSetupPane)
+        assert not pane.details_ready and not pane.query("#threads")
+        await pilot.press("r")
+        assert app.main.sweeping, [n.message for n in app._notifications]
+        await wait_for(pilot, lambda: app.main.sweep.run_id is not None, 60, "the run to start")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: not app.main.sweeping, 30, "the cancellation")
+        await wait_for(pilot, lambda: pane.details_ready, 10, "the set-up's lower part")
+        assert pane.query_one("#threads", Input).value == "1"
+    request = store.get_run(app.main.sweep.run_id)["request"]
+    assert request["methods"] == ["fp32", "dynamic-int8"]
+    assert request["configs"] == {"dynamic-int8": {"reduce_range": True}} and request["threads"] == 1

@@ -22,7 +22,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Static, Tab, Tabs
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import Worker, WorkerState
 
 from qbench_tui import messages
 from qbench_tui.analysis import ModelHistory
@@ -92,7 +92,8 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         self.db_path = Path(store.path) if store is not None else db_path
         self.store_error: str | None = None
         self.built = False  # the panes' contents are mounted
-        self._built_event = threading.Event()  # the same, for the start-up worker
+        self._startup_lock = threading.Lock()  # built, as the start-up worker sees it
+        self._startup_messages: list[Message] = []  # what it read before the panes were built
         self.loaded = False  # store opened, models listed, history read (tests wait on this)
         self.model_options: dict[str, dict[str, Any]] = {}  # per model opened by path (allow_pickle)
         self._model_history: tuple[tuple[str, int, int], ModelHistory] | None = None  # the last one read
@@ -140,14 +141,16 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
             frame = self.query_one(f"#{pane}")
             await frame.query(".pane-loading").remove()
             await frame.mount(widget)
-        # The set-up's lower part is mounted here too, before any key can reach it: mounted after
-        # the first full frame (0.03-0.1 s sooner), a key pressed in between was sometimes lost
-        # (the real program in tmux: 1 run in 3); until that race is understood, no deferral.
-        await self.query_one(SweepSetupPane).mount_details()
-        self.built = True
+        with self._startup_lock:
+            self.built = True
+            read, self._startup_messages = self._startup_messages, []
         self.query_one(SweepSetupPane).apply_setup(self.settings.last_setup or STARTER_SETUP)
         self.refresh_topbar()
-        self._built_event.set()  # the start-up worker's messages may come now
+        # What the start-up worker read is posted here, before this callback returns: it is then
+        # handled before the screen next goes idle, so the panes are drawn once, with the models
+        # and the history (posted from the worker a moment later, they were drawn twice).
+        for message in read:
+            self.post_message(message)
         self._arm_sampler(0.5)  # psutil needs an interval for its first CPU reading
         self.query_one("#model-list").focus()
 
@@ -204,11 +207,11 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
 
     @work(thread=True, group="startup", exit_on_error=False)
     def _load_startup(self) -> None:
-        worker = get_current_worker()
         pending: list[Message] = []
         load_startup(self.store, self.db_path, self.system, pending.append, self._startup_model())
-        while not self._built_event.wait(0.1):  # the panes these messages fill are not mounted yet
-            if worker.is_cancelled:
+        with self._startup_lock:
+            if not self.built:  # the panes these messages fill are not mounted yet: _build posts them
+                self._startup_messages = pending
                 return
         for message in pending:
             self.post_message(message)
@@ -257,6 +260,10 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         self.refresh_topbar()
         self.refresh_bindings()
         self.set_timer(WARM_RUNNER_AFTER_S, self._warm_runner, name="warm-runner")
+        # The set-up's widgets below its fold (half the app's widgets), once the frame with the
+        # models, the history and the welcome is drawn: mounted before it, they delayed it. A key
+        # pressed meanwhile reads the set-up from what they will show (current_setup).
+        self.call_after_refresh(self.query_one(SweepSetupPane).mount_details)
 
     # --- model browser -------------------------------------------------------------------------
 
@@ -345,8 +352,11 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         if action == "run_sweep":
             return None if self.sweeping else True
         if action == "starter_sweep":
-            # Offered while the store is empty (first launch); hidden afterwards.
-            return self.loaded and not self.results_pane.total and not self.sweeping and not self.store_error
+            # Offered while the store is empty (first launch); hidden afterwards. Dimmed until the
+            # history is read: the footer then only turns keys on or off, in place (no recompose).
+            if not self.loaded:
+                return None
+            return not self.results_pane.total and not self.sweeping and not self.store_error
         return True
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

@@ -74,7 +74,10 @@ class MethodSettingsForm(Vertical):
         out: dict[str, Any] = {}
         for spec in self.specs:
             found = self.query(f"#{field_widget_id(self.method, spec['name'])}")
-            if not found:  # mounted a moment ago and not composed yet: what it will show
+            # Mounted a moment ago and not composed yet, or composed and not mounted yet (a
+            # Select's value is Select.NULL until its own mount): what it will show. A key pressed
+            # just after the form was mounted (r at start-up) reads the form here.
+            if not found or not found.first().is_mounted:
                 out[spec["name"]] = self.initial.get(spec["name"], spec["default"])
                 continue
             widget = found.first()

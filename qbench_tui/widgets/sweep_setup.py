@@ -53,7 +53,10 @@ class SweepSetupPane(ExtraVariants, VerticalScroll):
         self.system = system
         self.measure_defaults = {**MEASURE_DEFAULTS, **measure}
         self.device_infos = list(system.devices())
-        self._pending_configs: dict[str, dict[str, Any]] = {}
+        self._pending_configs: dict[str, dict[str, Any]] = {}  # for forms not made yet
+        # Each form made, by method (runtime: "rt-NAME"): in a Collapsible, a form enters the DOM
+        # only when that composes, a moment after its mount; what it holds is read from here.
+        self._forms: dict[str, MethodSettingsForm] = {}
         self.variants: list[str] = []  # extra recipes: method specs such as int4:group_size=128
         self.details_ready = False  # the widgets below the fold are mounted (mount_details)
         self._pending_details: dict[str, Any] = {}  # what apply_setup set before they were
@@ -227,8 +230,9 @@ class SweepSetupPane(ExtraVariants, VerticalScroll):
             if existing:
                 existing.first().display = spec.name in selected
             elif spec.name in selected and configs.field_specs(spec.config_class):
-                form = MethodSettingsForm(spec.name, spec.config_class, self._pending_configs.pop(spec.name, None),
-                                          id=f"form-{spec.name}", classes="method-form")
+                form = self._forms[spec.name] = MethodSettingsForm(
+                    spec.name, spec.config_class, self._pending_configs.pop(spec.name, None),
+                    id=f"form-{spec.name}", classes="method-form")
                 add = Button("+ add as variant", id=f"add-variant-{spec.name}", classes="add-variant", compact=True,
                              tooltip=f"Keep these settings as one more {spec.name} variant of the sweep")
                 holder.mount(Collapsible(form, add, title=f"{spec.name} · {spec.title}", collapsed=False,
@@ -252,9 +256,9 @@ class SweepSetupPane(ExtraVariants, VerticalScroll):
             if existing:
                 existing.first().display = rt.name in chosen
             elif rt.name in chosen:
-                form = MethodSettingsForm(f"rt-{rt.name}", rt.config_class,
-                                          self._pending_configs.pop(f"rt-{rt.name}", None),
-                                          id=f"rtform-{rt.name}", classes="method-form")
+                form = self._forms[f"rt-{rt.name}"] = MethodSettingsForm(
+                    f"rt-{rt.name}", rt.config_class, self._pending_configs.pop(f"rt-{rt.name}", None),
+                    id=f"rtform-{rt.name}", classes="method-form")
                 holder.mount(Collapsible(form, title=f"{rt.name} · {rt.title}", collapsed=True,
                                          id=f"rtsettings-{rt.name}", classes="method-settings -collapsed"))
             shown = shown or rt.name in chosen
@@ -369,9 +373,9 @@ class SweepSetupPane(ExtraVariants, VerticalScroll):
         raises SetupError naming the form whose settings are invalid."""
         out: dict[str, dict[str, Any]] = {}
         for name in names:
-            forms = list(self.query(f"#{prefix}-{name}").results(MethodSettingsForm))
             key = name if prefix == "form" else f"rt-{name}"
-            if not forms and key in self._pending_configs:  # not mounted yet: the form it will be
+            forms = [self._forms[key]] if key in self._forms else []
+            if not forms and key in self._pending_configs:  # not made yet: the form it will be
                 spec = catalog.METHODS.get(name) if prefix == "form" else catalog.RUNTIMES.get(name)
                 if spec is not None:
                     forms = [MethodSettingsForm(key, spec.config_class, self._pending_configs[key])]
@@ -401,18 +405,13 @@ class SweepSetupPane(ExtraVariants, VerticalScroll):
                     selection.select(value)
         if data.get("batch_sizes"):
             self.query_one("#batch-sizes", Input).value = ", ".join(str(b) for b in data["batch_sizes"])
-        for method, values in (data.get("configs") or {}).items():
-            forms = list(self.query(f"#form-{method}").results(MethodSettingsForm))
-            if forms:
-                forms[0].set_values(values)
+        configs_by_key = {**(data.get("configs") or {}),
+                          **{f"rt-{rt}": v for rt, v in (data.get("runtime_configs") or {}).items()}}
+        for key, values in configs_by_key.items():
+            if key in self._forms:
+                self._forms[key].set_values(values)
             else:
-                self._pending_configs[method] = dict(values)
-        for runtime, values in (data.get("runtime_configs") or {}).items():
-            forms = list(self.query(f"#rtform-{runtime}").results(MethodSettingsForm))
-            if forms:
-                forms[0].set_values(values)
-            else:
-                self._pending_configs[f"rt-{runtime}"] = dict(values)
+                self._pending_configs[key] = dict(values)
         seq_len = (data.get("model_options") or {}).get("seq_len")
         for field_id, value in (("threads", data.get("threads")), ("seq-len", seq_len)):
             if not value:
