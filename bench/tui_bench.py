@@ -2,7 +2,7 @@
 and how much having it open changes the latencies a sweep measures.
 
 Run:  uv run python bench/tui_bench.py [--rounds 2] [--paint-runs 5] [--size 120x40] [--root PATH]
-      [--skip-sweeps] [--compare PATH]
+      [--skip-sweeps] [--compare PATH] [--long-min-time S]
 
 The real ``qbench`` program runs in a pseudo-terminal (120x40 unless --size) with a temporary
 QBENCH_HOME; ``--root`` runs another checkout's program (before/after from one script):
@@ -18,9 +18,15 @@ QBENCH_HOME; ``--root`` runs another checkout's program (before/after from one s
   minimum per measurement) run headless by ``qbench run`` and from the open app, alternating,
   and the ratio of the p50 latencies (app / headless) printed side by side.
 
-``--compare PATH`` times the first paint (warm cache) and the app's CPU while it shows the running
-sweep, of ``--root``'s tree and PATH's in turn, run by run, so that a busy machine's load weighs on
+``--compare PATH [PATH…]`` times the first paint (warm cache) and the app's CPU while it shows the running
+sweep, of ``--root``'s tree and each PATH's in turn, run by run, so that a busy machine's load weighs on
 before and after alike (``--skip-sweeps``: first paint only; ``--paint-runs 0``: the sweep only).
+
+The sweep is short and dense (about 12 s: two digits-mlp variants, 1 s minimum per measurement,
+an event about every second, a fresh store), so the one-off redraws of a sweep's start and end
+weigh a lot in it. ``--long-min-time S`` also measures the app's CPU during the same sweep with S
+seconds minimum per measurement (5: about a minute), closer to a real sweep's minutes per variant;
+both are reported, each with its own label.
 """
 
 from __future__ import annotations
@@ -196,9 +202,9 @@ def sweep_headless(home: Path, db: Path) -> dict[str, float]:
     return p50s(db)
 
 
-def sweep_in_app(home: Path, db: Path) -> tuple[dict[str, float], float, float]:
+def sweep_in_app(home: Path, db: Path, min_time: float = 1.0) -> tuple[dict[str, float], float, float]:
     """Returns (p50 per method, app CPU % during the sweep, app CPU % idle: 10 s from 5 s after it)."""
-    env = {**base_env(home, "warm"), "QBENCH_MEASURE_MIN_TIME": "1", "QBENCH_MEASURE_MIN_REPS": "30"}
+    env = {**base_env(home, "warm"), "QBENCH_MEASURE_MIN_TIME": str(min_time), "QBENCH_MEASURE_MIN_REPS": "30"}
     app = PtyApp([*QBENCH, "--db", str(db)], env, cwd=TREE)
     try:
         app.wait_for(b"digits-mlp", 30)
@@ -252,26 +258,32 @@ def compare_paint(trees: list[Path], home: Path, runs: int) -> None:
         print(f"all four panes, {str(tree)[-28:]} / {str(trees[0])[-28:]}: {ratio:.2f}")
 
 
-def compare_sweep(trees: list[Path], home: Path, rounds: int) -> None:
+def sweep_label(min_time: float) -> str:
+    return (f"short dense sweep ({min_time:g} s per measurement)" if min_time <= 1
+            else f"longer sweep ({min_time:g} s per measurement)")
+
+
+def compare_sweep(trees: list[Path], home: Path, rounds: int, min_time: float = 1.0) -> None:
     """The app's CPU while it shows the running sweep (and idle after it), each tree's app in turn
     for ``rounds`` rounds, medians side by side."""
     global TREE
+    print(f"\n-- {sweep_label(min_time)} --", flush=True)
     busy: dict[Path, list[float]] = {tree: [] for tree in trees}
     idle: dict[Path, list[float]] = {tree: [] for tree in trees}
     for i in range(rounds):
         for j, tree in enumerate(trees):
             TREE = tree
-            _, cpu_busy, cpu_idle = sweep_in_app(home, home / f"compare-{j}-{i}.db")
+            _, cpu_busy, cpu_idle = sweep_in_app(home, home / f"compare-{min_time:g}-{j}-{i}.db", min_time)
             busy[tree].append(cpu_busy)
             idle[tree].append(cpu_idle)
         print(f"  round {i + 1}: " + ", ".join(f"{str(t)[-28:]} {busy[t][-1]:.1f} %" for t in trees)
               + f" (load average {os.getloadavg()[0]:.1f})", flush=True)
-    print(f"\n== app CPU while showing the running sweep, % of one core (median of {rounds}, alternating; "
-          f"load average {os.getloadavg()[0]:.1f}) ==")
-    print(f"{'tree':<28}{'sweep':>10}{'idle':>10}   rounds")
+    print(f"\n== app CPU while showing the running {sweep_label(min_time)}, % of one core (median of {rounds}, "
+          f"alternating; load average {os.getloadavg()[0]:.1f}) ==")
+    print(f"{'tree':<28}{'sweep':>10}{'idle':>10}   rounds (min–max)")
     for tree in trees:
         print(f"{str(tree)[-28:]:<28}{statistics.median(busy[tree]):>9.1f}%{statistics.median(idle[tree]):>9.1f}%   "
-              + ", ".join(f"{b:.1f}" for b in busy[tree]))
+              + ", ".join(f"{b:.1f}" for b in busy[tree]) + f" ({min(busy[tree]):.1f}–{max(busy[tree]):.1f})")
     base = statistics.median(busy[trees[0]])
     for tree in trees[1:]:
         print(f"sweep CPU, {str(tree)[-28:]} / {str(trees[0])[-28:]}: {statistics.median(busy[tree]) / base:.2f}")
@@ -285,9 +297,12 @@ def main() -> int:
     parser.add_argument("--size", default=f"{COLS}x{ROWS}", help="terminal COLSxROWS (default 120x40)")
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to measure")
     parser.add_argument("--skip-sweeps", action="store_true", help="first paint only")
-    parser.add_argument("--compare", type=Path, metavar="PATH",
-                        help="also measure PATH's first paint and sweep CPU, run for run alternating with "
+    parser.add_argument("--compare", type=Path, metavar="PATH", nargs="+",
+                        help="also measure each PATH's first paint and sweep CPU, run for run alternating with "
                              "--root's (before/after)")
+    parser.add_argument("--long-min-time", type=float, default=0, metavar="S",
+                        help="also measure the app's CPU during a longer sweep, S seconds per measurement "
+                             "(5: about a minute); reported apart from the short dense one")
     args = parser.parse_args()
     COLS, ROWS = (int(v) for v in args.size.lower().split("x"))
     TREE = args.root.resolve()
@@ -300,11 +315,13 @@ def main() -> int:
         sweep_headless(home, home / "warmup.db")
 
     if args.compare:
-        trees = [TREE, args.compare.resolve()]
+        trees = [TREE, *(path.resolve() for path in args.compare)]
         if args.paint_runs:
             compare_paint(trees, home, args.paint_runs)
         if not args.skip_sweeps:
             compare_sweep(trees, home, args.rounds)
+            if args.long_min_time:
+                compare_sweep(trees, home, args.rounds, args.long_min_time)
         return 0
     print(f"\n== time to first paint ({COLS}x{ROWS}, median of {args.paint_runs}; tree {TREE}) ==")
     for bytecode in ("warm", "cold"):
@@ -335,6 +352,10 @@ def main() -> int:
     print(f"\napp CPU while showing the running sweep: {statistics.median(busy):.1f} % of one core "
           f"(rounds: {', '.join(f'{b:.1f}' for b in busy)})")
     print(f"app CPU idle (10 s, from 5 s after the sweep): {statistics.median(idle):.1f} % of one core")
+    if args.long_min_time:
+        long_busy = [sweep_in_app(home, home / f"app-long-{i}.db", args.long_min_time)[1] for i in range(args.rounds)]
+        print(f"app CPU while showing the running {sweep_label(args.long_min_time)}: "
+              f"{statistics.median(long_busy):.1f} % of one core (rounds: {', '.join(f'{b:.1f}' for b in long_busy)})")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 

@@ -75,9 +75,9 @@ async def _running(pilot) -> None:
     app.main.post_message(messages.LatenciesMeasured(run, [0.06 + 0.004 * ((i * 7) % 11) for i in range(120)]))
     await pilot.pause()
     await wait_for(pilot, lambda: app.main.meters.state == "running" and app.main.meters.done == 1)
-    # The result and the phase are drawn within a fraction of a second (results and phase changes
-    # are coalesced), and the model's history is read in a worker.
-    await wait_for(pilot, lambda: app.main._results_timer is None and app.main.meters._job_timer is None
+    # The result and the phase are drawn within a second or so (results, phase changes and
+    # latencies are coalesced: meters.QUIET_S), and the model's history is read in a worker.
+    await wait_for(pilot, lambda: app.main._results_timer is None and not app.main.meters._pending
                    and not app.main.workers, what="the coalesced redraws")
     await pilot.pause()
 

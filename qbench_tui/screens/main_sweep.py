@@ -7,6 +7,7 @@ Each ending handler first hands its message to the controller's state machine
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 from engines.core.schema import display_label
@@ -96,7 +97,10 @@ class SweepReactions:
         if setup is not None:
             self.settings.last_setup = setup.to_dict()
             self.settings.save()
-        self.meters.sweep_started("", setup.model if setup else model, setup.measurement_count if setup else 0, 0)
+        labels = ([" · ".join(v) for v in itertools.product(setup.methods, setup.runtimes, setup.devices)]
+                  if setup is not None else [])
+        self.meters.sweep_started("", setup.model if setup else model, setup.measurement_count if setup else 0, 0,
+                                  labels, list(setup.batch_sizes) if setup else [])
         self.results_pane.set_running(True)
         self.refresh_topbar()
         self.refresh_bindings()

@@ -25,20 +25,42 @@ from qbench_tui.widgets.readout import set_text
 
 LATENCY_HISTORY = 240  # calls kept for the trace
 CPU_HISTORY = 120  # samples (two minutes at 1 Hz)
-TRACE_REDRAW_S = 0.5
-JOB_REDRAW_S = 0.25  # the job readout and the phase strip, during a burst of phase changes
+# The job readout, the phase strip and the latency trace change several times a second while a
+# sweep measures (its rounds alternate warm-up and measure, each sends latencies). A change after
+# QUIET_S without a redraw of its part is drawn at once; the next ones with the next device sample
+# (about 1 Hz), in the frame the meters are drawn in anyway, or after QUIET_S if no sample comes.
+# A frame of their own for each was the app's main cost while a sweep ran.
+QUIET_S = 1.5
 
 
 class _Job:
     """The job readout (wraps on narrow panes, so it keeps its layout pass; while a sweep runs it
-    does not shrink: see set_text)."""
+    does not shrink, and it is as tall from the start as its longest variant: see set_text)."""
 
-    def __init__(self, widget: Static, running: bool):
+    def __init__(self, widget: Static, running: bool, reserve: Content | None):
         self.widget = widget
         self.running = running
+        self.reserve = reserve
 
     def update(self, content: Content) -> None:
-        set_text(self.widget, content, fixed_height=False, keep_height=self.running)  # a few times per variant
+        set_text(self.widget, content, fixed_height=False, keep_height=self.running,  # a few times per variant
+                 reserve=self.reserve if self.running else None)
+
+
+def running_lines(model: str, run: str, variant: Content) -> Content:
+    """The job readout while a sweep runs: the run, then the variant."""
+    return Content("\n").join([Content.from_markup("[b $text-accent]▶ running[/] $model · run $run",
+                                                    model=model, run=run), variant])
+
+
+def variant_line(i: int, n: int, label: str, batch_size: int | None) -> Content:
+    bs = f" · bs {batch_size}" if batch_size else ""
+    return Content.from_markup("variant $i/$n [b]$v[/]$bs", i=str(i), n=str(n), v=label, bs=bs)
+
+
+# The phase strip while a sweep runs: room for a pass's progress line under it from the start.
+PHASES_RESERVE = Content(" › ".join([f" {PHASES[0]} ", *PHASES[1:]]) + "\n·")
+RUN_ID_SAMPLE = "20260101-000000-0000"  # as long as a run id (the readout shows "…" until it is known)
 
 
 def level_style(percent: float) -> str:
@@ -130,10 +152,10 @@ class DeviceMeters(VerticalScroll):
         self.started_at: float | None = None
         self.elapsed_s = 0.0
         self.message = ""
-        self._trace_dirty = False
-        self._trace_timer: Timer | None = None
-        self._job_timer: Timer | None = None
-        self._job_drawn_at = float("-inf")
+        self._pending: set[str] = set()  # parts changed, not drawn yet: "job", "trace"
+        self._drawn_at: dict[str, float] = {}
+        self._redraw_timer: Timer | None = None
+        self._job_reserve: Content | None = None  # the job readout's longest text in this sweep
 
     def compose(self) -> ComposeResult:
         yield Static("", id="job")
@@ -169,6 +191,8 @@ class DeviceMeters(VerticalScroll):
         if self.state == "running" and self.started_at is not None:
             self.elapsed_s = self.system.monotonic() - self.started_at
             self._refresh_progress_text()
+        if self._pending:  # what changed since the last sample, in this frame
+            self._redraw_pending()
 
     def _memory_rows(self) -> None:
         sample = self.sample
@@ -208,7 +232,14 @@ class DeviceMeters(VerticalScroll):
 
     # --- the sweep ---------------------------------------------------------------------------
 
-    def sweep_started(self, run_id: str, model: str, total: int, done: int) -> None:
+    def sweep_started(self, run_id: str, model: str, total: int, done: int, labels: list[str] | None = None,
+                      batch_sizes: list[int] | None = None) -> None:
+        """``labels`` (``method · runtime · device``) and ``batch_sizes``, when known, size the job
+        readout for the whole sweep at once (None: as given before, for this sweep)."""
+        if labels is not None:
+            longest = max(labels, key=len, default="")
+            self._job_reserve = running_lines(model, RUN_ID_SAMPLE, variant_line(
+                len(labels), len(labels), longest, max(batch_sizes or [0])))
         self.state, self.run_id, self.model = "running", run_id, model
         self.total, self.done = total, done
         self.variant, self.phase, self.batch_size, self.message = None, None, None, ""
@@ -233,39 +264,36 @@ class DeviceMeters(VerticalScroll):
         self.phase_detail = detail or {}
         if phase == "warm-up":
             self.latencies.clear()  # the trace shows one batch size at a time
-            self.query_one("#latency-spark", Sparkline).data = []
-            self._latency_title()
-        # Phases and their progress come in bursts (a pass's steps, each batch size's warm-up and
-        # measure): the readout is redrawn at once, then at most every JOB_REDRAW_S with the
-        # latest state (half of the app's frames while a sweep ran were phase changes).
-        if self._job_timer is None:
-            wait = self._job_drawn_at + JOB_REDRAW_S - time.monotonic()
-            if wait <= 0:
-                self.refresh_job()
-            else:
-                self._job_timer = self.set_timer(wait, self.refresh_job, name="job-redraw")
+            self._redraw_soon("trace")
+        self._redraw_soon("job")  # every phase passed shows as done in the strip, whenever drawn
 
     def latencies_measured(self, ms: list[float]) -> None:
-        # Bursts arrive about four times a second; the trace is redrawn at most twice a second
-        # (each redraw is a compositor pass, the app's main cost while a sweep runs).
         self.latencies.extend(ms)
-        self._trace_dirty = True
-        if self._trace_timer is None:
+        self._redraw_soon("trace")
+
+    def _redraw_soon(self, part: str) -> None:
+        """Draw ``part`` now after a quiet spell, else with the next sample (see QUIET_S)."""
+        self._pending.add(part)
+        if time.monotonic() - self._drawn_at.get(part, float("-inf")) >= QUIET_S:
+            self._redraw_pending()
+        elif self._redraw_timer is None:
+            self._redraw_timer = self.set_timer(QUIET_S, self._redraw_pending, name="meters-redraw")
+
+    def _redraw_pending(self) -> None:
+        if self._redraw_timer is not None:
+            self._redraw_timer.stop()
+            self._redraw_timer = None
+        parts, self._pending = self._pending, set()
+        if "job" in parts:
+            self.refresh_job()
+        if "trace" in parts:
             self._draw_trace()
-            self._trace_timer = self.set_interval(TRACE_REDRAW_S, self._draw_trace, name="latency-trace")
 
     def _draw_trace(self) -> None:
-        if not self._trace_dirty:
-            return
-        self._trace_dirty = False
+        self._pending.discard("trace")
+        self._drawn_at["trace"] = time.monotonic()
         self.query_one("#latency-spark", Sparkline).data = list(self.latencies)
         self._latency_title()
-
-    def _stop_trace(self) -> None:
-        if self._trace_timer is not None:
-            self._trace_timer.stop()
-            self._trace_timer = None
-        self._draw_trace()
 
     def _latency_title(self) -> None:
         title = self.query_one("#latency-text", Static)
@@ -283,7 +311,7 @@ class DeviceMeters(VerticalScroll):
         self._refresh_progress_text()
 
     def sweep_ended(self, state: str, elapsed_s: float | None = None, message: str = "") -> None:
-        self._stop_trace()
+        self._draw_trace()
         self.state, self.message = state, message
         if elapsed_s is not None:
             self.elapsed_s = elapsed_s
@@ -293,24 +321,17 @@ class DeviceMeters(VerticalScroll):
     # --- drawing -----------------------------------------------------------------------------
 
     def refresh_job(self) -> None:
-        if self._job_timer is not None:  # drawn now with the latest state
-            self._job_timer.stop()
-            self._job_timer = None
-        self._job_drawn_at = time.monotonic()
-        job = _Job(self.query_one("#job", Static), self.state == "running")
+        self._pending.discard("job")  # drawn now with the latest state
+        self._drawn_at["job"] = time.monotonic()
+        job = _Job(self.query_one("#job", Static), self.state == "running", self._job_reserve)
         if self.state == "idle":
             job.update(Content.from_markup("[$text-muted]idle · [b]r[/b] runs the configured sweep[/]"))
         elif self.state == "running":
-            lines = [Content.from_markup("[b $text-accent]▶ running[/] $model · run $run",
-                                         model=self.model, run=self.run_id or "…")]
             if self.variant:
-                i, n = self.variant_index
-                bs = f" · bs {self.batch_size}" if self.batch_size else ""
-                lines.append(Content.from_markup("variant $i/$n [b]$v[/]$bs", i=str(i), n=str(n),
-                                                 v=" · ".join(self.variant), bs=bs))
+                variant = variant_line(*self.variant_index, " · ".join(self.variant), self.batch_size)
             else:
-                lines.append(Content.from_markup("[$text-muted]starting the first variant…[/]"))
-            job.update(Content("\n").join(lines))
+                variant = Content.from_markup("[$text-muted]starting the first variant…[/]")
+            job.update(running_lines(self.model, self.run_id or "…", variant))
         else:
             style = {"finished": "$text-success", "cancelled": "$text-warning", "failed": "$text-error"}[self.state]
             symbol = {"finished": "✓", "cancelled": "■", "failed": "✗"}[self.state]
@@ -319,8 +340,9 @@ class DeviceMeters(VerticalScroll):
             if self.message:
                 lines.append(Content.from_markup(f"[{style}]$m[/]", m=self.message))
             job.update(Content("\n").join(lines))
+        running = self.state == "running"
         set_text(self.query_one("#phases", Static), self._phase_strip(), fixed_height=False,
-                 keep_height=self.state == "running")
+                 keep_height=running, reserve=PHASES_RESERVE if running else None)
         self._refresh_progress_text()
 
     def _phase_strip(self) -> Content:

@@ -131,8 +131,10 @@ class MethodSettingsForm(Vertical):
         if not errors:
             return problem
         error = errors.first(Static)
-        error.update(Content.from_markup("[$text-error]$p[/]", p=problem) if problem else "")
-        error.display = problem is not None
+        if getattr(error, "_problem", None) != problem:  # checked at each run: no layout when nothing changed
+            error._problem = problem  # type: ignore[attr-defined]
+            error.update(Content.from_markup("[$text-error]$p[/]", p=problem) if problem else "")
+            error.display = problem is not None
         return problem
 
 

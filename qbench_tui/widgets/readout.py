@@ -11,22 +11,28 @@ from textual.content import Content
 from textual.widgets import Static
 
 
-def set_text(widget: Static, content: Content, fixed_height: bool = True, keep_height: bool = False) -> None:
+def set_text(widget: Static, content: Content, fixed_height: bool = True, keep_height: bool = False,
+             reserve: Content | None = None) -> None:
     """Update a Static only when its text changes; one-line readouts (``fixed_height``: a
     height set in CSS) skip the layout pass.
 
     A readout that may wrap or grow (``fixed_height=False``) is laid out again only when its
     height at the current width changes (the phase strip changes with every phase and batch size).
     With ``keep_height`` it never shrinks: shorter text is followed by blank lines (a readout
-    that grows and shrinks with each variant of a sweep would lay the screen out each time)."""
-    if getattr(widget, "_last_content", None) == content:
+    that grows and shrinks with each variant of a sweep would lay the screen out each time).
+    ``reserve``: the readout is at least as tall as this text would be (room taken at once for
+    what a sweep will show later, rather than a layout when it does)."""
+    key = content if reserve is None else (content, reserve)  # the same text, room reserved: laid out again
+    if getattr(widget, "_last_content", None) == key:
         return
-    widget._last_content = content  # type: ignore[attr-defined]
+    widget._last_content = key  # type: ignore[attr-defined]
     layout = not fixed_height
     width, shown = widget.content_size  # as laid out now (a layout already asked for may change it)
     if layout and width > 0:
         height = content.get_height(widget.styles, width)
-        if keep_height and height < shown:
-            content, height = content + Content("\n" * (shown - height)), shown
+        least = max(shown if keep_height else 0,
+                    reserve.get_height(widget.styles, width) if reserve is not None else 0)
+        if height < least:
+            content, height = content + Content("\n" * (least - height)), least
         layout = height != shown
     widget.update(content, layout=layout)
