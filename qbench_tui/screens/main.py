@@ -117,7 +117,9 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
                 with Vertical(id=pane, classes="pane -active" if pane == "models" else "pane") as frame:
                     frame.border_title = title
                     yield Static("loading…", classes="pane-loading")
-        yield CompactFooter()
+        # Its keys are composed once the four panes are drawn (show_keys): composed before them,
+        # they cost 15 ms and a layout on the way to that frame, and were dimmed until then.
+        yield CompactFooter(held=True)
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
@@ -125,7 +127,13 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         # The store, the models and the history are read while the panes are built (SQLite
         # leaves the GIL while it reads: 0.1 s at 20,000 results); what is read waits for them.
         self._load_startup()
-        self.call_after_refresh(self._build)
+        # _build runs once the skeleton is on the terminal (the app's Ready, build_panes), not
+        # when the screen next goes idle: that waited for a second layout of the skeleton, a
+        # timer tick and the footer's keys (40-50 ms), which now come with the panes' frame.
+
+    def build_panes(self) -> None:
+        """The first frame is drawn: mount the panes' contents (called by the app on Ready)."""
+        self.call_later(self._build)
 
     async def _build(self) -> None:
         """Mount the panes' contents (what the start-up worker read then fills them), then start
@@ -137,10 +145,13 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
             "meters": DeviceMeters(self.system, id="device-meters"),
             "results": ResultsPane(id="results-pane"),
         }
-        for pane, widget in contents.items():
-            frame = self.query_one(f"#{pane}")
-            await frame.query(".pane-loading").remove()
-            await frame.mount(widget)
+        # One batch: the skeleton is not laid out and drawn again while the panes mount (the
+        # screen's update timer fell between two mounts: 10 ms on the way to the full frame).
+        with self.app.batch_update():
+            for pane, widget in contents.items():
+                frame = self.query_one(f"#{pane}")
+                await frame.query(".pane-loading").remove()
+                await frame.mount(widget)
         with self._startup_lock:
             self.built = True
             read, self._startup_messages = self._startup_messages, []
@@ -263,6 +274,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         # The set-up's widgets below its fold (half the app's widgets), once the frame with the
         # models, the history and the welcome is drawn: mounted before it, they delayed it. A key
         # pressed meanwhile reads the set-up from what they will show (current_setup).
+        self.call_after_refresh(self.query_one(CompactFooter).show_keys)
         self.call_after_refresh(self.query_one(SweepSetupPane).mount_details)
 
     # --- model browser -------------------------------------------------------------------------
