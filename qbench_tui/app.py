@@ -64,7 +64,7 @@ class QBenchApp(App[int]):
 
     def on_ready(self) -> None:
         # Textual posts Ready once the first frame (the main screen's skeleton) is displayed.
-        self.main.build_panes()
+        self.main.call_later(self.main.build_panes)
 
     # --- themes --------------------------------------------------------------------------------
 

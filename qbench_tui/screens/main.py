@@ -38,7 +38,7 @@ from qbench_tui.system import SystemProbe
 from qbench_tui.widgets.footer import CompactFooter
 from qbench_tui.widgets.meters import DeviceMeters
 from qbench_tui.widgets.model_browser import ModelBrowser
-from qbench_tui.widgets.readout import set_text
+from qbench_tui.widgets.readout import set_text, short_path
 from qbench_tui.widgets.results import ResultsPane, ResultsTable
 from qbench_tui.widgets.sweep_setup import SweepSetupPane
 
@@ -109,7 +109,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
 
     def compose(self) -> ComposeResult:
         # A light skeleton paints first (top bar, pane frames, footer); the panes' contents are
-        # mounted right after it (see _build), so the first frame never waits for them.
+        # mounted right after it (see build_panes), so the first frame never waits for them.
         yield Static("", id="topbar")
         yield Tabs(*(Tab(title, id=f"tab-{pane}") for pane, (title, _) in PANES.items()), id="pane-tabs")
         with Container(id="workspace"):
@@ -117,9 +117,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
                 with Vertical(id=pane, classes="pane -active" if pane == "models" else "pane") as frame:
                     frame.border_title = title
                     yield Static("loading…", classes="pane-loading")
-        # Its keys are composed once the four panes are drawn (show_keys): composed before them,
-        # they cost 15 ms and a layout on the way to that frame, and were dimmed until then.
-        yield CompactFooter(held=True)
+        yield CompactFooter(held=True)  # its keys come once the four panes are drawn (show_keys)
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
@@ -127,17 +125,11 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         # The store, the models and the history are read while the panes are built (SQLite
         # leaves the GIL while it reads: 0.1 s at 20,000 results); what is read waits for them.
         self._load_startup()
-        # _build runs once the skeleton is on the terminal (the app's Ready, build_panes), not
-        # when the screen next goes idle: that waited for a second layout of the skeleton, a
-        # timer tick and the footer's keys (40-50 ms), which now come with the panes' frame.
 
-    def build_panes(self) -> None:
-        """The first frame is drawn: mount the panes' contents (called by the app on Ready)."""
-        self.call_later(self._build)
-
-    async def _build(self) -> None:
+    async def build_panes(self) -> None:
         """Mount the panes' contents (what the start-up worker read then fills them), then start
-        sampling devices."""
+        sampling devices. The app calls it on Ready, the skeleton displayed (waiting for the screen
+        to go idle waited for a second layout of the skeleton, the footer and a timer tick)."""
         contents = {
             "models": ModelBrowser(id="model-browser"),
             "setup": SweepSetupPane(self.system, self.settings.measure_settings(), id="sweep-setup",
@@ -145,9 +137,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
             "meters": DeviceMeters(self.system, id="device-meters"),
             "results": ResultsPane(id="results-pane"),
         }
-        # One batch: the skeleton is not laid out and drawn again while the panes mount (the
-        # screen's update timer fell between two mounts: 10 ms on the way to the full frame).
-        with self.app.batch_update():
+        with self.app.batch_update():  # the skeleton is not drawn again between two mounts
             for pane, widget in contents.items():
                 frame = self.query_one(f"#{pane}")
                 await frame.query(".pane-loading").remove()
@@ -221,7 +211,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         pending: list[Message] = []
         load_startup(self.store, self.db_path, self.system, pending.append, self._startup_model())
         with self._startup_lock:
-            if not self.built:  # the panes these messages fill are not mounted yet: _build posts them
+            if not self.built:  # the panes these messages fill are not mounted yet: build_panes posts them
                 self._startup_messages = pending
                 return
         for message in pending:
@@ -449,11 +439,3 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         """The palette's entries for this screen, ``extra`` (the app's) among them."""
         return main_screen_commands(self, PANES, [*extra, *self.tracking_commands()]) if self.built else []
 
-
-def short_path(path: Path | str | None) -> str:
-    """A path with the home folder as ``~`` (the top bar is narrow)."""
-    if path is None:
-        return "–"
-    text = str(path)
-    home = str(Path.home())
-    return "~" + text[len(home):] if text.startswith(home + os.sep) else text
