@@ -371,6 +371,8 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         elif event.worker.group == "sampler":
             self._arm_sampler(self.settings.sample_interval_s * 5)  # keep trying, less often
         else:
+            if event.worker.group == "startup":  # no history will come: the keys are shown now
+                self.query_one(CompactFooter).show_keys()
             self.notify(error, title=f"{event.worker.group} failed", severity="error", timeout=10)
 
     # --- device sampling -----------------------------------------------------------------------
