@@ -234,3 +234,19 @@ def test_method_specs_are_written_in_the_clis_syntax():
     assert pin_spec("int4:group_size=128", {"symmetric": False}, defaults) == "int4:group_size=128:symmetric=true"
     assert pin_spec("int4:group_size=128", {"group_size": 64}, defaults) == "int4:group_size=128"
     assert pin_spec("int4:group_size=128", {}, defaults) == "int4:group_size=128"
+
+
+@pytest.mark.parametrize("argv", [[], ["tui"], ["--db", "x.db"], ["--db=x.db"], ["tui", "--db", "/a b/c.db"],
+                                  ["tui", "--db=y"]])
+def test_a_plain_start_reads_its_arguments_as_the_parser_would(argv):
+    from qbench_tui.cli import app_args, build_parser
+
+    assert app_args(argv).db == getattr(build_parser().parse_args(argv), "db", None)
+
+
+@pytest.mark.parametrize("argv", [["run"], ["--db"], ["--db", "--help"], ["--d", "x"], ["--db", "x", "run"],
+                                  ["--db="], ["tui", "--db", "x", "y"], ["-h"], ["--db", "x", "--db", "y"]])
+def test_anything_else_is_left_to_the_parser(argv):
+    from qbench_tui.cli import app_args
+
+    assert app_args(argv) is None

@@ -134,7 +134,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def app_args(argv: list[str]) -> argparse.Namespace | None:
+    """The arguments of a plain ``qbench [tui] [--db PATH]``, read without building the parser
+    (every sub-command's: 15 ms on the way to the app's first frame); None for anything else,
+    which the parser reads (errors, --help, abbreviations included)."""
+    rest = argv[1:] if argv[:1] == ["tui"] else argv
+    if not rest:
+        return argparse.Namespace(command="tui", db=None)
+    if len(rest) == 1 and rest[0].startswith("--db=") and rest[0] != "--db=":
+        return argparse.Namespace(command="tui", db=Path(rest[0].removeprefix("--db=")))
+    if len(rest) == 2 and rest[0] == "--db" and rest[1] and not rest[1].startswith("-"):
+        return argparse.Namespace(command="tui", db=Path(rest[1]))
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if (args := app_args(argv)) is not None:
+        return cmd_tui(args)
     parser = build_parser()
     args = parser.parse_args(argv)
     from engines.store import StoreError

@@ -38,7 +38,7 @@ from qbench_tui.system import SystemProbe
 from qbench_tui.widgets.footer import CompactFooter
 from qbench_tui.widgets.meters import DeviceMeters
 from qbench_tui.widgets.model_browser import ModelBrowser
-from qbench_tui.widgets.readout import set_text
+from qbench_tui.widgets.readout import set_text, short_path
 from qbench_tui.widgets.results import ResultsPane, ResultsTable
 from qbench_tui.widgets.sweep_setup import SweepSetupPane
 
@@ -109,7 +109,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
 
     def compose(self) -> ComposeResult:
         # A light skeleton paints first (top bar, pane frames, footer); the panes' contents are
-        # mounted right after it (see _build), so the first frame never waits for them.
+        # mounted right after it (see build_panes), so the first frame never waits for them.
         yield Static("", id="topbar")
         yield Tabs(*(Tab(title, id=f"tab-{pane}") for pane, (title, _) in PANES.items()), id="pane-tabs")
         with Container(id="workspace"):
@@ -117,7 +117,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
                 with Vertical(id=pane, classes="pane -active" if pane == "models" else "pane") as frame:
                     frame.border_title = title
                     yield Static("loading…", classes="pane-loading")
-        yield CompactFooter()
+        yield CompactFooter(held=True)  # its keys come once the four panes are drawn (show_keys)
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
@@ -125,11 +125,11 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         # The store, the models and the history are read while the panes are built (SQLite
         # leaves the GIL while it reads: 0.1 s at 20,000 results); what is read waits for them.
         self._load_startup()
-        self.call_after_refresh(self._build)
 
-    async def _build(self) -> None:
+    async def build_panes(self) -> None:
         """Mount the panes' contents (what the start-up worker read then fills them), then start
-        sampling devices."""
+        sampling devices. The app calls it on Ready, the skeleton displayed (waiting for the screen
+        to go idle waited for a second layout of the skeleton, the footer and a timer tick)."""
         contents = {
             "models": ModelBrowser(id="model-browser"),
             "setup": SweepSetupPane(self.system, self.settings.measure_settings(), id="sweep-setup",
@@ -137,10 +137,11 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
             "meters": DeviceMeters(self.system, id="device-meters"),
             "results": ResultsPane(id="results-pane"),
         }
-        for pane, widget in contents.items():
-            frame = self.query_one(f"#{pane}")
-            await frame.query(".pane-loading").remove()
-            await frame.mount(widget)
+        with self.app.batch_update():  # the skeleton is not drawn again between two mounts
+            for pane, widget in contents.items():
+                frame = self.query_one(f"#{pane}")
+                await frame.query(".pane-loading").remove()
+                await frame.mount(widget)
         with self._startup_lock:
             self.built = True
             read, self._startup_messages = self._startup_messages, []
@@ -210,7 +211,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         pending: list[Message] = []
         load_startup(self.store, self.db_path, self.system, pending.append, self._startup_model())
         with self._startup_lock:
-            if not self.built:  # the panes these messages fill are not mounted yet: _build posts them
+            if not self.built:  # the panes these messages fill are not mounted yet: build_panes posts them
                 self._startup_messages = pending
                 return
         for message in pending:
@@ -263,6 +264,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         # The set-up's widgets below its fold (half the app's widgets), once the frame with the
         # models, the history and the welcome is drawn: mounted before it, they delayed it. A key
         # pressed meanwhile reads the set-up from what they will show (current_setup).
+        self.call_after_refresh(self.query_one(CompactFooter).show_keys)
         self.call_after_refresh(self.query_one(SweepSetupPane).mount_details)
 
     # --- model browser -------------------------------------------------------------------------
@@ -369,6 +371,8 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         elif event.worker.group == "sampler":
             self._arm_sampler(self.settings.sample_interval_s * 5)  # keep trying, less often
         else:
+            if event.worker.group == "startup":  # no history will come: the keys are shown now
+                self.query_one(CompactFooter).show_keys()
             self.notify(error, title=f"{event.worker.group} failed", severity="error", timeout=10)
 
     # --- device sampling -----------------------------------------------------------------------
@@ -437,11 +441,3 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         """The palette's entries for this screen, ``extra`` (the app's) among them."""
         return main_screen_commands(self, PANES, [*extra, *self.tracking_commands()]) if self.built else []
 
-
-def short_path(path: Path | str | None) -> str:
-    """A path with the home folder as ``~`` (the top bar is narrow)."""
-    if path is None:
-        return "–"
-    text = str(path)
-    home = str(Path.home())
-    return "~" + text[len(home):] if text.startswith(home + os.sep) else text

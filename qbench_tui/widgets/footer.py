@@ -22,9 +22,15 @@ from textual.widgets._footer import FooterKey  # the keys Footer.compose yields 
 class CompactFooter(Footer):
     """``Footer(compact=True)`` that recomposes only when its keys change."""
 
-    def __init__(self, **kwargs: Any):
+    def __init__(self, held: bool = False, **kwargs: Any):
         super().__init__(compact=True, **kwargs)
         self._shown: tuple[Any, ...] | None = None
+        self.held = held  # shows no keys until show_keys (the screen's first full frame comes first)
+
+    def show_keys(self) -> None:
+        """Compose the keys of a footer made ``held``."""
+        self.held = False
+        self.call_later(self.recompose)  # in the footer's own context (its keys bind to it)
 
     def compose(self) -> ComposeResult:
         for widget in super().compose():
@@ -44,7 +50,7 @@ class CompactFooter(Footer):
         return keys, self.compact, self.show_command_palette, self.app.ENABLE_COMMAND_PALETTE
 
     async def recompose(self) -> None:
-        if not self.is_attached:
+        if not self.is_attached or self.held:
             return
         shown = self._keys_shown()
         if shown == self._shown and self.children:

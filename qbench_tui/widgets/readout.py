@@ -7,6 +7,9 @@ identical text, and lays out only when the text's height at the widget's width c
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from textual.content import Content
 from textual.widgets import Static
 
@@ -36,3 +39,12 @@ def set_text(widget: Static, content: Content, fixed_height: bool = True, keep_h
             content, height = content + Content("\n" * (least - height)), least
         layout = height != shown
     widget.update(content, layout=layout)
+
+
+def short_path(path: Path | str | None) -> str:
+    """A path with the home folder as ``~`` (the top bar is narrow)."""
+    if path is None:
+        return "–"
+    text = str(path)
+    home = str(Path.home())
+    return "~" + text[len(home):] if text.startswith(home + os.sep) else text
