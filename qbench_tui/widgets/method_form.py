@@ -16,6 +16,7 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from engines.methods import configs
+from qbench_tui.widgets.readout import set_text
 
 
 class _FieldValidator(Validator):
@@ -131,10 +132,10 @@ class MethodSettingsForm(Vertical):
         if not errors:
             return problem
         error = errors.first(Static)
-        if getattr(error, "_problem", None) != problem:  # checked at each run: no layout when nothing changed
-            error._problem = problem  # type: ignore[attr-defined]
-            error.update(Content.from_markup("[$text-error]$p[/]", p=problem) if problem else "")
-            error.display = problem is not None
+        # Checked at each run: set_text and display lay the screen out only when they change.
+        set_text(error, Content.from_markup("[$text-error]$p[/]", p=problem) if problem else Content(""),
+                 fixed_height=False)
+        error.display = problem is not None
         return problem
 
 
