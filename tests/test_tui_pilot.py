@@ -238,7 +238,11 @@ async def test_method_configurator(store):
         app.set_focus(None)
         await pilot.press("r")
         assert not app.main.sweeping and _notified(app, "calibration_samples must be between")
+        form = next(f for f in app.query(MethodSettingsForm) if f.method == "static-int8")
+        problem = form.query_one(".form-error", Static)  # the form says it under itself too
+        assert problem.display and "calibration_samples must be between" in str(problem.render())
         samples.value = "64"
+        assert form.check() is None and not problem.display  # checked again, the problem line goes
         app.query_one("#batch-sizes", Input).value = "1, x"
         app.set_focus(None)
         await pilot.press("r")
