@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from engines.analysis import rules
 from engines.core.schema import display_label, result_key, variant_key
 
 Result = dict[str, Any]
@@ -85,9 +86,9 @@ def agreement(r: Result, key: str) -> float | None:
 
 
 def quality(r: Result) -> float | None:
-    """The task accuracy where labels exist, else top-1 agreement with the float reference."""
-    acc = r.get("accuracy")
-    return acc if acc is not None else agreement(r, "top1")
+    """The task accuracy where labels exist, else agreement with the float reference
+    (:func:`engines.analysis.rules.quality`, the frontier's quality axis in every view)."""
+    return rules.quality(r)
 
 
 def dispersion(r: Result) -> float | None:
@@ -104,30 +105,29 @@ def variant_label(r: Result) -> str:
 def _against_fp32(results: Iterable[Result], get: Callable[[Result], float | None],
                   ratio: Callable[[float, float], float]) -> dict[str, float]:
     """``ratio(fp32's value, the result's value)`` for each ok result whose run measured fp32 on
-    the same host, runtime, device and batch size."""
+    the same host, runtime, device and batch size (:func:`engines.analysis.rules.fp32_reference`)."""
     results = list(results)
-    reference = {
-        (r.get("run_id"), r.get("host"), r["runtime"], r["device"], r["batch_size"]): get(r)
-        for r in results if r["method"] == "fp32" and r["status"] == "ok" and get(r)
-    }
+    refs = rules.references(results)
     out = {}
     for r in results:
-        base = reference.get((r.get("run_id"), r.get("host"), r["runtime"], r["device"], r["batch_size"]))
-        own = get(r)
+        ref = refs[id(r)]
+        base, own = (get(ref), get(r)) if ref is not None else (None, None)
         if base and own and r["status"] == "ok":
             out[result_key(r)] = ratio(base, own)
     return out
 
 
 def speedups(results: Iterable[Result]) -> dict[str, float]:
-    """p50 speed-up of each ok result over fp32 in the same run, runtime, device and batch size:
-    the median of per-round ratios where the variant was measured in rounds beside fp32."""
+    """p50 speed-up of each ok result over fp32 in the same run, host, runtime, device and batch
+    size: the shared rule (:func:`engines.analysis.rules.speedup`, the median of per-round ratios
+    where the variant was measured in rounds beside fp32)."""
     results = list(results)
-    out = _against_fp32(results, latency, lambda base, own: base / own)
+    refs = rules.references(results)
+    out = {}
     for r in results:
-        paired = (r.get("metrics") or {}).get("speedup_vs_fp32")
-        if isinstance(paired, dict) and result_key(r) in out:
-            out[result_key(r)] = paired["ratio"]
+        s = rules.speedup(refs[id(r)], r) if r["status"] == "ok" else None
+        if s:
+            out[result_key(r)] = s["ratio"]
     return out
 
 
@@ -263,30 +263,27 @@ def distinct(results: Iterable[Result], name: str) -> list[str]:
 
 
 def pareto_frontier(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats: lower x (cost) and higher y (quality).
-
-    A point is dominated when another is at least as good on both axes and better on one.
-    Returned in order of increasing x.
-    """
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    frontier: list[int] = []
-    best_y = -math.inf
-    for i in order:
-        y = points[i][1]
-        if y > best_y:
-            frontier.append(i)
-            best_y = y
-    return frontier
+    """Indices of the points no other point beats: lower x (cost) and higher y (quality), in order
+    of increasing x (:func:`engines.analysis.rules.pareto`)."""
+    return rules.pareto(points)
 
 
-def frontier_results(results: Sequence[Result], x: str = "p50") -> tuple[list[Result], list[Result]]:
-    """(plotted ok results with both values, the frontier among them) for latency or size."""
+def chart_models(results: Sequence[Result]) -> list[str]:
+    """The models a chart can show (one at a time: a frontier never mixes models)."""
+    return sorted({str(r["model"]) for r in results if r.get("model") is not None})
+
+
+def frontier_results(results: Sequence[Result], x: str = "p50", model: str | None = None
+                     ) -> tuple[list[Result], list[Result]]:
+    """(plotted ok results with both values, the frontier among them) for latency or size: of
+    ``model`` when given, else each model's frontier (:func:`engines.analysis.rules.frontier`).
+    Export validations are not plotted (they are not variants of a sweep)."""
     def xval(r: Result) -> float | None:
         return latency(r, "p50") if x == "p50" else r.get("size_mb")
 
-    plotted = [r for r in results if r["status"] == "ok" and xval(r) is not None and quality(r) is not None]
-    idx = pareto_frontier([(xval(r), quality(r)) for r in plotted])  # type: ignore[misc]
-    return plotted, [plotted[i] for i in idx]
+    plotted = [r for r in results if r["status"] == "ok" and xval(r) is not None and quality(r) is not None
+               and not rules.is_validation(r) and (model is None or r.get("model") == model)]
+    return plotted, rules.frontier(plotted, xval)
 
 
 # --- comparison -----------------------------------------------------------------------------

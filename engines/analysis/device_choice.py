@@ -1,8 +1,8 @@
 """Which device suits a model best under an objective, from measured results, with the evidence.
 
-Each device is represented by its best variant that keeps the model's answers (top-1 agreement
-≥ 0.95 or cosine ≥ 0.99 with fp32, or no agreement figure at all for the reference itself);
-the devices are then ranked by the objective. Plain dicts in (``Result.to_dict()`` rows), so the
+Each device is represented by its best variant that keeps the model's answers (the quality bars
+of :func:`engines.analysis.rules.keeps_quality`; the reference itself always); the devices are then
+ranked by the objective. Export validations are not evidence (only a sweep's measurements are). Plain dicts in (``Result.to_dict()`` rows), so the
 CLI, the app and reports share it without importing any engine library.
 """
 
@@ -10,16 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from engines.analysis.rules import keeps_quality, measured
+
 OBJECTIVES = ("latency", "throughput", "memory")
-MIN_TOP1, MIN_COSINE = 0.95, 0.99
-
-
-def keeps_quality(result: dict[str, Any]) -> bool:
-    agreement = result.get("agreement") or {}
-    top1, cosine = agreement.get("top1"), agreement.get("cosine")
-    if top1 is None and cosine is None:
-        return result.get("method") == "fp32"
-    return (top1 is not None and top1 >= MIN_TOP1) or (cosine is not None and cosine >= MIN_COSINE)
+__all__ = ["OBJECTIVES", "choose_device", "keeps_quality"]
 
 
 def _score(result: dict[str, Any], objective: str) -> float | None:
@@ -39,7 +33,7 @@ def choose_device(results: list[dict[str, Any]], objective: str = "latency") -> 
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}")
     best: dict[str, tuple[float, dict[str, Any]]] = {}
     tried: dict[str, str] = {}
-    for r in results:
+    for r in measured(results):
         device = r["device"]
         tried.setdefault(device, r.get("error") or r["status"])
         if r["status"] != "ok" or not keeps_quality(r):

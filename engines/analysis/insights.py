@@ -2,7 +2,9 @@
 device, with the evidence, and a diagnosis for the results that surprise.
 
 Each model's newest result per variant is compared with fp32 on the same runtime, device and batch
-size (engines.analysis.recommend.assess). Rows group by family × device × runtime × technique (the
+size (engines.analysis.recommend.assess) of the same run: a variant whose newest result comes from a
+run without fp32 is left out, unless ``across_runs`` asks to compare it with another run's fp32
+(measured under other load; the output's ``pool`` says which). Rows group by family × device × runtime × technique (the
 recipe's first method, so the settings of one method pool); a technique "keeps quality" on a model
 when it stays within the default budget (1 accuracy point, else agreement ≥ 0.99). The winner of a
 family × device is the technique × runtime with the best median speed-up among those that keep
@@ -17,11 +19,13 @@ from typing import Any
 
 from engines.analysis import roofline
 from engines.analysis.recommend import assess, label, latest, where, within_budget
+from engines.analysis.rules import is_reference
 
 
 def insights(results: list[dict[str, Any]], facts: dict[str, dict[str, Any]],
-             profile: dict[str, Any] | None = None, batch_size: int = 1) -> dict[str, Any]:
-    """``{"rows", "winners", "surprises", "models", "roofline"}`` for these results (any models).
+             profile: dict[str, Any] | None = None, batch_size: int = 1, across_runs: bool = False
+             ) -> dict[str, Any]:
+    """``{"rows", "winners", "surprises", "models", "roofline", "pool"}`` for these results (any models).
 
     ``facts`` maps each model to engines.analysis.families.model_facts; ``batch_size`` chooses the
     batch the comparison is made at (the smallest measured when absent)."""
@@ -36,9 +40,9 @@ def insights(results: list[dict[str, Any]], facts: dict[str, dict[str, Any]],
         info = facts.get(model) or {"family": "generic"}
         family = info.get("family", "generic")
         models_by_family.setdefault(family, set()).add(model)
-        for row in assess([r for r in mine if r["batch_size"] == bs]):
+        for row in assess([r for r in mine if r["batch_size"] == bs], across_runs=across_runs):
             r = row["result"]
-            if r["method"] == "fp32" or row["speedup"] is None:
+            if is_reference(r) or row["speedup"] is None:
                 continue
             keeps = within_budget(row, None, None)
             entry = {"model": model, "label": label(r), "speedup": row["speedup"], "size_ratio": row["size_ratio"],
@@ -91,7 +95,9 @@ def insights(results: list[dict[str, Any]], facts: dict[str, dict[str, Any]],
                                 f"[{w['speedup_low']:.2f}–{w['speedup_high']:.2f}]"
                                 + (f", {w['size_ratio']:.2f}× the size" if w["size_ratio"] else ""))
     return {"rows": rows, "winners": verdicts, "surprises": surprises,
-            "models": {f: sorted(m) for f, m in models_by_family.items()}, "roofline": profile}
+            "models": {f: sorted(m) for f, m in models_by_family.items()}, "roofline": profile,
+            "pool": ("each variant's newest result against the newest fp32 of any run" if across_runs
+                     else "each variant's newest result against the fp32 of its own run")}
 
 
 def from_store(store: Any, models: list[str] | None = None, run_id: str | None = None

@@ -2,16 +2,19 @@
 budget, the runners-up on the Pareto frontier, and the reasons in words.
 
 Plain dicts in (``Result.to_dict()`` rows of one model, any number of runs), plain dicts out; the
-CLI, the app and the HTML report share it. Each variant is compared with fp32 on the same runtime,
-device and batch size (of the same run when there is one: its speed-up is then the median of the
-per-round ratios, with their range as the interval).
+CLI, the app and the HTML report share it. The rules (the fp32 reference, speed-ups, quality bars,
+the Pareto walk) are :mod:`engines.analysis.rules`. Each variant is compared with fp32 on the same
+host, runtime, device and batch size: of the same run when there is one (its speed-up is then the
+median of the per-round ratios, with their range as the interval), else the newest (the pool is a
+model's sweeps; the speed-up then says ``same_run: False``). Export validations are left out.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from engines.bench.rounds import speedup as paired_speedup
+from engines.analysis import rules
+from engines.analysis.rules import agreement, fmt_speedup  # noqa: F401 - re-exported for the views
 from engines.core.schema import variant_key
 
 OBJECTIVES = ("latency", "throughput", "size", "memory")
@@ -29,46 +32,22 @@ def label(r: dict[str, Any]) -> str:
 
 
 def latest(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The newest result of each variant (recipe × runtime × device × batch size)."""
+    """The newest result of each variant (recipe × runtime × device × batch size) a sweep measured
+    (export validations are not measurements of a variant: they never become the latest)."""
     out: dict[Any, dict[str, Any]] = {}
-    for r in sorted(results, key=lambda r: (r.get("finished_at") or "", r.get("id") or 0)):
+    for r in sorted(rules.measured(results), key=lambda r: (r.get("finished_at") or "", r.get("id") or 0)):
         out[(r["model"], *variant_key(r))] = r
     return list(out.values())
 
 
 def fp32_reference(r: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """fp32 on the same runtime, device and batch size: of the same run first, else the newest."""
-    same = [f for f in results if f["method"] == "fp32" and f["status"] == "ok" and f["model"] == r["model"]
-            and f["runtime"] == r["runtime"] and f["device"] == r["device"] and f["batch_size"] == r["batch_size"]]
-    if not same:
-        return None
-    own = [f for f in same if f.get("run_id") == r.get("run_id")]
-    return max(own or same, key=lambda f: (f.get("finished_at") or "", f.get("id") or 0))
+    """fp32 on the same host, runtime, device and batch size: of the same run first, else the newest."""
+    return rules.fp32_reference(r, results, across_runs=True)
 
 
-def speedup(r: dict[str, Any], ref: dict[str, Any] | None) -> dict[str, float] | None:
-    """{"ratio", "low", "high", "rounds"} of ``r`` over ``ref`` (1.0 for fp32 itself)."""
-    if ref is None:
-        return None
-    if ref is r or (ref.get("id") is not None and ref.get("id") == r.get("id")):
-        return {"ratio": 1.0, "low": 1.0, "high": 1.0, "rounds": 0}
-    stored = (r.get("metrics") or {}).get("speedup_vs_fp32")
-    if isinstance(stored, dict) and ref.get("run_id") == r.get("run_id") and stored.get("ratio"):
-        return {k: stored.get(k) for k in ("ratio", "low", "high", "rounds")}
-    return paired_speedup(ref, r)
-
-
-def agreement(r: dict[str, Any]) -> tuple[str, float] | None:
-    """("top-1" | "cosine", value): the agreement with fp32 this result has."""
-    a = r.get("agreement") or {}
-    # Embeddings are judged by cosine (their top-1 is a retrieval neighbour), classifiers and LMs by top-1.
-    if a.get("cosine") is not None and "cosine_mean" in (r.get("metrics") or {}):
-        return "cosine", a["cosine"]
-    if a.get("top1") is not None:
-        return "top-1", a["top1"]
-    if a.get("cosine") is not None:
-        return "cosine", a["cosine"]
-    return None
+def speedup(r: dict[str, Any], ref: dict[str, Any] | None) -> dict[str, Any] | None:
+    """{"ratio", "low", "high", "rounds", "same_run"} of ``r`` over ``ref`` (1.0 for fp32 itself)."""
+    return rules.speedup(ref, r)
 
 
 def objective_value(r: dict[str, Any], objective: str) -> float | None:
@@ -91,27 +70,30 @@ def describe_value(r: dict[str, Any], objective: str) -> str:
             "memory": f"{v:.1f} MB"}[objective]
 
 
-def assess(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def assess(results: list[dict[str, Any]], across_runs: bool = True) -> list[dict[str, Any]]:
     """Each ok result with its fp32 reference's figures: speed-up (interval), size ratio, accuracy
-    drop (points), agreement. The rows the recommendation, the insights and the report read."""
+    drop (points), agreement. The rows the recommendation, the insights and the report read.
+    ``across_runs``: a variant whose run has no fp32 is compared with the newest fp32 of another."""
     rows = []
+    refs = rules.references(results, across_runs=across_runs)
     for r in results:
         if r["status"] != "ok":
             continue
-        ref = fp32_reference(r, results)
+        ref = refs[id(r)]
         drop = None
         if r.get("accuracy") is not None and ref is not None and ref.get("accuracy") is not None:
             drop = (ref["accuracy"] - r["accuracy"]) * 100
         size_ratio = r["size_mb"] / ref["size_mb"] if ref and r.get("size_mb") and ref.get("size_mb") else None
         rows.append({"result": r, "reference": ref, "speedup": speedup(r, ref), "size_ratio": size_ratio,
-                     "accuracy_drop": drop, "agreement": agreement(r) if r["method"] != "fp32" else None})
+                     "accuracy_drop": drop, "agreement": None if rules.is_reference(r) else agreement(r)})
     return rows
 
 
 def within_budget(row: dict[str, Any], max_accuracy_drop: float | None, min_agreement: float | None) -> bool:
     """fp32 always; else the accuracy drop (points) within ``max_accuracy_drop`` where both have a
-    task accuracy, or the agreement with fp32 at least ``min_agreement``."""
-    if row["result"]["method"] == "fp32":
+    task accuracy, or the agreement with fp32 at least ``min_agreement``. With neither budget given
+    and no task accuracy, the quality bars of :func:`engines.analysis.rules.keeps_quality`."""
+    if rules.is_reference(row["result"]):
         return True
     if min_agreement is not None:
         a = row["agreement"]
@@ -119,38 +101,23 @@ def within_budget(row: dict[str, Any], max_accuracy_drop: float | None, min_agre
     limit = DEFAULT_MAX_DROP if max_accuracy_drop is None else max_accuracy_drop
     if row["accuracy_drop"] is not None:
         return row["accuracy_drop"] <= limit + 1e-9
+    if max_accuracy_drop is None:  # no task accuracy, the default budget: the shared quality bars
+        return rules.keeps_quality(row["result"])
     a = row["agreement"]  # no task accuracy: agreement stands in (a 1-point budget ~ 0.99 agreement)
     return a is not None and a[1] >= 1 - limit / 100
 
 
 def quality(row: dict[str, Any]) -> float | None:
-    """Higher is better: task accuracy where measured, else agreement with fp32 (1 for fp32)."""
-    r = row["result"]
-    if r.get("accuracy") is not None:
-        return r["accuracy"]
-    if r["method"] == "fp32":
-        return 1.0
-    return row["agreement"][1] if row["agreement"] else None
+    """Higher is better (:func:`engines.analysis.rules.quality`)."""
+    return rules.quality(row["result"])
 
 
 def frontier(rows: list[dict[str, Any]], objective: str) -> list[dict[str, Any]]:
-    """The rows no other row beats on both the objective and quality, best objective first."""
-    points = [(objective_value(r["result"], objective), quality(r), r) for r in rows]
-    points = [p for p in points if p[0] is not None and p[1] is not None]
-    points.sort(key=lambda p: (p[0], -p[1]))
-    out, best_q = [], float("-inf")
-    for value, q, row in points:
-        if q > best_q:
-            out.append(row)
-            best_q = q
-    return out
-
-
-def fmt_speedup(s: dict[str, float] | None) -> str:
-    if not s:
-        return "n/a"
-    interval = f" [{s['low']:.2f}–{s['high']:.2f}]" if s.get("rounds") and s["low"] != s["high"] else ""
-    return f"{s['ratio']:.2f}×{interval}"
+    """The rows no other row of the same model beats on both the objective and quality, best
+    objective first (each model's frontier in turn: :func:`engines.analysis.rules.frontier`)."""
+    by_result = {id(r["result"]): r for r in rows}
+    front = rules.frontier([r["result"] for r in rows], lambda r: objective_value(r, objective))
+    return [by_result[id(r)] for r in front]
 
 
 def _quality_words(row: dict[str, Any]) -> str:
@@ -171,11 +138,12 @@ def where(r: dict[str, Any]) -> str:
 def summarise(row: dict[str, Any], objective: str) -> str:
     """One variant in words against fp32."""
     r = row["result"]
-    if r["method"] == "fp32":
-        return f"fp32 on {where(r)}: the reference ({describe_value(r, objective)})"
+    if rules.is_reference(r):
+        return f"{label(r)} on {where(r)}: the reference ({describe_value(r, objective)})"
     s = row["speedup"]
     speed = (f"{s['ratio']:.2f}× {'faster than' if s['ratio'] >= 1 else 'the speed of'} fp32"
              + (f" ({s['low']:.2f}–{s['high']:.2f} over {s['rounds']} rounds)" if s.get("rounds", 0) > 1 else "")
+             + ("" if s.get("same_run", True) else " of another run")
              if s else "no fp32 to compare with")
     size = f", {row['size_ratio']:.2f}× the size" if row["size_ratio"] else ""
     return f"{label(r)}: {speed} at {_quality_words(row)} on {where(r)}{size}"
@@ -238,7 +206,7 @@ def recommend(results: list[dict[str, Any]], objective: str = "latency", device:
 
     for row in runners:
         text = why_not(row)
-        if facts and row["result"]["method"] != "fp32":
+        if facts and not rules.is_reference(row["result"]):
             s = row["speedup"]["ratio"] if row["speedup"] else None
             text += ": " + roofline.diagnose(row["result"], row["reference"], facts, profile, s)
         reasons.append(text)

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from engines.analysis.recommend import assess, fmt_speedup, frontier, label, latest, quality, where
+from engines.analysis.rules import is_reference
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 1200px; color: #1f2328; }
@@ -64,7 +65,7 @@ def charts(results: list[dict[str, Any]]) -> list[tuple[str, Any]]:
                           xaxis_type="log" if objective == "latency" else None, height=420,
                           margin={"l": 60, "r": 20, "t": 50, "b": 50})
         figures.append((title, fig))
-    timed = [r for r in assess(latest(results)) if r["speedup"] and r["result"]["method"] != "fp32"]
+    timed = [r for r in assess(latest(results)) if r["speedup"] and not is_reference(r["result"])]
     if timed:
         names = [_variant(r["result"]) for r in timed]
         ratios = [r["speedup"]["ratio"] for r in timed]

@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 
 from engines.core.errors import UnsupportedVariant
+from engines.methods.mixed import PIN_PRECISIONS
+
+KEEP_PIN = PIN_PRECISIONS[0]  # a layer pinned to float (the other pin, "quant", forces quantization)
 
 
 def sqnr_db(reference: np.ndarray, value: np.ndarray) -> float:
@@ -131,7 +134,7 @@ def plan_mixed(ranking: list[LayerSensitivity], trial: Callable[[set[str]], np.n
     if unknown:
         raise UnsupportedVariant(f"pinned layer(s) {', '.join(unknown)} not found; layers: {', '.join(layers[:12])}"
                                  + (" …" if len(layers) > 12 else ""))
-    forced = [layer for layer in layers if pins.get(layer) == "fp32"]
+    forced = [layer for layer in layers if pins.get(layer) == KEEP_PIN]
     free = [layer for layer in layers if layer not in pins]
     trials: list[dict[str, Any]] = []
     cache: dict[int, Scores] = {}
@@ -167,7 +170,7 @@ def plan_mixed(ranking: list[LayerSensitivity], trial: Callable[[set[str]], np.n
     return {
         "budget": budget.describe(), "kept": kept, "quantized": [layer for layer in layers if layer not in kept],
         "pins": pins, "reference": asdict(ref), "scores": asdict(final), "trials": trials,
-        "plan": {layer: ("fp32" if layer in kept else "quant") for layer in layers},
+        "plan": {layer: (KEEP_PIN if layer in kept else PIN_PRECISIONS[1]) for layer in layers},
     }
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from engines import catalog
+from engines.analysis import rules
 from engines.bench import rounds as rounds_mod
 from engines.bench.child import Cancelled, ChildEnded, WorkerProcess, exit_reason, stop_fork_server
 from engines.bench.lock import MeasurementLock
@@ -170,13 +171,11 @@ class SweepRunner:
     def _record(self, run_id: str, result: Result) -> None:
         result.run_id = run_id
         result.finished_at = result.finished_at or now_iso()
-        if result.status == "ok" and result.method != "fp32":
-            base = next((r for r in self._recorded if r["method"] == "fp32" and r["status"] == "ok"
-                         and (r["runtime"], r["device"], r["batch_size"]) == (result.runtime, result.device,
-                                                                                 result.batch_size)), None)
-            ratio = rounds_mod.speedup(base, result.to_dict()) if base else None
+        row = result.to_dict()
+        if result.status == "ok" and not rules.is_reference(row):
+            ratio = rules.speedup(rules.fp32_reference(row, self._recorded), row)
             if ratio:  # the median of per-round ratios against fp32 on the same runtime and device
-                result.metrics["speedup_vs_fp32"] = ratio
+                result.metrics["speedup_vs_fp32"] = {k: ratio[k] for k in ("ratio", "low", "high", "rounds")}
         self._to_sinks("result_recorded", run_id, result)
         self._recorded.append(result.to_dict())
         self.on_event(events.ResultRecorded(run_id, result.to_dict()))
@@ -226,7 +225,8 @@ class SweepRunner:
                 self._check_cancel()
                 self._round(run_id, slot, repeat + extra, request)
         # fp32 first, so that each variant's speedup can be computed from its rounds as it is recorded
-        for slot in sorted(self._slots, key=lambda s: (s.variant.recipe.method != "fp32", s.index)):
+        for slot in sorted(self._slots, key=lambda s: (not rules.is_reference({"recipe": s.variant.recipe.to_list()}),
+                                                       s.index)):
             self._finish(run_id, spec, slot)
 
     def _check_cancel(self) -> None:

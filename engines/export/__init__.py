@@ -90,14 +90,14 @@ def export_result(store_path: str | Path, result_id: int, fmt: str, out_dir: str
 
 
 def pick_best(results: list[dict[str, Any]], objective: str = "latency") -> dict[str, Any] | None:
-    """The ok result that best meets ``objective`` among those that keep fp32's answers (top-1
-    agreement ≥ 0.99 or cosine ≥ 0.98, as the device recommendation): lowest p50, smallest size,
-    or highest accuracy (then agreement)."""
-    from engines.analysis.device_choice import keeps_quality
+    """The ok result that best meets ``objective`` among those that keep fp32's answers (the quality
+    bars every view shares, :func:`engines.analysis.rules.keeps_quality`): lowest p50, smallest size,
+    or highest accuracy (then agreement). Export validations are never picked (they are not variants)."""
+    from engines.analysis.rules import keeps_quality, measured
 
     if objective not in BEST_OBJECTIVES:
         raise ExportError(f"unknown objective {objective!r}; valid: {', '.join(BEST_OBJECTIVES)}")
-    ok = [r for r in results if r.get("status") == "ok"]
+    ok = [r for r in measured(results) if r.get("status") == "ok"]
     kept = [r for r in ok if keeps_quality(r)] or ok
 
     def key(r: dict[str, Any]) -> tuple:

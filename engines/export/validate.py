@@ -15,10 +15,6 @@ from typing import Any
 
 import numpy as np
 
-# What "agrees with the source variant" means, per task (the issue's bars: top-1 for classifiers,
-# cosine for embeddings).
-MIN_TOP1 = 0.99
-MIN_COSINE = 0.98
 LATENCY_SETTINGS = {"warmup_reps": 5, "warmup_s": 0.05, "min_reps": 30, "min_time_s": 0.3, "max_time_s": 5.0,
                     "repeat": 1}
 
@@ -29,13 +25,11 @@ def open_exported(fmt: str, path: Path, model) -> Any:
 
 
 def agrees(task: str, agreement: dict[str, Any] | None) -> bool | None:
-    if not agreement:
-        return None
-    if task in ("embedding", "generic"):
-        cosine = agreement.get("cosine")
-        return None if cosine is None else bool(cosine >= MIN_COSINE)
-    top1 = agreement.get("top1")
-    return None if top1 is None else bool(top1 >= MIN_TOP1)
+    """Whether the exported file keeps the answers: the shared quality bars
+    (:data:`engines.analysis.rules.QUALITY_BARS`), top-1 for classifiers, cosine for embeddings."""
+    from engines.analysis.rules import agrees as verdict
+
+    return verdict(agreement, task)
 
 
 def source_outputs(model, source: dict[str, Any], work: Path) -> tuple[np.ndarray | None, str | None]:
@@ -128,10 +122,12 @@ def validate_export(fmt, exported, model, reference: np.ndarray, source: dict[st
     report["runtime_info"] = getattr(session, "info", {}) or {}
     report["validated"] = True
     report["ran"] = True
-    bar = f"top-1 ≥ {MIN_TOP1}" if model.task not in ("embedding", "generic") else f"cosine ≥ {MIN_COSINE}"
-    key = "cosine" if model.task in ("embedding", "generic") else "top1"
-    value = (basis or {}).get(key)
-    shown = f"{key} {value:.4f}" if isinstance(value, float) else f"{key} n/a"
+    from engines.analysis.rules import agreement as judged_by, bar_text
+
+    found = judged_by({"agreement": basis or {}}, model.task)
+    kind = found[0] if found else ("cosine" if model.task in ("embedding", "generic") else "top-1")
+    bar = bar_text(kind)
+    shown = f"{kind} {found[1]:.4f}" if found and isinstance(found[1], float) else f"{kind} n/a"
     report["status"] = (f"validated: agrees with the {report['agrees_with']} ({shown}, {bar})" if report["agrees"]
                         else f"validated: DISAGREES with the {report['agrees_with']} ({shown}, needs {bar})")
     return report

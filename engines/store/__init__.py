@@ -19,7 +19,8 @@ from typing import Any
 from engines.core.schema import Result, now_iso, public_json, variant_key  # noqa: F401 - re-exported
 from engines.store.migrations import MIGRATIONS, SCHEMA_VERSION, legacy_recipe
 from engines.store.outbox import enqueue, queue_summary
-from engines.store.query import DISTINCT_COLUMNS, QUALITY, ResultQuery, frontier_sql, select_sql
+from engines.analysis.rules import pareto
+from engines.store.query import DISTINCT_COLUMNS, MEASURED, QUALITY, ResultQuery, frontier_sql, select_sql
 
 APP_ID = "qbench"
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -179,9 +180,13 @@ class Store:
                 f"SELECT run_id, count(*) FROM results WHERE run_id IN ({marks}) GROUP BY run_id", chunk).fetchall())
         return counts
 
-    def latest_run_id(self) -> str | None:
-        runs = self.list_runs(limit=1)
-        return runs[0]["id"] if runs else None
+    def latest_run_id(self, include_exports: bool = False) -> str | None:
+        """The newest sweep's run (``latest`` on the command line). An export's validation is stored
+        as a run of its own (source ``export``): it is never the latest unless asked for."""
+        sql = "SELECT id FROM runs" + ("" if include_exports else " WHERE source IS NOT 'export'")
+        with self._lock:
+            row = self.conn.execute(sql + " ORDER BY created_at DESC, id DESC LIMIT 1").fetchone()
+        return row[0] if row else None
 
     def reap_stale_runs(self) -> int:
         """Runs left 'running' by a process that no longer exists become 'interrupted'."""
@@ -273,8 +278,8 @@ class Store:
         return sorted(str(v) for (v,) in rows)
 
     def frontier_ids(self, query: ResultQuery | None = None, x: str = "p50") -> set[int]:
-        """Row ids of the Pareto frontier (lower p50 or size, higher accuracy or top-1 agreement)
-        among the ok results ``query`` keeps."""
+        """Row ids of the Pareto frontier of each model (lower p50 or size, higher quality:
+        :func:`engines.analysis.rules.quality`) among the ok, measured results ``query`` keeps."""
         sql, args = frontier_sql(query or ResultQuery(), x)
         with self._lock:
             rows = self.conn.execute(sql, args).fetchall()
@@ -287,15 +292,15 @@ class Store:
         where, args = query.where()
         xcol = "r.latency_p50_ms" if x == "p50" else "r.size_mb"
         with self._lock:
-            rows = self.conn.execute(f"SELECT r.id, r.status, {xcol}, {QUALITY} FROM results r WHERE {where}",
-                                     args).fetchall()
+            rows = self.conn.execute(f"SELECT r.id, r.status, {xcol}, {QUALITY}, r.model, {MEASURED} "
+                                     f"FROM results r WHERE {where}", args).fetchall()
         counts: dict[str, int] = {}
-        for _, status, _, _ in rows:
+        for _, status, *_ in rows:
             counts[status] = counts.get(status, 0) + 1
         # frontier_sql's order: increasing x, best quality first among equals, then the row id
-        ok = sorted((value, -quality, row_id) for row_id, status, value, quality in rows
-                    if status == "ok" and value is not None and quality is not None)
-        return counts, _frontier((row_id, -negated) for _, negated, row_id in ok)
+        ok = sorted((value, -quality, row_id, model) for row_id, status, value, quality, model, measured in rows
+                    if status == "ok" and value is not None and quality is not None and measured)
+        return counts, _frontier((row_id, -negated, model) for _, negated, row_id, model in ok)
 
     def fp32_references(self, run_ids: Iterable[str]) -> list[dict[str, Any]]:
         """The ok fp32 results of these runs: what their variants' speed-ups are measured against."""
@@ -372,11 +377,13 @@ def _decode_run(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _frontier(rows: Iterable[tuple[int, float]]) -> set[int]:
-    """The ids of (id, quality) pairs, in order of increasing cost, whose quality beats every one before."""
-    frontier, best = set(), float("-inf")
-    for row_id, quality in rows:
-        if quality > best:
-            frontier.add(row_id)
-            best = quality
+def _frontier(rows: Iterable[tuple[int, float, str]]) -> set[int]:
+    """The ids of (id, quality, model) rows, in order of increasing cost, on their model's frontier
+    (:func:`engines.analysis.rules.pareto`, the position standing for the cost)."""
+    by_model: dict[str, list[tuple[int, float]]] = {}
+    for row_id, quality, model in rows:
+        by_model.setdefault(model, []).append((row_id, quality))
+    frontier: set[int] = set()
+    for mine in by_model.values():
+        frontier.update(mine[i][0] for i in pareto([(position, q) for position, (_, q) in enumerate(mine)]))
     return frontier

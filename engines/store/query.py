@@ -18,7 +18,10 @@ _FP32 = ("(SELECT f.{col} FROM results f WHERE f.run_id = r.run_id AND f.method 
          "AND f.host IS r.host AND f.status = 'ok' AND f.{col} IS NOT NULL ORDER BY f.id DESC LIMIT 1)")
 FP32_P50 = _FP32.format(col="latency_p50_ms")
 LABEL = "COALESCE(NULLIF(r.label, ''), r.method)"
-QUALITY = "COALESCE(r.accuracy, r.agreement_top1)"
+# engines.analysis.rules.quality in SQL: accuracy, else top-1 agreement, else cosine.
+QUALITY = "COALESCE(r.accuracy, r.agreement_top1, r.agreement_cosine)"
+# engines.analysis.rules.is_validation in SQL: an export's validation is not on a model's frontier.
+MEASURED = "json_type(r.metrics, '$.export') IS NULL"
 
 SORTS: dict[str, str] = {
     "id": "r.id",  # the order results were stored in
@@ -130,12 +133,12 @@ def select_sql(query: ResultQuery, columns: str = "r.*", limit: int | None = Non
 
 
 def frontier_sql(query: ResultQuery, x: str = "p50") -> tuple[str, list[Any]]:
-    """(id, quality) of the ok results the query keeps that have both ``x`` and a quality, in
-    order of increasing ``x`` (best quality first among equals): the frontier is each row whose
-    quality beats every row before it. (A window function does this in SQL, but at 2.5x the time
+    """(id, quality, model) of the ok, measured results the query keeps that have both ``x`` and a
+    quality, in order of increasing ``x`` (best quality first among equals): each model's frontier
+    is each of its rows whose quality beats every row of that model before it. (A window function does this in SQL, but at 2.5x the time
     of sorting these pairs and walking them once.)"""
     xcol = "r.latency_p50_ms" if x == "p50" else "r.size_mb"
     where, args = query.where()
-    sql = (f"SELECT r.id, {QUALITY} AS q FROM results r WHERE ({where}) AND r.status = 'ok' "
-           f"AND {xcol} IS NOT NULL AND {QUALITY} IS NOT NULL ORDER BY {xcol}, q DESC, r.id")
+    sql = (f"SELECT r.id, {QUALITY} AS q, r.model FROM results r WHERE ({where}) AND r.status = 'ok' "
+           f"AND {xcol} IS NOT NULL AND {QUALITY} IS NOT NULL AND {MEASURED} ORDER BY {xcol}, q DESC, r.id")
     return sql, args

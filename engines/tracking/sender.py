@@ -221,17 +221,18 @@ class RunLogger:
 
 def with_speedup(store: Store, result: dict[str, Any]) -> dict[str, Any]:
     """``result`` with ``metrics.speedup_vs_fp32`` filled in from its run's fp32 reference when the
-    runner had no paired rounds to compute it from (one timing round): the ratio of the p50s."""
+    runner had no paired rounds to compute it from (one timing round): the shared rule,
+    :func:`engines.analysis.rules.speedup` (the ratio of the p50s when no rounds pair)."""
+    from engines.analysis import rules
+
     metrics = result.get("metrics") or {}
-    if result["status"] != "ok" or metrics.get("speedup_vs_fp32") is not None:
+    if result["status"] != "ok" or metrics.get("speedup_vs_fp32") is not None or rules.is_reference(result):
         return result
-    p50 = (result.get("latency_ms") or {}).get("p50")
-    ref = next((r for r in store.fp32_references([result.get("run_id")])
-                if (r["runtime"], r["device"], r["batch_size"]) == (result["runtime"], result["device"],
-                                                                      result["batch_size"])), None)
-    ref_p50 = ((ref or {}).get("latency_ms") or {}).get("p50")
-    if p50 and ref_p50:
-        result = {**result, "metrics": {**metrics, "speedup_vs_fp32": ref_p50 / p50}}
+    ref = rules.fp32_reference(result, store.fp32_references([result.get("run_id")]))
+    ratio = rules.speedup(ref, result)
+    if ratio:
+        result = {**result, "metrics": {**metrics, "speedup_vs_fp32": {k: ratio[k] for k in
+                                                                       ("ratio", "low", "high", "rounds")}}}
     return result
 
 

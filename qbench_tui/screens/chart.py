@@ -1,4 +1,7 @@
-"""Accuracy against latency (or size) for the shown results, with the Pareto frontier drawn.
+"""Accuracy against latency (or size) for the shown results of one model, with its Pareto frontier.
+
+A frontier compares variants of one model (engines.analysis.rules): with several models shown,
+the chart names the one it draws and ``m`` steps to the next.
 
 Colours come from the current theme's variables, so the chart follows theme switches.
 """
@@ -16,7 +19,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
-from qbench_tui.analysis import display_label, fmt_num, frontier_results, latency, quality, variant_label
+from qbench_tui.analysis import (chart_models, display_label, fmt_num, frontier_results, latency, quality,
+                                 variant_label)
 
 SERIES_VARIABLES = ("primary", "secondary", "accent", "success", "warning", "error")
 
@@ -25,17 +29,20 @@ class ParetoChartScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "dismiss", "Close"),
         Binding("s", "toggle_axis", "Latency/size"),
+        Binding("m", "next_model", "Next model"),
     ]
 
-    def __init__(self, results: list[dict[str, Any]], **kwargs: Any):
+    def __init__(self, results: list[dict[str, Any]], model: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.results = results
         self.x_axis = "p50"  # or "size"
+        self.models = chart_models(results)
+        self.model = model if model in self.models else (self.models[0] if self.models else None)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog -tall", id="chart-dialog") as dialog:
             dialog.border_title = "accuracy vs latency · Pareto frontier"
-            dialog.border_subtitle = "s: latency ⇄ size · escape closes"
+            dialog.border_subtitle = "s: latency ⇄ size · m: next model · escape closes"
             yield PlotextPlot(id="chart-plot")
             yield Static("", id="chart-frontier")
 
@@ -47,11 +54,16 @@ class ParetoChartScreen(ModalScreen[None]):
         self.x_axis = "size" if self.x_axis == "p50" else "p50"
         self.draw()
 
+    def action_next_model(self) -> None:
+        if len(self.models) > 1:
+            self.model = self.models[(self.models.index(self.model) + 1) % len(self.models)]
+            self.draw()
+
     def _x(self, r: dict[str, Any]) -> float:
         return latency(r) if self.x_axis == "p50" else r["size_mb"]  # type: ignore[return-value]
 
     def draw(self) -> None:
-        plotted, frontier = frontier_results(self.results, self.x_axis)
+        plotted, frontier = frontier_results(self.results, self.x_axis, self.model)
         plot = self.query_one(PlotextPlot)
         plt = plot.plt
         plt.clear_data()
@@ -59,7 +71,9 @@ class ParetoChartScreen(ModalScreen[None]):
         x_label = "p50 latency (ms)" if self.x_axis == "p50" else "size on disk (MB)"
         uses_accuracy = any(r.get("accuracy") is not None for r in plotted)
         y_label = "accuracy" if uses_accuracy else "top-1 agreement with fp32"
-        self.query_one("#chart-dialog").border_title = f"{y_label} vs {x_label} · Pareto frontier"
+        others = f" (1 of {len(self.models)} models: m for the next)" if len(self.models) > 1 else ""
+        self.query_one("#chart-dialog").border_title = (f"{self.model or 'no model'}{others} · {y_label} vs "
+                                                        f"{x_label} · Pareto frontier")
         if not plotted:
             plt.title("nothing to plot: no ok results with latency and accuracy in the current filter")
             plot.refresh()
@@ -80,7 +94,8 @@ class ParetoChartScreen(ModalScreen[None]):
         plt.xlabel(x_label)
         plt.ylabel(y_label)
         plot.refresh()
-        lines = [Content.from_markup("[b]on the frontier[/] [$text-muted](best quality for its cost)[/]")]
+        lines = [Content.from_markup("[b]on $model's frontier[/] [$text-muted](best quality for its cost)[/]",
+                                     model=self.model or "")]
         for r in frontier:
             lines.append(Content.from_markup(
                 "  [$text-accent]★[/] $v  $x  quality $q", v=variant_label(r),

@@ -63,7 +63,8 @@ class ResultsDialogs:
     def show_chart(self) -> None:
         from qbench_tui.screens.chart import ParetoChartScreen
 
-        self.app.push_screen(ParetoChartScreen(self.chart_results()))
+        cursor = self.cursor_result()  # the chart draws one model's frontier: the one under the cursor
+        self.app.push_screen(ParetoChartScreen(self.chart_results(), model=cursor.get("model") if cursor else None))
 
     def chart_results(self) -> list[dict[str, Any]]:
         """The view's ok results to plot: the newest CHART_SAMPLE of them plus both frontiers
