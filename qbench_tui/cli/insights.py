@@ -114,27 +114,18 @@ def _dump(payload: Any, target: str | None) -> None:
 
 
 def cmd_recommend(args) -> int:
-    from engines.analysis.insights import from_store
-    from engines.analysis.recommend import RecommendationError, recommend
+    from engines.api import ApiError, recommend
     from qbench_tui.cli.output import make_console
 
     console = make_console(stderr=args.json)
     store = open_store(args.db)
-    if args.run and store.get_run(args.run) is None:
-        raise UsageError(f"no run {args.run!r} in {store.path}; see `qbench runs`")
-    results, facts = from_store(store, models=[args.model], run_id=args.run)
-    results = [r for r in results if r["model"] == args.model]
-    if not results:
-        known = ", ".join(store.distinct_values("model")) or "none yet"
-        raise UsageError(f"no stored results for model {args.model!r} (models with results: {known})")
-    if args.device and args.device not in {r["device"] for r in results}:
-        raise UsageError(f"{args.model} has no results on device {args.device!r}; measured on: "
-                         f"{', '.join(sorted({r['device'] for r in results}))}")
-    profile = _profile(store, console)
+    # This machine's roofline diagnoses the losers; not measured when the API will refuse the model.
+    profile = _profile(store, console) if args.model in store.distinct_values("model") else None
     try:
-        rec = recommend(results, args.objective, device=args.device, max_accuracy_drop=args.max_accuracy_drop,
-                        min_agreement=args.min_agreement, facts=facts.get(args.model), profile=profile)
-    except RecommendationError as exc:
+        rec = recommend(args.model, objective=args.objective, device=args.device, run_id=args.run,
+                        max_accuracy_drop=args.max_accuracy_drop, min_agreement=args.min_agreement, store=store,
+                        profile=profile)
+    except ApiError as exc:
         raise UsageError(str(exc)) from None
     if args.json:
         _dump(rec, "-")
@@ -147,7 +138,8 @@ def print_recommendation(console: Any, rec: dict[str, Any]) -> None:
     from rich.table import Table
 
     best = rec["best"]
-    head = f"[bold]{rec['model']}[/] · {rec['objective']} · {rec['budget']}"
+    head = f"[bold]{rec['model']}[/] · {rec['objective']} · {rec['budget']}" + (
+        f" · [dim]pooled: {rec['pool']}[/]" if rec.get("pool") else "")
     if best is None:
         console.print(f"{head}: {rec['reasons'][0]}")
         return

@@ -12,6 +12,7 @@ TABLE_LIMIT = 500  # rows a table shows unless --limit says otherwise (JSON and 
 
 
 def cmd_results(args) -> int:
+    from engines.api import ApiError, query_results
     from engines.core.schema import public_json, results_csv
     from engines.store.query import ResultQuery
 
@@ -23,14 +24,16 @@ def cmd_results(args) -> int:
     limit = limit or None
     store = open_store(args.db)
     run_id = args.run or (store.latest_run_id() if args.latest else None)
-    if args.run and store.get_run(args.run) is None:
-        raise UsageError(f"no run {args.run!r} in {store.path}; see `qbench runs`")
-    # SQLite filters and limits; with --limit the newest N are read, then shown oldest first.
-    query = ResultQuery(model=args.model, method=args.method, label=args.label, runtime=args.runtime,
-                        device=args.device, host=getattr(args, "host", None), status=args.status, run_id=run_id,
-                        since=args.since,
-                        sort="id", reverse=limit is not None)
-    results = store.query_results(query, limit=limit)
+    # SQLite filters and limits (through the Python API's query); with --limit the newest N are
+    # read, then shown oldest first.
+    filters = dict(model=args.model, method=args.method, label=args.label, runtime=args.runtime,
+                   device=args.device, host=getattr(args, "host", None), status=args.status, run_id=run_id,
+                   since=args.since)
+    try:
+        results = query_results(store, limit=limit, newest_first=limit is not None, **filters)
+    except ApiError as exc:
+        raise UsageError(str(exc)) from None
+    query = ResultQuery(**{k: v for k, v in filters.items() if v is not None})
     if limit is not None:
         results.reverse()
     if args.format == "json":

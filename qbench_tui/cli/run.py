@@ -45,50 +45,24 @@ def parse_settings(items: list[str]) -> tuple[dict[str, dict[str, Any]], dict[st
 
 
 def _build_request(args):
-    from engines import catalog
-    from engines.bench.measure import MeasureSettings
-    from engines.bench.runner import SweepRequest
-    from engines.models import ModelNotFound, resolve_model
+    """The sweep request, built by the Python API's own function (one path for scripts and the CLI)."""
+    from engines.api import ApiError, prepare
 
     if not args.model or not args.methods:
         raise UsageError("run needs --model and --methods (or --resume RUN_ID)")
-    try:
-        model_options = {"seq_len": args.seq_len, "allow_pickle": args.allow_pickle or None,
-                         "prompt_tokens": args.prompt_len, "new_tokens": args.gen_len, "images": args.images}
-        model_options = {k: v for k, v in model_options.items() if v is not None}
-        spec = resolve_model(args.model, model_options)
-    except ModelNotFound as exc:
-        raise UsageError(str(exc)) from None
-    except ValueError as exc:  # a file that exists but cannot be a model
-        raise UsageError(str(exc)) from None
-    unknown = [n for n in args.runtimes if n not in catalog.RUNTIMES]
-    if unknown:
-        raise UsageError(f"unknown runtime(s): {', '.join(unknown)}; valid: {', '.join(catalog.RUNTIMES)}")
-    from engines.devices import device_names
-    from engines.devices.strategies import expand_devices, expand_methods
-
-    # "auto": every present device a chosen runtime serves; each device's strategies as methods
-    args.choose_device = "auto" in args.devices or len(args.devices) > 1
-    backends = {d for r in args.runtimes for d in catalog.RUNTIMES[r].devices}
-    args.devices = tuple(expand_devices(args.devices, backends))
-    methods, strategies = expand_methods(args.methods, list(args.devices))
-    args.methods = tuple(methods)
-    args.strategies = strategies
-    unknown = [d for d in args.devices if d not in device_names()]
-    if unknown:
-        raise UsageError(f"unknown device(s): {', '.join(unknown)}; valid: {', '.join(device_names())}")
     method_settings, runtime_settings = parse_settings(args.settings)
     try:
-        measure = MeasureSettings(min_time_s=args.min_time, min_reps=args.min_reps,
-                                  max_time_s=max(20.0, args.min_time * 4), repeat=args.repeat)
-        return SweepRequest(
-            model=spec.path or spec.name, methods=args.methods, runtimes=args.runtimes, devices=args.devices,
-            batch_sizes=args.batch_sizes, configs=method_settings, runtime_configs=runtime_settings,
-            threads=args.threads, timeout_s=args.timeout, memory_limit_mb=args.memory_limit_mb,
-            measure=measure, model_options=model_options,
-        )
-    except ValueError as exc:
+        prepared = prepare(args.model, methods=args.methods, runtimes=args.runtimes, devices=args.devices,
+                           batch_sizes=args.batch_sizes, min_time=args.min_time, min_reps=args.min_reps,
+                           repeat=args.repeat, threads=args.threads, timeout=args.timeout,
+                           memory_limit_mb=args.memory_limit_mb, method_settings=method_settings,
+                           runtime_settings=runtime_settings, seq_len=args.seq_len,
+                           allow_pickle=args.allow_pickle or None, prompt_tokens=args.prompt_len,
+                           new_tokens=args.gen_len, images=args.images)
+    except ApiError as exc:
         raise UsageError(str(exc)) from None
+    args.choose_device, args.strategies = prepared.choose_device, prepared.strategies
+    return prepared.request
 
 
 # After Ctrl-C / SIGTERM the sweep ends its children and records the run as interrupted, which takes
