@@ -38,6 +38,9 @@ def add_parsers(sub: Any) -> None:
     ins = sub.add_parser("insights", help="which technique wins for each architecture family and device, with the "
                                           "evidence, and a diagnosis of surprises against this machine's roofline")
     ins.add_argument("--models", type=csv_list, help="only these models (default: every model measured)")
+    ins.add_argument("--across-runs", action="store_true",
+                     help="compare a variant with another run's fp32 when its own run measured none "
+                          "(default: pairs within one run only)")
     ins.add_argument("--remeasure-roofline", action="store_true",
                      help="measure this machine's peak compute and bandwidth again")
     ins.add_argument("--json", action="store_true")
@@ -94,6 +97,8 @@ def print_insights(console: Any, data: dict[str, Any]) -> None:
         console.print("no quantized result with an fp32 reference to compare yet")
         return
     console.print(insights_table(data))
+    if data.get("pool"):
+        console.print(f"  [dim]compared: {data['pool']}[/]")
     for line in data["winners"]:
         console.print(f"  {line}")
     for s in data["surprises"]:
@@ -180,7 +185,7 @@ def cmd_insights(args) -> int:
             raise UsageError(f"no stored results for {', '.join(missing)}; models with results: "
                              f"{', '.join(store.distinct_values('model')) or 'none yet'}")
     profile = _profile(store, console, remeasure=args.remeasure_roofline)
-    data = insights(results, facts, profile)
+    data = insights(results, facts, profile, across_runs=getattr(args, "across_runs", False))
     if args.json:
         _dump(data, "-")
     else:
