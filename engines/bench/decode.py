@@ -98,7 +98,7 @@ def kv_artifact(model: Any, planned: list[dict[str, Any]], ctx: Any) -> tuple[Pa
         return None, f"{', '.join(refused)} is not applied to the decode-step graph yet (no cached decode)"
     from dataclasses import replace
 
-    from engines.bench.worker import apply_passes
+    from engines.bench.build import apply_passes
     from engines.models.kv_cache import past_names
     from engines.passes import PassContext
 

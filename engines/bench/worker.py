@@ -25,19 +25,25 @@ from typing import Any
 
 import numpy as np
 
+from engines.bench.build import (  # noqa: F401 - re-exported: tests, bench scripts and export use them
+    EVAL_BATCH,
+    _context,
+    apply_passes,
+    reference_outputs,
+    run_outputs,
+    source_artifact,
+)
 from engines.bench.conditions import NeighbourCpu, PeakRss, process_peak_mb, release_memory, rss_mb
 from engines.bench.measure import LatencyStats, MeasureSettings, measure_latency
 from engines.core.config import config_from_dict
 from engines.core.errors import ModelLoadError
 from engines.devices.strategies import isa_notes
 from engines.models import ModelSpec, load_model
-from engines.models.base import LoadedModel, iter_batches
+from engines.models.base import LoadedModel
 from engines.models.onnx_cache import SOURCE_FORMAT
-from engines.passes import Format, PassContext, get_pass
+from engines.passes import Format, PassContext
 from engines.runtimes import runtime_spec
 from engines.runtimes.base import Artifact, UnsupportedVariant
-
-EVAL_BATCH = 256
 
 
 class Channel:
@@ -86,66 +92,6 @@ def _inject_fault(method: str) -> None:
         hog = []
         while True:
             hog.append(np.ones(64 * 2**20 // 8))  # 64 MiB at a time, touched
-
-
-def run_outputs(session, data: dict[str, np.ndarray], batch_size: int = EVAL_BATCH) -> np.ndarray:
-    return np.concatenate([session.run(batch) for batch in iter_batches(data, batch_size)])
-
-
-def reference_outputs(model, workdir: Path) -> np.ndarray:
-    """fp32 outputs on the held-out set: torch eager for torch models, ORT for ONNX files."""
-    if model.module is not None:
-        import torch
-
-        with torch.inference_mode():
-            outs = [
-                model.module(*(torch.from_numpy(batch[n]) for n in model.input_names)).float().numpy()
-                for batch in iter_batches(model.eval_inputs, model.fixed_batch or EVAL_BATCH)
-            ]
-        return np.concatenate(outs)
-    from engines.runtimes.ort.session import OnnxSession
-
-    session = OnnxSession(model.onnx_source, "cpu", threads=1)
-    return run_outputs(session, model.eval_inputs, model.fixed_batch or EVAL_BATCH)
-
-
-def source_artifact(model: LoadedModel, workdir: Path) -> Artifact:
-    """The loaded model as the first artifact of the chain: its ONNX file, or its torch module."""
-    if model.module is None:
-        from engines.passes.onnx_passes import export_fp32
-
-        return Artifact(export_fp32(model, workdir), format=Format.ONNX.value)  # copies the file
-    # Saved (for its size) only if no pass replaces it: see apply_passes.
-    return Artifact(workdir / "model.fp32.pt", payload=model.module, format=Format.TORCH.value)
-
-
-def _context(model: LoadedModel, workdir: Path, runtime: str, device: str, threads: int,
-             emit: Emitter | None = None) -> PassContext:
-    progress = (lambda **data: emit("phase", phase="quantize", detail=data)) if emit else (lambda **data: None)
-    return PassContext(model, workdir, runtime, device, threads, progress)
-
-
-def apply_passes(model: LoadedModel, planned: list[dict[str, Any]], ctx: PassContext) -> tuple[Artifact, list[str]]:
-    """Run the planned chain; returns the last artifact and the names of the passes applied.
-
-    A chain that starts with ``export-onnx`` on a model that already is an ONNX graph (the
-    export cache) skips that pass."""
-    artifact = source_artifact(model, ctx.workdir)
-    applied: list[str] = []
-    for step in planned:
-        spec = get_pass(step["pass"])
-        if spec.input.value != artifact.format and spec.config_class is None and spec.output.value == artifact.format:
-            continue  # the conversion is already done (the model came as that format)
-        config = config_from_dict(spec.config_class, step["config"]) if spec.config_class else None
-        notes = artifact.notes
-        artifact = spec.fn(ctx, artifact, config)
-        artifact.notes = notes + [n for n in artifact.notes if n not in notes]
-        applied.append(spec.name)
-    if artifact.payload is not None and not artifact.path.exists():
-        from engines.passes.torch_passes import save_module
-
-        artifact = save_module(artifact.payload, ctx, "fp32")
-    return artifact, applied
 
 
 def add_kv_graph(model: LoadedModel, planned: list[dict[str, Any]], ctx: PassContext, artifact: Artifact) -> None:

@@ -15,7 +15,7 @@ from engines.export.pipeline import Exported
 
 
 def _apply(model, planned, work: Path, runtime: str):
-    from engines.bench.worker import apply_passes
+    from engines.bench.build import apply_passes
     from engines.passes import PassContext
 
     ctx = PassContext(model, work, runtime, "cpu", 1)

@@ -160,7 +160,7 @@ def run_export(store_path: Path, result_id: int, fmt_name: str, out_dir: Path, *
 
 def _export(store, source: dict[str, Any], run: dict[str, Any], model_spec, recipe, planned, fmt: ExportFormat,
             out_dir: Path, validate: bool, say: Callable[[str], None]) -> dict[str, Any]:
-    from engines.bench.worker import reference_outputs
+    from engines.bench.build import reference_outputs
     from engines.export import metadata as meta
     from engines.export.templates import write_templates
     from engines.export.validate import validate_export

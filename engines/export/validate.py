@@ -81,7 +81,7 @@ def validate_export(fmt, exported, model, reference: np.ndarray, source: dict[st
     from engines.runtimes.base import UnsupportedVariant
 
     report: dict[str, Any] = {"format": fmt.name, "runtime": fmt.validates_with, "file": exported.path.name,
-                              "rows": int(len(reference)), "task": model.task}
+                              "rows": len(reference), "task": model.task}
     figures = {k: v for k, v in (exported.facts or {}).items() if k in ("ops", "coreml_ops", "coreml_op_total",
                                                                         "coreml_compressed_ops", "quantized_ops")}
     report["metrics"] = figures
@@ -122,7 +122,8 @@ def validate_export(fmt, exported, model, reference: np.ndarray, source: dict[st
     report["runtime_info"] = getattr(session, "info", {}) or {}
     report["validated"] = True
     report["ran"] = True
-    from engines.analysis.rules import agreement as judged_by, bar_text
+    from engines.analysis.rules import agreement as judged_by
+    from engines.analysis.rules import bar_text
 
     found = judged_by({"agreement": basis or {}}, model.task)
     kind = found[0] if found else ("cosine" if model.task in ("embedding", "generic") else "top-1")

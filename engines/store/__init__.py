@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from engines.analysis.rules import pareto
 from engines.core.schema import Result, now_iso, public_json, variant_key  # noqa: F401 - re-exported
 from engines.store.migrations import MIGRATIONS, SCHEMA_VERSION, legacy_recipe
 from engines.store.outbox import enqueue, queue_summary
-from engines.analysis.rules import pareto
 from engines.store.query import DISTINCT_COLUMNS, MEASURED, QUALITY, ResultQuery, frontier_sql, select_sql
 
 APP_ID = "qbench"

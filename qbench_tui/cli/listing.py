@@ -26,9 +26,9 @@ def cmd_results(args) -> int:
     run_id = args.run or (store.latest_run_id() if args.latest else None)
     # SQLite filters and limits (through the Python API's query); with --limit the newest N are
     # read, then shown oldest first.
-    filters = dict(model=args.model, method=args.method, label=args.label, runtime=args.runtime,
-                   device=args.device, host=getattr(args, "host", None), status=args.status, run_id=run_id,
-                   since=args.since)
+    filters = {"model": args.model, "method": args.method, "label": args.label, "runtime": args.runtime,
+               "device": args.device, "host": getattr(args, "host", None), "status": args.status, "run_id": run_id,
+               "since": args.since}
     try:
         results = query_results(store, limit=limit, newest_first=limit is not None, **filters)
     except ApiError as exc:

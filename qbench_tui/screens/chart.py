@@ -19,8 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
-from qbench_tui.analysis import (chart_models, display_label, fmt_num, frontier_results, latency, quality,
-                                 variant_label)
+from qbench_tui.analysis import chart_models, display_label, fmt_num, frontier_results, latency, quality, variant_label
 
 SERIES_VARIABLES = ("primary", "secondary", "accent", "success", "warning", "error")
 
