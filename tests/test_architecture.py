@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("qbench_tui", "engines")
 UI_ROOTS = {"qbench_tui", "textual", "rich"}
@@ -176,3 +178,66 @@ def test_the_long_file_allow_list_holds_only_files_that_are_still_long():
         path = ROOT / rel
         assert path.exists() and len(path.read_text(encoding="utf-8").splitlines()) > MAX_LINES, (
             f"{rel} was split or shortened: drop it from LONG_FILES_ALLOWED")
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected components of more than one module (each holds one or more cycles)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[set[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.add(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(component)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+# The engine's import circles still to break: the registries (plugins imports them, they import
+# plugins back; runtimes need passes' Format), and export's formats ↔ metadata ↔ pipeline (waiting
+# for the export-target registry). Breaking one removes it here; a new circle fails the test below.
+ENGINE_CYCLES_LEFT = (
+    {"engines.methods", "engines.methods.recipe", "engines.methods.registry", "engines.passes", "engines.plugins",
+     "engines.runtimes"},
+    {"engines.export.formats", "engines.export.metadata", "engines.export.pipeline"},
+)
+
+
+def test_the_engines_gain_no_import_cycle():
+    graph = _graph("engines")
+    assert "engines.bench.build" in graph["engines.bench.worker"]  # lazy imports count here too
+    new = [sorted(c) for c in _cycles(graph) if not any(c <= known for known in ENGINE_CYCLES_LEFT)]
+    assert new == [], f"new import cycle(s) among engines modules: {new}"
+
+
+@pytest.mark.xfail(strict=True, reason="import circles left in engines/: " + "; ".join(
+    " ↔ ".join(sorted(c)) for c in ENGINE_CYCLES_LEFT))
+def test_the_engines_modules_import_each_other_without_a_cycle():
+    cycle = _find_cycle(_graph("engines"))
+    assert cycle is None, "import cycle: " + " → ".join(cycle or [])
+
+
+def test_the_cycle_listing_itself():
+    assert _cycles({"a": {"b"}, "b": {"a", "c"}, "c": set(), "d": {"d2"}, "d2": {"d"}}) == [{"a", "b"}, {"d", "d2"}]

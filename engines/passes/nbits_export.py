@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engines.passes.onnx_passes import gemm_to_matmul
+from engines.passes.onnx_graph import gemm_to_matmul
 
 NBITS_BLOCKS = (256, 128, 64, 32, 16)  # MatMulNBits' block sizes: powers of two from 16
 

@@ -20,6 +20,7 @@ from engines.methods.int4 import Int4Algorithm, Int4Config
 from engines.methods.int8 import DynamicInt8Config, StaticInt8Config, WeightInt8Config
 from engines.passes import Format, PassContext, register_pass
 from engines.passes.onnx_bias_correction import correct_conv_biases
+from engines.passes.onnx_graph import gemm_to_matmul
 from engines.runtimes.base import Artifact, UnsupportedVariant
 
 if TYPE_CHECKING:
@@ -57,49 +58,6 @@ def export_fp32(model: LoadedModel, workdir: Path, module=None) -> Path:
         opset_version=OPSET, dynamo=False,
     )
     return target
-
-
-def gemm_to_matmul(model_proto) -> int:
-    """Rewrite ``Gemm(A, W, b)`` with constant weights as ``MatMul`` + ``Add``, in place.
-
-    Exporters emit Gemm for linear layers, but ONNX Runtime's block-wise quantizer
-    (MatMulNBits) only quantizes MatMul nodes. Returns the number of nodes rewritten.
-    """
-    import numpy as np
-    import onnx
-    from onnx import helper, numpy_helper
-
-    graph = model_proto.graph
-    inits = {t.name: t for t in graph.initializer}
-    new_nodes, rewritten = [], 0
-    for node in graph.node:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if (
-            node.op_type != "Gemm" or node.input[1] not in inits or attrs.get("transA", 0)
-            or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0
-        ):
-            new_nodes.append(node)
-            continue
-        weight = numpy_helper.to_array(inits[node.input[1]])
-        if attrs.get("transB", 0):
-            weight = weight.T
-        w_name = node.input[1] + "_matmul"
-        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(weight), w_name))
-        has_bias = len(node.input) > 2 and node.input[2]
-        mm_out = node.output[0] + "_mm" if has_bias else node.output[0]
-        new_nodes.append(helper.make_node("MatMul", [node.input[0], w_name], [mm_out], name=node.name + "_mm"))
-        if has_bias:
-            new_nodes.append(helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=node.name + "_add"))
-        rewritten += 1
-    if rewritten:
-        used = {i for n in new_nodes for i in n.input}
-        keep = [t for t in graph.initializer if t.name in used]
-        del graph.node[:]
-        graph.node.extend(new_nodes)
-        del graph.initializer[:]
-        graph.initializer.extend(keep)
-        onnx.checker.check_model(model_proto)
-    return rewritten
 
 
 def count_ops(path: Path) -> dict[str, int]:
