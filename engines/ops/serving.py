@@ -100,7 +100,7 @@ def ensure_export(store_path: Path, result_id: int, fmt: str, exports_root: Path
     except ImportError as exc:
         raise ServeError(f"exporting needs engines.export ({exc})") from None
     try:
-        export_result(Path(store_path), int(result_id), fmt, out)
+        export_result(Path(store_path), int(result_id), fmt, out, force=True)  # qbench's own exports folder
     except Exception as exc:  # the exporter's own errors say what failed; keep them one line
         raise ServeError(f"exporting result {result_id} as {fmt} failed: {exc}") from None
     return out
