@@ -137,5 +137,8 @@ def describe(path: Path, exc: BaseException) -> str:
 
 def write_error(path: Path, exc: BaseException) -> str | None:
     """The one-line cause of a failed write (no space, read-only, locked), or None for another error."""
+    if not isinstance(exc, sqlite3.Error) and not (
+            isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EROFS)):
+        return None
     message = describe(path, exc)
     return None if "is corrupt or not a database" in message else message

@@ -7,9 +7,7 @@ permissions (which do not bind root)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -22,13 +20,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if Path(str(item.fspath)).is_relative_to(HERE):
             item.add_marker(pytest.mark.faults)
-
-
-def integrity(db: Path) -> str:
-    """``PRAGMA integrity_check`` of a store, read-only (immutable where its folder is read-only)."""
-    params = "mode=ro" if os.access(db.parent, os.W_OK) else "mode=ro&immutable=1"
-    with contextlib.closing(sqlite3.connect(f"file:{db}?{params}", uri=True, timeout=10)) as conn:
-        return conn.execute("PRAGMA integrity_check").fetchone()[0]
 
 
 def _mount(*args: str) -> bool:

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import integrity
 
 from engines.store import SCHEMA_VERSION, Store, StoreError
+from tests.faults.fault_support import fill, integrity
 from tests.helpers import qbench
 
 
@@ -114,21 +114,10 @@ def test_a_read_only_store_is_still_readable_and_a_run_is_refused_for_the_right_
 
 def test_a_new_store_on_a_full_disk_says_no_space(tmpfs):
     where = tmpfs(64)
-    _fill(where)
+    fill(where)
     with pytest.raises(StoreError) as info:
         Store(where / "qbench.db")
     assert "no space left" in str(info.value) and "corrupt" not in str(info.value)
-
-
-def _fill(where: Path) -> None:
-    fd = os.open(where / "filler", os.O_WRONLY | os.O_CREAT)
-    try:
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def test_a_new_store_past_the_file_size_limit_says_no_space(tmp_path):
