@@ -233,9 +233,10 @@ class WorkerProcess:
         self.returncode: int | None = None
         self.log_path: Path | None = None
         self.started_s = 0.0  # seconds from start() to the first event (the launch overhead)
-        # The harness's own memory (interpreter, preloaded libraries), reported by the child before
-        # it loads the model: the limit caps what the variant adds to it, as results report it.
-        self.baseline_mb = 0.0
+        # The harness's own memory (interpreter, preloaded libraries): the child's first RSS sample
+        # (a fork of the preloaded server holds them from its first instant), then the figure the
+        # child reports before it loads the model. The limit caps what the variant adds to it.
+        self.baseline_mb: float | None = None
 
     @property
     def alive(self) -> bool:
@@ -250,6 +251,7 @@ class WorkerProcess:
         self.log_path = log_path
         self._t0 = time.perf_counter()
         self.started_s = 0.0
+        self.baseline_mb = None
         try:
             start = _start_fork if (how or launcher()) == "fork" else _start_spawn
             self._handle = start(threads, child, log_path)
@@ -311,6 +313,8 @@ class WorkerProcess:
                     self.kill()
                     raise ChildEnded(f"timed out after {timeout_s:.0f} s (killed)")
                 rss = self.rss_mb()
+                if rss is not None and self.baseline_mb is None:
+                    self.baseline_mb = rss
                 if rss is not None and rss - self.baseline_mb > self.limit_mb:
                     self.kill()
                     raise ChildEnded(f"out of memory: the variant used {rss - self.baseline_mb:.0f} MB (above the "

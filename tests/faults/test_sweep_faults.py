@@ -106,19 +106,19 @@ def test_a_disk_that_fills_mid_sweep_ends_in_one_line_with_the_resume_command(tm
     assert reopened.list_runs()[0]["status"] == "interrupted"
 
 
-def test_the_memory_limit_caps_the_same_memory_the_result_reports(store, fast_measure, monkeypatch):
+def test_the_memory_limit_caps_the_same_memory_the_result_reports(store, fast_measure):
     """The limit counts the variant's own memory (RSS above the harness's baseline of interpreter
-    and preloaded libraries, some 400 MB here), as ``memory.variant_peak_mb`` reports it: a limit far
-    under the process's whole RSS but above the variant's own keeps it; a runaway variant is killed."""
+    and preloaded libraries, some 300-400 MB here), the figure results report as
+    ``memory.variant_peak_mb``: a limit above that figure keeps the variant, one far under it kills it
+    (the limit is checked by sampling every 0.2 s, so a peak shorter than that may pass)."""
     from dataclasses import replace
 
-    request = replace(_request(fast_measure), memory_limit_mb=200)
-    [result] = SweepRunner(store).run(request).results
-    memory = result["memory"]
-    assert result["status"] == "ok", result["error"]
-    assert memory["process_peak_mb"] > 200 and 0 < memory["variant_peak_mb"] <= 200
-    assert memory["variant_peak_mb"] == pytest.approx(memory["process_peak_mb"] - memory["baseline_mb"])
-    monkeypatch.setenv("QBENCH_FAULT", "oom:fp32")
-    [killed] = SweepRunner(store).run(request).results
+    [free] = SweepRunner(store).run(_request(fast_measure)).results
+    memory = free["memory"]
+    own = memory["variant_peak_mb"]
+    assert free["status"] == "ok" and 0 < own < memory["process_peak_mb"]
+    assert own == pytest.approx(memory["process_peak_mb"] - memory["baseline_mb"])
+    [kept] = SweepRunner(store).run(replace(_request(fast_measure), memory_limit_mb=own * 1.5 + 30)).results
+    assert kept["status"] == "ok", kept["error"]  # far under the process's whole RSS, above the variant's own
+    [killed] = SweepRunner(store).run(replace(_request(fast_measure), memory_limit_mb=5)).results
     assert killed["status"] == "failed" and "out of memory: the variant used" in killed["error"]
-    assert "over the 200 MB limit" in killed["error"]
