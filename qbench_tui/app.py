@@ -14,6 +14,7 @@ import asyncio
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -122,7 +123,10 @@ def make_app(store: Any | None = None, settings: AppSettings | None = None, db: 
     return QBenchApp(store=store, db_path=db, settings=settings, system=system, theme_dirs=theme_dirs)
 
 
-HANG_UP_GRACE_S = 5.0  # after a hang-up, the app's own exit gets this long before the process ends
+# After a hang-up the process is gone within this, whatever it was doing: the app's own exit and
+# the sweep's recording of its end get this long together (a run still 'running' when the process
+# has gone reads as interrupted, its results kept, on the store's next open).
+HANG_UP_GRACE_S = 1.2
 
 
 def run_app(db: Path | None = None) -> int:
@@ -172,8 +176,9 @@ def hang_up(app: QBenchApp) -> None:
 
 def _leave_after_hang_up(app: QBenchApp) -> None:
     # Only the event and the wait: the state machine itself is the UI thread's to change.
+    deadline = time.monotonic() + HANG_UP_GRACE_S
     sweep = app.main.sweep
     sweep.cancel_event.set()
-    sweep.wait(HANG_UP_GRACE_S)
-    threading.Event().wait(HANG_UP_GRACE_S)
+    sweep.wait(max(0.0, deadline - time.monotonic()))
+    threading.Event().wait(max(0.0, deadline - time.monotonic()))
     os._exit(130)  # still here: the app's exit is stuck on the dead terminal (daemon: a clean exit never gets here)

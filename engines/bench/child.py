@@ -102,6 +102,19 @@ def stop_fork_server(timeout_s: float = 10.0) -> None:
         _bounded_stop(resource_tracker._resource_tracker, "_pid", timeout_s)
 
 
+@contextlib.contextmanager
+def held_interrupts():
+    """Ctrl-C is ignored while a sweep records its end and stops its helpers (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _bounded_stop(server: Any, pid_attr: str, timeout_s: float) -> None:
     pid = getattr(server, pid_attr, None)
 
@@ -220,6 +233,10 @@ class WorkerProcess:
         self.returncode: int | None = None
         self.log_path: Path | None = None
         self.started_s = 0.0  # seconds from start() to the first event (the launch overhead)
+        # The harness's own memory (interpreter, preloaded libraries): the child's first RSS sample
+        # (a fork of the preloaded server holds them from its first instant), then the figure the
+        # child reports before it loads the model. The limit caps what the variant adds to it.
+        self.baseline_mb: float | None = None
 
     @property
     def alive(self) -> bool:
@@ -234,6 +251,7 @@ class WorkerProcess:
         self.log_path = log_path
         self._t0 = time.perf_counter()
         self.started_s = 0.0
+        self.baseline_mb = None
         try:
             start = _start_fork if (how or launcher()) == "fork" else _start_spawn
             self._handle = start(threads, child, log_path)
@@ -275,6 +293,9 @@ class WorkerProcess:
                     raise Cancelled
                 while self._pending:
                     event = self._pending.pop(0)
+                    if event.get("event") == "baseline":
+                        self.baseline_mb = float(event["rss_mb"])
+                        continue
                     if event.get("event") in kinds:
                         return event
                     handle(event)
@@ -292,10 +313,13 @@ class WorkerProcess:
                     self.kill()
                     raise ChildEnded(f"timed out after {timeout_s:.0f} s (killed)")
                 rss = self.rss_mb()
-                if rss is not None and rss > self.limit_mb:
+                if rss is not None and self.baseline_mb is None:
+                    self.baseline_mb = rss
+                if rss is not None and rss - self.baseline_mb > self.limit_mb:
                     self.kill()
-                    raise ChildEnded(f"out of memory: the process used {rss:.0f} MB, over the "
-                                     f"{self.limit_mb:.0f} MB limit (killed)")
+                    raise ChildEnded(f"out of memory: the variant used {rss - self.baseline_mb:.0f} MB (above the "
+                                     f"harness's own {self.baseline_mb:.0f} MB), over the {self.limit_mb:.0f} MB "
+                                     "limit (killed)")
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Ask it to exit (it is idle between rounds), then make sure it has."""

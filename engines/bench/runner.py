@@ -17,6 +17,7 @@ crash, hang, out-of-memory, unsupported, Ctrl-C — becomes a recorded, readable
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import threading
@@ -29,7 +30,7 @@ from typing import Any
 from engines import catalog
 from engines.analysis import rules
 from engines.bench import rounds as rounds_mod
-from engines.bench.child import Cancelled, ChildEnded, WorkerProcess, exit_reason, stop_fork_server
+from engines.bench.child import Cancelled, ChildEnded, WorkerProcess, exit_reason, held_interrupts, stop_fork_server
 from engines.bench.lock import MeasurementLock
 from engines.bench.request import SweepRequest, Variant, plan_variants
 from engines.core import events
@@ -39,7 +40,8 @@ from engines.core.schema import Result, now_iso, variant_key
 from engines.models import ModelSpec, resolve_model
 from engines.passes import Plan
 from engines.paths import artifacts_dir
-from engines.store import Store
+from engines.store import Store, StoreError
+from engines.store.opening import write_error as store_write_error
 from engines.store.sinks import ResultSink, SqliteSink
 
 EventHandler = Callable[[events.SweepEvent], None]
@@ -116,7 +118,9 @@ class SweepRunner:
     def run(self, request: SweepRequest, resume_run_id: str | None = None) -> SweepOutcome:
         spec = resolve_model(request.model, request.model_options)
         run_id = resume_run_id or new_run_id()
-        done = {variant_key(r) for r in self.store.results(run_id)} if resume_run_id else set()
+        # A variant stored ``partial`` (interrupted between rounds) is measured again on resume.
+        done = {variant_key(r) for r in self.store.results(run_id)
+                if "partial" not in (r.get("flags") or [])} if resume_run_id else set()
         env = collect_environment(request.effective_threads)
         self._to_sinks("run_started", run_id, spec.name, request.to_dict(), env, self.source)
         variants = plan_variants(request)
@@ -131,22 +135,32 @@ class SweepRunner:
                     self.on_event(events.WaitingForMachine(run_id, None))
                 self._measure(run_id, spec, request, variants, done)
         except (KeyboardInterrupt, SweepInterrupted, Cancelled) as exc:
-            self._kill_all()
-            self._record_partial(run_id, spec)
-            reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else "cancelled"
-            self._to_sinks("run_ended", run_id, "interrupted", reason)
+            with held_interrupts():  # a second Ctrl-C must not cut the recording of the first short
+                self._kill_all()
+                self._record_partial(run_id, spec)
+                reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else "cancelled"
+                self._to_sinks("run_ended", run_id, "interrupted", reason)
             self.on_event(events.RunFinished(run_id, "interrupted"))
             raise SweepInterrupted(run_id) from None
         except BaseException as exc:
             self._kill_all()
+            cause = store_write_error(self.store.path, exc)
+            if cause:  # a full disk or a read-only store: one line, the run stays resumable
+                with contextlib.suppress(Exception):
+                    self._to_sinks("run_ended", run_id, "interrupted", cause)
+                self.on_event(events.RunFinished(run_id, "interrupted"))
+                raise StoreError(f"{cause}. Finished results are kept: resume with qbench run --resume "
+                                 f"{run_id}") from None
             message = str(exc) if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
             self._to_sinks("run_ended", run_id, "failed", message)
             self.on_event(events.RunFinished(run_id, "failed"))
             raise
+        else:  # recorded before the fork server stops: a Ctrl-C there cannot unfinish a complete run
+            self._to_sinks("run_ended", run_id, "finished", None)
         finally:
             if not self.keep_fork_server:
-                stop_fork_server()
-        self._to_sinks("run_ended", run_id, "finished", None)
+                with held_interrupts():
+                    stop_fork_server()
         self.on_event(events.RunFinished(run_id, "finished"))
         return SweepOutcome(run_id, "finished", self.store.results(run_id))
 
@@ -361,6 +375,8 @@ class SweepRunner:
                   "timing_growth_mb": max(r["timing_growth_mb"] for r in quiet),
                   "device_mb": first.get("device_memory_mb"), "process_peak_mb": first.get("process_peak_mb"),
                   "method": first.get("memory_method")}
+        if memory["process_peak_mb"] is not None and memory.get("baseline_mb") is not None:  # what the limit caps
+            memory["variant_peak_mb"] = max(0.0, memory["process_peak_mb"] - memory["baseline_mb"])
         notes = list(ready["notes"])
         for warning in first.get("warnings") or []:
             if warning not in notes and not warning.startswith("p99 from"):
@@ -371,6 +387,7 @@ class SweepRunner:
             notes.append(f"ended after {len(measured)} round(s): {slot.ended}")
         if interrupted:
             notes.append(f"interrupted after {len(measured)} round(s)")
+            flags = [*flags, "partial"]  # measured again by --resume
         loaded = [r for r in measured if rounds_mod.under_load(r)]
         if loaded:
             notes.append(f"{len(loaded)} of {len(measured)} rounds measured while other processes used the CPU "

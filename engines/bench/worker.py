@@ -186,6 +186,7 @@ def prepare(job: dict[str, Any], emit: Channel) -> Prepared:
     session_module = importlib.import_module(runtime_spec(runtime).session)
     release_memory()
     baseline = rss_mb()
+    emit("baseline", rss_mb=baseline)  # the memory limit counts what the variant adds to it
     model, reference = _load(spec, workdir)
     load_mb = rss_mb() - baseline
     info = {**session_module.runtime_info(), "thread_pool": thread_pool_info(runtime, threads)}

@@ -77,16 +77,18 @@ def missing_extra(fmt: str) -> str | None:
 
 def export_result(store_path: str | Path, result_id: int, fmt: str, out_dir: str | Path, *,
                   validate: bool = True, recipe: str | None = None,
-                  progress: Any = None) -> dict[str, Any]:
+                  progress: Any = None, force: bool = False) -> dict[str, Any]:
     """Export stored result ``result_id`` to ``fmt`` under ``out_dir``; returns the report (also
     written as ``out_dir/qbench.json``). ``recipe`` replaces the variant's recipe (the nearest
     one a format can express, when it cannot express the variant's own); ``progress`` is called
-    with one line per step. Raises :class:`ExportError` for anything the caller must change."""
+    with one line per step. A non-empty ``out_dir`` qbench did not write is refused unless ``force``
+    (then only the export's own files are written; nothing else is deleted). Raises
+    :class:`ExportError` for anything the caller must change."""
     export_format(fmt)
     from engines.export.pipeline import run_export
 
     return run_export(Path(store_path), int(result_id), fmt, Path(out_dir), validate=validate, recipe=recipe,
-                      progress=progress)
+                      progress=progress, force=force)
 
 
 def pick_best(results: list[dict[str, Any]], objective: str = "latency") -> dict[str, Any] | None:

@@ -108,7 +108,8 @@ def _source(store, result_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def run_export(store_path: Path, result_id: int, fmt_name: str, out_dir: Path, *, validate: bool = True,
-               recipe: str | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+               recipe: str | None = None, progress: Callable[[str], None] | None = None,
+               force: bool = False) -> dict[str, Any]:
     """See :func:`engines.export.export_result`."""
     from engines.methods.recipe import Recipe, parse_recipe
     from engines.models import ModelNotFound, resolve_model
@@ -120,6 +121,7 @@ def run_export(store_path: Path, result_id: int, fmt_name: str, out_dir: Path, *
     fmt = EXPORT_FORMATS[fmt_name]
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"{out_dir} exists and is not a directory")
+    check_out_dir(out_dir, force)
     try:
         store = Store(store_path)
     except StoreError as exc:
@@ -156,6 +158,19 @@ def run_export(store_path: Path, result_id: int, fmt_name: str, out_dir: Path, *
             raise ExportError(f"{fmt.title} export of result {result_id} failed: {exc}") from None
     finally:
         store.close()
+
+
+def check_out_dir(out_dir: Path, force: bool) -> None:
+    """A folder with files qbench did not write (no export report of its own) is refused unless
+    ``force``; even then only the export's own files are written over, nothing else is deleted."""
+    if force or not out_dir.is_dir() or (out_dir / REPORT_NAME).is_file():
+        return
+    theirs = sorted(p.name for p in out_dir.iterdir())
+    if theirs:
+        shown = ", ".join(theirs[:3]) + (f" and {len(theirs) - 3} more" if len(theirs) > 3 else "")
+        raise ExportError(f"{out_dir} is not empty and was not written by qbench export ({shown}): choose a new "
+                          "or empty folder with --out, or give --force to write the export's own files there "
+                          "(nothing else in it is deleted)")
 
 
 def _export(store, source: dict[str, Any], run: dict[str, Any], model_spec, recipe, planned, fmt: ExportFormat,

@@ -14,6 +14,7 @@ of that name is back. The run's chosen hosts and scheduler are kept in its envir
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -253,6 +254,13 @@ class FleetRunner:
                 client.sync(_wait, [t.future for t in pending], timeout=POLL_S, return_when="FIRST_COMPLETED")
             except TimeoutError:
                 pass
+            except Exception as exc:
+                self._lose_scheduler(client, run_id, hosts, tasks, exc)
+                raise
+            # Futures the client did not cancel end 'cancelled' when the scheduler went away: that is
+            # an interrupted run (resumable), not failed variants.
+            if any(t.future.status == "cancelled" for t in pending) and not self._scheduler_alive(client):
+                self._lose_scheduler(client, run_id, hosts, tasks, None)
             for task in pending:
                 if task.future.status in ("finished", "error", "cancelled"):
                     self._collect(run_id, task)
@@ -326,6 +334,29 @@ class FleetRunner:
                 for identity in task.identity:
                     self._record(run_id, Result(**identity, status="interrupted", host=host, started_at=now_iso(),
                                                 error=f"host {host} was lost while measuring it"))
+
+    def _scheduler_alive(self, client: Any) -> bool:
+        try:
+            client.scheduler_info(n_workers=-1)
+        except Exception:  # noqa: BLE001 - any failure to ask it: gone
+            return False
+        return client.status == "running"
+
+    def _lose_scheduler(self, client: Any, run_id: str, hosts: list[str], tasks: list[_Task],
+                        exc: BaseException | None) -> None:
+        """The scheduler went away: each host's in-flight variant is ``interrupted`` and the run ends
+        interrupted (``--resume`` sends what is missing once a scheduler is back)."""
+        if exc is not None and self._scheduler_alive(client):
+            return  # another failure: the caller raises it
+        for task in tasks:  # what finished before it went is kept
+            if not task.done and task.future is not None and task.future.status == "finished":
+                with contextlib.suppress(Exception):
+                    self._collect(run_id, task)
+        for host in hosts:
+            with contextlib.suppress(Exception):  # cancelling needs the scheduler; recording does not
+                self._lose(client, run_id, host, tasks)
+        raise SweepInterrupted(f"lost the scheduler at {self.cluster}; resume with qbench run --resume {run_id} "
+                               "once it is back")
 
     def _record(self, run_id: str, result: Result) -> None:
         result.run_id = run_id

@@ -83,6 +83,8 @@ async def check_scheduler_version(address: str, name: str, security: Any = None)
                 return None
     except (OSError, asyncio.TimeoutError) as exc:
         raise FleetError(f"cannot reach the scheduler at {address}: {exc}") from None
+    if not isinstance(info, dict):  # a plain `dask scheduler` answers an unknown handler with nothing
+        return None
     message = version_mismatch(name, announced_version(), f"the scheduler at {address}", info.get("qbench", "?"))
     if message:
         raise FleetError(message)

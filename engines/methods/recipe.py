@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +102,43 @@ def parse_recipe(text: str, defaults: dict[str, dict[str, Any]] | None = None) -
             if key not in fields:
                 valid = ", ".join(fields) or "(none)"
                 raise ValueError(f"{text!r}: {name} has no setting {key!r}; valid: {valid}")
-            settings[key] = coerce_field(fields[key]["type"], value)
-        steps.append(config_from_dict(spec.config_class, settings))
+            try:
+                settings[key] = coerce_field(fields[key]["type"], value)
+            except ValueError:
+                raise ValueError(setting_error(name, spec.config_class, fields[key], value)) from None
+        try:
+            steps.append(config_from_dict(spec.config_class, settings))
+        except ValueError as exc:
+            raise ValueError(f"{text!r}: {name}: {exc}") from None
     return Recipe(tuple(steps))
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
+
+
+def setting_error(method: str, config_class: type, field: dict[str, Any], value: str) -> str:
+    """A setting that does not parse: the method, the setting, the expected type and the valid values."""
+    kind = field["type"]
+    if field["choices"]:
+        expected, valid = "one of its choices", ", ".join(map(str, field["choices"]))
+    elif kind is bool:
+        expected, valid = "true or false", "true/false, yes/no, on/off, 1/0"
+    else:
+        expected = _TYPE_NAMES.get(kind, getattr(kind, "__name__", str(kind)))
+        valid = _valid_values(config_class, field) or field["help"] or "any"
+    return (f"{method}: setting {field['name']} expects {expected}, got {value!r}; valid: {valid} "
+            f"(default {field['default']})")
+
+
+def _valid_values(config_class: type, field: dict[str, Any]) -> str | None:
+    """The range a numeric setting accepts, as the config's own validation states it (probed with
+    values no setting accepts)."""
+    if field["type"] not in (int, float):
+        return None
+    for probe in (-(10**9), 10**9, 0):
+        try:
+            config_from_dict(config_class, {field["name"]: field["type"](probe)})
+        except ValueError as exc:
+            text = re.sub(r"\s*\(got [^)]*\)$", "", str(exc))
+            return text[text.find(field["name"]):] if field["name"] in text else text
+    return None

@@ -13,6 +13,7 @@ Standard library only: the app's monitor view polls with this module in a thread
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -27,10 +28,17 @@ class MonitorError(Exception):
     """The server could not be reached or did not answer like a served qbench model."""
 
 
+def _auth() -> dict[str, str]:
+    """The bearer token of a service started with one (``QBENCH_SERVE_TOKEN``)."""
+    token = os.environ.get("QBENCH_SERVE_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def http_get(url: str, timeout: float = 10.0) -> str:
     """GET ``url`` (following the ``/metrics`` → ``/metrics/`` redirect), the body as text."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - a URL the user gave
+        with urllib.request.urlopen(urllib.request.Request(url, headers=_auth()),
+                                    timeout=timeout) as response:
             return response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         raise MonitorError(f"{url} answered HTTP {exc.code}") from None
@@ -41,9 +49,10 @@ def http_get(url: str, timeout: float = 10.0) -> str:
 
 def http_post_json(url: str, payload: Any, timeout: float = 30.0) -> Any:
     data = json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST")
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **_auth()},
+                                     method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read().decode("utf-8"))
     except urllib.error.HTTPError as exc:
         body = exc.read().decode("utf-8", "replace")[:200]

@@ -58,6 +58,34 @@ def resolve_alias(name: str, alias: str, registry_uri: str | None) -> int:
     return int(result_id)
 
 
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def safety_env(host: str, token: str | None, no_auth: bool = False, max_body_mb: float | None = None,
+               allow_nonfinite: bool = False) -> dict[str, str]:
+    """The service's safety settings as its environment. Binding beyond loopback without a token is
+    refused unless ``no_auth`` says so: anyone who reaches the port could run the model."""
+    if not token and not no_auth and not is_loopback(host):
+        raise ServeError(f"--host {host} exposes the service beyond this machine: give --token (or set "
+                         "QBENCH_SERVE_TOKEN) so requests need it, or --no-auth to serve without one")
+    env = {"QBENCH_SERVE_TOKEN": token or ""}
+    if max_body_mb is not None:
+        if max_body_mb <= 0:
+            raise ServeError(f"--max-body-mb must be positive, got {max_body_mb}")
+        env["MAX_BODY_BYTES"] = str(int(max_body_mb * 1024 * 1024))
+    if allow_nonfinite:
+        env["ALLOW_NONFINITE"] = "1"
+    return env
+
+
 def export_dir_for(exports_root: Path, result_id: int, fmt: str) -> Path:
     return Path(exports_root) / f"result-{result_id}" / fmt
 
@@ -72,7 +100,7 @@ def ensure_export(store_path: Path, result_id: int, fmt: str, exports_root: Path
     except ImportError as exc:
         raise ServeError(f"exporting needs engines.export ({exc})") from None
     try:
-        export_result(Path(store_path), int(result_id), fmt, out)
+        export_result(Path(store_path), int(result_id), fmt, out, force=True)  # qbench's own exports folder
     except Exception as exc:  # the exporter's own errors say what failed; keep them one line
         raise ServeError(f"exporting result {result_id} as {fmt} failed: {exc}") from None
     return out
@@ -117,7 +145,7 @@ def start_service(export_dir: Path, host: str, port: int, extra_env: dict[str, s
 
 
 def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 60.0) -> dict[str, Any]:
-    """Poll ``/healthz`` until it answers 200 (its JSON), the process ends, or ``timeout``."""
+    """Poll ``/healthz`` until it answers 200 (``{"status": "ok"}``), the process ends, or ``timeout``."""
     import json
     import urllib.request
 
@@ -127,7 +155,7 @@ def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 
         if proc is not None and proc.poll() is not None:
             raise ServeError(f"the service exited with code {proc.returncode} before answering {url}/healthz")
         try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:  # noqa: S310 - loopback
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
                 return json.loads(response.read() or b"{}")
         except Exception as exc:  # not up yet
             last = str(exc)

@@ -19,6 +19,7 @@ from typing import Any
 from engines.analysis.rules import pareto
 from engines.core.schema import Result, now_iso, public_json, variant_key  # noqa: F401 - re-exported
 from engines.store.migrations import MIGRATIONS, SCHEMA_VERSION, legacy_recipe
+from engines.store.opening import connect, describe
 from engines.store.outbox import enqueue, queue_summary
 from engines.store.query import DISTINCT_COLUMNS, MEASURED, QUALITY, ResultQuery, frontier_sql, select_sql
 
@@ -39,16 +40,13 @@ class Store:
         self.path = Path(path).expanduser()
         self._lock = threading.RLock()
         self._check_file()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db: Any = None
         try:
-            self.conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn, self.read_only = connect(self.path)
             self._open()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"{self.path} is corrupt or not a database ({exc}); qbench left it untouched. "
-                "Move it away or choose another file with --db."
-            ) from None
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise StoreError(describe(self.path, exc)) from None
 
     @property
     def db(self) -> Any:
@@ -80,29 +78,54 @@ class Store:
         check = self.conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise sqlite3.DatabaseError(f"integrity check failed: {check}")
-        tables = {name for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if self.read_only:
+            self._check_tables(self._tables())
+            self._check_version(upgrade=False)
+            return
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        # Creation and migrations are one transaction: a second process opening the same new file
+        # waits here (busy timeout) and then finds the schema the first one wrote.
+        with self._lock, self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            tables = self._tables()
+            self._check_tables(tables)
+            if not tables:
+                self.conn.execute("CREATE TABLE [qbench_meta] ([key] TEXT PRIMARY KEY, [value] TEXT)")
+                self._set_meta("app", APP_ID)
+                self._set_meta("schema_version", "0")
+            version = self._check_version(upgrade=True)
+            for index in range(version, SCHEMA_VERSION):
+                MIGRATIONS[index](self.db)
+                self._set_meta("schema_version", str(index + 1))
+        self.reap_stale_runs()
+
+    def _tables(self) -> set[str]:
+        return {name for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def _check_tables(self, tables: set[str]) -> None:
         if tables and "qbench_meta" not in tables:
             raise StoreError(
                 f"{self.path} is a SQLite database but not a qbench database (tables: "
                 f"{', '.join(sorted(tables)[:5])}); qbench left it untouched. Choose another file with --db."
             )
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        with self._lock, self.conn:
-            if not tables:
-                self.conn.execute("CREATE TABLE [qbench_meta] ([key] TEXT PRIMARY KEY, [value] TEXT)")
-                self._set_meta("app", APP_ID)
-                self._set_meta("schema_version", "0")
-            version = int(self._get_meta("schema_version") or 0)
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path} was written by a newer qbench (schema {version}, this one knows "
-                    f"{SCHEMA_VERSION}); upgrade qbench to read it."
-                )
-            for index in range(version, SCHEMA_VERSION):
-                MIGRATIONS[index](self.db)
-                self._set_meta("schema_version", str(index + 1))
-        self.reap_stale_runs()
+
+    def _check_version(self, upgrade: bool) -> int:
+        version = int(self._get_meta("schema_version") or 0)
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer qbench (schema {version}, this one knows "
+                f"{SCHEMA_VERSION}); upgrade qbench to read it."
+            )
+        if version < SCHEMA_VERSION and not upgrade:
+            raise StoreError(f"{self.path} needs an upgrade (schema {version} to {SCHEMA_VERSION}) but is read-only "
+                             "here: open it once where it can be written")
+        return version
+
+    def require_writable(self) -> None:
+        """Refuse a write to a store opened read-only, saying why."""
+        if self.read_only:
+            raise StoreError(describe(self.path, sqlite3.OperationalError("attempt to write a readonly database")))
 
     def _get_meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM qbench_meta WHERE key = ?", [key]).fetchone()
@@ -123,6 +146,7 @@ class Store:
     def create_run(self, run_id: str, model: str, request: dict, environment: dict, source: str,
                    outbox: str | None = None) -> None:
         """``outbox``: a tracking URI to queue the run's start for, in the same transaction."""
+        self.require_writable()
         with self._lock, self.db.conn:
             self.db["runs"].insert(
                 {

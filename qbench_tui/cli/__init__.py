@@ -55,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "(torch.compile=true, onnxruntime.nbits_compute=fp32); repeatable")
     run.add_argument("--threads", type=int, help="intra-op threads (default: physical cores)")
     run.add_argument("--timeout", type=float, default=900.0, help="seconds per variant (default 900)")
-    run.add_argument("--memory-limit-mb", type=float, help="kill a variant above this RSS (default 80%% of RAM)")
+    run.add_argument("--memory-limit-mb", type=float,
+                     help="kill a variant whose own memory (the child's RSS above the harness's baseline of "
+                          "interpreter and preloaded libraries; reported as memory.variant_peak_mb) exceeds "
+                          "this (default 80%% of RAM)")
     run.add_argument("--min-time", type=float, default=1.0, help="minimum measuring seconds per batch size")
     run.add_argument("--min-reps", type=int, default=30, help="minimum timed repetitions per batch size")
     run.add_argument("--repeat", type=int, default=3, metavar="K",

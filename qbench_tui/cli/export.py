@@ -32,7 +32,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--label", help="with --best: only this recipe, by its label (e.g. int4(g128))")
     p.add_argument("--format", dest="fmt", required=True, metavar="FORMAT",
                    help=f"target format: {', '.join(FORMATS)}")
-    p.add_argument("--out", type=Path, help="output directory (default: ./qbench-export-<id>-<format>)")
+    p.add_argument("--out", type=Path, help="output directory (default: ./qbench-export-<id>-<format>); a "
+                                            "non-empty folder qbench did not write is refused")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out anyway (only the export's "
+                                                        "own files are written; nothing else is deleted)")
     p.add_argument("--recipe", metavar="SPEC",
                    help="export this recipe instead of the variant's own (e.g. int4 when the format cannot "
                         "express nf4; the error says which is nearest)")
@@ -92,7 +95,7 @@ def cmd_export(args) -> int:
 
     try:
         report = export_result(store.path, result_id, args.fmt, out, validate=args.validate, recipe=args.recipe,
-                               progress=progress)
+                               progress=progress, force=args.force)
     except ExportError as exc:
         raise UsageError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - a converter's or runtime's own failure: one readable line

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,12 @@ def add_parsers(sub) -> None:
                    help="serve a DVC version (vN or md5 prefix) restored from its remote instead of a fresh export")
     p.add_argument("--refresh", action="store_true", help="export again even if an export exists")
     p.add_argument("--registry-uri", help="MLflow registry for MODEL@ALIAS (setting registry_uri)")
+    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on /predict, /info, /metrics "
+                                   "(default: $QBENCH_SERVE_TOKEN; needed to bind beyond loopback)")
+    p.add_argument("--no-auth", action="store_true", help="bind beyond loopback without a token (anyone who "
+                                                          "reaches the port can run the model)")
+    p.add_argument("--max-body-mb", type=float, metavar="MB", help="largest request body (default 8; larger: 413)")
+    p.add_argument("--allow-nonfinite", action="store_true", help="accept NaN / Infinity inputs (default: 422)")
     p.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
     p.set_defaults(handler=cmd_serve)
 
@@ -211,6 +218,7 @@ def cmd_serve(args) -> int:
         ensure_export,
         port_free,
         resolve_target,
+        safety_env,
         start_service,
         stop_service,
         wait_ready,
@@ -218,6 +226,11 @@ def cmd_serve(args) -> int:
     from engines.ops.versioning import VersionError, restore_version
 
     config = _config(args, serve_host=args.host, serve_port=args.port, registry_uri=args.registry_uri)
+    token = args.token or os.environ.get("QBENCH_SERVE_TOKEN") or None
+    try:
+        safety = safety_env(config.serve_host, token, args.no_auth, args.max_body_mb, args.allow_nonfinite)
+    except ServeError as exc:
+        raise UsageError(str(exc)) from None
     store = open_store(args.db)
     try:
         from engines.paths import settings_path
@@ -239,16 +252,16 @@ def cmd_serve(args) -> int:
         else:
             export_dir = ensure_export(store.path, result_id, args.format, config.exports_path(),
                                        refresh=args.refresh)
-        proc = start_service(export_dir, config.serve_host, config.serve_port)
+        proc = start_service(export_dir, config.serve_host, config.serve_port, extra_env=safety)
     except (ServeError, VersionError) as exc:
         print(f"qbench: serve failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     url = f"http://{config.serve_host}:{config.serve_port}"
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop ends the service too
     try:
-        health = wait_ready(url, proc)
-        print(f"serving result {result_id} from {export_dir} at {url}  (/predict, /healthz, /metrics)", flush=True)
-        print(f"model: {json.dumps(health, default=str)[:300]}", flush=True)
+        wait_ready(url, proc)
+        print(f"serving result {result_id} from {export_dir} at {url}  (/predict, /info, /healthz, /metrics)"
+              + ("; requests need the bearer token" if token else ""), flush=True)
         print(f"watch it with: qbench monitor {url}   ·  Ctrl-C stops", flush=True)
         return EXIT_FAILED if proc.wait() else EXIT_OK
     except ServeError as exc:

@@ -80,7 +80,7 @@ def _leave_now(message: str) -> None:
     run_id = getattr(_progress, "run_id", None)
     resume = f"; resume with qbench run --resume {run_id}" if run_id else ""
     try:
-        sys.stderr.write(f"qbench: {message}; finished results are stored{resume}\n")
+        sys.stderr.write(f"qbench: {message}; whatever finished before is stored{resume}\n")
         sys.stderr.flush()
     finally:
         os._exit(EXIT_INTERRUPTED)
@@ -130,8 +130,7 @@ def execute_sweep(store, request, console, plain: bool = False, resume: str | No
         return outcome.run_id, outcome.status, outcome.results
     except SweepInterrupted as exc:
         run_id = str(exc)
-        console.print(f"[yellow]interrupted[/]: finished results are stored; resume with "
-                      f"[bold]qbench run --resume {run_id}[/]")
+        console.print(f"[yellow]interrupted[/]: {interrupted_summary(store, run_id)}")
         return run_id, "interrupted", store.results(run_id)
     except ModelLoadError as exc:  # found by the first variant's child, before any variant is measured
         raise UsageError(str(exc)) from None
@@ -141,6 +140,29 @@ def execute_sweep(store, request, console, plain: bool = False, resume: str | No
         raise UsageError(str(exc)) from None
     finally:
         progress.close()
+
+
+def interrupted_summary(store, run_id: str) -> str:
+    """How many measurements an interrupted run finished (none, some, partial) and what resuming does."""
+    results = store.results(run_id)
+    partial = sum("partial" in (r.get("flags") or []) for r in results)
+    finished = len(results) - partial
+    total = None
+    try:
+        from engines.bench.request import SweepRequest, plan_variants
+
+        request = SweepRequest.from_dict(store.get_run(run_id)["request"])
+        total = len(plan_variants(request)) * len(request.batch_sizes)
+    except Exception:  # noqa: BLE001, S110 - the count is a nicety; the resume command is what matters
+        pass
+    of = f" of {total}" if total else ""
+    resume = f"qbench run --resume {run_id}"
+    if not results:
+        return f"none{of} measurements finished, so nothing was stored; {resume} starts them all again"
+    kept = f" and {partial} stored as partial (fewer rounds than asked, flagged partial)" if partial else ""
+    left = f"the {total - finished} left" if total else "the rest"
+    return (f"{finished}{of} measurements finished and are stored{kept}; {resume} measures {left}"
+            + (" (the partial ones again)" if partial else ""))
 
 
 def cmd_run(args) -> int:

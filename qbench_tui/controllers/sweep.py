@@ -342,7 +342,8 @@ def describe_error(exc: BaseException) -> str:
     if not text:
         return type(exc).__name__
     from engines.core.errors import ModelLoadError
+    from engines.store import StoreError  # a full disk, a read-only store: the cause and the resume command
 
-    if isinstance(exc, (ValueError, KeyError, FileNotFoundError, ModelLoadError)):
+    if isinstance(exc, (ValueError, KeyError, FileNotFoundError, ModelLoadError, StoreError)):
         return text
     return f"{type(exc).__name__}: {text}"

@@ -62,10 +62,9 @@ def _onnx(deploy: Path, out_dir: Path, report: dict[str, Any], model) -> dict[st
         "onnxruntime>=1.22\nnumpy>=1.26\nfastapi>=0.115\nuvicorn>=0.30\nprometheus-client>=0.20\n")
     name = model_slug(f"{report['model']}-{report['label']}")
     repo = deploy / "triton" / "model_repository"
-    if repo.exists():
-        shutil.rmtree(repo)
-    version_dir = repo / name / "1"
-    version_dir.mkdir(parents=True)
+    version_dir = repo / name / "1"  # only this model's own files are replaced; nothing else there is removed
+    version_dir.mkdir(parents=True, exist_ok=True)
+    (version_dir / "model.onnx").unlink(missing_ok=True)
     source = out_dir / report["file"]
     try:  # a hard link: no second copy of the weights
         (version_dir / "model.onnx").hardlink_to(source)
