@@ -59,7 +59,8 @@ def test_every_device_is_listed_and_an_absent_one_says_why():
 
 def test_strategies_follow_the_instruction_set():
     vnni = {s.spec: s.why for s in cpu_strategies(CpuFeatures("x86_64", parse_cpuinfo(CASCADE, "x86_64"), "t"))}
-    assert "dynamic-int8" in vnni and "static-int8:activation_type=int8:per_channel=true" in vnni
+    assert "dynamic-int8" in vnni and "fuse+dynamic-int8" in vnni and "static-int8:per_channel=true" in vnni
+    assert "int4" not in vnni and not any("activation_type=int8" in spec for spec in vnni)  # slower than fp32 here
     assert "AVX512_VNNI" in vnni["dynamic-int8"]
     avx2 = [s.spec for s in cpu_strategies(CpuFeatures("x86_64", parse_cpuinfo(HASWELL, "x86_64"), "t"))]
     assert "dynamic-int8:reduce_range=true" in avx2 and "static-int8:activation_type=uint8:per_channel=true" in avx2

@@ -34,6 +34,8 @@ FAMILY_RECIPES: dict[str, list[tuple[str, str]]] = {
     "encoder": [("fp32", "the reference"),
                 ("dynamic-int8", "attention and FFN matmuls in int8: encoders at useful sequence lengths are "
                                  "compute-bound"),
+                ("fuse+dynamic-int8", "ONNX Runtime's fused Attention/LayerNorm/Gelu operators, then dynamic "
+                                      "int8 (QAttention): fewer, larger kernels"),
                 ("static-int8", "calibrated int8 activations (QDQ)"),
                 ("int4", "4-bit weights: smaller, but the matmuls stay in float-or-int8 compute"),
                 ("fp16", "half-precision baseline"),

@@ -1,6 +1,7 @@
 """Task metrics and agreement with the fp32 reference, per task.
 
-* ``classification``: accuracy on the held-out labels; agreement as in :func:`engines.bench.measure.agreement`,
+* ``classification``: accuracy on the held-out labels; agreement as in :func:`engines.bench.measure.agreement`
+  with ``top1_confident`` / ``confident_views`` (views where fp32's top-1 probability ≥ 0.5) and ``top5``,
   plus ``metrics.top5_agreement`` (the share of rows whose fp32 top-1 class is among the variant's
   five most likely) where there are more than five classes (image classifiers).
 * ``embedding``: cosine of each embedding to its fp32 embedding (mean and worst), and retrieval
@@ -35,6 +36,7 @@ def evaluate(model: LoadedModel, outputs: np.ndarray, reference: np.ndarray) -> 
     report: dict[str, Any] = {"accuracy": None, "agreement": agreement(reference, outputs), "metrics": {}}
     if model.task == "classification" and outputs.ndim == 2 and outputs.shape[1] > 5:
         report["metrics"]["top5_agreement"] = topk_agreement(reference, outputs, 5)
+        report["agreement"].update(confident_agreement(reference, outputs), top5=report["metrics"]["top5_agreement"])
     if model.task == "classification" and model.eval_labels is not None:
         report["accuracy"] = float(np.mean(outputs.argmax(axis=-1) == model.eval_labels))
         report["metrics"]["reference_accuracy"] = float(np.mean(reference.argmax(axis=-1) == model.eval_labels))
@@ -49,6 +51,24 @@ def topk_agreement(reference: np.ndarray, outputs: np.ndarray, k: int) -> float:
     """Share of rows whose fp32 top-1 class is among the variant's ``k`` highest scores."""
     top = np.argsort(-outputs, axis=-1, kind="stable")[:, :k]
     return float(np.mean(np.any(top == reference.argmax(axis=-1)[:, None], axis=1)))
+
+
+CONFIDENT = 0.5  # fp32's top-1 probability from which a view counts as one fp32 is sure of
+
+
+def confident_agreement(reference: np.ndarray, outputs: np.ndarray) -> dict[str, Any]:
+    """Top-1 agreement on the views where fp32 is confident (its top-1 probability ≥ 0.5; rows that
+    are not probabilities are softmaxed first) and how many such views there are: disagreement on a
+    view fp32 itself hesitates over is a coin flip, not lost quality."""
+    ref = reference.astype(np.float64)
+    sums = ref.sum(axis=-1)
+    if not (np.all(ref >= 0) and np.allclose(sums, 1.0, atol=1e-3)):
+        ref = np.exp(ref - ref.max(axis=-1, keepdims=True))
+        ref /= ref.sum(axis=-1, keepdims=True)
+    sure = ref.max(axis=-1) >= CONFIDENT
+    count = int(sure.sum())
+    same = outputs.argmax(axis=-1) == reference.argmax(axis=-1)
+    return {"top1_confident": float(np.mean(same[sure])) if count else None, "confident_views": count}
 
 
 # --- embeddings -------------------------------------------------------------------------------

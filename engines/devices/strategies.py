@@ -5,8 +5,9 @@ CPU the instruction set decides the int8 flavour, the way published int8 files c
 avx512_vnni / arm64 builds and ONNX Runtime's quantization guide advises:
 
 * x86 with VNNI (AVX512_VNNI or AVX_VNNI): ``vpdpbusd`` multiplies u8 × s8 into s32 without the
-  int16 saturation of AVX2's ``vpmaddubsw``, so full-range weights are safe; per-channel static
-  int8 with signed (s8) activations in QDQ form, and dynamic int8 at full range.
+  int16 saturation of AVX2's ``vpmaddubsw``, so full-range weights are safe; dynamic int8 at full
+  range, on the plain and on the fused graph (``fuse+dynamic-int8``), per-channel static int8 with
+  unsigned (u8) activations (MLAS's U8S8 path; S8S8 ran slower than fp32), weight-only int8.
 * x86 without VNNI: AVX2/AVX-512 int8 goes through int16 pairs that can saturate: dynamic int8
   with ``reduce_range`` (7-bit weights), static int8 with unsigned (u8) activations.
 * arm64 with the dot-product extension (every Apple M-series core): ``sdot`` is s8 × s8, so
@@ -52,10 +53,17 @@ def cpu_strategies(isa: CpuFeatures) -> list[Strategy]:
         vnni = "AVX512_VNNI" if isa.has("avx512_vnni") else "AVX_VNNI"
         amx = "; AMX int8 tiles present (oneDNN/torch use them for int8 GEMMs)" if isa.has("amx_int8") else ""
         out += [
+            Strategy("fuse", "cpu", "fused fp32 (ONNX Runtime's transformer optimizer offline): the reference "
+                                    "for the fused int8 recipe; no faster where the runtime fuses online"),
             Strategy("dynamic-int8", "cpu", f"{vnni}: u8×s8 without int16 saturation, full-range weights{amx}"),
-            Strategy("static-int8:activation_type=int8:per_channel=true", "cpu",
-                     f"{vnni}: per-channel static int8 with s8 activations (QDQ){amx}"),
-            Strategy("int4", "cpu", f"{vnni}: 4-bit blocks with int8 compute (MatMulNBits accuracy level 4)"),
+            Strategy("fuse+dynamic-int8", "cpu", f"{vnni}: fused graph, then dynamic int8: Attention → QAttention, "
+                                                 f"EmbedLayerNorm → QEmbedLayerNorm (ONNX Runtime only)"),
+            Strategy("static-int8:per_channel=true", "cpu",
+                     f"{vnni}: per-channel static int8 with u8 activations (QDQ): MLAS's fast path is U8S8; "
+                     f"s8 activations (S8S8) measured slower than fp32 here{amx}"),
+            Strategy("weight-int8", "cpu", f"{vnni}: 8-bit weight blocks with int8 compute (MatMulNBits accuracy "
+                                           "level 4); int4 left out: torch's CPU int4 runs far slower than fp32 "
+                                           "(0.17×) and an encoder is compute-bound"),
         ]
     elif isa.has("avx2") or isa.has("avx512f"):
         simd = "AVX-512" if isa.has("avx512f") else "AVX2"

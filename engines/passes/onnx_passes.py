@@ -328,14 +328,17 @@ def write_qdq_weights(fp32: Path, out: Path, learnt: dict) -> list[str]:
     return notes
 
 
-def _quantized(out: Path, notes: list[str]) -> Artifact:
+def _quantized(out: Path, notes: list[str], prior: Artifact | None = None) -> Artifact:
+    """The pass's output artifact; ``prior`` (its input) hands on the figures earlier passes recorded
+    (a fused graph's ``fusions``)."""
     ops = count_ops(out)
     int_ops = {k: v for k, v in ops.items() if k.startswith(("QLinear", "DequantizeLinear", "MatMulInteger", "ConvInteger",
                                                            "DynamicQuantize", "QuantizeLinear", "MatMulNBits",
-                                                           "GatherBlockQuantized"))}
+                                                           "GatherBlockQuantized", "QAttention", "QEmbedLayerNormalization"))}
     if int_ops:
         notes.append("ops: " + ", ".join(f"{k}×{v}" for k, v in sorted(int_ops.items())))
-    return Artifact(out, notes=notes, format=Format.ONNX.value, facts={"ops": ops})
+    return Artifact(out, notes=notes, format=Format.ONNX.value, facts={"ops": ops},
+                    metrics=dict(prior.metrics) if prior is not None else {})
 
 
 @register_pass("ort-float16", config=Fp16Config, input=Format.ONNX, output=Format.ONNX)
@@ -347,7 +350,7 @@ def ort_float16(ctx: PassContext, artifact: Artifact, config: Fp16Config) -> Art
     out = ctx.workdir / "model.fp16.onnx"
     proto = convert_float_to_float16(onnx.load(str(artifact.path)), keep_io_types=config.keep_io_types)
     onnx.save(proto, str(out))
-    return _quantized(out, [])
+    return _quantized(out, [], artifact)
 
 
 @register_pass("ort-matmul-nbits-8", config=WeightInt8Config, input=Format.ONNX, output=Format.ONNX,
@@ -356,7 +359,7 @@ def ort_weight_int8(ctx: PassContext, artifact: Artifact, config: WeightInt8Conf
     """8-bit block-wise weights (MatMulNBitsQuantizer)."""
     out = ctx.workdir / "model.weight-int8.onnx"
     return _quantized(out, _matmul_nbits(artifact.path, out, 8, config.block_size, config.symmetric,
-                                         config.quantize_embeddings))
+                                         config.quantize_embeddings), artifact)
 
 
 @register_pass("ort-matmul-nbits-4", config=Int4Config, input=Format.ONNX, output=Format.ONNX, runtimes=_ORT)
@@ -365,7 +368,7 @@ def ort_int4(ctx: PassContext, artifact: Artifact, config: Int4Config) -> Artifa
     out = ctx.workdir / "model.int4.onnx"
     hqq = config.algorithm is Int4Algorithm.HQQ
     return _quantized(out, _matmul_nbits(artifact.path, out, 4, config.group_size, config.symmetric,
-                                         config.quantize_embeddings and not hqq, hqq=hqq))
+                                         config.quantize_embeddings and not hqq, hqq=hqq), artifact)
 
 
 @register_pass("ort-dynamic-int8", config=DynamicInt8Config, input=Format.ONNX, output=Format.ONNX,
@@ -378,13 +381,16 @@ def ort_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Co
     from onnxruntime.quantization.registry import IntegerOpsRegistry
 
     ops = sorted(op for op in IntegerOpsRegistry if config.quantize_conv or op != "Conv")
+    # A fused graph's contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference:
+    # their outputs are float, which the quantizer is told rather than left to guess.
     quantize_dynamic(str(artifact.path), str(out), weight_type=QuantType.QInt8, per_channel=config.per_channel,
-                     reduce_range=config.reduce_range, op_types_to_quantize=ops)
+                     reduce_range=config.reduce_range, op_types_to_quantize=ops,
+                     extra_options={"DefaultTensorType": 1})
     notes = []
     if not config.quantize_conv and count_ops(artifact.path).get("Conv"):
         notes.append("convolutions kept float (quantize_conv=false: run-time per-tensor scales wreck them); "
                      "static-int8 quantizes them with calibrated ranges")
-    return _quantized(out, notes)
+    return _quantized(out, notes, artifact)
 
 
 @register_pass("ort-static-int8", config=StaticInt8Config, input=Format.ONNX, output=Format.ONNX,
@@ -392,4 +398,4 @@ def ort_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Co
 def ort_static_int8(ctx: PassContext, artifact: Artifact, config: StaticInt8Config) -> Artifact:
     """W8A8 with calibrated activation ranges (quantize_static, QDQ or QOperator)."""
     out = ctx.workdir / "model.static-int8.onnx"
-    return _quantized(out, _quantize_static(ctx.model, config, artifact.path, out, ctx.workdir))
+    return _quantized(out, _quantize_static(ctx.model, config, artifact.path, out, ctx.workdir), artifact)
