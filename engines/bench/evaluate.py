@@ -12,7 +12,8 @@
 * ``causal-lm``: perplexity on the held-out text, KL(fp32 ‖ variant) of the next-token
   distributions, next-token accuracy (``accuracy``); ``agreement.top1`` is the share of
   positions whose most likely next token is unchanged. :func:`extra_measurements` adds time to
-  first token, prefill and decode tokens/s.
+  first token, prefill and decode tokens/s (and a session's own ``generation_figures``, e.g.
+  llama.cpp's pp / tg tokens/s mean ± sd).
 * ``generic`` (a file without labels): agreement with its own fp32 outputs only.
 """
 
@@ -216,4 +217,11 @@ def extra_measurements(model: LoadedModel, session: Any, batch_size: int, p50_ms
     out.update(kv)
     if kv.get("kv_decode_tokens_per_s"):
         out.update({"decode_kv_cache": 1, "ttft_ms": kv["kv_ttft_ms"], "decode_tokens_per_s": kv["kv_decode_tokens_per_s"]})
+    # A runtime's own benchmark figures where it has them (llama.cpp: llama-bench's pp / tg tokens/s ± sd)
+    figures = getattr(session, "generation_figures", None)
+    if figures is not None:
+        try:
+            out.update(figures(prompt_len, new_tokens))
+        except Exception as exc:  # noqa: BLE001 - reported with the result, never failing it
+            out["generation_figures_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
     return out

@@ -4,7 +4,7 @@
 ``qbench export``, the app's export action through the CLI, and other tools call it). It writes::
 
     out_dir/
-      model.onnx | model.tflite | model.mlpackage/ | model.safetensors (+ model.json)
+      model.onnx | model.tflite | model.mlpackage/ | model.safetensors (+ model.json) | model.gguf
       qbench.json       the report: what was exported, its metadata, the validation
       validation.json   the validation alone (loaded by the format's runtime, on held-out data)
       deploy/           runnable templates per format, with a README
@@ -49,6 +49,8 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
         ExportFormat("coreml", "Core ML", "model.mlpackage", "coreml", ("coremltools",), "coreml",
                      "Core ML (macOS only)"),
         ExportFormat("mlx", "MLX safetensors", "model.safetensors", "mlx", ("mlx",), "mlx", "MLX"),
+        ExportFormat("gguf", "GGUF (llama.cpp)", "model.gguf", "llama.cpp", ("gguf", "llama_cpp"), "llamacpp",
+                     "llama.cpp (llama-cpp-python)"),
     )
 }
 

@@ -242,3 +242,28 @@ def write_coreml(model, source: dict[str, Any], recipe, planned, target: Path, w
             if compressed else "float weights")
     return Exported(target, passes, notes, {"coreml_ops": counts, "coreml_op_total": sum(counts.values()),
                                             "coreml_compressed_ops": compressed, "quantization": what, "io": io})
+
+
+# --- GGUF (llama.cpp) -----------------------------------------------------------------------------
+
+
+def write_gguf(model, source: dict[str, Any], recipe, planned, target: Path, work: Path) -> Exported:
+    """The GGUF file the result measured where it still exists, else the chain rebuilt (qbench writes
+    F32 / F16 with gguf, llama.cpp's quantizer makes Q8_0 and the 4-bit types)."""
+    from engines.passes.gguf_passes import describe_types
+    from engines.runtimes.llamacpp.gguf_write import tensor_types
+
+    measured = _measured_file(source, recipe, "llama.cpp")
+    if measured is not None:
+        path, passes = measured, list(source.get("passes") or [])
+        notes = [f"the file result {source['id']} measured ({measured.name})"]
+    else:
+        artifact, passes = _apply(model, planned, work, "llama.cpp")
+        path, notes = artifact.path, list(artifact.notes)
+        if source["runtime"] != "llama.cpp":
+            notes.append(f"rebuilt with llama.cpp's passes ({' → '.join(passes)}); the source variant ran on "
+                         f"{source['runtime']}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
+    types = tensor_types(target)
+    return Exported(target, passes, notes, {"gguf_tensor_types": types, "quantization": describe_types(types)})

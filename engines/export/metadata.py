@@ -203,3 +203,18 @@ def _read_coreml(path: Path) -> dict[str, str]:
     from engines.runtimes.coreml.convert import load
 
     return {k: v for k, v in load(path).user_defined_metadata.items() if k.startswith(PREFIX)}
+
+
+# --- GGUF: string keys in the file's key-value section ------------------------------------------------
+
+
+def _write_gguf(path: Path, metadata: dict[str, str]) -> None:
+    from engines.runtimes.llamacpp.gguf_write import set_metadata
+
+    set_metadata(path, metadata)
+
+
+def _read_gguf(path: Path) -> dict[str, str]:
+    from engines.runtimes.llamacpp.gguf_write import read_metadata
+
+    return read_metadata(path, PREFIX)

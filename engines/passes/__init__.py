@@ -39,11 +39,13 @@ class Format(str, enum.Enum):
     COREML = "coreml"
     TFLITE = "tflite"
     MLX = "mlx"
+    GGUF = "gguf"
 
     @property
     def title(self) -> str:
         return {"torch": "PyTorch module", "onnx": "ONNX graph", "coreml": "Core ML package",
-                "tflite": "TFLite flatbuffer", "mlx": "MLX module"}[self.value]
+                "tflite": "TFLite flatbuffer", "mlx": "MLX module",
+                "gguf": "GGUF file"}[self.value]
 
 
 @dataclass

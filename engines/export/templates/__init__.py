@@ -238,6 +238,18 @@ def _mlx(deploy: Path, out_dir: Path, report: dict[str, Any], model) -> dict[str
                        "run": "pip install -r deploy/python/requirements.txt && python deploy/python/run_mlx.py"}}
 
 
+# --- GGUF (llama.cpp) ----------------------------------------------------------------------------
+
+
+def _gguf(deploy: Path, out_dir: Path, report: dict[str, Any], model) -> dict[str, dict[str, Any]]:
+    runner = _copy("run_gguf.py", deploy / "python" / "run_gguf.py")
+    (deploy / "python" / "requirements.txt").write_text("llama-cpp-python>=0.3.16\nnumpy>=1.26\n")
+    return {"python": {"path": runner.relative_to(out_dir),
+                       "run": "pip install -r deploy/python/requirements.txt && python deploy/python/run_gguf.py"},
+            "llama.cpp": {"path": report["file"],
+                          "run": f"llama-bench -m {report['file']}   # llama.cpp's own tools read the same file"}}
+
+
 # --- Core ML --------------------------------------------------------------------------------------
 
 SWIFT_UNITS = {"cpu": ".cpuOnly", "gpu": ".cpuAndGPU", "ane": ".cpuAndNeuralEngine"}
@@ -323,6 +335,8 @@ def _num(value: Any) -> str:
 
 
 RUN_NOTES = {
+    "gguf": ("pip install -r deploy/python/requirements.txt   # or: uv sync --extra llamacpp\n"
+             "python deploy/python/run_gguf.py                # runs deploy/example_request.json"),
     "mlx": ("pip install -r deploy/python/requirements.txt   # or: uv sync --extra mlx\n"
             "python deploy/python/run_mlx.py                 # runs deploy/example_request.json"),
     "coreml": ("python deploy/python/load_coreml.py   # macOS: predicts; Linux: prints inputs, outputs, metadata"),
