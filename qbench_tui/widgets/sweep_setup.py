@@ -23,6 +23,7 @@ from engines import catalog
 from engines.methods import configs
 from qbench_tui.controllers.sweep import AUTO, SetupError, SweepSetup, expand_auto, pin_spec, spec_method
 from qbench_tui.settings import MEASURE_DEFAULTS
+from qbench_tui.widgets.checks import CheckList
 from qbench_tui.widgets.method_form import MethodSettingsForm
 from qbench_tui.widgets.sweep_variants import ExtraVariants
 
@@ -66,17 +67,17 @@ class SweepSetupPane(ExtraVariants, VerticalScroll):
         with Horizontal(id="setup-lists"):
             with Vertical(classes="setup-column"):
                 yield Label("Methods", classes="section-title")
-                yield SelectionList[str](*self._method_options(set()), id="methods")
+                yield CheckList(*self._method_options(set()), id="methods")
             with Vertical(classes="setup-column"):
                 yield Label("Runtimes", classes="section-title")
-                yield SelectionList[str](
+                yield CheckList(
                     *(Selection(Content.from_markup("$n [$text-muted]$t[/]", n=rt.name, t=rt.title), rt.name,
                                 id=rt.name)
                       for rt in catalog.RUNTIMES.values()),
                     id="runtimes",
                 )
                 yield Label("Devices", classes="section-title")
-                yield SelectionList[str](*self._device_options(), id="devices")
+                yield CheckList(*self._device_options(), id="devices")
         with Horizontal(classes="field-row"):
             yield Label("batch sizes", classes="field-name")
             yield Input("1", placeholder="e.g. 1, 8, 32", id="batch-sizes", compact=True,
