@@ -148,6 +148,10 @@ class Column:
     text: Callable[[Result, dict[str, Any]], str]
     numeric: bool = False
     width: int | None = None
+    # Narrow tables keep the columns of the lowest priority numbers (1: always shown), and shorten
+    # an identifier column with a ``shrink`` width to it before dropping anything.
+    priority: int = 5
+    shrink: int | None = None
 
 
 def _ctx_speedup(r: Result, ctx: dict[str, Any]) -> float | None:
@@ -166,35 +170,45 @@ def _note(r: Result) -> str:
     return "; ".join(flags + list(r.get("notes") or []))
 
 
-def _num_col(key: str, label: str, get: Callable[[Result], Any], digits: int | None = None) -> Column:
-    return Column(key, label, lambda r, c: get(r), lambda r, c: fmt_num(get(r), digits), numeric=True)
+def _num_col(key: str, label: str, get: Callable[[Result], Any], digits: int | None = None,
+             priority: int = 5) -> Column:
+    return Column(key, label, lambda r, c: get(r), lambda r, c: fmt_num(get(r), digits), numeric=True,
+                  priority=priority)
+
+
+def fmt_id(r: Result) -> str:
+    """The stored result's id (what export, serve and version take); "–" for one not stored yet."""
+    return "–" if r.get("id") is None else str(r["id"])
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("when", "when", _run_time, lambda r, c: fmt_time(_run_time(r, c))[5:], width=11),
-    Column("model", "model", lambda r, c: r["model"], lambda r, c: r["model"]),
-    Column("method", "method", lambda r, c: display_label(r), lambda r, c: display_label(r)),
-    Column("runtime", "runtime", lambda r, c: r["runtime"], lambda r, c: r["runtime"]),
-    Column("device", "dev", lambda r, c: r["device"], lambda r, c: r["device"]),
-    _num_col("batch_size", "bs", lambda r: r["batch_size"]),
-    Column("status", "status", lambda r, c: r["status"], lambda r, c: r["status"]),
-    _num_col("p50", "p50 ms", lambda r: latency(r, "p50")),
-    _num_col("p99", "p99 ms", lambda r: latency(r, "p99")),
+    Column("id", "id", lambda r, c: r.get("id"), lambda r, c: fmt_id(r), numeric=True, priority=2),
+    Column("when", "when", _run_time, lambda r, c: fmt_time(_run_time(r, c))[5:], width=11, priority=6),
+    Column("model", "model", lambda r, c: r["model"], lambda r, c: r["model"], priority=2, shrink=8),
+    Column("method", "method", lambda r, c: display_label(r), lambda r, c: display_label(r), priority=1, shrink=12),
+    Column("runtime", "runtime", lambda r, c: r["runtime"], lambda r, c: r["runtime"], priority=4, shrink=4),
+    Column("device", "dev", lambda r, c: r["device"], lambda r, c: r["device"], priority=3, shrink=4),
+    _num_col("batch_size", "bs", lambda r: r["batch_size"], priority=4),
+    Column("status", "status", lambda r, c: r["status"], lambda r, c: r["status"], priority=2),
+    _num_col("p50", "p50 ms", lambda r: latency(r, "p50"), priority=1),
+    _num_col("p99", "p99 ms", lambda r: latency(r, "p99"), priority=3),
     Column("iqr", "IQR", lambda r, c: dispersion(r),
-           lambda r, c: "–" if dispersion(r) is None else f"{dispersion(r):.0%}", numeric=True),
-    Column("speedup", "vs fp32", _ctx_speedup, lambda r, c: fmt_ratio(_ctx_speedup(r, c)), numeric=True),
-    _num_col("throughput", "items/s", lambda r: r.get("throughput_per_s"), 0),
-    _num_col("size", "MB", lambda r: r.get("size_mb")),
-    _num_col("accuracy", "acc", lambda r: r.get("accuracy"), 3),
-    _num_col("top1", "top1", lambda r: agreement(r, "top1"), 3),
-    _num_col("sqnr", "SQNR", lambda r: agreement(r, "sqnr_db"), 1),
-    _num_col("load", "load s", lambda r: r.get("load_s")),
-    _num_col("rss", "mem MB", lambda r: r.get("memory_mb"), 0),  # the variant's; the process peak is a detail
-    Column("note", "note", lambda r, c: _note(r), lambda r, c: _note(r)[:80]),
+           lambda r, c: "–" if dispersion(r) is None else f"{dispersion(r):.0%}", numeric=True, priority=5),
+    Column("speedup", "vs fp32", _ctx_speedup, lambda r, c: fmt_ratio(_ctx_speedup(r, c)), numeric=True, priority=1),
+    _num_col("throughput", "items/s", lambda r: r.get("throughput_per_s"), 0, priority=4),
+    _num_col("size", "MB", lambda r: r.get("size_mb"), priority=2),
+    _num_col("accuracy", "acc", lambda r: r.get("accuracy"), 3, priority=1),
+    _num_col("top1", "top1", lambda r: agreement(r, "top1"), 3, priority=4),
+    _num_col("sqnr", "SQNR", lambda r: agreement(r, "sqnr_db"), 1, priority=5),
+    _num_col("load", "load s", lambda r: r.get("load_s"), priority=6),
+    # The variant's own memory; the process peak is a detail.
+    _num_col("rss", "mem MB", lambda r: r.get("memory_mb"), 0, priority=5),
+    Column("note", "note", lambda r, c: _note(r), lambda r, c: _note(r)[:80], priority=4, shrink=16),
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
 # Shown after "dev" once the store holds results from more than one machine (a fleet).
-HOST_COLUMN = Column("host", "host", lambda r, c: r.get("host") or "", lambda r, c: r.get("host") or "")
+HOST_COLUMN = Column("host", "host", lambda r, c: r.get("host") or "", lambda r, c: r.get("host") or "", priority=3,
+                     shrink=8)
 
 
 # --- filter and sort ------------------------------------------------------------------------

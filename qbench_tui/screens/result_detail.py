@@ -49,6 +49,8 @@ class ResultDetailScreen(ModalScreen[None]):
 
         section("Result")
         row("status", r["status"], STATUS_STYLE.get(r["status"], ""))
+        if r.get("id") is not None:  # what export, serve, version and compare take
+            row("id", f"{r['id']}  (qbench export {r['id']} · qbench compare {r['id']} OTHER_ID)")
         if r.get("error"):
             row("error", r["error"], "$text-error")
         row("model", r["model"])

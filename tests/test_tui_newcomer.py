@@ -1,0 +1,104 @@
+"""What a new user reads on the screen: state in text rather than colour, the result id to copy,
+figures with their units. Driven with Pilot (App.run_test) on a fixed machine and a real store."""
+
+from __future__ import annotations
+
+import re
+
+from test_tui_support import RUN_A, async_test, fill_store, fixed_system, test_settings, wait_ready
+from textual.widgets import DataTable, SelectionList, Static
+
+from qbench_tui.app import make_app
+from qbench_tui.screens.result_detail import ResultDetailScreen
+from qbench_tui.widgets.checks import CHECKED, UNCHECKED
+from qbench_tui.widgets.method_form import field_widget_id
+
+WIDE = (120, 40)
+
+
+def _lines(widget) -> list[str]:
+    return [widget.render_line(y).text for y in range(widget.size.height)]
+
+
+@async_test
+async def test_check_boxes_read_chosen_or_not_in_text_in_every_theme(store):
+    app = make_app(store=store, settings=test_settings(), system=fixed_system())
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        methods = app.query_one("#methods", SelectionList)
+        methods.deselect_all()
+        methods.select("fp32")
+        await pilot.pause()
+        themes = [tf.theme.name for tf in app.theme_files] or [app.theme]
+        for theme in themes:
+            app.theme = theme
+            await pilot.pause()
+            rows = _lines(methods)
+            fp32 = next(r for r in rows if " fp32 " in r)
+            int4 = next(r for r in rows if " int4 " in r)
+            assert fp32.startswith(CHECKED) and int4.startswith(UNCHECKED), (theme, fp32, int4)
+            assert not any("▐X▌" in r for r in rows), theme
+            # Unsupported rows say so, and read as not chosen when they are not.
+            assert all(r.startswith((CHECKED, UNCHECKED)) for r in rows if r.strip()), rows
+        for list_id in ("runtimes", "devices"):
+            rows = [r for r in _lines(app.query_one(f"#{list_id}", SelectionList)) if r.strip()]
+            assert rows and all(r.startswith((CHECKED, UNCHECKED)) for r in rows), rows
+        # A boolean method setting reads the same way.
+        methods.select("int4")
+        await pilot.pause()
+        await pilot.pause()
+        box = app.query_one(f"#{field_widget_id('int4', 'symmetric')}")
+        text = str(box.render())
+        assert text.startswith(CHECKED if box.value else UNCHECKED), text
+        box.value = not box.value
+        await pilot.pause()
+        assert str(box.render()).startswith(CHECKED if box.value else UNCHECKED)
+
+
+@async_test
+async def test_the_result_id_is_in_the_table_and_the_detail(store):
+    fill_store(store)
+    ids = {str(r["id"]) for r in store.results(run_id=RUN_A)}
+    app = make_app(store=store, settings=test_settings(), system=fixed_system())
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_ready(pilot)
+        table = app.query_one("#results-table", DataTable)
+        labels = [str(c.label) for c in table.columns.values()]
+        assert "id" in labels, labels
+        col = labels.index("id")
+        shown = {str(table.get_row_at(i)[col]) for i in range(table.row_count)}
+        assert ids <= shown, (ids, shown)
+        table.focus()
+        table.move_cursor(row=0)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ResultDetailScreen)
+        rid = str(table.get_row_at(0)[col])
+        text = "\n".join(str(s.render()) for s in app.screen.query(Static))
+        assert re.search(rf"^\s+id\s+{rid}\b", text, re.MULTILINE), text[:400]
+
+
+@async_test
+async def test_a_narrow_terminal_keeps_the_figures_and_shortens_identifiers(store):
+    fill_store(store)
+    app = make_app(store=store, settings=test_settings(), system=fixed_system())
+    async with app.run_test(size=(90, 30)) as pilot:
+        await wait_ready(pilot)
+        # The results tab (the panes are tabs at this size).
+        await pilot.press("4")
+        await pilot.pause()
+        table = app.query_one("#results-table", DataTable)
+        await pilot.pause()
+        keys = [str(k.value) for k in table.columns]
+        for figure in ("method", "status", "p50", "speedup", "accuracy", "id"):
+            assert figure in keys, keys
+        widths = sum(c.get_render_width(table) for c in table.columns.values())
+        assert widths <= table.size.width, (widths, table.size.width, keys)
+        status = str(app.query_one("#results-status", Static).render())
+        assert "columns left out at this width" in status
+    # Wide, every column is there.
+    app = make_app(store=store, settings=test_settings(), system=fixed_system())
+    async with app.run_test(size=(220, 40)) as pilot:
+        await wait_ready(pilot)
+        table = app.query_one("#results-table", DataTable)
+        assert "note" in [str(k.value) for k in table.columns] and "rss" in [str(k.value) for k in table.columns]
