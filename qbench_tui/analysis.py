@@ -14,35 +14,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from engines.analysis.compare import COMPARE_METRICS, CompareRow, compare, match_runs
+from engines.analysis.figures import fmt_num
 from engines.core.schema import display_label, result_key, variant_key
 
 Result = dict[str, Any]
-__all__ = ["display_label", "result_key", "variant_key"]  # re-exported: the UI imports them from here
+# Re-exported: the UI imports them from here.
+__all__ = ["COMPARE_METRICS", "CompareRow", "compare", "display_label", "fmt_num", "match_runs", "result_key",
+           "variant_key"]
 
 
 # --- numbers --------------------------------------------------------------------------------
-
-
-def fmt_num(value: Any, digits: int | None = None) -> str:
-    """Readable number: adaptive precision, "–" for missing, "∞" for an exact match's SQNR."""
-    if value is None:
-        return "–"
-    if isinstance(value, float) and math.isnan(value):
-        return "–"
-    if isinstance(value, float) and math.isinf(value):
-        return "∞"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    if digits is not None:
-        return f"{value:,.{digits}f}"
-    magnitude = abs(value)
-    if magnitude >= 1000:
-        return f"{value:,.0f}"
-    if magnitude >= 100:
-        return f"{value:.1f}"
-    if magnitude >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3f}"
 
 
 def fmt_ratio(value: float | None) -> str:
@@ -303,68 +285,7 @@ def frontier_results(results: Sequence[Result], x: str = "p50") -> tuple[list[Re
     return plotted, [plotted[i] for i in idx]
 
 
-# --- comparison -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CompareRow:
-    label: str
-    a: float | None
-    b: float | None
-    lower_is_better: bool | None  # None: neither direction is "better"
-    unit: str = ""
-
-    @property
-    def ratio(self) -> float | None:
-        if self.a is None or self.b is None or self.a == 0:
-            return None
-        if any(isinstance(v, float) and not math.isfinite(v) for v in (self.a, self.b)):
-            return None
-        return self.b / self.a
-
-    @property
-    def verdict(self) -> str:
-        """"better", "worse" or "" for B against A (within 2 % counts as the same)."""
-        ratio = self.ratio
-        if ratio is None or self.lower_is_better is None or abs(ratio - 1) < 0.02:
-            return ""
-        improved = ratio < 1 if self.lower_is_better else ratio > 1
-        return "better" if improved else "worse"
-
-
-COMPARE_METRICS: tuple[tuple[str, Callable[[Result], Any], bool | None, str], ...] = (
-    ("latency p50", lambda r: latency(r, "p50"), True, "ms"),
-    ("latency p90", lambda r: latency(r, "p90"), True, "ms"),
-    ("latency p99", lambda r: latency(r, "p99"), True, "ms"),
-    ("latency mean", lambda r: latency(r, "mean"), True, "ms"),
-    ("latency IQR", lambda r: latency(r, "iqr"), True, "ms"),
-    ("samples", lambda r: latency(r, "samples"), None, ""),
-    ("throughput", lambda r: r.get("throughput_per_s"), False, "/s"),
-    ("cold start", lambda r: r.get("load_s"), True, "s"),
-    ("quantize", lambda r: r.get("quantize_s"), True, "s"),
-    ("memory", lambda r: r.get("memory_mb"), True, "MB"),
-    ("process peak RSS", lambda r: r.get("peak_rss_mb"), True, "MB"),
-    ("size on disk", lambda r: r.get("size_mb"), True, "MB"),
-    ("accuracy", lambda r: r.get("accuracy"), False, ""),
-    ("top-1 agreement", lambda r: agreement(r, "top1"), False, ""),
-    ("SQNR", lambda r: agreement(r, "sqnr_db"), False, "dB"),
-    ("cosine", lambda r: agreement(r, "cosine"), False, ""),
-)
-
-
-def compare(a: Result, b: Result) -> list[CompareRow]:
-    return [CompareRow(label, get(a), get(b), lower, unit) for label, get, lower, unit in COMPARE_METRICS]
-
-
-def match_runs(run_a: Sequence[Result], run_b: Sequence[Result]) -> list[tuple[Result | None, Result | None]]:
-    """Pairs of the same model × variant × batch size in two runs (None where one run lacks it)."""
-    def key(r: Result) -> tuple:
-        return (r["model"], *variant_key(r))
-
-    by_a = {key(r): r for r in run_a}
-    by_b = {key(r): r for r in run_b}
-    keys = list(by_a) + [k for k in by_b if k not in by_a]
-    return [(by_a.get(k), by_b.get(k)) for k in keys]
+# --- comparison: engines.analysis.compare (the CLI's `compare` shows the same) -----------------
 
 
 # --- a model's history ----------------------------------------------------------------------

@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "qbench_tui.cli.export",
     "qbench_tui.cli.ops",
     "qbench_tui.cli.tracking",
+    "qbench_tui.cli.compare",
 )
 
 
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         "With no command, opens the terminal app.",
     )
     parser.add_argument("--db", type=Path, help="SQLite store (default: $QBENCH_HOME/qbench.db)")
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="print qbench's version (with Python's and the platform's) and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a sweep (each variant in its own process)")
@@ -132,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     tui = sub.add_parser("tui", help="open the terminal app (the default)")
     tui.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
     return parser
+
+
+def version_line() -> str:
+    """``qbench 0.1.0 (Python 3.11.7, Linux x86_64)``: what a bug report needs to say."""
+    import platform
+
+    from engines import __version__
+
+    return f"qbench {__version__} (Python {platform.python_version()}, {platform.system()} {platform.machine()})"
 
 
 def app_args(argv: list[str]) -> argparse.Namespace | None:

@@ -25,6 +25,7 @@ def cmd_results(args) -> int:
     run_id = args.run or (store.latest_run_id() if args.latest else None)
     if args.run and store.get_run(args.run) is None:
         raise UsageError(f"no run {args.run!r} in {store.path}; see `qbench runs`")
+    _check_known(store, args)
     # SQLite filters and limits; with --limit the newest N are read, then shown oldest first.
     query = ResultQuery(model=args.model, method=args.method, label=args.label, runtime=args.runtime,
                         device=args.device, host=getattr(args, "host", None), status=args.status, run_id=run_id,
@@ -46,6 +47,21 @@ def cmd_results(args) -> int:
             title = f"the newest {len(results)} of {total} results (--limit N, 0 for all)"
         make_console().print(results_table(results, title=title, references=references))
     return EXIT_OK
+
+
+def _check_known(store, args) -> None:
+    """A filter naming a value no stored result has is a mistake (a typo, another store): say so,
+    with the values that have results, rather than print an empty table."""
+    for option, column, noun in (("model", "model", "model"), ("method", "method", "method"),
+                                 ("runtime", "runtime", "runtime"), ("device", "device", "device"),
+                                 ("host", "host", "host")):
+        value = getattr(args, option, None)
+        if value is None:
+            continue
+        known = store.distinct_values(column)
+        if value not in known:
+            raise UsageError(f"no {noun} {value!r} has results in {store.path}; "
+                             f"{noun}s with results: {', '.join(known) or 'none yet'}")
 
 
 def cmd_runs(args) -> int:

@@ -199,7 +199,12 @@ def cmd_run(args) -> int:
         choice = choose_device(results, args.objective)
         console.print(f"[bold]best device[/] ({args.objective}): {choice['reason']}")
     if args.json_out:
-        body = {"run_id": run_id, "status": status, "results": public_json(results)}
+        from engines import __version__
+
+        # The run's environment (qbench's version among it): what a bug report needs.
+        environment = (store.get_run(run_id) or {}).get("environment") or {}
+        body = {"run_id": run_id, "status": status, "qbench": __version__, "environment": environment,
+                "results": public_json(results)}
         if choice is not None:
             body["device_choice"] = choice
         payload = json.dumps(body, indent=2)

@@ -1,0 +1,88 @@
+"""The command line as a new user meets it: the version, ids to copy, comparing two results with
+units on every figure, an empty filter explained, tables that fit the terminal. The real CLI
+(``qbench_tui.cli.main``) on a real SQLite store."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+import pytest
+from helpers import qbench
+from test_tui_support import RUN_A, RUN_B, _result, fill_store
+
+from engines import __version__
+from engines.analysis.compare import compare
+from qbench_tui.cli import main
+
+
+def _rounds(p50s: list[float]) -> list[dict]:
+    return [{"round": i, "latency": {"p50": p}} for i, p in enumerate(p50s)]
+
+
+@pytest.fixture
+def filled(store, db_path):
+    fill_store(store)
+    return store, db_path
+
+
+def _ids(store, run_id: str) -> dict[str, int]:
+    return {r["method"]: r["id"] for r in store.results(run_id=run_id) if r["runtime"] == "onnxruntime"}
+
+
+def test_version_flag_names_qbench_python_and_the_platform():
+    proc = qbench("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith(f"qbench {__version__} (Python "), proc.stdout
+
+
+def test_compare_shows_the_dialogs_rows_with_units_ratios_and_intervals(store, db_path, capsys):
+    request = {"model": "digits-mlp", "methods": ["fp32", "dynamic-int8"], "runtimes": ["onnxruntime"],
+               "devices": ["cpu"], "batch_sizes": [1], "configs": {}, "measure": {}}
+    store.create_run(RUN_A, "digits-mlp", request, {}, "cli")
+    a = {**_result("fp32", "ok", 0.120, 0.9778, 4.30), "rounds": _rounds([0.12, 0.13, 0.11])}
+    b = {**_result("dynamic-int8", "ok", 0.060, 0.9761, 1.10), "rounds": _rounds([0.06, 0.0585, 0.066])}
+    ida, idb = store.add_result(RUN_A, a), store.add_result(RUN_A, b)
+
+    assert main(["compare", str(ida), str(idb), "--db", str(db_path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["a"]["id"] == ida and data["b"]["id"] == idb
+    rows = {m["metric"]: m for m in data["metrics"]}
+    expected = {row.label: row for row in compare(store.results(where="id = ?", params=[ida])[0],
+                                                  store.results(where="id = ?", params=[idb])[0])}
+    p50 = rows["latency p50"]
+    assert p50["unit"] == "ms" and p50["ratio_b_over_a"] == pytest.approx(0.5)
+    # Rounds of one run pair by number: B/A per round is 0.5, 0.45, 0.6.
+    assert (p50["ratio_low"], p50["ratio_high"], p50["rounds"]) == (pytest.approx(0.45), pytest.approx(0.6), 3)
+    assert p50["ratio_low"] == pytest.approx(expected["latency p50"].low)
+    assert all(m["unit"] or m["metric"] == "cosine" for m in data["metrics"]), data["metrics"]
+    assert data["faster"] == {"which": "B", "times": pytest.approx(2.0), "at": "p50"}
+
+    assert main(["compare", str(ida), str(idb), "--db", str(db_path)]) == 0
+    table = capsys.readouterr().out
+    assert f"(id {ida}, run {RUN_A})" in table and f"(id {idb}, run {RUN_A})" in table
+    assert re.search(r"latency p50 .*0\.120 ms .*0\.060 ms .*×0\.50 \(×0\.45–×0\.60 over 3 rounds\)", table), table
+    assert re.search(r"accuracy .*97\.8 % .*97\.6 %", table) and re.search(r"size on disk .*4\.30 MB", table)
+    assert "B is ×2.00 faster at the median" in table
+
+
+def test_compare_across_runs_matches_their_variants_and_names_a_missing_id(filled, capsys):
+    store, db = filled
+    a, b = _ids(store, RUN_A)["fp32"], _ids(store, RUN_B)["fp32"]
+    assert main(["compare", str(a), str(b), "--db", str(db), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    variants = {r["variant"] for r in data["runs"]}
+    assert {"fp32", "dynamic-int8", "static-int8"} <= variants
+    assert main(["compare", str(a), "999", "--db", str(db)]) == 2
+    assert "no result 999" in capsys.readouterr().err
+
+
+def test_results_csv_has_the_id_and_an_unknown_model_is_explained(filled, capsys):
+    store, db = filled
+    assert main(["results", "--db", str(db), "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {int(r["id"]) for r in rows} == {r["id"] for r in store.results()}
+    assert main(["results", "--db", str(db), "--model", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "no model 'nope' has results" in err and "models with results: digits-mlp" in err
