@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from test_tui_support import RUN_A, async_test, fill_store, fixed_system, test_settings, wait_ready
+from test_tui_support import RUN_A, _result, async_test, fill_store, fixed_system, test_settings, wait_ready
 from textual.widgets import DataTable, SelectionList, Static
 
 from qbench_tui.app import make_app
@@ -102,3 +102,30 @@ async def test_a_narrow_terminal_keeps_the_figures_and_shortens_identifiers(stor
         await wait_ready(pilot)
         table = app.query_one("#results-table", DataTable)
         assert "note" in [str(k.value) for k in table.columns] and "rss" in [str(k.value) for k in table.columns]
+
+
+@async_test
+async def test_the_detail_gives_every_other_metric_its_unit_and_interval(store):
+    request = {"model": "digits-mlp", "methods": ["dynamic-int8"], "runtimes": ["onnxruntime"], "devices": ["cpu"],
+               "batch_sizes": [1], "configs": {}, "measure": {}}
+    store.create_run(RUN_A, "digits-mlp", request, {}, "cli")
+    result = _result("dynamic-int8", "ok", 0.035, 0.9778, 1.09)
+    result["metrics"] = {"top5_agreement": 1.0, "rss_delta_mb": 18.3, "device_memory_mb": None,
+                         "other_cpu_cores": 1.816,
+                         "speedup_vs_fp32": {"ratio": 1.8773, "low": 1.8734, "high": 1.9046, "rounds": 6}}
+    result["runtime_info"] = {"onnxruntime": "1.32.0", "providers": ["CPUExecutionProvider"],
+                              "intra_op_spinning": True, "thread_pool": {"threads": 2, "omp_wait_policy": "PASSIVE"}}
+    store.add_result(RUN_A, result)
+    app = make_app(store=store, settings=test_settings(), system=fixed_system())
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        table = app.query_one("#results-table", DataTable)
+        table.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        text = str(app.screen.query_one("#detail-text", Static).render())
+        assert re.search(r"speedup vs fp32\s+×1\.88 \(×1\.87–×1\.90 over 6 rounds\)", text), text
+        assert re.search(r"rss delta mb\s+18\.30 MB", text) and re.search(r"top5 agreement\s+100\.0 %", text)
+        assert re.search(r"other cpu cores\s+1\.82 cores of other processes", text)
+        assert re.search(r"intra op spinning\s+yes", text) and "CPUExecutionProvider" in text
+        assert "{" not in text and '"' not in text, text
