@@ -86,3 +86,44 @@ def test_results_csv_has_the_id_and_an_unknown_model_is_explained(filled, capsys
     assert main(["results", "--db", str(db), "--model", "nope"]) == 2
     err = capsys.readouterr().err
     assert "no model 'nope' has results" in err and "models with results: digits-mlp" in err
+
+
+def _render(table, width: int, terminal: bool = True) -> list[str]:
+    from rich.console import Console
+
+    console = Console(width=width, force_terminal=terminal, record=True, file=io.StringIO())
+    console.print(table)
+    return console.export_text().splitlines()
+
+
+def test_tables_fit_the_terminal_by_priority_and_wide_or_piped_shows_every_column(filled):
+    from rich.console import Console
+
+    from qbench_tui.cli.output import results_table
+
+    store, _ = filled
+    results = store.results()
+    narrow = Console(width=90, force_terminal=True, file=io.StringIO())
+    lines = _render(results_table(results, console=narrow), 90)
+    header = next(line for line in lines if "p50 ms" in line)
+    assert all(len(line) <= 90 for line in lines), max(map(len, lines))
+    for figure in ("id", "recipe", "status", "p50 ms", "speedup", "acc"):
+        assert figure in header, header
+    assert "SQNR" not in header and any("--wide shows all" in line for line in lines)
+    # --wide, or a pipe: every column, none cut.
+    for table in (results_table(results, console=narrow, wide=True),
+                  results_table(results, console=Console(width=1000, file=io.StringIO()))):
+        lines = _render(table, 1000, terminal=False)
+        header = next(line for line in lines if "p50 ms" in line)
+        assert all(col in header for col in ("runtime", "p99 ms", "items/s", "SQNR dB", "top1", "note")), header
+        assert not any("…" in line or "--wide" in line for line in lines)
+
+
+def test_devices_piped_is_whole_and_run_help_shows_the_measuring_defaults():
+    proc = qbench("devices")
+    assert proc.returncode == 0
+    header = next(line for line in proc.stdout.splitlines() if "present" in line)
+    assert "runtimes" in header and "auto recipes" in header and "--wide" not in proc.stdout
+    helptext = " ".join(qbench("run", "--help", env={"COLUMNS": "200"}).stdout.split())
+    assert "minimum measuring seconds per batch size (default 1.0)" in helptext
+    assert "minimum timed repetitions per batch size (default 30)" in helptext

@@ -59,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, help="intra-op threads (default: physical cores)")
     run.add_argument("--timeout", type=float, default=900.0, help="seconds per variant (default 900)")
     run.add_argument("--memory-limit-mb", type=float, help="kill a variant above this RSS (default 80%% of RAM)")
-    run.add_argument("--min-time", type=float, default=1.0, help="minimum measuring seconds per batch size")
-    run.add_argument("--min-reps", type=int, default=30, help="minimum timed repetitions per batch size")
+    run.add_argument("--min-time", type=float, default=1.0,
+                     help="minimum measuring seconds per batch size (default 1.0)")
+    run.add_argument("--min-reps", type=int, default=30, help="minimum timed repetitions per batch size (default 30)")
     run.add_argument("--repeat", type=int, default=3, metavar="K",
                      help="time each variant in K rounds interleaved across the sweep's variants (shuffled), "
                           "each variant kept loaded between them; reports the median of the rounds' medians and "
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "shared by the rounds. Default 3: the fewest that give a median robust to one "
                           "disturbed round")
     run.add_argument("--json", dest="json_out", metavar="FILE|-", help="write the results as JSON ('-': stdout)")
+    run.add_argument("--wide", action="store_true", help="every column, however wide the terminal (default: fit it; piped output is always whole)")
     run.add_argument("--resume", metavar="RUN_ID", help="finish an interrupted run: only what is missing")
     run.add_argument("--seq-len", type=int, metavar="N",
                      help="tokens per input row for text models (default 128)")
@@ -105,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--limit", type=int, metavar="N",
                          help="only the N most recent, shown oldest first (a table: 500 unless given; 0: all)")
     results.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    results.add_argument("--wide", action="store_true", help="every column, however wide the terminal (default: fit it; piped output is always whole)")
     results.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
 
     runs = sub.add_parser("runs", help="list runs, newest first")
@@ -123,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("--json", action="store_true")
         if name == "devices":
+            p.add_argument("--wide", action="store_true", help="every column, however wide the terminal (default: fit it; piped output is always whole)")
             p.add_argument("--model", help="also the best device for this model, from its stored results")
             p.add_argument("--objective", choices=("latency", "throughput", "memory"), default="latency")
             p.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")

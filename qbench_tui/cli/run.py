@@ -212,7 +212,8 @@ def cmd_run(args) -> int:
             sys.stdout.write(payload + "\n")
         else:
             Path(args.json_out).write_text(payload + "\n")
-    console.print(results_table(results, title=f"run {run_id} · {status}"))
+    console.print(results_table(results, title=f"run {run_id} · {status}", console=console,
+                                wide=getattr(args, "wide", False)))
     if uri is not None:
         console.print(f"[dim]MLflow: run {run_id} is being logged to {uri} in the background "
                       "(`qbench track` shows what is queued)[/]", highlight=False)
