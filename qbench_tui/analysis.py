@@ -145,6 +145,11 @@ def _run_time(r: Result, ctx: dict[str, Any]) -> str:
     return run.get("created_at") or r.get("started_at") or ""
 
 
+def _clip(text: str, width: int) -> str:
+    """At most ``width`` characters, an ellipsis saying that the rest is in the detail."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _note(r: Result) -> str:
     if r.get("error"):
         return str(r["error"])
@@ -185,7 +190,7 @@ COLUMNS: tuple[Column, ...] = (
     _num_col("load", "load s", lambda r: r.get("load_s"), priority=6),
     # The variant's own memory; the process peak is a detail.
     _num_col("rss", "mem MB", lambda r: r.get("memory_mb"), 0, priority=5),
-    Column("note", "note", lambda r, c: _note(r), lambda r, c: _note(r)[:80], priority=4, shrink=16),
+    Column("note", "note", lambda r, c: _note(r), lambda r, c: _clip(_note(r), 80), priority=4, shrink=16),
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
 # Shown after "dev" once the store holds results from more than one machine (a fleet).

@@ -127,3 +127,11 @@ def test_devices_piped_is_whole_and_run_help_shows_the_measuring_defaults():
     helptext = " ".join(qbench("run", "--help", env={"COLUMNS": "200"}).stdout.split())
     assert "minimum measuring seconds per batch size (default 1.0)" in helptext
     assert "minimum timed repetitions per batch size (default 30)" in helptext
+
+
+def test_auto_dry_run_explains_its_markers(tmp_path, capsys):
+    assert main(["auto", "--models", "digits-mlp", "--budget", "3", "--dry-run", "--db", str(tmp_path / "q.db")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    legend = next(i for i, line in enumerate(lines) if "•" in line and "–" in line and "×" in line)
+    assert legend < next(i for i, line in enumerate(lines) if line.startswith("  • "))
+    assert "measured within the budget" in lines[legend] and "refused on this machine" in lines[legend]

@@ -128,7 +128,7 @@ def results_table(results: list[dict[str, Any]], title: str = "", references: Se
             fmt_ratio(size_ratio.get(key)),
             _fmt(r.get("accuracy"), ".3f"), _fmt(agr.get("top1"), ".3f"), _fmt(agr.get("sqnr_db"), ".1f"),
             _escape(" ".join(r.get("flags") or []) + ("; " if r.get("flags") and r.get("error") else "")
-                    + (r.get("error") or "")[:60]),
+                    + (r.get("error") or "")),  # whole: the column wraps it
         ])
     return fitted_table(cols, rows, console, wide, title=title, show_lines=False)
 
