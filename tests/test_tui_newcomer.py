@@ -12,6 +12,7 @@ from qbench_tui.app import make_app
 from qbench_tui.screens.result_detail import ResultDetailScreen
 from qbench_tui.widgets.checks import CHECKED, UNCHECKED
 from qbench_tui.widgets.method_form import field_widget_id
+from qbench_tui.widgets.sweep_setup import SweepSetupPane
 
 WIDE = (120, 40)
 
@@ -129,3 +130,19 @@ async def test_the_detail_gives_every_other_metric_its_unit_and_interval(store):
         assert re.search(r"other cpu cores\s+1\.82 cores of other processes", text)
         assert re.search(r"intra op spinning\s+yes", text) and "CPUExecutionProvider" in text
         assert "{" not in text and '"' not in text, text
+
+
+@async_test
+async def test_the_sweep_setup_says_it_scrolls_while_there_is_more_below(store):
+    app = make_app(store=store, settings=test_settings(), system=fixed_system())
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        pane = app.query_one(SweepSetupPane)
+        await pilot.pause()
+        frame = pane.parent
+        assert pane.max_scroll_y > 0
+        assert "more below" in str(frame.border_subtitle), (pane.max_scroll_y, frame.border_subtitle)
+        pane.scroll_end(animate=False)
+        await pilot.pause()
+        await pilot.pause()
+        assert not frame.border_subtitle
