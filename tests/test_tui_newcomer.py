@@ -7,6 +7,7 @@ import re
 
 from test_tui_support import RUN_A, _result, async_test, fill_store, fixed_system, test_settings, wait_ready
 from textual.widgets import DataTable, SelectionList, Static
+from textual.widgets._toast import Toast, ToastRack
 
 from qbench_tui.app import make_app
 from qbench_tui.screens.result_detail import ResultDetailScreen
@@ -146,3 +147,28 @@ async def test_the_sweep_setup_says_it_scrolls_while_there_is_more_below(store):
         await pilot.pause()
         await pilot.pause()
         assert not frame.border_subtitle
+
+
+@async_test
+async def test_toasts_stay_inside_the_results_pane_frame(store):
+    app = make_app(store=store, settings=test_settings(), system=fixed_system())
+    async with app.run_test(size=WIDE, notifications=True) as pilot:
+        await wait_ready(pilot)
+        app.notify("3 result(s) logged to MLflow", timeout=30)
+        for _ in range(5):
+            await pilot.pause()
+        toast = app.screen.get_child_by_type(ToastRack).query_one(Toast)
+        pane = app.query_one("#results").region
+        region = toast.region
+        assert region.bottom <= pane.bottom - 1 and region.right <= pane.right - 1, (region, pane)
+
+
+def test_monitor_says_how_many_requests_a_window_holds_before_it_is_judged():
+    from engines.ops.config import OpsConfig
+    from qbench_tui.cli.ops import _fmt_report
+
+    config = OpsConfig()
+    text = _fmt_report({"state": "collecting", "window": None, "alerts": []}, config)
+    assert f"0 of the {config.monitor_min_requests} requests" in text and "judged from" not in text
+    text = _fmt_report({"state": "collecting", "window": {"requests": 7, "error_rate": 0.0}, "alerts": []}, config)
+    assert f"7 of the {config.monitor_min_requests} requests" in text
