@@ -14,14 +14,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from engines.analysis.compare import COMPARE_METRICS, CompareRow, compare, match_runs
 from engines.analysis.figures import fmt_num
 from engines.core.schema import display_label, result_key, variant_key
 
 Result = dict[str, Any]
 # Re-exported: the UI imports them from here.
-__all__ = ["COMPARE_METRICS", "CompareRow", "compare", "display_label", "fmt_num", "match_runs", "result_key",
-           "variant_key"]
+__all__ = ["display_label", "fmt_num", "result_key", "variant_key"]
 
 
 # --- numbers --------------------------------------------------------------------------------
@@ -291,6 +289,17 @@ def frontier_results(results: Sequence[Result], x: str = "p50") -> tuple[list[Re
 
 
 # --- comparison: engines.analysis.compare (the CLI's `compare` shows the same) -----------------
+
+_COMPARE_NAMES = ("COMPARE_METRICS", "CompareRow", "compare", "match_runs")
+
+
+def __getattr__(name: str) -> Any:
+    """The comparison's names, imported when first asked for (not on the way to the first frame)."""
+    if name in _COMPARE_NAMES:
+        from engines.analysis import compare as comparison
+
+        return getattr(comparison, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- a model's history ----------------------------------------------------------------------
