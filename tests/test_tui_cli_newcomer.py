@@ -135,3 +135,20 @@ def test_auto_dry_run_explains_its_markers(tmp_path, capsys):
     legend = next(i for i, line in enumerate(lines) if "•" in line and "–" in line and "×" in line)
     assert legend < next(i for i, line in enumerate(lines) if line.startswith("  • "))
     assert "measured within the budget" in lines[legend] and "refused on this machine" in lines[legend]
+
+
+def test_fit_shortens_identifiers_then_drops_the_weakest_and_gives_back_what_is_left():
+    from qbench_tui.fit import FitColumn, fit_widths
+
+    cols = [FitColumn("model", 12, 2, shrink=6), FitColumn("p50", 8, 1), FitColumn("when", 11, 6),
+            FitColumn("note", 20, 4, shrink=10)]
+    assert fit_widths(cols, 200) == {"model": 12, "p50": 8, "when": 11, "note": 20}
+    # 12 + 8 + 11 + 10 (note shortened) + 2 per column = 49
+    assert fit_widths(cols, 49) == {"model": 12, "p50": 8, "when": 11, "note": 10}
+    # Too narrow even shortened: "when" (priority 6) goes; the room it leaves lengthens the note again.
+    assert fit_widths(cols, 40) == {"model": 12, "p50": 8, "note": 14}
+    # Priority 1 stays however narrow.
+    assert list(fit_widths(cols, 5)) == ["p50"]
+    # A weak but small column dropped before a wide one comes back once the wide one has gone.
+    cols = [FitColumn("p50", 8, 1), FitColumn("big", 30, 3), FitColumn("small", 4, 5)]
+    assert fit_widths(cols, 20) == {"p50": 8, "small": 4}
