@@ -15,35 +15,15 @@ from datetime import datetime
 from typing import Any
 
 from engines.analysis import rules
+from engines.analysis.figures import fmt_num
 from engines.core.schema import display_label, result_key, variant_key
 
 Result = dict[str, Any]
-__all__ = ["display_label", "result_key", "variant_key"]  # re-exported: the UI imports them from here
+# Re-exported: the UI imports them from here.
+__all__ = ["display_label", "fmt_num", "result_key", "variant_key"]
 
 
 # --- numbers --------------------------------------------------------------------------------
-
-
-def fmt_num(value: Any, digits: int | None = None) -> str:
-    """Readable number: adaptive precision, "–" for missing, "∞" for an exact match's SQNR."""
-    if value is None:
-        return "–"
-    if isinstance(value, float) and math.isnan(value):
-        return "–"
-    if isinstance(value, float) and math.isinf(value):
-        return "∞"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    if digits is not None:
-        return f"{value:,.{digits}f}"
-    magnitude = abs(value)
-    if magnitude >= 1000:
-        return f"{value:,.0f}"
-    if magnitude >= 100:
-        return f"{value:.1f}"
-    if magnitude >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3f}"
 
 
 def fmt_ratio(value: float | None) -> str:
@@ -148,6 +128,10 @@ class Column:
     text: Callable[[Result, dict[str, Any]], str]
     numeric: bool = False
     width: int | None = None
+    # Narrow tables keep the columns of the lowest priority numbers (1: always shown), and shorten
+    # an identifier column with a ``shrink`` width to it before dropping anything.
+    priority: int = 5
+    shrink: int | None = None
 
 
 def _ctx_speedup(r: Result, ctx: dict[str, Any]) -> float | None:
@@ -159,6 +143,11 @@ def _run_time(r: Result, ctx: dict[str, Any]) -> str:
     return run.get("created_at") or r.get("started_at") or ""
 
 
+def _clip(text: str, width: int) -> str:
+    """At most ``width`` characters, an ellipsis saying that the rest is in the detail."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _note(r: Result) -> str:
     if r.get("error"):
         return str(r["error"])
@@ -166,35 +155,45 @@ def _note(r: Result) -> str:
     return "; ".join(flags + list(r.get("notes") or []))
 
 
-def _num_col(key: str, label: str, get: Callable[[Result], Any], digits: int | None = None) -> Column:
-    return Column(key, label, lambda r, c: get(r), lambda r, c: fmt_num(get(r), digits), numeric=True)
+def _num_col(key: str, label: str, get: Callable[[Result], Any], digits: int | None = None,
+             priority: int = 5) -> Column:
+    return Column(key, label, lambda r, c: get(r), lambda r, c: fmt_num(get(r), digits), numeric=True,
+                  priority=priority)
+
+
+def fmt_id(r: Result) -> str:
+    """The stored result's id (what export, serve and version take); "–" for one not stored yet."""
+    return "–" if r.get("id") is None else str(r["id"])
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("when", "when", _run_time, lambda r, c: fmt_time(_run_time(r, c))[5:], width=11),
-    Column("model", "model", lambda r, c: r["model"], lambda r, c: r["model"]),
-    Column("method", "method", lambda r, c: display_label(r), lambda r, c: display_label(r)),
-    Column("runtime", "runtime", lambda r, c: r["runtime"], lambda r, c: r["runtime"]),
-    Column("device", "dev", lambda r, c: r["device"], lambda r, c: r["device"]),
-    _num_col("batch_size", "bs", lambda r: r["batch_size"]),
-    Column("status", "status", lambda r, c: r["status"], lambda r, c: r["status"]),
-    _num_col("p50", "p50 ms", lambda r: latency(r, "p50")),
-    _num_col("p99", "p99 ms", lambda r: latency(r, "p99")),
+    Column("id", "id", lambda r, c: r.get("id"), lambda r, c: fmt_id(r), numeric=True, priority=2),
+    Column("when", "when", _run_time, lambda r, c: fmt_time(_run_time(r, c))[5:], width=11, priority=6),
+    Column("model", "model", lambda r, c: r["model"], lambda r, c: r["model"], priority=2, shrink=8),
+    Column("method", "method", lambda r, c: display_label(r), lambda r, c: display_label(r), priority=1, shrink=12),
+    Column("runtime", "runtime", lambda r, c: r["runtime"], lambda r, c: r["runtime"], priority=4, shrink=4),
+    Column("device", "dev", lambda r, c: r["device"], lambda r, c: r["device"], priority=3, shrink=4),
+    _num_col("batch_size", "bs", lambda r: r["batch_size"], priority=4),
+    Column("status", "status", lambda r, c: r["status"], lambda r, c: r["status"], priority=2),
+    _num_col("p50", "p50 ms", lambda r: latency(r, "p50"), priority=1),
+    _num_col("p99", "p99 ms", lambda r: latency(r, "p99"), priority=3),
     Column("iqr", "IQR", lambda r, c: dispersion(r),
-           lambda r, c: "–" if dispersion(r) is None else f"{dispersion(r):.0%}", numeric=True),
-    Column("speedup", "vs fp32", _ctx_speedup, lambda r, c: fmt_ratio(_ctx_speedup(r, c)), numeric=True),
-    _num_col("throughput", "items/s", lambda r: r.get("throughput_per_s"), 0),
-    _num_col("size", "MB", lambda r: r.get("size_mb")),
-    _num_col("accuracy", "acc", lambda r: r.get("accuracy"), 3),
-    _num_col("top1", "top1", lambda r: agreement(r, "top1"), 3),
-    _num_col("sqnr", "SQNR", lambda r: agreement(r, "sqnr_db"), 1),
-    _num_col("load", "load s", lambda r: r.get("load_s")),
-    _num_col("rss", "mem MB", lambda r: r.get("memory_mb"), 0),  # the variant's; the process peak is a detail
-    Column("note", "note", lambda r, c: _note(r), lambda r, c: _note(r)[:80]),
+           lambda r, c: "–" if dispersion(r) is None else f"{dispersion(r):.0%}", numeric=True, priority=5),
+    Column("speedup", "vs fp32", _ctx_speedup, lambda r, c: fmt_ratio(_ctx_speedup(r, c)), numeric=True, priority=1),
+    _num_col("throughput", "items/s", lambda r: r.get("throughput_per_s"), 0, priority=4),
+    _num_col("size", "MB", lambda r: r.get("size_mb"), priority=2),
+    _num_col("accuracy", "acc", lambda r: r.get("accuracy"), 3, priority=1),
+    _num_col("top1", "top1", lambda r: agreement(r, "top1"), 3, priority=4),
+    _num_col("sqnr", "SQNR", lambda r: agreement(r, "sqnr_db"), 1, priority=5),
+    _num_col("load", "load s", lambda r: r.get("load_s"), priority=6),
+    # The variant's own memory; the process peak is a detail.
+    _num_col("rss", "mem MB", lambda r: r.get("memory_mb"), 0, priority=5),
+    Column("note", "note", lambda r, c: _note(r), lambda r, c: _clip(_note(r), 80), priority=4, shrink=16),
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
 # Shown after "dev" once the store holds results from more than one machine (a fleet).
-HOST_COLUMN = Column("host", "host", lambda r, c: r.get("host") or "", lambda r, c: r.get("host") or "")
+HOST_COLUMN = Column("host", "host", lambda r, c: r.get("host") or "", lambda r, c: r.get("host") or "", priority=3,
+                     shrink=8)
 
 
 # --- filter and sort ------------------------------------------------------------------------
@@ -286,68 +285,18 @@ def frontier_results(results: Sequence[Result], x: str = "p50", model: str | Non
     return plotted, rules.frontier(plotted, xval)
 
 
-# --- comparison -----------------------------------------------------------------------------
+# --- comparison: engines.analysis.compare (the CLI's `compare` shows the same) -----------------
+
+_COMPARE_NAMES = ("COMPARE_METRICS", "CompareRow", "compare", "match_runs")
 
 
-@dataclass(frozen=True)
-class CompareRow:
-    label: str
-    a: float | None
-    b: float | None
-    lower_is_better: bool | None  # None: neither direction is "better"
-    unit: str = ""
+def __getattr__(name: str) -> Any:
+    """The comparison's names, imported when first asked for (not on the way to the first frame)."""
+    if name in _COMPARE_NAMES:
+        from engines.analysis import compare as comparison
 
-    @property
-    def ratio(self) -> float | None:
-        if self.a is None or self.b is None or self.a == 0:
-            return None
-        if any(isinstance(v, float) and not math.isfinite(v) for v in (self.a, self.b)):
-            return None
-        return self.b / self.a
-
-    @property
-    def verdict(self) -> str:
-        """"better", "worse" or "" for B against A (within 2 % counts as the same)."""
-        ratio = self.ratio
-        if ratio is None or self.lower_is_better is None or abs(ratio - 1) < 0.02:
-            return ""
-        improved = ratio < 1 if self.lower_is_better else ratio > 1
-        return "better" if improved else "worse"
-
-
-COMPARE_METRICS: tuple[tuple[str, Callable[[Result], Any], bool | None, str], ...] = (
-    ("latency p50", lambda r: latency(r, "p50"), True, "ms"),
-    ("latency p90", lambda r: latency(r, "p90"), True, "ms"),
-    ("latency p99", lambda r: latency(r, "p99"), True, "ms"),
-    ("latency mean", lambda r: latency(r, "mean"), True, "ms"),
-    ("latency IQR", lambda r: latency(r, "iqr"), True, "ms"),
-    ("samples", lambda r: latency(r, "samples"), None, ""),
-    ("throughput", lambda r: r.get("throughput_per_s"), False, "/s"),
-    ("cold start", lambda r: r.get("load_s"), True, "s"),
-    ("quantize", lambda r: r.get("quantize_s"), True, "s"),
-    ("memory", lambda r: r.get("memory_mb"), True, "MB"),
-    ("process peak RSS", lambda r: r.get("peak_rss_mb"), True, "MB"),
-    ("size on disk", lambda r: r.get("size_mb"), True, "MB"),
-    ("accuracy", lambda r: r.get("accuracy"), False, ""),
-    ("top-1 agreement", lambda r: agreement(r, "top1"), False, ""),
-    ("SQNR", lambda r: agreement(r, "sqnr_db"), False, "dB"),
-    ("cosine", lambda r: agreement(r, "cosine"), False, ""),
-)
-
-
-def compare(a: Result, b: Result) -> list[CompareRow]:
-    return [CompareRow(label, get(a), get(b), lower, unit) for label, get, lower, unit in COMPARE_METRICS]
-
-
-def match_runs(run_a: Sequence[Result], run_b: Sequence[Result]) -> list[tuple[Result | None, Result | None]]:
-    """Pairs of the same model × variant × batch size in two runs (None where one run lacks it)."""
-    def key(r: Result) -> tuple:
-        return (r["model"], *variant_key(r))
-
-    by_a = {key(r): r for r in run_a}
-    by_b = {key(r): r for r in run_b}
-    keys = list(by_a) + [k for k in by_b if k not in by_a]
-    return [(by_a.get(k), by_b.get(k)) for k in keys]
+        return getattr(comparison, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- a model's history ----------------------------------------------------------------------

@@ -37,7 +37,8 @@ class LocalSystem:
     """The real machine. ``sample`` is called from a worker thread, one call at a time."""
 
     def __init__(self) -> None:
-        self._sampler = DeviceSampler(devices=self.devices)
+        self._sampler = DeviceSampler(devices=self.devices)  # primes the CPU counters: readings count from here
+        self.primed_at = time.monotonic()
         self._reasons: dict[tuple[str, str, str], str | None] = {}
 
     def devices(self) -> list[Any]:

@@ -68,6 +68,9 @@ def test_run_a_sweep_in_the_real_program(tmp_path: Path):
         tmux.wait_for(r"Welcome to qbench", 60)  # the empty store offers the starter sweep
         screen = tmux.wait_for(r"digits-mlp", 30)
         assert "r Run" in screen and "q Quit" in screen  # bindings in the footer
+        # Chosen or not reads in text, not colour alone: the starter's two methods and no other.
+        screen = tmux.wait_for(r"\[x\] fp32", 30)
+        assert "[x] dynamic-int8" in screen and "[ ] fp16" in screen and "▐X▌" not in screen, screen
 
         tmux.keys("r")
         tmux.wait_for(r"▶ running", 30)
@@ -88,8 +91,9 @@ def test_run_a_sweep_in_the_real_program(tmp_path: Path):
             store.close()
         assert run["status"] == "finished" and run["source"] == "tui"
         assert {r["method"]: r["status"] for r in results} == {"fp32": "ok", "dynamic-int8": "ok"}
-        for r in results:  # the screen shows what the database holds (rounded)
+        for r in results:  # the screen shows what the database holds (rounded), the result's id first
             assert p50_on_screen[r["method"]] == pytest.approx(r["latency_ms"]["p50"], abs=0.0015, rel=0.01)
+            assert any(re.match(rf"^\W*\s+{r['id']}\s.*\b{r['method']}\b", line) for line in rows), (r["id"], rows)
 
         tmux.keys("q")
         tmux.wait_for(r"EXITED=0", 20)

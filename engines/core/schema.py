@@ -227,7 +227,7 @@ def results_json(results: list[dict[str, Any]], **envelope: Any) -> str:
     return json.dumps(body, indent=2, allow_nan=False) + "\n"
 
 
-CSV_COLUMNS = ("run_id", "host", "model", "label", "recipe_id", "method", "runtime", "device", "batch_size",
+CSV_COLUMNS = ("id", "run_id", "host", "model", "label", "recipe_id", "method", "runtime", "device", "batch_size",
                "status", "error", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms",
                "latency_std_ms", "latency_iqr_ms", "throughput_per_s", "load_s", "memory_mb", "spread", "flags",
                "peak_rss_mb", "size_mb", "accuracy", "agreement_top1", "agreement_sqnr_db", "agreement_cosine")

@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "qbench_tui.cli.export",
     "qbench_tui.cli.ops",
     "qbench_tui.cli.tracking",
+    "qbench_tui.cli.compare",
 )
 
 
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         "With no command, opens the terminal app.",
     )
     parser.add_argument("--db", type=Path, help="SQLite store (default: $QBENCH_HOME/qbench.db)")
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="print qbench's version (with Python's and the platform's) and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a sweep (each variant in its own process)")
@@ -59,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="kill a variant whose own memory (the child's RSS above the harness's baseline of "
                           "interpreter and preloaded libraries; reported as memory.variant_peak_mb) exceeds "
                           "this (default 80%% of RAM)")
-    run.add_argument("--min-time", type=float, default=1.0, help="minimum measuring seconds per batch size")
-    run.add_argument("--min-reps", type=int, default=30, help="minimum timed repetitions per batch size")
+    run.add_argument("--min-time", type=float, default=1.0,
+                     help="minimum measuring seconds per batch size (default 1.0)")
+    run.add_argument("--min-reps", type=int, default=30, help="minimum timed repetitions per batch size (default 30)")
     run.add_argument("--repeat", type=int, default=3, metavar="K",
                      help="time each variant in K rounds interleaved across the sweep's variants (shuffled), "
                           "each variant kept loaded between them; reports the median of the rounds' medians and "
@@ -68,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "shared by the rounds. Default 3: the fewest that give a median robust to one "
                           "disturbed round")
     run.add_argument("--json", dest="json_out", metavar="FILE|-", help="write the results as JSON ('-': stdout)")
+    run.add_argument("--wide", action="store_true", help="every column, however wide the terminal (default: fit it; piped output is always whole)")
     run.add_argument("--resume", metavar="RUN_ID", help="finish an interrupted run: only what is missing")
     run.add_argument("--seq-len", type=int, metavar="N",
                      help="tokens per input row for text models (default 128)")
@@ -105,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--limit", type=int, metavar="N",
                          help="only the N most recent, shown oldest first (a table: 500 unless given; 0: all)")
     results.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    results.add_argument("--wide", action="store_true", help="every column, however wide the terminal (default: fit it; piped output is always whole)")
     results.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
 
     runs = sub.add_parser("runs", help="list runs, newest first")
@@ -123,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("--json", action="store_true")
         if name == "devices":
+            p.add_argument("--wide", action="store_true", help="every column, however wide the terminal (default: fit it; piped output is always whole)")
             p.add_argument("--model", help="also the best device for this model, from its stored results")
             p.add_argument("--objective", choices=("latency", "throughput", "memory"), default="latency")
             p.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
@@ -135,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     tui = sub.add_parser("tui", help="open the terminal app (the default)")
     tui.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
     return parser
+
+
+def version_line() -> str:
+    """``qbench 0.1.0 (Python 3.11.7, Linux x86_64)``: what a bug report needs to say."""
+    import platform
+
+    from engines import __version__
+
+    return f"qbench {__version__} (Python {platform.python_version()}, {platform.system()} {platform.machine()})"
 
 
 def app_args(argv: list[str]) -> argparse.Namespace | None:

@@ -28,6 +28,11 @@ def budget(text: str) -> dict[str, float]:
     return {"seconds": h * 3600 + m * 60 + s}
 
 
+# What the markers of a dry run's plan mean (printed above it).
+DRY_RUN_LEGEND = ("[dim]• measured within the budget · – a candidate the budget leaves out · "
+                  "× refused on this machine (the reason follows)[/]")
+
+
 def add_parsers(sub: Any) -> None:
     db_help = "SQLite store"
     auto = sub.add_parser("auto", help="standardized sweeps across models: recipes chosen by architecture family and "
@@ -155,6 +160,8 @@ def cmd_auto(args) -> int:
                                       max_time_s=max(20.0, args.min_time * 4), repeat=args.repeat)
             variants_left = args.budget.get("variants")
             factor = 1.0  # observed / estimated seconds per variant, learned as models finish
+            if args.dry_run:
+                console.print(DRY_RUN_LEGEND, highlight=False)
             for i, plan in enumerate(plans):
                 models_left = len(plans) - i
                 remaining = 0.0

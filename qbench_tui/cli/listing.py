@@ -29,6 +29,7 @@ def cmd_results(args) -> int:
     filters = {"model": args.model, "method": args.method, "label": args.label, "runtime": args.runtime,
                "device": args.device, "host": getattr(args, "host", None), "status": args.status, "run_id": run_id,
                "since": args.since}
+    _check_known(store, args)
     try:
         results = query_results(store, limit=limit, newest_first=limit is not None, **filters)
     except ApiError as exc:
@@ -47,8 +48,25 @@ def cmd_results(args) -> int:
         title = f"{len(results)} results"
         if len(results) < total:
             title = f"the newest {len(results)} of {total} results (--limit N, 0 for all)"
-        make_console().print(results_table(results, title=title, references=references))
+        console = make_console()
+        console.print(results_table(results, title=title, references=references, console=console,
+                                    wide=getattr(args, "wide", False)))
     return EXIT_OK
+
+
+def _check_known(store, args) -> None:
+    """A filter naming a value no stored result has is a mistake (a typo, another store): say so,
+    with the values that have results, rather than print an empty table."""
+    for option, column, noun in (("model", "model", "model"), ("method", "method", "method"),
+                                 ("runtime", "runtime", "runtime"), ("device", "device", "device"),
+                                 ("host", "host", "host")):
+        value = getattr(args, option, None)
+        if value is None:
+            continue
+        known = store.distinct_values(column)
+        if value not in known:
+            raise UsageError(f"no {noun} {value!r} has results in {store.path}; "
+                             f"{noun}s with results: {', '.join(known) or 'none yet'}")
 
 
 def cmd_runs(args) -> int:
@@ -214,17 +232,20 @@ def cmd_devices(args) -> int:
         extra = {k: v for k, v in (("sample", sample), ("choice", choice)) if v is not None}
         sys.stdout.write(json.dumps({"devices": rows, **extra} if extra else rows, indent=2) + "\n")
         return EXIT_OK
-    from rich.table import Table
+    from rich.markup import escape
 
-    table = Table(title="devices")
-    for col in ("name", "device", "present", "detail", "runtimes", "auto recipes"):
-        table.add_column(col)
+    from qbench_tui.cli.output import Col, fitted_table
+
+    cols = (Col("name", priority=1), Col("device", priority=4, wrap=24), Col("present", priority=1),
+            Col("detail", priority=2, wrap=28), Col("runtimes", priority=3, wrap=36),
+            Col("auto recipes", priority=3, wrap=24))
+    table_rows = []
     for d in rows:
-        runtimes = "\n".join(f"{n}: {'[green]ok[/]' if why == 'ok' else why}" for n, why in d["runtimes"].items())
-        table.add_row(d["name"], d["title"], "[green]yes[/]" if d["present"] else "[red]no[/]", d["detail"],
-                      runtimes, ", ".join(s["recipe"] for s in d["strategies"]))
+        runtimes = "\n".join(f"{n}: {'[green]ok[/]' if why == 'ok' else escape(why)}" for n, why in d["runtimes"].items())
+        table_rows.append([d["name"], escape(d["title"]), "[green]yes[/]" if d["present"] else "[red]no[/]",
+                           escape(d["detail"]), runtimes, ", ".join(s["recipe"] for s in d["strategies"])])
     console = make_console()
-    console.print(table)
+    console.print(fitted_table(cols, table_rows, console, getattr(args, "wide", False), title="devices"))
     if choice:
         console.print(f"best device for {choice['model']} ({choice['objective']}): "
                       f"{choice['reason']}")

@@ -352,7 +352,8 @@ def _fmt_report(report: dict[str, Any], config) -> str:
     state = report["state"]
     text = f"[{state}] window {_fmt_window(report['window'])}"
     if state == "collecting":
-        text += f" (judged from {config.monitor_min_requests} requests)"
+        held = (report.get("window") or {}).get("requests") or 0
+        text += f" (not judged yet: {held} of the {config.monitor_min_requests} requests a window needs)"
     elif state == "baseline":
         text = f"[baseline] recorded {_fmt_window(report['baseline'])}"
     for alert in report["alerts"]:

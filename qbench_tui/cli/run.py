@@ -195,7 +195,12 @@ def cmd_run(args) -> int:
         choice = choose_device(results, args.objective)
         console.print(f"[bold]best device[/] ({args.objective}): {choice['reason']}")
     if args.json_out:
-        body = {"run_id": run_id, "status": status, "results": public_json(results)}
+        from engines import __version__
+
+        # The run's environment (qbench's version among it): what a bug report needs.
+        environment = (store.get_run(run_id) or {}).get("environment") or {}
+        body = {"run_id": run_id, "status": status, "qbench": __version__, "environment": environment,
+                "results": public_json(results)}
         if choice is not None:
             body["device_choice"] = choice
         payload = json.dumps(body, indent=2)
@@ -203,7 +208,8 @@ def cmd_run(args) -> int:
             sys.stdout.write(payload + "\n")
         else:
             Path(args.json_out).write_text(payload + "\n")
-    console.print(results_table(results, title=f"run {run_id} · {status}"))
+    console.print(results_table(results, title=f"run {run_id} · {status}", console=console,
+                                wide=getattr(args, "wide", False)))
     if uri is not None:
         console.print(f"[dim]MLflow: run {run_id} is being logged to {uri} in the background "
                       "(`qbench track` shows what is queued)[/]", highlight=False)

@@ -12,7 +12,9 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from qbench_tui.analysis import compare, fmt_num, latency, match_runs, variant_label
+from engines.analysis.compare import compare, faster, match_runs
+from engines.analysis.figures import FRACTION, figure
+from qbench_tui.analysis import latency, variant_label
 
 
 class CompareScreen(ModalScreen[None]):
@@ -50,24 +52,21 @@ class CompareScreen(ModalScreen[None]):
             Content.from_markup("[b]B[/] $m · $v [$text-muted]run $r[/]", m=b["model"], v=variant_label(b),
                                 r=str(b.get("run_id"))),
             Content(""),
-            Content.from_markup("[b]$h[/]", h=f"{'metric':<18}{'A':>12}{'B':>12}{'B/A':>9}  "),
+            Content.from_markup("[b]$h[/]", h=f"{'metric':<18}{'A':>14}{'B':>14}  B/A"),
         ]
         for row in compare(a, b):
             if row.a is None and row.b is None:
                 continue
-            ratio = "–" if row.ratio is None else f"×{row.ratio:.2f}"
+            va, vb, ratio = row.text()
             style = {"better": "$text-success", "worse": "$text-error"}.get(row.verdict, "$text-muted")
             out.append(Content.from_markup(
-                f"$l$va$vb[{style}]$ra  $verdict[/]", l=f"{row.label:<18}",
-                va=f"{fmt_num(row.a):>12}", vb=f"{fmt_num(row.b):>12}", ra=f"{ratio:>9}",
-                verdict=row.verdict))
-        p50a, p50b = latency(a), latency(b)
-        if p50a and p50b:
-            faster, factor = ("B", p50a / p50b) if p50b < p50a else ("A", p50b / p50a)
-            out += [Content(""), Content.from_markup("[b]$f is ×$x faster at the median[/]", f=faster,
-                                                     x=f"{factor:.2f}")]
+                f"$l$va$vb  [{style}]$ra  $verdict[/]", l=f"{row.label:<18}",
+                va=f"{va:>14}", vb=f"{vb:>14}", ra=ratio, verdict=row.verdict))
+        if (fast := faster(a, b)) is not None:
+            out += [Content(""), Content.from_markup("[b]$f is ×$x faster at the median[/]", f=fast[0],
+                                                     x=f"{fast[1]:.2f}")]
         if a.get("run_id") != b.get("run_id") and self.run_a and self.run_b:
-            out += [Content(""), Content.from_markup("[b $text-accent]Runs side by side[/] (p50 ms, accuracy)"),
+            out += [Content(""), Content.from_markup("[b $text-accent]Runs side by side[/] (p50, accuracy)"),
                     Content.from_markup("[b]$h[/]", h=f"{'variant':<40}{'A p50':>10}{'B p50':>10}{'B/A':>8}"
                                                       f"{'A acc':>8}{'B acc':>8}")]
             for ra, rb in match_runs(self.run_a, self.run_b):
@@ -76,7 +75,7 @@ class CompareScreen(ModalScreen[None]):
                 la, lb = (latency(ra) if ra else None), (latency(rb) if rb else None)
                 ratio = f"×{lb / la:.2f}" if la and lb else "–"
                 out.append(Content(
-                    f"{variant_label(ref)[:39]:<40}{fmt_num(la):>10}{fmt_num(lb):>10}{ratio:>8}"
-                    f"{fmt_num(ra.get('accuracy') if ra else None, 3):>8}"
-                    f"{fmt_num(rb.get('accuracy') if rb else None, 3):>8}"))
+                    f"{variant_label(ref)[:39]:<40}{figure(la, 'ms'):>10}{figure(lb, 'ms'):>10}{ratio:>8}"
+                    f"{figure(ra.get('accuracy') if ra else None, FRACTION):>8}"
+                    f"{figure(rb.get('accuracy') if rb else None, FRACTION):>8}"))
         return Content("\n").join(out)

@@ -52,6 +52,9 @@ PANES: dict[str, tuple[str, str]] = {
 WARM_RUNNER_AFTER_S = 0.5  # after the history is shown: the first full frame is drawn by then
 
 
+FIRST_READING_S = 0.2  # the shortest span a first CPU reading covers (psutil counts in 10 ms ticks)
+
+
 class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[None]):
     """The app's one full screen; the dialogs are modal screens pushed over it."""
 
@@ -152,7 +155,10 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         # and the history (posted from the worker a moment later, they were drawn twice).
         for message in read:
             self.post_message(message)
-        self._arm_sampler(0.5)  # psutil needs an interval for its first CPU reading
+        # The first CPU reading covers the time since the probe primed psutil (before the first frame).
+        primed_at = getattr(self.system, "primed_at", None)
+        elapsed = self.system.monotonic() - primed_at if primed_at is not None else FIRST_READING_S
+        self._arm_sampler(max(0.01, FIRST_READING_S - elapsed))  # a timer of 0 s divides by zero
         self.query_one("#model-list").focus()
 
     @property

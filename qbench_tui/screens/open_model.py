@@ -11,6 +11,8 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Static
 
+from qbench_tui.widgets.checks import TextCheckbox
+
 
 class OpenModelScreen(ModalScreen[tuple[str, dict] | None]):
     """Dismisses with (path, model options) — the app resolves it in a worker — or None."""
@@ -28,8 +30,8 @@ class OpenModelScreen(ModalScreen[tuple[str, dict] | None]):
             yield Static("An ONNX file, a TorchScript or ExportedProgram file, or a Hugging Face model folder. "
                          "~ is expanded.", classes="hint")
             yield Input(self.value, placeholder="/path/to/model.onnx", id="model-path")
-            yield Checkbox("allow pickled checkpoints (they run code stored in the file: trusted files only)",
-                           self.allow_pickle, id="allow-pickle", compact=True)
+            yield TextCheckbox("allow pickled checkpoints (they run code stored in the file: trusted files only)",
+                               self.allow_pickle, id="allow-pickle", compact=True)
             yield Static(Content.from_markup("[$text-error]$e[/]", e=self.error) if self.error else "",
                          id="open-error")
 

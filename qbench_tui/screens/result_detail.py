@@ -13,6 +13,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from engines.analysis.figures import metric
 from qbench_tui.analysis import display_label, fmt_num, fmt_time, latency, variant_label
 
 STATUS_STYLE = {"ok": "$text-success", "failed": "$text-error", "unsupported": "$text-warning"}
@@ -49,6 +50,8 @@ class ResultDetailScreen(ModalScreen[None]):
 
         section("Result")
         row("status", r["status"], STATUS_STYLE.get(r["status"], ""))
+        if r.get("id") is not None:  # what export, serve, version and compare take
+            row("id", f"{r['id']}  (qbench export {r['id']} · qbench compare {r['id']} OTHER_ID)")
         if r.get("error"):
             row("error", r["error"], "$text-error")
         row("model", r["model"])
@@ -123,8 +126,8 @@ class ResultDetailScreen(ModalScreen[None]):
         other = {k: v for k, v in metrics.items() if k not in _CHARTED}
         if other:
             section("Other metrics")
-            for key, value in other.items():
-                row(key, value if isinstance(value, (int, float)) else json.dumps(value, default=str))
+            for key, value in other.items():  # each with its unit (and interval), named from its key
+                row(key.replace("_", " "), metric(key, value))
         if r.get("notes"):
             section("Notes")
             for note in r["notes"]:
@@ -132,7 +135,7 @@ class ResultDetailScreen(ModalScreen[None]):
         if r.get("runtime_info"):
             section("Runtime")
             for key, value in r["runtime_info"].items():
-                row(key, value if isinstance(value, str) else json.dumps(value, default=str))
+                row(key.replace("_", " "), _words(value))
         env = self.run.get("environment") or {}
         if env:
             section("Environment of the run")
@@ -183,6 +186,17 @@ def sensitivity_chart(rows: list[dict[str, Any]], plan: dict[str, str]) -> list[
             f"  $name [{style}]$bar[/]$pad $db dB  [$text-muted]$p[/]", name=str(r["layer"])[-width:].ljust(width),
             bar="█" * filled, pad=" " * (BAR_WIDTH - filled), db=fmt_num(db), p=precision))
     return lines
+
+
+def _words(value: Any) -> str:
+    """A runtime fact in words: yes/no, lists joined, settings as "name value"."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k.replace('_', ' ')} {_words(v)}" for k, v in value.items()) or "–"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_words(v) for v in value) or "–"
+    return "–" if value is None else value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def _unit(value: Any, unit: str) -> str:

@@ -16,6 +16,7 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from engines.methods import configs
+from qbench_tui.widgets.checks import TextCheckbox
 from qbench_tui.widgets.readout import set_text
 
 
@@ -62,7 +63,7 @@ class MethodSettingsForm(Vertical):
     def _control(spec: dict[str, Any], wid: str):
         annotation, default = spec["type"], spec["default"]
         if annotation is bool:
-            return Checkbox("", value=bool(default), id=wid, classes="field-control", compact=True)
+            return TextCheckbox("", value=bool(default), id=wid, classes="field-control", compact=True)
         if spec["choices"]:
             return Select([(c, c) for c in spec["choices"]], value=default, allow_blank=False,
                           compact=True, id=wid, classes="field-control")

@@ -21,6 +21,7 @@ from textual.widgets import Button, DataTable, Input, Select, Static
 
 from qbench_tui import analysis
 from qbench_tui.analysis import COLUMNS, ResultFilter, result_key
+from qbench_tui.fit import clip, fit_table
 from qbench_tui.history import PAGE_SIZE, ResultsView, read_more, read_view, to_query
 from qbench_tui.widgets.readout import set_text
 from qbench_tui.widgets.results_dialogs import ResultsDialogs
@@ -96,6 +97,7 @@ class ResultsPane(ResultsDialogs, Vertical):
         self._frontier: set[str] = set()
         self._typed: str | None = None
         self._typing_timer: Timer | None = None
+        self._shown: list[tuple[Any, int | None]] = [(c, None) for c in COLUMNS]  # as fitted (_fit)
 
     def compose(self) -> ComposeResult:
         with Container(id="filter-bar"):
@@ -226,12 +228,22 @@ class ResultsPane(ResultsDialogs, Vertical):
         self._render_status()
 
     def _columns(self) -> tuple[Any, ...]:
-        """The table's columns: a host column after the device once the store holds results of
-        more than one machine (a fleet's sweep)."""
+        """Every column the table could show: a host column after the device once the store holds
+        results of more than one machine (a fleet's sweep)."""
         if len(self.view.choices.get("host") or ()) < 2:
             return COLUMNS
         at = next(i for i, c in enumerate(COLUMNS) if c.key == "device") + 1
         return (*COLUMNS[:at], analysis.HOST_COLUMN, *COLUMNS[at:])
+
+    def _fit(self, ctx: dict[str, Any]) -> list[tuple[Any, int | None]]:
+        """The columns that fit the table's width, by priority; the detail shows what is left out."""
+        width = self.query_one(ResultsTable).size.width or self.size.width
+        # Less the mark column (2 + padding) and the vertical scrollbar.
+        return fit_table(self._columns(), self.view.rows[:PAGE_SIZE], ctx, width - 6 if width else 0)
+
+    def on_resize(self) -> None:
+        if self.loaded and [c.key for c, _ in self._fit(self.context())] != [c.key for c, _ in self._shown]:
+            self.refresh_view()
 
     def _fill_table(self, table: ResultsTable, ctx: dict[str, Any]) -> None:
         cursor_key = None
@@ -240,12 +252,13 @@ class ResultsPane(ResultsDialogs, Vertical):
         scroll_x = table.scroll_x
         table.clear(columns=True)
         table.add_column(" ", key="mark", width=2)
-        for col in self._columns():
+        self._shown = self._fit(ctx)
+        for col, cut in self._shown:
             arrow = ""
             if col.key == self.sort_column:
                 arrow = " ▼" if self.sort_reverse else " ▲"
             label = Text(col.label + arrow, justify="right" if col.numeric else "left")
-            table.add_column(label, key=col.key, width=col.width)
+            table.add_column(label, key=col.key, width=cut or col.width)
         styles = self._styles(table)
         for r in self.view.rows:
             table.add_row(*self._cells(r, ctx, styles), key=result_key(r))
@@ -266,8 +279,8 @@ class ResultsPane(ResultsDialogs, Vertical):
         if key in self._frontier:
             mark.append("★", styles["frontier"])
         cells: list[Any] = [mark]
-        for col in self._columns():
-            text = col.text(r, ctx)
+        for col, cut in self._shown:
+            text = col.text(r, ctx) if cut is None else clip(col.text(r, ctx), cut)
             style = ""
             if col.key == "status" or (col.key == "note" and r["status"] != "ok"):
                 style = styles.get(r["status"], "")
@@ -305,6 +318,8 @@ class ResultsPane(ResultsDialogs, Vertical):
         counts = {s: self.view.counts.get(s, 0) for s in ("ok", "failed", "unsupported")}
         parts = [f"{shown} of {total} results" if self.filter.active else f"{total} results"]
         parts.append(f"{counts['ok']} ok · {counts['failed']} failed · {counts['unsupported']} unsupported")
+        if total and (hidden := len(self._columns()) - len(self._shown)):
+            parts.append(f"{hidden} columns left out at this width (enter: all of a result)")
         if self.sort_column:
             parts.append(f"sorted by {analysis.COLUMN_BY_KEY[self.sort_column].label}"
                          f" {'▼' if self.sort_reverse else '▲'}")
@@ -314,22 +329,6 @@ class ResultsPane(ResultsDialogs, Vertical):
             parts.append(f"{len(self.marked)} marked" + (" · x compares" if len(self.marked) == 2 else ""))
         parts.append("★ Pareto (acc vs p50)")
         set_text(status, Content.from_markup("[$text-muted]$t[/]", t="  ·  ".join(parts)))  # one line (CSS)
-
-    def show_device_choice(self, model: str, choice: dict[str, Any] | None) -> None:
-        """The best device for ``model`` and its evidence (engines.analysis.device_choice), or hide it."""
-        line = self.query_one("#device-choice", Static)
-        line.display = choice is not None
-        if choice is None:
-            return
-        evidence = "; ".join(
-            f"{e['device']} {e['label']}·{e['runtime']} p50 {e['p50_ms']:.3f} ms" if e.get("p50_ms") is not None
-            else f"{e['device']} {e['label']}·{e['runtime']}" for e in choice["evidence"])
-        unmeasured = "; ".join(f"{d}: {why}" for d, why in (choice.get("unmeasured") or {}).items())
-        head = (f"best device for {model} ({choice['objective']}): " if choice["device"] else
-                f"no best device for {model}: ")
-        line.update(Content.from_markup(
-            "[b]$h[/]$r[$text-muted]$e$u[/]", h=head, r=choice["reason"],
-            e=f"  ·  evidence: {evidence}" if evidence else "", u=f"  ·  not measured: {unmeasured}" if unmeasured else ""))
 
     def set_welcome(self, store_path: str) -> None:
         self.store_path = store_path

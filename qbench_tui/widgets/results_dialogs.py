@@ -1,5 +1,5 @@
 """The dialogs the results pane opens: a result's detail, the sort picker, the chart, the
-comparison and the export. Each reads what it needs from the store (a run's results, a
+comparison and the export; and the best-device line under the table. Each reads what it needs from the store (a run's results, a
 variant's earlier measurements, the chart's points), not from the rows the table holds."""
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class ResultsDialogs:
         def cursor_result(self) -> dict[str, Any] | None: ...
         def notify(self, message: str, **kwargs: Any) -> None: ...
         def post_message(self, message: Any) -> bool: ...
+        def query_one(self, selector: str, expect_type: Any = None) -> Any: ...
 
     def open_result(self, result: dict[str, Any]) -> None:
         """Everything about one result, with the same variant's measurements in other runs."""
@@ -114,3 +115,21 @@ class ResultsDialogs:
                 self.post_message(self.ExportChosen(path, query))
 
         self.app.push_screen(ExportScreen(default, count), chosen)
+
+    def show_device_choice(self, model: str, choice: dict[str, Any] | None) -> None:
+        """The best device for ``model`` and its evidence (engines.analysis.device_choice), or hide it."""
+        from textual.content import Content
+
+        line = self.query_one("#device-choice")
+        line.display = choice is not None
+        if choice is None:
+            return
+        evidence = "; ".join(
+            f"{e['device']} {e['label']}·{e['runtime']} p50 {e['p50_ms']:.3f} ms" if e.get("p50_ms") is not None
+            else f"{e['device']} {e['label']}·{e['runtime']}" for e in choice["evidence"])
+        unmeasured = "; ".join(f"{d}: {why}" for d, why in (choice.get("unmeasured") or {}).items())
+        head = (f"best device for {model} ({choice['objective']}): " if choice["device"] else
+                f"no best device for {model}: ")
+        line.update(Content.from_markup(
+            "[b]$h[/]$r[$text-muted]$e$u[/]", h=head, r=choice["reason"],
+            e=f"  ·  evidence: {evidence}" if evidence else "", u=f"  ·  not measured: {unmeasured}" if unmeasured else ""))

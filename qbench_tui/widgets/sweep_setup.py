@@ -23,7 +23,9 @@ from engines import catalog
 from engines.methods import configs
 from qbench_tui.controllers.sweep import AUTO, SetupError, SweepSetup, expand_auto, pin_spec, spec_method
 from qbench_tui.settings import MEASURE_DEFAULTS
+from qbench_tui.widgets.checks import CheckList
 from qbench_tui.widgets.method_form import MethodSettingsForm
+from qbench_tui.widgets.scroll_hint import ScrollHint
 from qbench_tui.widgets.sweep_variants import ExtraVariants
 
 # Measurement fields the user may change, with help text (MeasureSettings has none of its own).
@@ -37,13 +39,14 @@ MEASURE_FIELDS: tuple[tuple[str, str, type], ...] = (
 )
 
 
-class SweepSetupPane(ExtraVariants, VerticalScroll):
+class SweepSetupPane(ScrollHint, ExtraVariants, VerticalScroll):
     """Everything a sweep needs except the model (which the model browser holds)."""
 
     class Changed(Message):
         """The set-up changed (the app refreshes what depends on it)."""
 
     STACK_BELOW = 56  # columns: side by side lists need about this many
+    SCROLL_HINT = "↓ more below: support, settings, measurement"
 
     def __init__(self, system: Any, measure: dict[str, Any], stacked: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
@@ -66,17 +69,17 @@ class SweepSetupPane(ExtraVariants, VerticalScroll):
         with Horizontal(id="setup-lists"):
             with Vertical(classes="setup-column"):
                 yield Label("Methods", classes="section-title")
-                yield SelectionList[str](*self._method_options(set()), id="methods")
+                yield CheckList(*self._method_options(set()), id="methods")
             with Vertical(classes="setup-column"):
                 yield Label("Runtimes", classes="section-title")
-                yield SelectionList[str](
+                yield CheckList(
                     *(Selection(Content.from_markup("$n [$text-muted]$t[/]", n=rt.name, t=rt.title), rt.name,
                                 id=rt.name)
                       for rt in catalog.RUNTIMES.values()),
                     id="runtimes",
                 )
                 yield Label("Devices", classes="section-title")
-                yield SelectionList[str](*self._device_options(), id="devices")
+                yield CheckList(*self._device_options(), id="devices")
         with Horizontal(classes="field-row"):
             yield Label("batch sizes", classes="field-name")
             yield Input("1", placeholder="e.g. 1, 8, 32", id="batch-sizes", compact=True,
@@ -133,6 +136,7 @@ class SweepSetupPane(ExtraVariants, VerticalScroll):
             return
         await self.mount_all(self._details())
         self.details_ready = True
+        self.call_after_refresh(self._hint_scroll)
         pending, self._pending_details = self._pending_details, {}
         if "variants" in pending:
             self.set_variants(pending["variants"])
@@ -153,6 +157,7 @@ class SweepSetupPane(ExtraVariants, VerticalScroll):
         stacked = self.size.width < self.STACK_BELOW
         if stacked != self.has_class("-stacked"):
             self.set_class(stacked, "-stacked")
+        self._hint_scroll()
 
     # --- choices -----------------------------------------------------------------------------
 
