@@ -2,17 +2,18 @@
 
 Thin adapters only: :class:`LocalSystem` asks the real engines (catalog, device detection, model
 zoo, the shared sampler in :mod:`engines.devices.sampling`).
-Snapshot tests pass a fixed :class:`SystemProbe` instead so screenshots do not depend on the
-machine's load. Nothing here imports torch or another engine library.
+Snapshot tests pass :class:`FixedSystem` (a test hook, kept with the others in
+:mod:`engines.test_hooks`) so screenshots do not depend on the machine's load. Nothing here
+imports torch or another engine library.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engines.devices.sampling import AcceleratorSample, DeviceSample, DeviceSampler
+from engines.test_hooks import FixedSystem
 
 __all__ = ["AcceleratorSample", "DeviceSample", "FixedSystem", "LocalSystem", "SystemProbe"]
 
@@ -71,38 +72,3 @@ class LocalSystem:
 
     def sample(self) -> DeviceSample:
         return self._sampler.sample()
-
-
-@dataclass
-class FixedSystem:
-    """A deterministic probe for snapshot tests and demos: fixed devices, models and samples."""
-
-    device_list: list[Any] = field(default_factory=list)
-    models: list[Any] = field(default_factory=list)
-    reasons: dict[tuple[str, str, str], str] = field(default_factory=dict)
-    fixed_sample: DeviceSample | None = None
-    clock: float = 1000.0
-
-    def devices(self) -> list[Any]:
-        return list(self.device_list)
-
-    def unsupported_reason(self, method: str, runtime: str, device: str) -> str | None:
-        return self.reasons.get((method, runtime, device))
-
-    def list_models(self) -> list[Any]:
-        return list(self.models)
-
-    def resolve_model(self, name_or_path: str, options: dict[str, Any] | None = None) -> Any:
-        for spec in self.models:
-            if spec.name == name_or_path or spec.path == name_or_path:
-                return spec
-        from engines.models import ModelNotFound
-
-        raise ModelNotFound(f"unknown model {name_or_path!r}")
-
-    def sample(self) -> DeviceSample:
-        assert self.fixed_sample is not None
-        return self.fixed_sample
-
-    def monotonic(self) -> float:
-        return self.clock

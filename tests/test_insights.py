@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from helpers import qbench, qbench_json
 
+from qbench_tui.cli.auto import stop_margin_s
+
 FAST = ("--min-time", "0.2", "--min-reps", "5", "--repeat", "1")
 
 
@@ -242,10 +244,15 @@ def test_auto_time_budget_stops_on_time_and_resumes(tmp_path):
                              "--min-time", "10", "--min-reps", "5", "--repeat", "1", "--db", str(db), timeout=300)
     wall = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert data["elapsed_s"] <= budget + 2, data["elapsed_s"]  # the sweep ends on time…
-    assert wall <= budget + 15  # …and the process soon after (start-up, the roofline, the insight table)
+    # The mechanism, not the wall clock: the budget's timer stopped the sweep (interrupted, resumable),
+    # and not before the stop margin it leaves for ending the children…
     assert [r["status"] for r in data["runs"]] == ["interrupted"]
-    assert "qbench auto --resume" in proc.stderr
+    assert "stopped by the budget" in proc.stderr and "qbench auto --resume" in proc.stderr
+    assert data["elapsed_s"] >= budget - stop_margin_s(budget), data["elapsed_s"]
+    # …and after it, bounds on the wall clock loose enough to hold on a loaded 2-core machine: ending
+    # the children and storing the partial run, then the process's start-up and the insight table
+    assert data["elapsed_s"] <= budget + 20, data["elapsed_s"]
+    assert wall <= budget + 60, wall  # start-up, the roofline, the insight table
     proc, resumed = qbench_json("auto", "--resume", "--budget", "5m", "--db", str(db), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [r["status"] for r in resumed["runs"]] == ["finished"]

@@ -7,22 +7,53 @@ import time
 
 import numpy as np
 
+from engines.bench import measure
 from engines.bench.measure import LatencyStats, MeasureSettings, agreement, bootstrap_ratio_ci, measure_latency
 
 
-def test_stops_only_when_both_minimum_count_and_time_are_reached():
+class _Clock:
+    """The timing loop's clock, advanced only by the timed call: the stopping rule is checked
+    exactly, whatever the machine's load (a real clock stretches sleeps under load)."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def perf_counter_ns(self) -> int:
+        return self.ns
+
+
+def _call_taking(clock: _Clock, ms: float, calls: list[int]):
+    def call() -> None:
+        calls.append(clock.ns)
+        clock.ns += int(ms * 1e6)
+    return call
+
+
+def test_stops_only_when_both_minimum_count_and_time_are_reached(monkeypatch):
+    clock, calls = _Clock(), []
+    monkeypatch.setattr(measure, "time", clock)
     settings = MeasureSettings(warmup_reps=3, warmup_s=0.0, min_reps=20, min_time_s=0.05, max_time_s=5)
-    calls = []
-    stats = measure_latency(lambda: calls.append(time.sleep(0.001)), settings)
-    assert stats.samples >= 20
-    assert sum(1 for _ in calls) >= 23  # warm-up calls are not in the samples
-    assert stats.samples * stats.mean >= 50 * 0.9  # about min_time_s of measured time, in ms
+    stats = measure_latency(_call_taking(clock, 1.0, calls), settings)
+    # 1 ms a call: 20 calls reach the count, 50 reach the time; the loop stops at the later one
+    assert stats.samples == 50 and len(calls) == 3 + 50  # warm-up calls are not in the samples
+    assert stats.mean == 1.0
+    calls.clear()
+    stats = measure_latency(_call_taking(clock, 10.0, calls), settings)
+    assert stats.samples == 20  # 10 ms a call: the time is reached first, the count decides
 
 
-def test_max_time_caps_a_slow_variant():
+def test_max_time_caps_a_slow_variant(monkeypatch):
+    clock, calls = _Clock(), []
+    monkeypatch.setattr(measure, "time", clock)
     settings = MeasureSettings(warmup_reps=1, warmup_s=0.0, min_reps=10_000, min_time_s=0.0, max_time_s=0.05)
-    stats = measure_latency(lambda: time.sleep(0.01), settings)
-    assert 1 <= stats.samples < 20
+    stats = measure_latency(_call_taking(clock, 10.0, calls), settings)
+    assert stats.samples == 5  # 50 ms of 10 ms calls, far short of the 10,000 asked for
+
+
+def test_the_real_clock_times_a_real_sleep():
+    settings = MeasureSettings(warmup_reps=1, warmup_s=0.0, min_reps=3, min_time_s=0.0, max_time_s=5)
+    stats = measure_latency(lambda: time.sleep(0.005), settings)
+    assert stats.samples == 3 and stats.min >= 5.0  # a sleep lasts at least what it asked (load only adds)
 
 
 def test_phases_and_live_samples_are_reported():

@@ -40,7 +40,26 @@ def test_builtins_convert_exactly_and_int4_keeps_their_answers_at_a_fifth_of_the
 
 
 def test_cnn_convolutions_are_quantized_and_say_how(tmp_path):
-    artifact, *_ = _variant("digits-cnn", "weight-int8", tmp_path)
+    import mlx.core as mx
+    import mlx.nn as mx_nn
+
+    from engines.runtimes.mlx.convert import QuantizedConv2d
+
+    artifact, session, _, _, top1 = _variant("digits-cnn", "weight-int8", tmp_path)
+    torch_convs = [m for m in load_model(resolve_model("digits-cnn")).module.modules()
+                   if type(m).__name__ == "Conv2d"]
+    convs = [m for m in session._module.layers if isinstance(m, (QuantizedConv2d, mx_nn.Conv2d))]
+    assert len(torch_convs) == len(convs) == 3
+    # the first convolution's rows (1 channel x 3 x 3 = 9) fit no group of 32/64/128: it stays float
+    assert isinstance(convs[0], mx_nn.Conv2d) and any("1 layer(s) stay float" in n for n in artifact.notes)
+    for conv, original in zip(convs[1:], torch_convs[1:]):  # the others: quantized, not only the Linear layers
+        assert isinstance(conv, QuantizedConv2d), conv
+        assert conv.weight.dtype == mx.uint32 and conv.bits == 8  # stored packed, 8 bits a weight
+        back = np.array(mx.dequantize(conv.weight, conv.scales, conv.biases, conv.group_size, conv.bits))
+        want = original.weight.detach().numpy().transpose(0, 2, 3, 1)  # MLX: (out, kh, kw, in)
+        step = np.abs(want).max() / 127
+        assert np.abs(back.reshape(want.shape) - want).max() <= step, "not the convolution's own weights"
+    assert top1 >= 0.95  # the dequantize-per-call convolutions compute the same answers
     assert any("Conv2d weights dequantized per call" in n for n in artifact.notes)
 
 

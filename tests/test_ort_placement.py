@@ -45,13 +45,38 @@ def test_the_cpu_provider_takes_every_node_of_a_real_graph(tmp_path):
     assert placement["providers_requested"] == ["CPUExecutionProvider"]
 
 
+def test_a_missing_or_shadowed_gpu_build_and_a_fallback_to_the_cpu_are_refused_with_the_fix():
+    from engines.runtimes.ort.providers import (
+        CPU,
+        CUDA,
+        CUDA_MISSING,
+        CUDA_NOT_LOADED,
+        provider_missing,
+        providers_taken,
+    )
+
+    assert provider_missing("cuda", [CPU], {"onnxruntime": "1.32.0"}) == CUDA_MISSING
+    shadowed = provider_missing("cuda", [CPU], {"onnxruntime": "1.32.0", "onnxruntime-gpu": "1.31.1"})
+    assert "onnxruntime-gpu 1.31.1 is installed but the CPU build (onnxruntime 1.32.0)" in shadowed
+    assert "uv pip install --reinstall --no-deps onnxruntime-gpu==1.31.1" in shadowed
+    assert provider_missing("cuda", [CUDA, CPU], {"onnxruntime-gpu": "1.31.1"}) is None
+    # ONNX Runtime drops a CUDA provider that fails to load and runs on the CPU: not a CUDA result
+    assert providers_taken("cuda", [CPU]) == CUDA_NOT_LOADED
+    assert providers_taken("cuda", [CUDA, CPU]) is None and providers_taken("cpu", [CPU]) is None
+
+
 @pytest.mark.cuda
 def test_cuda_records_the_share_each_provider_took(tmp_path):
     import onnxruntime as ort
 
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        pytest.skip("this onnxruntime build has no CUDAExecutionProvider (onnxruntime-gpu is not installed)")
-    _, artifact, _ = _digits_session("fp32", "cuda", tmp_path)
+    from engines.runtimes.ort.providers import onnxruntime_builds
+
+    # A CUDA machine (the marker found its driver) must measure ONNX Runtime on CUDA: no skip here
+    assert "CUDAExecutionProvider" in ort.get_available_providers(), (
+        f"CUDA is present but unused: {onnxruntime_builds()} has no CUDAExecutionProvider; "
+        "install ONNX Runtime's GPU build (docs/cuda.md)")
+    _, artifact, session = _digits_session("fp32", "cuda", tmp_path)
+    assert session._session.get_providers()[0] == "CUDAExecutionProvider"
     placement = artifact.facts["metrics"]["ort_placement"]
     assert placement["node_share"].get("CUDAExecutionProvider", 0) > 0.5, placement
     assert any("execution providers: CUDA" in n for n in artifact.notes), artifact.notes

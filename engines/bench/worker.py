@@ -44,6 +44,7 @@ from engines.models.onnx_cache import SOURCE_FORMAT
 from engines.passes import Format, PassContext
 from engines.runtimes import runtime_spec
 from engines.runtimes.base import Artifact, UnsupportedVariant
+from engines.test_hooks import inject_worker_fault
 
 
 class Channel:
@@ -78,20 +79,6 @@ peak_rss_mb = process_peak_mb
 current_rss_mb = rss_mb
 
 
-def _inject_fault(method: str) -> None:
-    """Test aid: ``QBENCH_FAULT=crash:METHOD`` (or hang/oom) makes that variant misbehave for real."""
-    fault = os.environ.get("QBENCH_FAULT", "")
-    kind, _, target = fault.partition(":")
-    if target != method:
-        return
-    if kind == "crash":
-        os.abort()
-    if kind == "hang":
-        time.sleep(3600)
-    if kind == "oom":
-        hog = []
-        while True:
-            hog.append(np.ones(64 * 2**20 // 8))  # 64 MiB at a time, touched
 
 
 def add_kv_graph(model: LoadedModel, planned: list[dict[str, Any]], ctx: PassContext, artifact: Artifact) -> None:
@@ -180,7 +167,7 @@ def prepare(job: dict[str, Any], emit: Channel) -> Prepared:
         emit("phase", phase=name, **data)
 
     phase("load")
-    _inject_fault(job["method"])
+    inject_worker_fault(job["method"])  # a test hook: inert unless QBENCH_FAULT names this method
     # The harness's own memory (interpreter, numpy, the runtime's modules) is the baseline every
     # phase is measured from: it is the same for every variant and none of the variant's.
     session_module = importlib.import_module(runtime_spec(runtime).session)

@@ -18,7 +18,14 @@ COREML = "CoreMLExecutionProvider"
 
 COREML_UNITS = {"gpu": "CPUAndGPU", "ane": "CPUAndNeuralEngine"}
 COREML_MISSING = "ONNX Runtime's Core ML execution provider needs macOS (onnxruntime for macOS ships it)"
-CUDA_MISSING = "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
+CUDA_MISSING = ("onnxruntime has no CUDAExecutionProvider: the CPU build is installed; ONNX Runtime's GPU build "
+                "is the `cuda` extra (docs/cuda.md)")
+# onnxruntime and onnxruntime-gpu install the same `onnxruntime` folder: with both, the last written wins.
+CUDA_SHADOWED = ("onnxruntime-gpu {gpu} is installed but the CPU build (onnxruntime {cpu}) overwrote its files, so "
+                 "there is no CUDAExecutionProvider: `uv pip install --reinstall --no-deps onnxruntime-gpu=={gpu}` "
+                 "(docs/cuda.md)")
+CUDA_NOT_LOADED = ("ONNX Runtime's CUDA execution provider did not load (CUDA or cuDNN libraries not found?), so the "
+                   "session fell back to the CPU; nothing was measured on CUDA")
 
 
 def coreml_options(device: str, cache_dir: Path | None) -> dict[str, str]:
@@ -50,11 +57,36 @@ def execution_providers(device: str, cache_dir: Path | None = None) -> list[Any]
     raise ValueError(f"ONNX Runtime has no provider for device {device!r}")
 
 
-def provider_missing(device: str, available: list[str]) -> str | None:
-    """Why ``device`` cannot run with these available providers, or None."""
+def provider_missing(device: str, available: list[str], installed: dict[str, str] | None = None) -> str | None:
+    """Why ``device`` cannot run with these available providers, or None. ``installed`` (distribution
+    name → version, :func:`onnxruntime_builds`) tells a missing GPU build from one the CPU build shadowed."""
     needed = {"cuda": (CUDA, CUDA_MISSING), "gpu": (COREML, COREML_MISSING), "ane": (COREML, COREML_MISSING)}
     if device in needed and needed[device][0] not in available:
+        builds = installed or {}
+        if device == "cuda" and "onnxruntime-gpu" in builds and "onnxruntime" in builds:
+            return CUDA_SHADOWED.format(gpu=builds["onnxruntime-gpu"], cpu=builds["onnxruntime"])
         return needed[device][1]
+    return None
+
+
+def onnxruntime_builds() -> dict[str, str]:
+    """The ONNX Runtime distributions installed (``onnxruntime``, ``onnxruntime-gpu``) and their versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def providers_taken(device: str, taken: list[str]) -> str | None:
+    """Why a session opened for ``device`` is not on it: ONNX Runtime drops a requested provider that
+    fails to load and runs on the CPU (a warning in its log only)."""
+    if device == "cuda" and CUDA not in taken:
+        return CUDA_NOT_LOADED
     return None
 
 

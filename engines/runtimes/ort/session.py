@@ -24,7 +24,12 @@ class OnnxSession(Session):
     def __init__(self, source: Path | bytes, device: str, threads: int, cache_dir: Path | None = None):
         import onnxruntime as ort
 
-        from engines.runtimes.ort.providers import execution_providers, provider_missing
+        from engines.runtimes.ort.providers import (
+            execution_providers,
+            onnxruntime_builds,
+            provider_missing,
+            providers_taken,
+        )
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -33,11 +38,17 @@ class OnnxSession(Session):
         # ONNX Runtime's pool keeps spinning (its default): turning it off cost 1.6x at digits-mlp's
         # 0.1 ms on an idle machine (bench/harness_fidelity.py), while a busy neighbour slowed the
         # spinning pool by only ~5 % (bench/thread_pools.py); such runs are flagged under-load.
-        if missing := provider_missing(device, ort.get_available_providers()):
+        if missing := provider_missing(device, ort.get_available_providers(), onnxruntime_builds()):
             raise UnsupportedVariant(missing)
+        if device == "cuda" and hasattr(ort, "preload_dlls"):
+            # The GPU build finds CUDA and cuDNN in the nvidia-* wheels torch brought (onnxruntime >= 1.21);
+            # a chain from the fp32 ONNX cache never imported torch, which would have loaded them.
+            ort.preload_dlls()
         providers = execution_providers(device, cache_dir)
         model = source if isinstance(source, bytes) else str(source)
         self._session = ort.InferenceSession(model, options, providers=providers)
+        if fell_back := providers_taken(device, self._session.get_providers()):
+            raise UnsupportedVariant(fell_back)
         self._device, self._threads = device, threads
         self._inputs = {i.name: _NP_TYPES.get(i.type, np.float32) for i in self._session.get_inputs()}
         self._output = self._session.get_outputs()[0].name

@@ -42,8 +42,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 HERE = Path(__file__).resolve().parent
 MODEL_PATH = Path(os.environ.get("MODEL_PATH") or HERE.parent.parent / "model.onnx")
 MAX_ROWS = int(os.environ.get("MAX_ROWS", "1024"))
-# Fault injection for monitoring tests and drills: a file holding seconds to add to every /predict
-# (read per request, so a running service can be slowed down and sped up again).
+# A test hook (qbench's engines/test_hooks.py lists them all; docs/test-hooks.md), inert unless set:
+# a file holding seconds to add to every /predict, read per request, so monitoring tests and drills
+# can slow a running service down and speed it up again.
 FAULT_DELAY_FILE = os.environ.get("QBENCH_FAULT_DELAY_FILE")
 TOKEN = os.environ.get("QBENCH_SERVE_TOKEN") or None
 MAX_BODY_BYTES = int(os.environ.get("MAX_BODY_BYTES") or 8 * 1024 * 1024)
