@@ -28,6 +28,7 @@ from typing import Any
 
 from engines import catalog
 from engines.bench import rounds as rounds_mod
+from engines.devices.energy import energy_figure
 from engines.bench.child import Cancelled, ChildEnded, WorkerProcess, exit_reason, stop_fork_server
 from engines.bench.lock import MeasurementLock
 from engines.bench.request import SweepRequest, Variant, plan_variants
@@ -389,6 +390,7 @@ class SweepRunner:
             size_mb=ready["size_mb"], accuracy=ready["accuracy"], agreement=ready["agreement"], metrics=metrics,
             notes=notes, artifact=ready["artifact"], memory_mb=max(r["memory_mb"] for r in quiet), memory=memory,
             rounds=rounds, spread=spread, flags=[*ready.get("flags", []), *flags],
+            energy=energy_figure(quiet, metrics.get("decode_tokens_per_s")),
         )
 
     def _kill_all(self) -> None:
