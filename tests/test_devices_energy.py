@@ -152,8 +152,9 @@ def test_energy_figure_subtracts_idle_and_divides_by_calls():
         {"energy": {"joules": 12.0, "wall_s": 2.0, "calls": 100, "idle_w": 1.0, "source": "rapl (package-0)"}},
         {"energy": {"joules": 8.0, "wall_s": 2.0, "calls": 100, "idle_w": 1.0, "source": "rapl (package-0)"}},
     ]
-    fig = energy_figure(rounds)
-    assert fig["joules_per_inference"] == pytest.approx((20.0 - 1.0 * 4.0) / 200)
+    fig = energy_figure(rounds, batch_size=4)
+    assert fig["joules_per_call"] == pytest.approx((20.0 - 1.0 * 4.0) / 200)
+    assert fig["joules_per_inference"] == pytest.approx((20.0 - 1.0 * 4.0) / 200 / 4)  # per item, as items/s
     assert fig["watts"] == pytest.approx(5.0)
     assert fig["net_watts"] == pytest.approx(4.0)
     assert fig["idle_subtracted"] is True and fig["idle_watts"] == 1.0
@@ -164,7 +165,7 @@ def test_energy_figure_subtracts_idle_and_divides_by_calls():
 def test_energy_figure_per_generated_token():
     rounds = [{"energy": {"joules": 10.0, "wall_s": 1.0, "calls": 10, "idle_w": 2.0, "source": "nvml (GPU 0 board)",
                           "generation": {"joules": 30.0, "wall_s": 2.0}}}]
-    fig = energy_figure(rounds, decode_tokens_per_s=50.0)
+    fig = energy_figure(rounds, 1, decode_tokens_per_s=50.0)
     assert fig["joules_per_token"] == pytest.approx((30.0 - 2.0 * 2.0) / 2.0 / 50.0)
 
 

@@ -390,7 +390,7 @@ class SweepRunner:
             size_mb=ready["size_mb"], accuracy=ready["accuracy"], agreement=ready["agreement"], metrics=metrics,
             notes=notes, artifact=ready["artifact"], memory_mb=max(r["memory_mb"] for r in quiet), memory=memory,
             rounds=rounds, spread=spread, flags=[*ready.get("flags", []), *flags],
-            energy=energy_figure(quiet, metrics.get("decode_tokens_per_s")),
+            energy=energy_figure(quiet, batch_size, metrics.get("decode_tokens_per_s")),
         )
 
     def _kill_all(self) -> None:

@@ -276,9 +276,11 @@ def window(meter: Any | None, idle_w: float | None, reason: str | None, mark: An
     return {"joules": joules, "wall_s": wall, "calls": calls, "idle_w": idle_w, "source": meter.source}
 
 
-def energy_figure(rounds: Sequence[dict[str, Any]], decode_tokens_per_s: float | None = None) -> dict[str, Any]:
-    """A result's ``energy`` object from its rounds' entries: joules per inference (one call at the
-    result's batch size) after subtracting idle power × time, the average power over the timed
+def energy_figure(rounds: Sequence[dict[str, Any]], batch_size: int = 1,
+                  decode_tokens_per_s: float | None = None) -> dict[str, Any]:
+    """A result's ``energy`` object from its rounds' entries: joules per inference (per input item,
+    as throughput counts them: a call at batch size 8 is 8 inferences; ``joules_per_call`` is the
+    call's) after subtracting idle power × time, the average power over the timed
     windows (gross, and net of idle), and per generated token for LMs (net power while generating ÷
     decode tokens/s). ``{"joules_per_inference": None, "reason": …}`` where nothing was read."""
     entries = [r.get("energy") or {} for r in rounds]
@@ -292,7 +294,7 @@ def energy_figure(rounds: Sequence[dict[str, Any]], decode_tokens_per_s: float |
     idle = read[0].get("idle_w") or 0.0
     net = max(0.0, joules - idle * wall)
     out: dict[str, Any] = {
-        "joules_per_inference": net / calls, "watts": joules / wall if wall > 0 else None,
+        "joules_per_inference": net / (calls * batch_size), "joules_per_call": net / calls, "watts": joules / wall if wall > 0 else None,
         "net_watts": net / wall if wall > 0 else None, "idle_watts": idle, "idle_subtracted": True,
         "calls": calls, "window_s": round(wall, 3), "source": read[0]["source"],
     }

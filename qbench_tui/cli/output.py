@@ -31,6 +31,12 @@ def _spread(r: dict[str, Any]) -> str:
     return f"[yellow]{text}[/]" if "unstable" in (r.get("flags") or []) else text
 
 
+def _millijoules(r: dict[str, Any]) -> str:
+    """Energy per inference (idle power subtracted) in mJ; "–" where it could not be read."""
+    joules = (r.get("energy") or {}).get("joules_per_inference")
+    return "–" if joules is None else f"{joules * 1000:.3g}"
+
+
 def results_table(results: list[dict[str, Any]], title: str = "", references: list[dict[str, Any]] = ()):
     """The results as a Rich table, with each variant's speed-up and size against the fp32 of its
     run on the same runtime, device and batch size (``references``: fp32 rows the list may lack),
@@ -44,6 +50,7 @@ def results_table(results: list[dict[str, Any]], title: str = "", references: li
     everything = [*results, *(r for r in references if result_key(r) not in known)]
     speedup, size_ratio = speedups(everything), size_ratios(everything)
     show_memory = any(r.get("memory_mb") is not None for r in results)
+    show_energy = any(r.get("energy") for r in results)  # "–" where the machine has no readable counter
     show_host = len({r.get("host") for r in results}) > 1  # a fleet's run: which machine measured it
     # The id that export, register, version and serve take (stored results have one).
     show_id = any(r.get("id") is not None for r in results)
@@ -51,7 +58,8 @@ def results_table(results: list[dict[str, Any]], title: str = "", references: li
     for col, justify in (*((("id", "right"),) if show_id else ()), ("model", "left"), ("recipe", "left"), ("runtime", "left"), ("dev", "left"),
                          *((("host", "left"),) if show_host else ()), ("bs", "right"), ("status", "left"), ("p50 ms", "right"), ("±rounds", "right"),
                          ("p99 ms", "right"), ("speedup", "right"), ("items/s", "right"),
-                         *((("mem MB", "right"),) if show_memory else ()), ("size MB", "right"), ("size", "right"),
+                         *((("mem MB", "right"),) if show_memory else ()),
+                         *((("mJ/inf", "right"),) if show_energy else ()), ("size MB", "right"), ("size", "right"),
                          ("acc", "right"), ("top1", "right"), ("SQNR dB", "right"), ("note", "left")):
         # The ratios keep their width ("×0.25") when a narrow terminal squeezes the table.
         table.add_column(col, justify=justify, no_wrap=col != "note",  # type: ignore[arg-type]
@@ -66,7 +74,8 @@ def results_table(results: list[dict[str, Any]], title: str = "", references: li
             *((str(r.get("host") or ""),) if show_host else ()), str(r["batch_size"]),
             f"[{status_style}]{r['status']}[/]", _fmt(lat.get("p50"), ".3f"), _spread(r),
             _fmt(lat.get("p99"), ".3f"), fmt_ratio(speedup.get(key)), _fmt(r.get("throughput_per_s"), ",.0f"),
-            *((_fmt(r.get("memory_mb"), ",.0f"),) if show_memory else ()), _fmt(r.get("size_mb"), ".2f"),
+            *((_fmt(r.get("memory_mb"), ",.0f"),) if show_memory else ()),
+            *((_millijoules(r),) if show_energy else ()), _fmt(r.get("size_mb"), ".2f"),
             fmt_ratio(size_ratio.get(key)),
             _fmt(r.get("accuracy"), ".3f"), _fmt(agr.get("top1"), ".3f"), _fmt(agr.get("sqnr_db"), ".1f"),
             " ".join(r.get("flags") or []) + ("; " if r.get("flags") and r.get("error") else "")
