@@ -220,6 +220,7 @@ class WorkerProcess:
         self.returncode: int | None = None
         self.log_path: Path | None = None
         self.started_s = 0.0  # seconds from start() to the first event (the launch overhead)
+        self.device_mb: float | None = None  # the latest device memory the child reported (Metal)
 
     @property
     def alive(self) -> bool:
@@ -243,6 +244,7 @@ class WorkerProcess:
         self._buffer = b""
         self._pending: list[dict[str, Any]] = []
         self.returncode = None
+        self.device_mb = None
         self.send(job)
 
     def send(self, message: dict[str, Any]) -> None:
@@ -286,15 +288,22 @@ class WorkerProcess:
                     if not self.started_s:
                         self.started_s = time.perf_counter() - self._t0
                     *lines, self._buffer = (self._buffer + chunk).split(b"\n")
-                    self._pending.extend(json.loads(line) for line in lines if line.strip())
+                    events = [json.loads(line) for line in lines if line.strip()]
+                    for event in events:  # Metal's allocations are not in the RSS: the worker reports them
+                        if event.get("device_mb") is not None:
+                            self.device_mb = event["device_mb"]
+                    self._pending.extend(events)
                     continue
                 if time.monotonic() > deadline:
                     self.kill()
                     raise ChildEnded(f"timed out after {timeout_s:.0f} s (killed)")
                 rss = self.rss_mb()
+                if rss is not None:
+                    rss += self.device_mb or 0.0
                 if rss is not None and rss > self.limit_mb:
                     self.kill()
-                    raise ChildEnded(f"out of memory: the process used {rss:.0f} MB, over the "
+                    raise ChildEnded(f"out of memory: the process used {rss:.0f} MB (its RSS + device memory the RSS "
+                                     f"does not show), over the "
                                      f"{self.limit_mb:.0f} MB limit (killed)")
 
     def stop(self, timeout_s: float = 30.0) -> None:

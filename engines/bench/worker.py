@@ -335,14 +335,17 @@ def measure_round(state: Prepared, cmd: dict[str, Any], emit: Channel) -> dict[s
     peak, neighbours = PeakRss(), NeighbourCpu()
     start_mb = peak.start()
     neighbours.start()
+    state.session.reset_device_peak()
     t0 = time.perf_counter()
     stats: LatencyStats = measure_latency(
         fn, settings, on_phase=on_phase,
         # Only the latest samples travel: the live trace shows a few hundred, and a 0.05 ms model
         # makes thousands per report, which the app would decode for nothing.
-        on_samples=lambda ms: emit("latency", ms=ms[-LIVE_SAMPLES:]),
+        # The device memory rides along where the RSS does not show it (Metal): the watchdog adds it.
+        on_samples=lambda ms: emit("latency", ms=ms[-LIVE_SAMPLES:], device_mb=state.session.live_device_mb()),
     )
     wall = time.perf_counter() - t0
+    device_mb = state.session.device_memory_mb()  # the timed calls' peak (reset just before them)
     energy = energy_window(meter, state.energy["idle_w"], state.energy["reason"], mark[0], stats.samples)
     other = neighbours.stop()
     peak_mb = peak.stop()
@@ -354,7 +357,7 @@ def measure_round(state: Prepared, cmd: dict[str, Any], emit: Channel) -> dict[s
         # whose arena growth a runtime keeps but this batch size does not need
         "memory_mb": state.memory["open_mb"] + state.memory["payload_mb"] + max(0.0, peak_mb - start_mb),
         "memory_method": peak.method,
-        "warnings": stats.noise_warnings(), "energy": energy,
+        "warnings": stats.noise_warnings(), "energy": energy, "device_memory_mb": device_mb,
     }
     if batch_size not in state.extras:
         # task-specific figures (causal LMs: time to first token, prefill/decode tokens/s), once
@@ -369,7 +372,6 @@ def measure_round(state: Prepared, cmd: dict[str, Any], emit: Channel) -> dict[s
             if "joules" in gen:
                 energy["generation"] = {"joules": gen["joules"], "wall_s": gen["wall_s"]}
         out["extra"] = state.extras[batch_size]
-        out["device_memory_mb"] = state.session.device_memory_mb()
         out["process_peak_mb"] = process_peak_mb()
     return out
 
