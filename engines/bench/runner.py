@@ -260,6 +260,7 @@ class SweepRunner:
             "model": spec.to_dict(), "method": recipe.method, "plan": [p.to_dict() for p in planned.passes],
             "runtime": variant.runtime, "runtime_config": variant.identity(spec.name, 0)["runtime_config"],
             "device": variant.device, "batch_sizes": batch_sizes, "threads": request.effective_threads,
+            "threads_rule": request.threads_rule,
             "measure": request.measure.to_dict(), "workdir": str(workdir),
             # A forked child keeps the fork server's environment; the sweep's own settings travel here.
             "env": {k: v for k, v in os.environ.items() if k.startswith("QBENCH_")},

@@ -9,10 +9,13 @@ sample, so a meter's poll never waits for a reading. Plain Python: the UI proces
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
+import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 MACMON_HINT = "GPU/ANE activity and power: install macmon (`brew install macmon`; reads without sudo)"
@@ -84,3 +87,48 @@ class MacmonReader:
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
+
+
+# --- performance cores --------------------------------------------------------------------------
+
+
+def sysctl(name: str) -> str | None:
+    """``sysctl -n NAME``'s output, or None where the key (or sysctl) does not exist."""
+    try:
+        proc = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=2, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def performance_cores(read: Callable[[str], str | None] = sysctl) -> tuple[int, int] | None:
+    """(performance cores, efficiency cores) of an Apple Silicon Mac, from ``hw.perflevel0/1.physicalcpu``;
+    None where the machine has no performance levels (Intel Macs, Linux)."""
+
+    def number(name: str) -> int | None:
+        text = read(name)
+        try:
+            return int(text.strip()) if text is not None else None
+        except ValueError:
+            return None
+
+    p_cores = number("hw.perflevel0.physicalcpu")
+    if not p_cores:
+        return None
+    return p_cores, number("hw.perflevel1.physicalcpu") or 0
+
+
+@functools.cache
+def _this_macs_cores() -> tuple[int, int] | None:
+    return performance_cores() if sys.platform == "darwin" else None
+
+
+def default_threads(physical: int, read: Callable[[str], str | None] | None = None) -> tuple[int, str]:
+    """The sweep's default thread count and the rule that chose it: the performance cores on Apple
+    Silicon (an intra-op pool that spills onto efficiency cores waits for its slowest thread), else
+    every physical core."""
+    cores = performance_cores(read) if read else _this_macs_cores()
+    if cores:
+        p_cores, e_cores = cores
+        return p_cores, f"performance cores (hw.perflevel0.physicalcpu = {p_cores}; {e_cores} efficiency cores left out)"
+    return physical, f"physical cores ({physical})"
