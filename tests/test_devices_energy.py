@@ -14,19 +14,27 @@ import pytest
 
 from engines.devices import energy
 from engines.devices.energy import (
-    MacmonMeter, Unavailable, energy_figure, integrate, macmon_watts, open_meter, rapl_meter, rapl_step, zeus_total_j,
+    MacmonMeter,
+    Unavailable,
+    energy_figure,
+    integrate,
+    macmon_watts,
+    open_meter,
+    rapl_meter,
+    rapl_step,
+    zeus_total_j,
 )
 
 # Two `macmon pipe` objects as v0.8 prints them (the README's sample shape, powers in watts).
 MACMON_LINES = [
-    '{"timestamp":"2025-02-24T20:38:15.427569+00:00","temp":{"cpu_temp_avg":43.7,"gpu_temp_avg":36.9},'
+    ('{"timestamp":"2025-02-24T20:38:15.427569+00:00","temp":{"cpu_temp_avg":43.7,"gpu_temp_avg":36.9},'
     '"memory":{"ram_total":25769803776,"ram_usage":20985479168,"swap_total":4294967296,"swap_usage":2602434560},'
     '"ecpu_usage":[1181,0.08],"pcpu_usage":[1974,0.015],"gpu_usage":[461,0.021],"cpu_power":0.20486385,'
     '"gpu_power":0.017451683,"ane_power":0.0,"all_power":0.22231553,"sys_power":5.876533,"ram_power":0.11635789,'
-    '"gpu_ram_power":0.0009615385}',
-    '{"timestamp":"2025-02-24T20:38:15.527569+00:00","memory":{"ram_total":25769803776,"ram_usage":20985479168},'
+    '"gpu_ram_power":0.0009615385}'),
+    ('{"timestamp":"2025-02-24T20:38:15.527569+00:00","memory":{"ram_total":25769803776,"ram_usage":20985479168},'
     '"gpu_usage":[1398,0.92],"cpu_power":1.5,"gpu_power":6.25,"ane_power":0.25,"all_power":8.0,'
-    '"sys_power":14.0,"ram_power":0.5,"gpu_ram_power":0.0}',
+    '"sys_power":14.0,"ram_power":0.5,"gpu_ram_power":0.0}'),
 ]
 
 
@@ -144,7 +152,7 @@ def test_macmon_meter_integrates_a_real_child_and_ends_it(tmp_path):
         assert joules / wall == pytest.approx(4.0, rel=0.35)  # a stand-in on a loaded machine: its gaps vary
     finally:
         meter.close()
-    assert meter._proc.poll() is not None  # the child is gone, not left running
+    assert not meter._reader.running  # the child is gone, not left running
 
 
 def test_energy_figure_subtracts_idle_and_divides_by_calls():
@@ -174,3 +182,54 @@ def test_energy_figure_says_why_when_nothing_was_read():
     assert fig == {"joules_per_inference": None, "reason": "RAPL absent: …"}
     assert energy.describe(fig).startswith("not measured: RAPL absent")
     assert energy_figure([])["reason"] == "not measured"
+
+
+def fake_macmon_on_path(tmp_path: Path, monkeypatch) -> Path:
+    """An executable named ``macmon`` that answers ``macmon pipe -i N`` with macmon-shaped lines."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "macmon"
+    exe.write_text(
+        f"#!{sys.executable}\n"
+        "import sys, time\n"
+        "interval = int(sys.argv[sys.argv.index('-i') + 1]) / 1000 if '-i' in sys.argv else 1.0\n"
+        f"line = {MACMON_LINES[1]!r}\n"
+        "while True:\n"
+        "    time.sleep(interval)\n"
+        "    print(line, flush=True)\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return exe
+
+
+def test_device_sampler_shows_macmons_readings_and_ends_it(tmp_path, monkeypatch):
+    import psutil
+
+    from engines.devices import DeviceInfo
+    from engines.devices.sampling import DeviceSampler
+
+    fake_macmon_on_path(tmp_path, monkeypatch)
+    devices = [DeviceInfo("cpu", "CPU", True, "x"), DeviceInfo("mps", "Apple GPU (Metal)", True, "Apple M2")]
+    with DeviceSampler(devices=lambda: devices, macmon_interval_ms=50) as sampler:
+        sampler.sample()  # starts macmon
+        assert sampler.wait_for_macmon(5.0)
+        gpu = sampler.sample().accelerators[0]
+        children = [p for p in psutil.Process().children(recursive=True) if "macmon" in " ".join(p.cmdline())]
+        assert len(children) == 1
+    assert (gpu.utilisation, gpu.power_w) == (pytest.approx(92.0), 6.25)  # macmon's readings, not a hint
+    assert not children[0].is_running()  # ended and reaped by close(), not left running
+
+
+def test_devices_sample_cli_ends_macmon(tmp_path, monkeypatch):
+    """`qbench devices --sample` on a machine whose macmon is the stand-in: no macmon is left behind
+    (Linux has no Apple device, so this checks the command's own exit path leaves no child)."""
+    import psutil
+
+    from tests.helpers import qbench
+
+    exe = fake_macmon_on_path(tmp_path, monkeypatch)
+    proc = qbench("devices", "--sample", "--json", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "sample" in json.loads(proc.stdout)
+    left = [p for p in psutil.process_iter(["cmdline"]) if str(exe) in " ".join(p.info["cmdline"] or [])]
+    assert left == []

@@ -28,7 +28,6 @@ from typing import Any
 
 from engines import catalog
 from engines.bench import rounds as rounds_mod
-from engines.devices.energy import energy_figure
 from engines.bench.child import Cancelled, ChildEnded, WorkerProcess, exit_reason, stop_fork_server
 from engines.bench.lock import MeasurementLock
 from engines.bench.request import SweepRequest, Variant, plan_variants
@@ -36,6 +35,7 @@ from engines.core import events
 from engines.core.environment import collect_environment
 from engines.core.errors import ModelLoadError
 from engines.core.schema import Result, now_iso, variant_key
+from engines.devices.energy import energy_figure
 from engines.models import ModelSpec, resolve_model
 from engines.passes import Plan
 from engines.paths import artifacts_dir

@@ -9,6 +9,7 @@ sample, so a meter's poll never waits for a reading. Plain Python: the UI proces
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import shutil
@@ -47,14 +48,18 @@ def parse_macmon(sample: dict[str, Any]) -> dict[str, float | None]:
 
 
 class MacmonReader:
-    """One ``macmon pipe`` child read by a daemon thread; :meth:`latest` never blocks."""
+    """One ``macmon pipe`` child read by a daemon thread; :meth:`latest` never blocks. :meth:`stop`
+    ends the child and waits for it (also run at interpreter exit), so no macmon outlives its reader."""
 
-    def __init__(self, interval_ms: int = 1000, command: list[str] | None = None) -> None:
+    def __init__(self, interval_ms: int = 1000, command: list[str] | None = None,
+                 on_sample: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._command = command or [macmon_path() or "macmon", "pipe", "-i", str(interval_ms)]
+        self._on_sample = on_sample  # each raw sample as it arrives (the energy meter integrates them)
         self._latest: dict[str, float | None] | None = None
         self._error: str | None = None
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
+        self._first = threading.Event()
 
     def start(self) -> None:
         try:
@@ -62,19 +67,31 @@ class MacmonReader:
                                           text=True)
         except OSError as exc:
             self._error = f"macmon could not start: {exc}"
+            self._first.set()
             return
+        atexit.register(self.stop)
         threading.Thread(target=self._read, name="macmon", daemon=True).start()
 
     def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
         for line in self._proc.stdout:  # blocks on the pipe: no busy loop
             try:
-                parsed = parse_macmon(json.loads(line))
-            except (ValueError, TypeError):
+                raw = json.loads(line)
+                parsed = parse_macmon(raw)
+            except (ValueError, TypeError, AttributeError):
                 continue
+            if self._on_sample is not None:
+                self._on_sample(raw)
             with self._lock:
                 self._latest = parsed
+            self._first.set()
         self._error = f"macmon ended (exit code {self._proc.wait()})"
+        self._first.set()
+
+    def wait_first(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) for the first sample; False if none came (or macmon ended)."""
+        self._first.wait(timeout_s)
+        return self.latest() is not None
 
     def latest(self) -> dict[str, float | None] | None:
         with self._lock:
@@ -84,9 +101,20 @@ class MacmonReader:
     def error(self) -> str | None:
         return self._error
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
+        atexit.unregister(self.stop)
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
 
 
 # --- performance cores --------------------------------------------------------------------------

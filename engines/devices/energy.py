@@ -21,11 +21,9 @@ Plain Python (no numpy, no engine imports): the UI process may import it.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -170,35 +168,29 @@ def integrate(samples: Sequence[tuple[float, float]], t0: float, t1: float, inte
 
 
 class MacmonMeter:
-    """``macmon pipe`` in a child process, its samples kept with their arrival times; a window waits
-    for the first sample past its end (at most one interval) and integrates the power over it."""
+    """``macmon pipe`` through :class:`engines.devices.apple.MacmonReader`, its samples kept with their
+    arrival times; a window waits for the first sample past its end (at most a few intervals) and
+    integrates the power over it."""
 
     def __init__(self, command: list[str] | None = None, interval_ms: int = 100) -> None:
+        from engines.devices.apple import MacmonReader
+
         self.source = f"macmon (CPU+GPU+ANE+DRAM power every {interval_ms} ms)"
         self.interval_s = interval_ms / 1000
-        self._command = command or [shutil.which("macmon") or "macmon", "pipe", "-i", str(interval_ms)]
         self._samples: list[tuple[float, float]] = []
         self._cond = threading.Condition()
-        try:
-            self._proc = subprocess.Popen(self._command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        except OSError as exc:
-            raise Unavailable(f"macmon could not start: {exc}") from None
-        threading.Thread(target=self._read, name="macmon-energy", daemon=True).start()
+        self._reader = MacmonReader(interval_ms, command, on_sample=self._on_sample)
+        self._reader.start()
+        if self._reader.error:
+            raise Unavailable(self._reader.error)
 
-    def _read(self) -> None:
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            try:
-                watts = macmon_watts(json.loads(line))
-            except (ValueError, TypeError, AttributeError):
-                continue
-            if watts is not None:
-                with self._cond:
-                    self._samples.append((time.perf_counter(), watts))
-                    del self._samples[:-10_000]
-                    self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
+    def _on_sample(self, sample: dict[str, Any]) -> None:
+        watts = macmon_watts(sample) if isinstance(sample, dict) else None
+        if watts is not None:
+            with self._cond:
+                self._samples.append((time.perf_counter(), watts))
+                del self._samples[:-10_000]
+                self._cond.notify_all()
 
     def start(self) -> float:
         return time.perf_counter()
@@ -208,20 +200,14 @@ class MacmonMeter:
         deadline = t1 + 3 * self.interval_s + 1.0
         with self._cond:
             while not (self._samples and self._samples[-1][0] >= t1) and time.perf_counter() < deadline:
-                if self._proc.poll() is not None:
-                    raise Unavailable(f"macmon ended (exit code {self._proc.returncode})")
+                if not self._reader.running:
+                    raise Unavailable(self._reader.error or "macmon ended")
                 self._cond.wait(timeout=self.interval_s)
             samples = list(self._samples)
         return integrate(samples, mark, t1, self.interval_s), t1 - mark
 
     def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        self._reader.stop()
 
 
 # --- choosing a meter ----------------------------------------------------------------------------
