@@ -92,3 +92,22 @@ def test_recommend_by_energy_says_why_when_nothing_was_read():
     rec = recommend([result("fp32", UNREAD, 1.0)], "energy")
     assert rec["best"] is None
     assert any("energy not measured: RAPL absent" in line for line in rec["reasons"])
+
+
+def test_the_apps_result_detail_shows_the_energy():
+    import asyncio
+
+    asyncio.run(_result_detail_shows_the_energy())
+
+
+async def _result_detail_shows_the_energy():
+    from textual.app import App
+
+    from qbench_tui.screens.result_detail import ResultDetailScreen
+
+    app = App()
+    async with app.run_test() as pilot:
+        await app.push_screen(ResultDetailScreen(result("fp32", READ, 1.0, load_s=0.1), None))
+        await pilot.pause()
+        text = str(app.screen.query_one("#detail-text").render())
+        assert "0.002 J/inference (6.00 W average, idle 2.00 W subtracted; rapl (package-0))" in text
