@@ -233,3 +233,10 @@ def test_devices_sample_cli_ends_macmon(tmp_path, monkeypatch):
     assert "sample" in json.loads(proc.stdout)
     left = [p for p in psutil.process_iter(["cmdline"]) if str(exe) in " ".join(p.info["cmdline"] or [])]
     assert left == []
+
+
+def test_a_macmon_that_ends_at_once_is_a_reason_not_a_meter():
+    with pytest.raises(Unavailable, match="macmon ended"):
+        MacmonMeter(command=[sys.executable, "-c", "pass"], interval_ms=50)
+    with pytest.raises(Unavailable, match="macmon could not start"):
+        MacmonMeter(command=["/nonexistent/macmon", "pipe"], interval_ms=50)

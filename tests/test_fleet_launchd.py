@@ -55,7 +55,7 @@ def test_plain_arguments_give_the_readable_line_the_docs_show():
     line = ssh_command("mini-2", argv)
     assert line == ("ssh mini-2 \"zsh -lc 'tmux new-session -d -s qbench \\\"~/qbench/.venv/bin/qbench worker "
                     "--scheduler tls://10.0.0.5:8786 --name mini-2 >> ~/Library/Logs/qbench-worker.log 2>&1\\\"'\"")
-    ssh, host, remote = shlex.split(line)
+    _, _, remote = shlex.split(line)
     _, _, tmux = shlex.split(remote)
     assert shlex.split(tmux)[-1] == " ".join(argv) + " >> ~/Library/Logs/qbench-worker.log 2>&1"
 
@@ -87,7 +87,7 @@ def test_docs_show_exactly_what_the_code_generates():
     import re
 
     text = (Path(__file__).parents[1] / "docs" / "fleet.md").read_text()
-    xml = re.search(r"```xml\n(.*?)```", text, re.S).group(1)
+    xml = re.search(r"```xml\n(.*?)```", text, re.DOTALL).group(1)
     agent = plistlib.loads(xml.encode())
     assert agent == plistlib.loads(launch_agent(agent["ProgramArguments"], home=Path("/Users/you")))
     line = next(ln for ln in text.splitlines() if ln.startswith("ssh mini-2 "))

@@ -198,7 +198,8 @@ def thread_pool_info(runtime: str, threads: int, rule: str | None = None) -> dic
     """How the intra-op pool was set up, stored with each result (engines.bench.child sets the
     environment: OpenMP threads sleep at a barrier instead of spinning, so a busy neighbour on a
     shared machine does not stall the whole pool)."""
-    return {"threads": threads, "threads_rule": rule or "given", "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (active)"),
+    return {"threads": threads, "threads_rule": rule or "given",
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (active)"),
             "launcher": os.environ.get("QBENCH_LAUNCHER", "spawn")}
 
 
@@ -246,7 +247,8 @@ def prepare(job: dict[str, Any], emit: Channel) -> Prepared:
     baseline = rss_mb()
     model, reference = _load(spec, workdir)
     load_mb = rss_mb() - baseline
-    info = {**session_module.runtime_info(), "thread_pool": thread_pool_info(runtime, threads, job.get("threads_rule"))}
+    info = {**session_module.runtime_info(),
+            "thread_pool": thread_pool_info(runtime, threads, job.get("threads_rule"))}
     emit("runtime_info", info=info)
 
     phase("quantize")

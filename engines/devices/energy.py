@@ -181,8 +181,10 @@ class MacmonMeter:
         self._cond = threading.Condition()
         self._reader = MacmonReader(interval_ms, command, on_sample=self._on_sample)
         self._reader.start()
-        if self._reader.error:
-            raise Unavailable(self._reader.error)
+        # the first sample before any window: a window that began before it would miss its start
+        if not self._reader.wait_first(3 + 3 * self.interval_s):
+            self._reader.stop()
+            raise Unavailable(self._reader.error or "macmon gave no sample within 3 s")
 
     def _on_sample(self, sample: dict[str, Any]) -> None:
         watts = macmon_watts(sample) if isinstance(sample, dict) else None
