@@ -220,9 +220,9 @@ def recommend(results: list[dict[str, Any]], objective: str = "latency", device:
             "device": device, "budget": budget, "considered": len(rows), "rejected": rejected}
     if not ok:
         return {**base, "best": None, "runners_up": [], "frontier": [],
-                "reasons": [f"no ok result within the budget ({budget})" if rows else "no ok results to judge"]
-                + [f"energy not measured: {(unread[0]['result'].get('energy') or {}).get('reason', 'no energy figure')}"
-                   for _ in unread[:1] if not rows]}
+                "reasons": [f"no ok result within the budget ({budget})" if rows else
+                            f"energy not measured: {(unread[0]['result'].get('energy') or {}).get('reason', '?')}"
+                            if unread else "no ok results to judge"]}
     best = min(ok, key=lambda r: (objective_value(r["result"], objective), -(quality(r) or 0)))
     front = frontier(rows, objective)
     runners = [r for r in front if r is not best][:4]
