@@ -88,3 +88,29 @@ def test_apple_gpu_peaks_are_positive_and_cover_the_timed_calls(runtime, device,
         call()
     peak = session.device_memory_mb()
     assert peak is not None and peak > 0
+
+
+def test_the_watchdog_counts_device_memory_the_worker_reports():
+    """A real child whose RSS is small, reporting (as the MPS worker does) device memory the RSS does
+    not show: the parent ends it as over the limit, saying so."""
+    import socket
+    import subprocess
+    import sys
+
+    from engines.bench.child import ChildEnded, WorkerProcess, _Handle
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    ours, theirs = socket.socketpair()
+    worker = WorkerProcess(threading.Event(), memory_limit_mb=500)
+    worker._handle = _Handle(proc.pid, proc.poll, lambda t: proc.wait(t))
+    worker._sock, worker._t0 = ours, time.perf_counter()  # what start() sets
+    try:
+        theirs.sendall(b'{"event": "latency", "ms": [0.1], "device_mb": 2048.0}\n')
+        with pytest.raises(ChildEnded, match=r"out of memory: .* \(its RSS \+ device memory"):
+            worker.wait_for({"round"}, lambda event: None, timeout_s=30)
+        assert worker.device_mb == 2048.0
+        assert proc.poll() is not None  # killed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        theirs.close()
