@@ -27,7 +27,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -221,28 +221,29 @@ def is_apple_silicon() -> bool:
 
 def open_meter(device: str, powercap: Path = POWERCAP) -> tuple[Any | None, str | None]:
     """(meter, None), or (None, the reason nothing can be read for ``device`` here)."""
-    reasons: list[str] = []
+    attempts: list[Callable[[], Any]]
     if is_apple_silicon():
-        attempts: Iterable[Callable[[], Any]] = (zeus_meter, MacmonMeter if shutil.which("macmon") else None)
-        if not shutil.which("macmon"):
-            reasons.append("macmon not on PATH (`brew install macmon`)")
+        attempts = [zeus_meter, MacmonMeter if shutil.which("macmon") else _no_macmon]
     elif device.startswith("cuda"):
         index = int(device.partition(":")[2] or 0)
-        attempts = (lambda: nvml_meter(index),)
+        attempts = [lambda: nvml_meter(index)]
     elif sys.platform.startswith("linux"):
-        attempts = (lambda: rapl_meter(powercap),)
+        attempts = [lambda: rapl_meter(powercap)]
     else:
         return None, f"no energy counter is read on {sys.platform} ({platform.machine()})"
+    reasons: list[str] = []
     for attempt in attempts:
-        if attempt is None:
-            continue
         try:
             return attempt(), None
         except Unavailable as exc:
-            reasons.insert(0, str(exc))
+            reasons.append(str(exc))
         except Exception as exc:  # noqa: BLE001 - a reader library's own failure is a reason, not a crash
-            reasons.insert(0, f"{type(exc).__name__}: {exc}")
+            reasons.append(f"{type(exc).__name__}: {exc}")
     return None, "; ".join(reasons)
+
+
+def _no_macmon() -> Any:
+    raise Unavailable("macmon is not on PATH (`brew install macmon`)")
 
 
 def idle_watts(meter: Any, seconds: float = IDLE_WINDOW_S) -> float:
