@@ -240,3 +240,18 @@ def test_a_macmon_that_ends_at_once_is_a_reason_not_a_meter():
         MacmonMeter(command=[sys.executable, "-c", "pass"], interval_ms=50)
     with pytest.raises(Unavailable, match="macmon could not start"):
         MacmonMeter(command=["/nonexistent/macmon", "pipe"], interval_ms=50)
+
+
+@pytest.mark.macos
+def test_apple_silicon_reads_energy_without_sudo():
+    meter, reason = open_meter("ane")
+    assert meter is not None, reason
+    try:
+        mark = meter.start()
+        end = time.perf_counter() + 0.5
+        while time.perf_counter() < end:
+            sum(i * i for i in range(10_000))  # keep a core busy
+        joules, wall = meter.stop(mark)
+        assert joules > 0 and 0.4 < wall < 5
+    finally:
+        meter.close()

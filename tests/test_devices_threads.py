@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from engines.bench.request import SweepRequest
 from engines.devices.apple import default_threads, performance_cores, sysctl
 
@@ -42,3 +44,12 @@ def test_the_request_records_why_it_uses_its_thread_count():
     assert default.effective_threads >= 1
     if sys.platform != "darwin":
         assert default.threads_rule == f"physical cores ({default.effective_threads})"
+
+
+@pytest.mark.macos
+def test_this_mac_defaults_to_its_performance_cores():
+    from engines.devices import physical_cores
+
+    cores = performance_cores()
+    assert cores is not None and cores[0] >= 1
+    assert default_threads(physical_cores())[0] == cores[0]
