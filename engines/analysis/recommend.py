@@ -17,10 +17,10 @@ from engines.analysis import rules
 from engines.analysis.rules import agreement, fmt_speedup  # noqa: F401 - re-exported for the views
 from engines.core.schema import variant_key
 
-OBJECTIVES = ("latency", "throughput", "size", "memory")
+OBJECTIVES = ("latency", "throughput", "size", "memory", "energy")
 DEFAULT_MAX_DROP = 1.0  # accuracy points
 OBJECTIVE_WORDS = {"latency": "p50 latency", "throughput": "throughput", "size": "size on disk",
-                   "memory": "memory"}
+                   "memory": "memory", "energy": "energy per inference"}
 
 
 class RecommendationError(ValueError):
@@ -59,6 +59,8 @@ def objective_value(r: dict[str, Any], objective: str) -> float | None:
         return -t if t else None
     if objective == "size":
         return r.get("size_mb")
+    if objective == "energy":  # joules per input item over the timed calls, idle power subtracted
+        return (r.get("energy") or {}).get("joules_per_inference")
     return r.get("memory_mb") or r.get("peak_rss_mb")
 
 
@@ -67,7 +69,7 @@ def describe_value(r: dict[str, Any], objective: str) -> str:
     if v is None:
         return "n/a"
     return {"latency": f"p50 {v:.3f} ms", "throughput": f"{-v:,.0f} items/s", "size": f"{v:.2f} MB",
-            "memory": f"{v:.1f} MB"}[objective]
+            "memory": f"{v:.1f} MB", "energy": f"{v * 1000:.3g} mJ per inference"}[objective]
 
 
 def assess(results: list[dict[str, Any]], across_runs: bool = True) -> list[dict[str, Any]]:
@@ -175,6 +177,7 @@ def recommend(results: list[dict[str, Any]], objective: str = "latency", device:
     if objective == "latency":  # latency is judged at the smallest batch each variant measured
         smallest = min((r["result"]["batch_size"] for r in rows), default=1)
         rows = [r for r in rows if r["result"]["batch_size"] == smallest]
+    unread = [r for r in rows if objective == "energy" and objective_value(r["result"], objective) is None]
     rows = [r for r in rows if objective_value(r["result"], objective) is not None]
     budget = (f"agreement ≥ {min_agreement:g}" if min_agreement is not None
               else f"accuracy drop ≤ {DEFAULT_MAX_DROP if max_accuracy_drop is None else max_accuracy_drop:g} points")
@@ -185,7 +188,9 @@ def recommend(results: list[dict[str, Any]], objective: str = "latency", device:
             "device": device, "budget": budget, "considered": len(rows), "rejected": rejected}
     if not ok:
         return {**base, "best": None, "runners_up": [], "frontier": [],
-                "reasons": [f"no ok result within the budget ({budget})" if rows else "no ok results to judge"]}
+                "reasons": [f"no ok result within the budget ({budget})" if rows else
+                            f"energy not measured: {(unread[0]['result'].get('energy') or {}).get('reason', '?')}"
+                            if unread else "no ok results to judge"]}
     best = min(ok, key=lambda r: (objective_value(r["result"], objective), -(quality(r) or 0)))
     front = frontier(rows, objective)
     runners = [r for r in front if r is not best][:4]

@@ -101,6 +101,22 @@ def _fmt(v: Any, spec: str) -> str:
     return "" if v is None else format(v, spec)
 
 
+def _mj(joules: float | None) -> float | None:
+    return None if joules is None else joules * 1000
+
+
+def _energy_note(results: list[dict[str, Any]]) -> str:
+    """What the energy column means: its sources (idle power subtracted) or why it is empty."""
+    from engines.devices.energy import describe
+
+    read = {(r.get("energy") or {}).get("source") for r in results if (r.get("energy") or {}).get("source")}
+    if read:
+        return (f"<p class='muted'>Energy per inference over the timed calls, the machine's idle power "
+                f"subtracted; source: {html.escape(', '.join(sorted(read)))}.</p>")
+    why = {describe(r.get("energy")) for r in results if r.get("energy")}
+    return f"<p class='muted'>Energy {html.escape('; '.join(sorted(why)))}.</p>" if why else ""
+
+
 def build_html(title: str, results: list[dict[str, Any]], recommendation: dict[str, Any] | None = None,
                insight: dict[str, Any] | None = None, runs: list[dict[str, Any]] | None = None) -> str:
     """The whole page. ``runs`` (store rows with their environment) fill the environment section."""
@@ -145,11 +161,14 @@ def build_html(title: str, results: list[dict[str, Any]], recommendation: dict[s
         agr = row["agreement"]
         table_rows.append([r["model"], label(r), r["runtime"], r["device"], r["batch_size"], _fmt(lat.get("p50"), ".4f"),
                            _fmt(lat.get("p99"), ".4f"), fmt_speedup(row["speedup"]), _fmt(r.get("throughput_per_s"), ",.0f"),
-                           _fmt(r.get("size_mb"), ".3f"), _fmt(r.get("memory_mb"), ".1f"), _fmt(r.get("accuracy"), ".4f"),
+                           _fmt(r.get("size_mb"), ".3f"), _fmt(r.get("memory_mb"), ".1f"),
+                           _fmt(_mj((r.get("energy") or {}).get("joules_per_inference")), ".3g"),
+                           _fmt(r.get("accuracy"), ".4f"),
                            f"{agr[0]} {agr[1]:.4f}" if agr else "", " ".join(r.get("flags") or [])])
     parts.append(_table(["model", "recipe", "runtime", "device", "bs", "p50 ms", "p99 ms", "speed-up [interval]",
-                         "items/s", "size MB", "memory MB", "accuracy", "agreement", "flags"], table_rows,
-                        numeric={4, 5, 6, 7, 8, 9, 10, 11}))
+                         "items/s", "size MB", "memory MB", "mJ/inference", "accuracy", "agreement", "flags"],
+                        table_rows, numeric={4, 5, 6, 7, 8, 9, 10, 11, 12}))
+    parts.append(_energy_note(latest(results)))
     others = [r for r in latest(results) if r["status"] != "ok"]
     if others:
         parts.append("<h3>Not measured</h3>" + _table(

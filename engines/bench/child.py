@@ -237,6 +237,7 @@ class WorkerProcess:
         # (a fork of the preloaded server holds them from its first instant), then the figure the
         # child reports before it loads the model. The limit caps what the variant adds to it.
         self.baseline_mb: float | None = None
+        self.device_mb: float | None = None  # the latest device memory the child reported (Metal)
 
     @property
     def alive(self) -> bool:
@@ -261,6 +262,7 @@ class WorkerProcess:
         self._buffer = b""
         self._pending: list[dict[str, Any]] = []
         self.returncode = None
+        self.device_mb = None
         self.send(job)
 
     def send(self, message: dict[str, Any]) -> None:
@@ -307,7 +309,11 @@ class WorkerProcess:
                     if not self.started_s:
                         self.started_s = time.perf_counter() - self._t0
                     *lines, self._buffer = (self._buffer + chunk).split(b"\n")
-                    self._pending.extend(json.loads(line) for line in lines if line.strip())
+                    events = [json.loads(line) for line in lines if line.strip()]
+                    for event in events:  # Metal's allocations are not in the RSS: the worker reports them
+                        if event.get("device_mb") is not None:
+                            self.device_mb = event["device_mb"]
+                    self._pending.extend(events)
                     continue
                 if time.monotonic() > deadline:
                     self.kill()
@@ -315,11 +321,14 @@ class WorkerProcess:
                 rss = self.rss_mb()
                 if rss is not None and self.baseline_mb is None:
                     self.baseline_mb = rss
-                if rss is not None and rss - self.baseline_mb > self.limit_mb:
-                    self.kill()
-                    raise ChildEnded(f"out of memory: the variant used {rss - self.baseline_mb:.0f} MB (above the "
-                                     f"harness's own {self.baseline_mb:.0f} MB), over the {self.limit_mb:.0f} MB "
-                                     "limit (killed)")
+                if rss is not None:
+                    # Metal allocations do not show in the RSS: the device memory the child reports is added.
+                    used = rss - self.baseline_mb + (self.device_mb or 0.0)
+                    if used > self.limit_mb:
+                        self.kill()
+                        raise ChildEnded(f"out of memory: the variant used {used:.0f} MB (above the harness's own "
+                                         f"{self.baseline_mb:.0f} MB, device memory included), over the "
+                                         f"{self.limit_mb:.0f} MB limit (killed)")
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Ask it to exit (it is idle between rounds), then make sure it has."""

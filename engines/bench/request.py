@@ -14,6 +14,7 @@ from typing import Any
 from engines.bench.measure import MeasureSettings
 from engines.core.config import config_from_dict, config_to_dict
 from engines.devices import physical_cores
+from engines.devices.apple import default_threads
 from engines.methods.recipe import Recipe, parse_recipe
 from engines.runtimes import RuntimeConfig, all_runtimes, runtime_spec
 
@@ -29,7 +30,7 @@ class SweepRequest:
     batch_sizes: tuple[int, ...] = (1,)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> default settings
     runtime_configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # runtime -> settings
-    threads: int | None = None  # None: all physical cores
+    threads: int | None = None  # None: the performance cores on Apple Silicon, else all physical cores
     timeout_s: float = 900.0
     memory_limit_mb: float | None = None  # None: 80 % of physical memory
     measure: MeasureSettings = field(default_factory=MeasureSettings)
@@ -63,7 +64,12 @@ class SweepRequest:
 
     @property
     def effective_threads(self) -> int:
-        return self.threads or physical_cores()
+        return self.threads or default_threads(physical_cores())[0]
+
+    @property
+    def threads_rule(self) -> str:
+        """Why the sweep uses its thread count (recorded with each result's thread pool)."""
+        return "given (--threads)" if self.threads else default_threads(physical_cores())[1]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

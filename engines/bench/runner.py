@@ -37,6 +37,7 @@ from engines.core import events
 from engines.core.environment import collect_environment
 from engines.core.errors import ModelLoadError
 from engines.core.schema import Result, now_iso, variant_key
+from engines.devices.energy import energy_figure
 from engines.models import ModelSpec, resolve_model
 from engines.passes import Plan
 from engines.paths import artifacts_dir
@@ -273,6 +274,7 @@ class SweepRunner:
             "model": spec.to_dict(), "method": recipe.method, "plan": [p.to_dict() for p in planned.passes],
             "runtime": variant.runtime, "runtime_config": variant.identity(spec.name, 0)["runtime_config"],
             "device": variant.device, "batch_sizes": batch_sizes, "threads": request.effective_threads,
+            "threads_rule": request.threads_rule,
             "measure": request.measure.to_dict(), "workdir": str(workdir),
             # A forked child keeps the fork server's environment; the sweep's own settings travel here.
             "env": {k: v for k, v in os.environ.items() if k.startswith("QBENCH_")},
@@ -406,6 +408,7 @@ class SweepRunner:
             size_mb=ready["size_mb"], accuracy=ready["accuracy"], agreement=ready["agreement"], metrics=metrics,
             notes=notes, artifact=ready["artifact"], memory_mb=max(r["memory_mb"] for r in quiet), memory=memory,
             rounds=rounds, spread=spread, flags=[*ready.get("flags", []), *flags],
+            energy=energy_figure(quiet, batch_size, metrics.get("decode_tokens_per_s")),
         )
 
     def _kill_all(self) -> None:

@@ -37,6 +37,8 @@ from engines.bench.conditions import NeighbourCpu, PeakRss, process_peak_mb, rel
 from engines.bench.measure import LatencyStats, MeasureSettings, measure_latency
 from engines.core.config import config_from_dict
 from engines.core.errors import ModelLoadError
+from engines.devices.energy import idle_watts, open_meter
+from engines.devices.energy import window as energy_window
 from engines.devices.strategies import isa_notes
 from engines.models import ModelSpec, load_model
 from engines.models.base import LoadedModel
@@ -121,13 +123,16 @@ class Prepared:
     memory: dict[str, Any] = field(default_factory=dict)
     warm: set[int] = field(default_factory=set)  # batch sizes warmed up once already
     extras: dict[int, dict[str, Any]] = field(default_factory=dict)
+    device: str = "cpu"
+    energy: dict[str, Any] | None = None  # {"meter", "idle_w", "reason"}: opened at the first round
 
 
-def thread_pool_info(runtime: str, threads: int) -> dict[str, Any]:
+def thread_pool_info(runtime: str, threads: int, rule: str | None = None) -> dict[str, Any]:
     """How the intra-op pool was set up, stored with each result (engines.bench.child sets the
     environment: OpenMP threads sleep at a barrier instead of spinning, so a busy neighbour on a
     shared machine does not stall the whole pool)."""
-    return {"threads": threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (active)"),
+    return {"threads": threads, "threads_rule": rule or "given",
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (active)"),
             "launcher": os.environ.get("QBENCH_LAUNCHER", "spawn")}
 
 
@@ -176,7 +181,8 @@ def prepare(job: dict[str, Any], emit: Channel) -> Prepared:
     emit("baseline", rss_mb=baseline)  # the memory limit counts what the variant adds to it
     model, reference = _load(spec, workdir)
     load_mb = rss_mb() - baseline
-    info = {**session_module.runtime_info(), "thread_pool": thread_pool_info(runtime, threads)}
+    info = {**session_module.runtime_info(),
+            "thread_pool": thread_pool_info(runtime, threads, job.get("threads_rule"))}
     emit("runtime_info", info=info)
 
     phase("quantize")
@@ -234,7 +240,7 @@ def prepare(job: dict[str, Any], emit: Channel) -> Prepared:
     emit("ready", load_s=load_s, quantize_s=quantize_s, size_mb=size_mb, accuracy=quality["accuracy"],
          agreement=quality["agreement"], metrics=metrics, notes=notes,
          artifact=str(artifact.path), memory=memory, flags=flags)
-    return Prepared(model, session, settings, rss_before - payload_mb, memory)
+    return Prepared(model, session, settings, rss_before - payload_mb, memory, device=device)
 
 
 LIVE_SAMPLES = 240  # latencies per live report (the app's sparkline keeps fewer)
@@ -254,18 +260,29 @@ def measure_round(state: Prepared, cmd: dict[str, Any], emit: Channel) -> dict[s
     settings = state.settings.for_round(first=batch_size not in state.warm)
     state.warm.add(batch_size)
     fn = state.session.bind(state.model.example_inputs(batch_size))
+    meter = _energy_meter(state)
+    mark: list[Any] = [None]
+
+    def on_phase(name: str) -> None:
+        emit("phase", phase=name, batch_size=batch_size, detail={"round": index + 1})
+        if name == "measure" and meter is not None:  # the timed calls only, not the warm-up
+            mark[0] = meter.start()
+
     peak, neighbours = PeakRss(), NeighbourCpu()
     start_mb = peak.start()
     neighbours.start()
+    state.session.reset_device_peak()
     t0 = time.perf_counter()
     stats: LatencyStats = measure_latency(
-        fn, settings, on_phase=lambda name: emit("phase", phase=name, batch_size=batch_size,
-                                                 detail={"round": index + 1}),
+        fn, settings, on_phase=on_phase,
         # Only the latest samples travel: the live trace shows a few hundred, and a 0.05 ms model
         # makes thousands per report, which the app would decode for nothing.
-        on_samples=lambda ms: emit("latency", ms=ms[-LIVE_SAMPLES:]),
+        # The device memory rides along where the RSS does not show it (Metal): the watchdog adds it.
+        on_samples=lambda ms: emit("latency", ms=ms[-LIVE_SAMPLES:], device_mb=state.session.live_device_mb()),
     )
     wall = time.perf_counter() - t0
+    device_mb = state.session.device_memory_mb()  # the timed calls' peak (reset just before them)
+    energy = energy_window(meter, state.energy["idle_w"], state.energy["reason"], mark[0], stats.samples)
     other = neighbours.stop()
     peak_mb = peak.stop()
     out: dict[str, Any] = {
@@ -276,7 +293,7 @@ def measure_round(state: Prepared, cmd: dict[str, Any], emit: Channel) -> dict[s
         # whose arena growth a runtime keeps but this batch size does not need
         "memory_mb": state.memory["open_mb"] + state.memory["payload_mb"] + max(0.0, peak_mb - start_mb),
         "memory_method": peak.method,
-        "warnings": stats.noise_warnings(),
+        "warnings": stats.noise_warnings(), "energy": energy, "device_memory_mb": device_mb,
     }
     if batch_size not in state.extras:
         # task-specific figures (causal LMs: time to first token, prefill/decode tokens/s), once
@@ -284,11 +301,30 @@ def measure_round(state: Prepared, cmd: dict[str, Any], emit: Channel) -> dict[s
 
         if state.model.task == "causal-lm":
             emit("phase", phase="generate", batch_size=batch_size)
+        gen_mark = meter.start() if meter is not None and state.model.task == "causal-lm" else None
         state.extras[batch_size] = extra_measurements(state.model, state.session, batch_size, stats.p50)
+        if gen_mark is not None and "joules" in energy:  # power while generating, for joules per token
+            gen = energy_window(meter, None, None, gen_mark, 0)
+            if "joules" in gen:
+                energy["generation"] = {"joules": gen["joules"], "wall_s": gen["wall_s"]}
         out["extra"] = state.extras[batch_size]
-        out["device_memory_mb"] = state.session.device_memory_mb()
         out["process_peak_mb"] = process_peak_mb()
     return out
+
+
+def _energy_meter(state: Prepared) -> Any:
+    """The child's energy meter (engines.devices.energy), opened and measured at rest on first use."""
+    if state.energy is None:
+        meter, reason = open_meter(state.device)
+        idle = None
+        if meter is not None:
+            try:
+                idle = idle_watts(meter)
+            except Exception as exc:  # noqa: BLE001 - a meter that fails is a reason, never a failed result
+                meter.close()
+                meter, reason = None, f"{meter.source}: {type(exc).__name__}: {exc}"
+        state.energy = {"meter": meter, "idle_w": idle, "reason": reason}
+    return state.energy["meter"]
 
 
 def serve(channel: Channel) -> int:
@@ -297,6 +333,7 @@ def serve(channel: Channel) -> int:
     if job is None:
         return 0
     os.environ.update(job.get("env") or {})
+    state: Prepared | None = None
     try:
         state = prepare(job, channel)
         while (cmd := channel.recv()) is not None and cmd.get("cmd") == "measure":
@@ -315,6 +352,9 @@ def serve(channel: Channel) -> int:
         channel.emit("error", error=f"{type(exc).__name__}: {exc}{where}".strip())
         traceback.print_exc()
         return 1
+    finally:
+        if state is not None and state.energy and state.energy["meter"] is not None:
+            state.energy["meter"].close()  # a macmon child must not outlive this worker
     return 0
 
 

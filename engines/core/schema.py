@@ -85,6 +85,9 @@ class Result:
     rounds: list[dict[str, Any]] = field(default_factory=list)
     spread: float | None = None
     flags: list[str] = field(default_factory=list)
+    # Energy over the timed calls, idle power subtracted (engines.devices.energy.energy_figure):
+    # {"joules_per_inference", "watts", "source", …} or {"joules_per_inference": None, "reason"}.
+    energy: dict[str, Any] = field(default_factory=dict)
     started_at: str | None = None
     finished_at: str | None = None
     # The machine that measured it: this one by default, a fleet worker's name otherwise.
@@ -164,9 +167,11 @@ ROW_FIELDS: dict[str, type] = {
     "peak_rss_mb": float, "size_mb": float, "accuracy": float, "metrics": str, "notes": str,
     "artifact": str, "runtime_info": str, "started_at": str, "finished_at": str,
     "memory_mb": float, "memory": str, "rounds": str, "spread": float, "flags": str, "host": str,
+    "energy": str,
 }
 _JSON_FIELDS = {"recipe": list, "config": dict, "runtime_config": dict, "passes": list, "metrics": dict,
-                "notes": list, "runtime_info": dict, "memory": dict, "rounds": list, "flags": list}
+                "notes": list, "runtime_info": dict, "memory": dict, "rounds": list, "flags": list,
+                "energy": dict}
 
 
 def _latency_column(key: str) -> str:

@@ -66,7 +66,7 @@ class DeviceSampler:
     """
 
     def __init__(self, process: psutil.Process | None = None,
-                 devices: Callable[[], Iterable[DeviceInfo]] = detect_devices) -> None:
+                 devices: Callable[[], Iterable[DeviceInfo]] = detect_devices, macmon_interval_ms: int = 1000) -> None:
         import psutil
 
         self._me = process or psutil.Process()
@@ -74,6 +74,7 @@ class DeviceSampler:
         self._children: dict[int, psutil.Process] = {}
         self._has_nvidia_smi = shutil.which("nvidia-smi") is not None
         self._macmon = None  # started on the first sample that has an Apple device present
+        self._macmon_interval_ms = macmon_interval_ms
         psutil.cpu_percent(percpu=True)  # prime: the first reading compares with this one
 
     def sample(self) -> DeviceSample:
@@ -95,6 +96,21 @@ class DeviceSampler:
             bench_pids=pids,
             accelerators=self.sample_accelerators(),
         )
+
+    def wait_for_macmon(self, timeout_s: float) -> bool:
+        """Where macmon runs (an Apple device was sampled), wait for its first reading."""
+        return self._macmon.wait_first(timeout_s) if self._macmon is not None else False
+
+    def close(self) -> None:
+        """End the macmon child, if one was started (and wait for it)."""
+        if self._macmon is not None:
+            self._macmon.stop()
+
+    def __enter__(self) -> DeviceSampler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _sample_children(self) -> tuple[float | None, float | None, tuple[int, ...]]:
         """RSS and CPU of the benchmark workers: this process's children (the runner spawns them)."""
@@ -146,7 +162,7 @@ class DeviceSampler:
         mem = psutil.virtual_memory()
         used, total = (mem.total - mem.available) / 2**20, mem.total / 2**20
         if self._macmon is None and macmon_path():
-            self._macmon = MacmonReader()
+            self._macmon = MacmonReader(self._macmon_interval_ms)
             self._macmon.start()
         reading = self._macmon.latest() if self._macmon else None
         if reading is None:

@@ -47,7 +47,14 @@ class Session:
         raise NotImplementedError
 
     def device_memory_mb(self) -> float | None:
-        """The framework's own device memory high-water mark, where it has one."""
+        """The framework's own device memory high-water mark since :meth:`reset_device_peak`, where it has one."""
+        return None
+
+    def reset_device_peak(self) -> None:
+        """Start the device memory peak afresh: called just before the timed calls."""
+
+    def live_device_mb(self) -> float | None:
+        """The device memory now (MB) where the resident set does not show it (Metal): the watchdog's."""
         return None
 
     def kv_decoder(self) -> tuple[Any, str | None]:

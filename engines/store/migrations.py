@@ -24,6 +24,8 @@ by the sender process; ``tracking_runs`` maps a qbench run to its MLflow run per
 Version 8: ``results.search_text``, the words a typed filter matches (run, model, recipe, runtime,
 device, status, error, notes, host, ``bs<N>``) joined by spaces, kept up to date by triggers, so a
 filter word is one LIKE per row instead of eleven.
+Version 9: ``results.energy``, a result's energy over its timed calls (joules per inference, watts,
+the source, or why nothing could be read); old rows get ``{}`` (not measured).
 """
 
 from __future__ import annotations
@@ -189,8 +191,14 @@ def _migration_search_text(db: sqlite_utils.Database) -> None:
     db.execute(f"UPDATE results SET search_text = {search_text_sql('results')}")
 
 
+def _migration_energy(db: sqlite_utils.Database) -> None:
+    if "energy" not in set(db["results"].columns_dict):
+        db["results"].add_column("energy", str)
+    db.execute("UPDATE results SET energy = '{}' WHERE energy IS NULL")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1, _migration_2, _migration_3, _migration_machine_profiles, _migration_fleet, _migration_versions,
-    _migration_tracking, _migration_search_text,
+    _migration_tracking, _migration_search_text, _migration_energy,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

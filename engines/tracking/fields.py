@@ -125,6 +125,9 @@ def result_metrics(result: dict[str, Any]) -> dict[str, float]:
         metrics["speedup_vs_fp32_low"], metrics["speedup_vs_fp32_high"] = speedup.get("low"), speedup.get("high")
         speedup = speedup.get("ratio")
     metrics["speedup_vs_fp32"] = speedup
+    energy = result.get("energy") or {}  # over the timed calls, idle power subtracted
+    metrics["energy_j_per_inference"], metrics["energy_watts"] = energy.get("joules_per_inference"), energy.get("watts")
+    metrics["energy_j_per_token"] = energy.get("joules_per_token")
     for key, value in extra.items():  # task metrics (perplexity, f1…), named as the worker named them
         if key not in metrics:
             metrics[key] = value

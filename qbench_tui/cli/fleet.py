@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from qbench_tui.cli.common import UsageError, open_store
+from qbench_tui.cli.common import EXIT_OK, UsageError, open_store
 
 
 def _tls_options(p: argparse.ArgumentParser) -> None:
@@ -36,6 +36,9 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("worker", help="join a fleet: measure the variants sent to this machine, one at a time")
     p.add_argument("--scheduler", required=True, metavar="tcp://HOST:PORT", help="the scheduler's address")
     p.add_argument("--name", help="this host's name in the fleet (default: the machine's hostname)")
+    p.add_argument("--launch-agent", action="store_true",
+                   help="print a launchd agent (plist) that runs this worker at login and keeps it up, and exit "
+                        "(docs/fleet.md)")
     _tls_options(p)
     p.set_defaults(handler=cmd_worker)
 
@@ -82,7 +85,25 @@ def cmd_worker(args) -> int:
     name = args.name or default_host_name()
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise UsageError(f"--name may hold letters, digits, '-', '_' and '.', got {name!r}")
+    if args.launch_agent:
+        return _print_launch_agent(args, name)
     return run_worker(check_address(args.scheduler), name, _security(args))
+
+
+def _print_launch_agent(args, name: str) -> int:
+    """This worker's command line as a launchd agent: absolute paths (launchd has no shell)."""
+    import sys
+
+    from engines.fleet.launchd import launch_agent
+
+    exe = Path(sys.executable).with_name("qbench")
+    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "qbench_tui"]
+    argv += ["worker", "--scheduler", args.scheduler, "--name", name]
+    for flag, value in (("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if value:
+            argv += [flag, str(Path(value).expanduser().resolve())]
+    sys.stdout.write(launch_agent(argv).decode())
+    return EXIT_OK
 
 
 def cmd_hosts(args) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 from qbench_tui.cli.common import EXIT_FAILED, EXIT_OK, UsageError, csv_list, open_store
 
-OBJECTIVES = ("latency", "throughput", "size", "memory")
+OBJECTIVES = ("latency", "throughput", "size", "memory", "energy")  # engines.analysis.recommend.OBJECTIVES
 
 
 def add_parsers(sub: Any) -> None:

@@ -218,10 +218,12 @@ def cmd_devices(args) -> int:
 
         from engines.devices.sampling import DeviceSampler
 
-        sampler = DeviceSampler()
-        sampler.sample()  # psutil's CPU percentages need a first reading to compare with
-        time.sleep(0.5)
-        sample = sampler.sample().to_dict()
+        # macmon (Apple GPU/ANE activity and power) samples every 250 ms here; it is ended on the way out.
+        with DeviceSampler(macmon_interval_ms=250) as sampler:
+            sampler.sample()  # psutil's CPU percentages need a first reading to compare with (starts macmon)
+            sampler.wait_for_macmon(3.0)  # its first reading; returns at once where it is not running
+            time.sleep(0.5)
+            sample = sampler.sample().to_dict()
     if getattr(args, "model", None):
         from engines.analysis.device_choice import choose_device
 

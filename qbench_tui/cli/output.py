@@ -87,6 +87,12 @@ def _spread(r: dict[str, Any]) -> str:
     return f"[yellow]{text}[/]" if "unstable" in (r.get("flags") or []) else text
 
 
+def _millijoules(r: dict[str, Any]) -> str:
+    """Energy per inference (idle power subtracted) in mJ; "–" where it could not be read."""
+    joules = (r.get("energy") or {}).get("joules_per_inference")
+    return "–" if joules is None else f"{joules * 1000:.3g}"
+
+
 def results_table(results: list[dict[str, Any]], title: str = "", references: Sequence[dict[str, Any]] = (),
                   console: Any = None, wide: bool = False):
     """The results as a Rich table, with each variant's speed-up and size against the fp32 of its
@@ -100,6 +106,7 @@ def results_table(results: list[dict[str, Any]], title: str = "", references: Se
     everything = [*results, *(r for r in references if result_key(r) not in known)]
     speedup, size_ratio = speedups(everything), size_ratios(everything)
     show_memory = any(r.get("memory_mb") is not None for r in results)
+    show_energy = any(r.get("energy") for r in results)  # "–" where the machine has no readable counter
     show_host = len({r.get("host") for r in results}) > 1  # a fleet's run: which machine measured it
     # The id that export, register, version, serve and compare take (stored results have one).
     show_id = any(r.get("id") is not None for r in results)
@@ -109,7 +116,8 @@ def results_table(results: list[dict[str, Any]], title: str = "", references: Se
         *((Col("host", priority=3, shrink=8),) if show_host else ()), Col("bs", "right", 4),
         Col("status", priority=2), Col("p50 ms", "right", 1), Col("±rounds", "right", 5),
         Col("p99 ms", "right", 3), Col("speedup", "right", 1, min_width=5), Col("items/s", "right", 4),
-        *((Col("mem MB", "right", 5),) if show_memory else ()), Col("size MB", "right", 2),
+        *((Col("mem MB", "right", 5),) if show_memory else ()),
+        *((Col("mJ/inf", "right", 4),) if show_energy else ()), Col("size MB", "right", 2),
         Col("size", "right", 4, min_width=5), Col("acc", "right", 1), Col("top1", "right", 4),
         Col("SQNR dB", "right", 5), Col("note", priority=3, wrap=30),
     ]
@@ -124,7 +132,8 @@ def results_table(results: list[dict[str, Any]], title: str = "", references: Se
             *((str(r.get("host") or ""),) if show_host else ()), str(r["batch_size"]),
             f"[{status_style}]{r['status']}[/]", _fmt(lat.get("p50"), ".3f"), _spread(r),
             _fmt(lat.get("p99"), ".3f"), fmt_ratio(speedup.get(key)), _fmt(r.get("throughput_per_s"), ",.0f"),
-            *((_fmt(r.get("memory_mb"), ",.0f"),) if show_memory else ()), _fmt(r.get("size_mb"), ".2f"),
+            *((_fmt(r.get("memory_mb"), ",.0f"),) if show_memory else ()),
+            *((_millijoules(r),) if show_energy else ()), _fmt(r.get("size_mb"), ".2f"),
             fmt_ratio(size_ratio.get(key)),
             _fmt(r.get("accuracy"), ".3f"), _fmt(agr.get("top1"), ".3f"), _fmt(agr.get("sqnr_db"), ".1f"),
             _escape(" ".join(r.get("flags") or []) + ("; " if r.get("flags") and r.get("error") else "")

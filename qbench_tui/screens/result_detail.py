@@ -105,6 +105,10 @@ class ResultDetailScreen(ModalScreen[None]):
                     row(label, _unit(memory[key], "MB"))
             row("process peak RSS", _unit(r.get("peak_rss_mb"), "MB"))
             row("size on disk", _unit(r.get("size_mb"), "MB"))
+            if r.get("energy"):  # over the timed calls, idle power subtracted (engines.devices.energy)
+                from engines.devices.energy import describe
+
+                row("energy", describe(r["energy"]))
             if r.get("artifact"):
                 row("artifact", str(r["artifact"]))
         agreement = r.get("agreement") or {}

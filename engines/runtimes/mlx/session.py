@@ -59,6 +59,9 @@ class MlxSession(Session):
 
         return kv_decoder(self._module)
 
+    def reset_device_peak(self) -> None:
+        self._mx.reset_peak_memory()  # the peak is the timed calls', not the accuracy pass's
+
     def device_memory_mb(self) -> float | None:
         return self._mx.get_peak_memory() / 2**20
 
@@ -67,7 +70,7 @@ def _recommended_working_set() -> int | None:
     import mlx.core as mx
 
     try:
-        return int(mx.metal.device_info().get("max_recommended_working_set_size", 0)) or None
+        return int(mx.device_info().get("max_recommended_working_set_size", 0)) or None
     except (AttributeError, RuntimeError):
         return None
 
@@ -78,7 +81,7 @@ def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: i
 
     config = config or MlxRuntimeConfig()
     if device == "gpu":
-        if not mx.metal.is_available():
+        if not mx.is_available(mx.gpu):
             raise UnsupportedVariant("MLX on the GPU needs Metal (macOS on Apple Silicon); this MLX build has none")
         mx.set_default_device(mx.gpu)
         from engines.devices.memory import device_memory_metrics, working_set_warning
@@ -100,4 +103,4 @@ def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: i
 def runtime_info() -> dict[str, Any]:
     import mlx.core as mx
 
-    return {"mlx": mx.__version__, "default_device": str(mx.default_device()), "metal": mx.metal.is_available()}
+    return {"mlx": mx.__version__, "default_device": str(mx.default_device()), "metal": mx.is_available(mx.gpu)}

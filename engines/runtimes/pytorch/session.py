@@ -28,6 +28,11 @@ class TorchSession(Session):
         self._model = model
         self._device = device
         self._half = half_inputs
+        self._mps_peak = None  # engines.devices.memory.PeakSampler over driver_allocated_memory
+        if device == "mps":
+            from engines.devices.memory import PeakSampler
+
+            self._mps_peak = PeakSampler(self._torch.mps.driver_allocated_memory)
 
     def _tensors(self, inputs: dict[str, np.ndarray]) -> tuple:
         torch = self._torch
@@ -72,13 +77,24 @@ class TorchSession(Session):
                           f"the model's module ({kind}) has no decode_step (engines.models.kv_cache)")
         return TorchKvDecoder(module, self), None
 
-    def device_memory_mb(self) -> float | None:
-        torch = self._torch
+    def reset_device_peak(self) -> None:
         if self._device == "cuda":
-            return torch.cuda.max_memory_allocated() / 2**20
-        if self._device == "mps":
-            return torch.mps.driver_allocated_memory() / 2**20
+            self._torch.cuda.reset_peak_memory_stats()
+        elif self._mps_peak is not None:
+            self._mps_peak.start()  # torch keeps no peak for MPS: a thread samples the driver's counter
+
+    def device_memory_mb(self) -> float | None:
+        if self._device == "cuda":
+            return self._torch.cuda.max_memory_allocated() / 2**20
+        if self._mps_peak is not None:
+            return self._mps_peak.stop() / 2**20
         return None
+
+    def live_device_mb(self) -> float | None:
+        if self._mps_peak is None:
+            return None
+        latest = self._mps_peak.latest
+        return None if latest is None else latest / 2**20
 
 
 class TorchKvDecoder:
