@@ -52,7 +52,7 @@ def runtime_refusal(runtime: RuntimeSpec, device: str) -> str | None:
     if runtime.refusal is not None and (reason := runtime.refusal(device)):
         return reason
     info = device_info(device)
-    if info is None or not info.present:
+    if (info is None or not info.present) and not runtime.builds_without_device:
         return f"device {device} is not present: {info.detail if info else 'unknown device'}"
     if not runtime.installed():
         return f"{runtime.package} is not installed (`{runtime.install_hint()}`)"

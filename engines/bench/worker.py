@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from engines.analysis.placement import flag as placement_flag
 from engines.bench.conditions import NeighbourCpu, PeakRss, process_peak_mb, release_memory, rss_mb
 from engines.bench.measure import LatencyStats, MeasureSettings, measure_latency
 from engines.core.config import config_from_dict
@@ -120,9 +121,9 @@ def source_artifact(model: LoadedModel, workdir: Path) -> Artifact:
 
 
 def _context(model: LoadedModel, workdir: Path, runtime: str, device: str, threads: int,
-             emit: Emitter | None = None) -> PassContext:
+             emit: Emitter | None = None, batch_sizes: tuple[int, ...] = (1,)) -> PassContext:
     progress = (lambda **data: emit("phase", phase="quantize", detail=data)) if emit else (lambda **data: None)
-    return PassContext(model, workdir, runtime, device, threads, progress)
+    return PassContext(model, workdir, runtime, device, threads, progress, tuple(batch_sizes))
 
 
 def apply_passes(model: LoadedModel, planned: list[dict[str, Any]], ctx: PassContext) -> tuple[Artifact, list[str]]:
@@ -246,7 +247,7 @@ def prepare(job: dict[str, Any], emit: Channel) -> Prepared:
     emit("runtime_info", info=info)
 
     phase("quantize")
-    ctx = _context(model, workdir, runtime, device, threads, emit)
+    ctx = _context(model, workdir, runtime, device, threads, emit, tuple(batch_sizes))
     t0 = time.perf_counter()
     artifact, applied = apply_passes(model, job["plan"], ctx)
     add_kv_graph(model, job["plan"], ctx, artifact)
@@ -295,6 +296,7 @@ def prepare(job: dict[str, Any], emit: Channel) -> Prepared:
     memory = {"baseline_mb": baseline, "load_mb": load_mb, "open_mb": open_mb, "payload_mb": payload_mb,
               "session_base_mb": rss_before}
     flags = ["simulated"] if artifact.facts.get("simulated") else []
+    flags += [f] if (f := placement_flag(artifact.metrics.get("placement"), device)) else []  # off its device?
     notes = artifact.notes + isa_notes(device, [p["config"] for p in job["plan"] if p["config"]])
     metrics = {**artifact.metrics, **quality["metrics"], **artifact.facts.get("metrics", {})}
     emit("ready", load_s=load_s, quantize_s=quantize_s, size_mb=size_mb, accuracy=quality["accuracy"],
