@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from engines.analysis.placement import not_on_its_device
+
 OBJECTIVES = ("latency", "throughput", "memory")
 MIN_TOP1, MIN_COSINE = 0.95, 0.99
 
@@ -42,7 +44,7 @@ def choose_device(results: list[dict[str, Any]], objective: str = "latency") -> 
     for r in results:
         device = r["device"]
         tried.setdefault(device, r.get("error") or r["status"])
-        if r["status"] != "ok" or not keeps_quality(r):
+        if r["status"] != "ok" or not keeps_quality(r) or not_on_its_device(r):  # placement: not where labelled
             continue
         score = _score(r, objective)
         if score is None:
