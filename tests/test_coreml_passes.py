@@ -14,12 +14,12 @@ import pytest
 
 pytest.importorskip("coremltools", reason="coremltools is not installed (`uv sync --extra coreml`)")
 
-from engines import catalog  # noqa: E402
-from engines.bench.runner import SweepRequest, SweepRunner  # noqa: E402
-from engines.bench.worker import _context, apply_passes  # noqa: E402
-from engines.models import load_model, resolve_model  # noqa: E402
-from engines.passes import Plan  # noqa: E402
-from engines.runtimes.base import UnsupportedVariant  # noqa: E402
+from engines import catalog
+from engines.bench.runner import SweepRequest, SweepRunner
+from engines.bench.worker import _context, apply_passes
+from engines.models import load_model, resolve_model
+from engines.passes import Plan
+from engines.runtimes.base import UnsupportedVariant
 
 
 def _artifact(model, recipe: str, tmp_path, device: str = "cpu", batch_sizes: tuple[int, ...] = (1,)):
@@ -85,7 +85,7 @@ def test_w8a8_carries_quantize_ops_and_fp16_is_a_conversion(tmp_path):
 def test_neural_engine_programs_compute_in_float16_with_the_sweeps_batch_sizes_enumerated(tmp_path):
     model = load_model(resolve_model("digits-mlp"))
     for recipe in ("fp32", "fp16", "weight-int8", "palettize:nbits=6", "static-int8:calibration_samples=64"):
-        artifact, applied = _artifact(model, recipe, tmp_path, "ane", batch_sizes=(8, 1, 32))
+        artifact, _ = _artifact(model, recipe, tmp_path, "ane", batch_sizes=(8, 1, 32))
         floats, flexibility, shapes = read_back(artifact.path)
         assert set(floats) == {"FLOAT16"}, (recipe, floats)  # no fp32 arithmetic: the ANE computes only fp16
         assert flexibility == "enumeratedShapes" and [s[0] for s in shapes] == [1, 8, 32], (recipe, shapes)
@@ -176,3 +176,30 @@ def test_prediction_and_the_compute_plan_on_each_compute_unit(device, tmp_path):
     if device == "ane":  # the label is true: at least half of the program's estimated cost on the Neural Engine
         assert shares.get("ane", 0.0) >= 0.5, shares
         assert artifact.metrics["placement"]["status"] == "on-device", artifact.metrics["placement"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.system() == "Darwin", reason="on macOS Core ML predicts: see the macos tests")
+def test_auto_for_the_neural_engine_converts_here_and_records_what_the_program_is(tmp_path):
+    """`qbench run --methods auto --runtimes coreml --devices ane` on a machine without a Neural
+    Engine: each variant is converted and compressed for it, and the result, the JSON and the
+    package's own spec say float16 compute, a batch input enumerated or fixed, and prediction
+    `unsupported` with the reason."""
+    from tests.helpers import qbench_json
+
+    proc, data = qbench_json("run", "--model", "digits-mlp", "--methods", "auto", "--runtimes", "coreml",
+                             "--devices", "ane", "--db", str(tmp_path / "q.db"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = data["results"]
+    assert {r["label"] for r in results} >= {"fp16", "weight-int8", "palettize"}, [r["label"] for r in results]
+    for r in results:
+        assert r["device"] == "ane" and r["status"] == "unsupported" and "needs macOS" in r["error"], r
+        assert r["passes"] and r["artifact"], r  # converted (and compressed), not refused by the planner
+        m = r["metrics"]
+        assert m["coreml_precision"]["compute"] == "float16" and m["coreml_precision"]["weights"] == "float16", m
+        assert m["coreml_batch_input"]["kind"] in ("enumerated", "fixed"), m
+        assert m["placement"]["status"] == "unknown" and m["placement"]["text"].startswith("placement unknown")
+        floats, flexibility, _ = read_back(r["artifact"])
+        assert set(floats) == {"FLOAT16"} and flexibility in (None, "enumeratedShapes"), (r["label"], floats)
+        if r["label"] != "fp16":
+            assert m["coreml_compressed_ops"] >= 2, (r["label"], m)

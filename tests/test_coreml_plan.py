@@ -14,14 +14,14 @@ import pytest
 
 pytest.importorskip("coremltools", reason="coremltools is not installed (`uv sync --extra coreml`)")
 
-from coremltools.models import compute_device as cd  # noqa: E402
-from coremltools.models import compute_plan as cp  # noqa: E402
+from coremltools.models import compute_device as cd
+from coremltools.models import compute_plan as cp
 
-from engines.analysis import placement  # noqa: E402
-from engines.analysis.device_choice import choose_device  # noqa: E402
-from engines.analysis.recommend import recommend  # noqa: E402
-from engines.core.schema import Result  # noqa: E402
-from engines.runtimes.coreml.session import plan_shares  # noqa: E402
+from engines.analysis import placement
+from engines.analysis.device_choice import choose_device
+from engines.analysis.recommend import recommend
+from engines.core.schema import Result
+from engines.runtimes.coreml.session import plan_shares
 
 
 class MLFutureAcceleratorComputeDevice(cd.MLComputeDevice):

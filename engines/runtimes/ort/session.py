@@ -24,7 +24,7 @@ class OnnxSession(Session):
     def __init__(self, source: Path | bytes, device: str, threads: int, cache_dir: Path | None = None):
         import onnxruntime as ort
 
-        from engines.runtimes.ort.providers import execution_providers, provider_missing
+        from engines.runtimes.ort.providers import COREML_UNITS, execution_providers, graph_inputs, provider_missing
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -35,7 +35,7 @@ class OnnxSession(Session):
         # spinning pool by only ~5 % (bench/thread_pools.py); such runs are flagged under-load.
         if missing := provider_missing(device, ort.get_available_providers()):
             raise UnsupportedVariant(missing)
-        providers = execution_providers(device, cache_dir)
+        providers = execution_providers(device, cache_dir, **(graph_inputs(source) if device in COREML_UNITS else {}))
         model = source if isinstance(source, bytes) else str(source)
         self._session = ort.InferenceSession(model, options, providers=providers)
         self._device, self._threads = device, threads
@@ -128,7 +128,10 @@ def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: i
         session.kv_reason = artifact.facts.get("kv_reason") or session.kv_reason
         session.kv_layout = model.details.get("kv_cache")
     if device != "cpu":  # where providers share the graph, record who took what (the CPU takes all)
+        from engines.runtimes.ort.providers import coreml_node_share
+
         placement = session.placement(model.example_inputs(1))
+        placement["coreml_node_share"] = coreml_node_share(placement, artifact.facts.get("ops") or {})
         artifact.facts.setdefault("metrics", {})["ort_placement"] = placement
         artifact.notes.extend(placement_notes(placement, artifact.facts.get("ops") or {}))
     return session
