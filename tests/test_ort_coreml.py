@@ -99,6 +99,7 @@ def test_core_ml_ep_takes_digits_mlp_and_records_its_share(device, tmp_path):
     assert placement["providers_requested"] == [COREML, CPU]
     assert placement["nodes"].get(COREML, 0) >= 1, placement  # Gemm/Relu are Core ML ops: one partition at least
     assert placement["time_share"].get(COREML, 0) > 0.5, placement
+    assert placement["coreml_node_share"] >= 0.5, placement  # most of the graph's nodes went to Core ML
     assert any(n.startswith("execution providers: Core ML") for n in artifact.notes), artifact.notes
     assert any((tmp_path / "coreml-cache").iterdir())  # compiled once, kept for the placement session
     outputs = run_outputs(session, model.eval_inputs)

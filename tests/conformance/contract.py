@@ -39,23 +39,23 @@ def small_model():
     return model, reference_outputs(model, Path(tempfile.mkdtemp()))
 
 
-def run_recipe(recipe: Recipe | str, runtime: str) -> dict:
+def run_recipe(recipe: Recipe | str, runtime: str, device: str = "cpu") -> dict:
     """Quantize, open and run one variant in this process; its agreement and size. Where the runtime
     refuses to open the artifact on this machine (Core ML off macOS), ``refused`` says why, ``top1`` is
     None and the artifact has been checked instead (:func:`check_artifact`)."""
     model, reference = small_model()
     workdir = Path(tempfile.mkdtemp(prefix="qbench-contract-"))
     spec_text = recipe if isinstance(recipe, str) else recipe.spec_text
-    planned = catalog.plan_variant(spec_text, runtime, "cpu")
+    planned = catalog.plan_variant(spec_text, runtime, device)
     if isinstance(planned, str):
         raise UnsupportedVariant(planned)
     steps = [p.to_dict() for p in planned.passes]
-    ctx = _context(model, workdir, runtime, "cpu", 1)
+    ctx = _context(model, workdir, runtime, device, 1)
     artifact, _ = apply_passes(model, steps, ctx)
     add_kv_graph(model, steps, ctx, artifact)
     spec = runtime_spec(runtime)
     try:
-        session = importlib.import_module(spec.session).open_session(artifact, model, "cpu", 1, spec.config_class())
+        session = importlib.import_module(spec.session).open_session(artifact, model, device, 1, spec.config_class())
     except UnsupportedVariant as exc:  # this machine cannot run it: check what the passes built
         assert str(exc).strip(), f"{spec_text} on {runtime}: refused without a reason"
         check_artifact(artifact, runtime, planned.names)
@@ -98,6 +98,11 @@ def check_runtime(name: str) -> dict[str, dict]:
     for device in ("cpu", "cuda", "mps", "ane"):
         if device not in spec.devices or device not in present:
             reason = catalog.unsupported_reason("fp32", name, device)
+            if reason is None and spec.builds_without_device and device in spec.devices:
+                # planned for a device this machine lacks (Core ML's ANE programs): built, then refused
+                built = run_recipe("fp32", name, device)
+                assert built["refused"], f"{name} ran on {device}, which this machine does not have"
+                continue
             assert reason and isinstance(reason, str), (name, device)
     figures: dict[str, dict] = {}
     for method, method_spec in catalog.METHODS.items():
