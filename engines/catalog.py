@@ -45,14 +45,16 @@ def as_recipe(recipe: Recipe | str) -> Recipe:
     return recipe if isinstance(recipe, Recipe) else parse_recipe(recipe)
 
 
-def runtime_refusal(runtime: RuntimeSpec, device: str) -> str | None:
-    """Why ``runtime`` cannot run on ``device`` on this machine at all, or None."""
+def runtime_refusal(runtime: RuntimeSpec, device: str, planning: bool = False) -> str | None:
+    """Why ``runtime`` cannot run on ``device`` on this machine at all, or None. ``planning``: a
+    runtime whose passes build for an absent device (``builds_without_device``) is not refused for
+    its absence (its session refuses later, after the artifact is built and recorded)."""
     if device not in runtime.devices:
         return f"{runtime.title} has no {device} backend"
     if runtime.refusal is not None and (reason := runtime.refusal(device)):
         return reason
     info = device_info(device)
-    if info is None or not info.present:
+    if (info is None or not info.present) and not (planning and runtime.builds_without_device):
         return f"device {device} is not present: {info.detail if info else 'unknown device'}"
     if not runtime.installed():
         return f"{runtime.package} is not installed (`{runtime.install_hint()}`)"
@@ -62,7 +64,7 @@ def runtime_refusal(runtime: RuntimeSpec, device: str) -> str | None:
 def plan_variant(recipe: Recipe | str, runtime: str, device: str, source: Format = Format.TORCH) -> Plan | str:
     """The chain of passes for this variant, or the reason it cannot run here."""
     rt = runtime_spec(runtime)
-    reason = runtime_refusal(rt, device)
+    reason = runtime_refusal(rt, device, planning=True)
     if reason:
         return reason
     recipe = as_recipe(recipe)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from engines.analysis.rules import keeps_quality, measured
+from engines.analysis.placement import not_on_its_device
 
 OBJECTIVES = ("latency", "throughput", "memory")
 __all__ = ["OBJECTIVES", "choose_device", "keeps_quality"]
@@ -36,7 +37,7 @@ def choose_device(results: list[dict[str, Any]], objective: str = "latency") -> 
     for r in measured(results):
         device = r["device"]
         tried.setdefault(device, r.get("error") or r["status"])
-        if r["status"] != "ok" or not keeps_quality(r):
+        if r["status"] != "ok" or not keeps_quality(r) or not_on_its_device(r):  # placement: not where labelled
             continue
         score = _score(r, objective)
         if score is None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from engines.analysis import rules
 from engines.analysis.rules import agreement, fmt_speedup  # noqa: F401 - re-exported for the views
+from engines.analysis.placement import not_on_its_device
 from engines.core.schema import variant_key
 
 OBJECTIVES = ("latency", "throughput", "size", "memory", "energy")
@@ -174,6 +175,10 @@ def recommend(results: list[dict[str, Any]], objective: str = "latency", device:
     if device is not None:
         results = [r for r in results if r["device"] == device]
     rows = assess(results)
+    # An `ane` result that ran mostly elsewhere (or where unknown) is no ANE result (engines.analysis.placement).
+    misplaced = [{"variant": f"{label(r['result'])} · {where(r['result'])}", "why": why}
+                 for r in rows if (why := not_on_its_device(r["result"]))]
+    rows = [r for r in rows if not not_on_its_device(r["result"])]
     if objective == "latency":  # latency is judged at the smallest batch each variant measured
         smallest = min((r["result"]["batch_size"] for r in rows), default=1)
         rows = [r for r in rows if r["result"]["batch_size"] == smallest]
@@ -182,7 +187,7 @@ def recommend(results: list[dict[str, Any]], objective: str = "latency", device:
     budget = (f"agreement ≥ {min_agreement:g}" if min_agreement is not None
               else f"accuracy drop ≤ {DEFAULT_MAX_DROP if max_accuracy_drop is None else max_accuracy_drop:g} points")
     ok = [r for r in rows if within_budget(r, max_accuracy_drop, min_agreement)]
-    rejected = [{"variant": f"{label(r['result'])} · {where(r['result'])}", "why": f"outside the budget: "
+    rejected = misplaced + [{"variant": f"{label(r['result'])} · {where(r['result'])}", "why": f"outside the budget: "
                  f"{_quality_words(r)}"} for r in rows if r not in ok]
     base = {"model": models[0] if len(models) == 1 else ", ".join(models), "objective": objective,
             "device": device, "budget": budget, "considered": len(rows), "rejected": rejected}

@@ -53,9 +53,9 @@ def source_artifact(model: LoadedModel, workdir: Path) -> Artifact:
 
 
 def _context(model: LoadedModel, workdir: Path, runtime: str, device: str, threads: int,
-             emit: Emitter | None = None) -> PassContext:
+             emit: Emitter | None = None, batch_sizes: tuple[int, ...] = (1,)) -> PassContext:
     progress = (lambda **data: emit("phase", phase="quantize", detail=data)) if emit else (lambda **data: None)
-    return PassContext(model, workdir, runtime, device, threads, progress)
+    return PassContext(model, workdir, runtime, device, threads, progress, tuple(batch_sizes))
 
 
 def apply_passes(model: LoadedModel, planned: list[dict[str, Any]], ctx: PassContext) -> tuple[Artifact, list[str]]:

@@ -33,6 +33,7 @@ from engines.bench.build import (  # noqa: F401 - re-exported: tests, bench scri
     run_outputs,
     source_artifact,
 )
+from engines.analysis.placement import flag as placement_flag
 from engines.bench.conditions import NeighbourCpu, PeakRss, process_peak_mb, release_memory, rss_mb
 from engines.bench.measure import LatencyStats, MeasureSettings, measure_latency
 from engines.core.config import config_from_dict
@@ -186,7 +187,7 @@ def prepare(job: dict[str, Any], emit: Channel) -> Prepared:
     emit("runtime_info", info=info)
 
     phase("quantize")
-    ctx = _context(model, workdir, runtime, device, threads, emit)
+    ctx = _context(model, workdir, runtime, device, threads, emit, tuple(batch_sizes))
     t0 = time.perf_counter()
     artifact, applied = apply_passes(model, job["plan"], ctx)
     add_kv_graph(model, job["plan"], ctx, artifact)
@@ -235,6 +236,7 @@ def prepare(job: dict[str, Any], emit: Channel) -> Prepared:
     memory = {"baseline_mb": baseline, "load_mb": load_mb, "open_mb": open_mb, "payload_mb": payload_mb,
               "session_base_mb": rss_before}
     flags = ["simulated"] if artifact.facts.get("simulated") else []
+    flags += [f] if (f := placement_flag(artifact.metrics.get("placement"), device)) else []  # off its device?
     notes = artifact.notes + isa_notes(device, [p["config"] for p in job["plan"] if p["config"]])
     metrics = {**artifact.metrics, **quality["metrics"], **artifact.facts.get("metrics", {})}
     emit("ready", load_s=load_s, quantize_s=quantize_s, size_mb=size_mb, accuracy=quality["accuracy"],

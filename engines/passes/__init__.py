@@ -58,6 +58,7 @@ class PassContext:
     device: str
     threads: int
     emit: Callable[..., None] = lambda *args, **kwargs: None  # progress events (QAT epochs, …)
+    batch_sizes: tuple[int, ...] = (1,)  # the sweep's: a program with fixed shapes takes exactly these
 
 
 PassFn = Callable[[PassContext, "Artifact", Any], "Artifact"]

@@ -1,4 +1,5 @@
-"""Core ML passes: conversion from torch (float32, float16, W8A8) and ``coremltools.optimize`` weight
+"""Core ML passes: conversion from torch (float32 on the CPU, float16 compute for ``ane`` and ``gpu``;
+float16; W8A8) and ``coremltools.optimize`` weight
 compression (int8 per channel, int4 per block, k-means palettization).
 
 Each pass saves an ``.mlpackage`` and records its op histogram and how many ops carry compressed
@@ -25,7 +26,11 @@ def _artifact(mlmodel: Any, ctx: PassContext, name: str, notes: list[str]) -> Ar
 
     path = ctx.workdir / f"model.{name}.mlpackage"
     figures = save(mlmodel, path)
-    notes = notes + [f"{figures['coreml_compressed_ops']} of {figures['coreml_op_total']} ops compressed"]
+    precision, batch = figures["coreml_precision"], figures["coreml_batch_input"]
+    notes = notes + [
+        f"{figures['coreml_compressed_ops']} of {figures['coreml_op_total']} ops compressed",
+        f"program computes in {precision['compute']} (weights {precision['weights']}; read from the package's spec)",
+        f"batch input {batch['kind']}: {', '.join(map(str, batch['batch_sizes']))}"]
     artifact = Artifact(path, notes=notes, format=Format.COREML.value, facts={"mlmodel": mlmodel})
     artifact.metrics.update(figures)
     return artifact
@@ -33,10 +38,15 @@ def _artifact(mlmodel: Any, ctx: PassContext, name: str, notes: list[str]) -> Ar
 
 @register_pass("export-coreml", config=None, input=Format.TORCH, output=Format.COREML, runtimes=_COREML)
 def export_coreml(ctx: PassContext, artifact: Artifact, config: None) -> Artifact:
-    """coremltools.convert of the traced module: an ML program computing in float32."""
-    from engines.runtimes.coreml.convert import convert
+    """coremltools.convert of the traced module: an ML program computing in float32 for the CPU, in
+    float16 for the Neural Engine (the only precision it computes in) and the GPU."""
+    from engines.runtimes.coreml.convert import convert, precision_for
 
-    return _artifact(convert(artifact.payload, ctx.model), ctx, "fp32", ["converted with coremltools (float32)"])
+    precision = precision_for(ctx.device)
+    note = f"converted with coremltools ({precision} compute" + (
+        f": {ctx.device} programs compute in float16)" if precision == "float16" else ")")
+    mlmodel = convert(artifact.payload, ctx.model, precision, ctx.batch_sizes)
+    return _artifact(mlmodel, ctx, "fp32" if precision == "float32" else "fp32-fp16compute", [note])
 
 
 @register_pass("coreml-float16", config=Fp16Config, input=Format.TORCH, output=Format.COREML, runtimes=_COREML)
@@ -44,7 +54,7 @@ def coreml_float16(ctx: PassContext, artifact: Artifact, config: Fp16Config) -> 
     """coremltools.convert with compute_precision=FLOAT16 (Core ML's default; what the ANE runs)."""
     from engines.runtimes.coreml.convert import convert
 
-    mlmodel = convert(artifact.payload, ctx.model, precision="float16")
+    mlmodel = convert(artifact.payload, ctx.model, "float16", ctx.batch_sizes)
     return _artifact(mlmodel, ctx, "fp16", ["converted with coremltools (float16 weights and compute)"])
 
 
@@ -94,10 +104,11 @@ def _w8a8_refusal(config: StaticInt8Config) -> str | None:
 @register_pass("coreml-w8a8", config=StaticInt8Config, input=Format.TORCH, output=Format.COREML, runtimes=_COREML,
                check=_w8a8_refusal)
 def coreml_w8a8(ctx: PassContext, artifact: Artifact, config: StaticInt8Config) -> Artifact:
-    """W8A8: coremltools.optimize.torch LinearQuantizer calibrated in torch, then converted."""
-    from engines.runtimes.coreml.convert import convert, w8a8_module
+    """W8A8: coremltools.optimize.torch LinearQuantizer calibrated in torch (eval mode), then converted
+    (float16 compute for the Neural Engine and the GPU)."""
+    from engines.runtimes.coreml.convert import convert, precision_for, w8a8_module
 
     module = w8a8_module(artifact.payload, ctx.model, config.calibration_samples)
-    mlmodel = convert(module, ctx.model)
-    return _artifact(mlmodel, ctx, "w8a8", [f"coremltools LinearQuantizer W8A8, calibrated on "
-                                            f"{config.calibration_samples} samples in torch"])
+    mlmodel = convert(module, ctx.model, precision_for(ctx.device), ctx.batch_sizes)
+    note = f"coremltools LinearQuantizer W8A8, calibrated on {config.calibration_samples} samples in torch (eval mode)"
+    return _artifact(mlmodel, ctx, "w8a8", [note])

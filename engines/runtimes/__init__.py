@@ -42,6 +42,9 @@ class RuntimeSpec:
     # Why a device it has a backend for cannot run on this machine (light: the library is not imported),
     # or None; the runner records the reason as `unsupported` without spawning a child.
     refusal: Callable[[str], str | None] | None = None
+    # Its passes build the artifact for a device this machine lacks (Core ML programs for the Neural
+    # Engine, on Linux): the variant is planned and converted, and its session refuses with the reason.
+    builds_without_device: bool = False
 
     def installed(self) -> bool:
         from engines.devices import package_installed

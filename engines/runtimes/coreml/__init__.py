@@ -1,9 +1,11 @@
 """Core ML (Apple): the CPU, the GPU and the Neural Engine through compute units, macOS only.
 
 Devices map to compute units: ``cpu`` → CPU_ONLY, ``gpu`` → CPU_AND_GPU, ``ane`` → CPU_AND_NE
-(Core ML still places each op itself; the compute plan says where each went). On Linux the
-passes convert and compress, and the session refuses with the reason, so the result still
-records the package's size and op counts.
+(Core ML still places each op itself; the compute plan says where each went). Programs for the
+Neural Engine (and by default the GPU) compute in float16, with the sweep's batch sizes enumerated.
+On Linux, or on a machine without the device, the passes still convert and compress, and the
+session refuses with the reason, so the result records the package's size, op counts, compute
+precision and batch shapes (read back from its spec).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ SPEC = RuntimeSpec(
     name="coreml", title="Core ML", formats=(Format.COREML,), devices=("cpu", "gpu", "ane"), package="coremltools",
     session="engines.runtimes.coreml.session", config_class=CoremlRuntimeConfig, extra="coreml",
     accepts=("fp32", "fp16", "weight-int8", "int4", "palettize", "static-int8"), order=40,
+    builds_without_device=True,  # the program for the ANE is converted and checked anywhere
 )
 
 

@@ -2,7 +2,8 @@
 
 Heavy (imports coremltools and torch): only the Core ML passes and session import it. Everything
 here runs on Linux too: conversion, ``coremltools.optimize`` weight compression, saving and
-reading the MIL program. Prediction, compilation and compute plans need macOS (the session).
+reading the MIL program — its compute precision and how its inputs take the batch axis, read back
+from the saved package's spec. Prediction, compilation and compute plans need macOS (the session).
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ import numpy as np
 from engines.models.base import LoadedModel
 from engines.runtimes.base import UnsupportedVariant
 
-MAX_BATCH = 1024  # the converted model's batch axis is flexible from 1 to this
+# The devices whose programs compute in float16 unless asked otherwise: the Neural Engine computes
+# only fp16 (an fp32 program is placed on the GPU or the CPU), and Metal runs fp16 at twice the rate.
+FLOAT16_DEVICES = ("ane", "gpu")
+_MIL_FLOATS = {10: "float16", 11: "float32", 12: "float64", 13: "bfloat16"}  # MIL DataType numbers
+_NOT_COMPUTE = ("const", "cast")  # the rest of a program's ops (constexpr_* aside) do its arithmetic
 # Weights smaller than this stay float (coremltools' default is 2048; the digits models' first
 # layers hold 288-1024 weights, and compressing them costs nothing at this size).
 WEIGHT_THRESHOLD = 256
@@ -77,8 +82,24 @@ def _patch_scalar_casts() -> None:
     _PATCHED = True
 
 
-def convert(module: Any, model: LoadedModel, precision: str = "float32") -> Any:
-    """Trace ``module`` and convert it to an ML program (macOS 15 target: per-block int4 needs it)."""
+def precision_for(device: str, asked: str | None = None) -> str:
+    """The compute precision a program for ``device`` is converted with: float16 on the Neural
+    Engine always, on the GPU unless ``asked`` says float32, else what was asked (float32)."""
+    if device == "ane":
+        return "float16"
+    return asked or ("float16" if device in FLOAT16_DEVICES else "float32")
+
+
+def batch_shapes(batch_sizes: tuple[int, ...] | list[int], fixed: int | None = None) -> list[int]:
+    """The batch sizes a program accepts: the sweep's (enumerated; one is a fixed shape). Never a
+    range: a flexible (RangeDim) batch makes Core ML run the program off the Neural Engine."""
+    return [fixed] if fixed else sorted({int(b) for b in batch_sizes if int(b) > 0}) or [1]
+
+
+def convert(module: Any, model: LoadedModel, precision: str = "float32",
+            batch_sizes: tuple[int, ...] | list[int] = (1,)) -> Any:
+    """Trace ``module`` and convert it to an ML program (macOS 15 target: per-block int4 needs it),
+    computing in ``precision``, whose batch axis takes exactly ``batch_sizes``."""
     import torch
 
     _quiet()
@@ -90,11 +111,14 @@ def convert(module: Any, model: LoadedModel, precision: str = "float32") -> Any:
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(module.eval(), args, strict=False, check_trace=False)
+    sizes = batch_shapes(batch_sizes, model.fixed_batch)
     inputs = []
     for spec, arg in zip(model.inputs, args, strict=True):
-        shape = [ct.RangeDim(1, MAX_BATCH, default=1) if i == 0 else d for i, d in enumerate(arg.shape)]
+        rest = list(arg.shape[1:])
+        shape = ct.Shape([sizes[0], *rest]) if len(sizes) == 1 else \
+            ct.EnumeratedShapes(shapes=[[b, *rest] for b in sizes], default=[sizes[0], *rest])
         dtype = np.int32 if not arg.is_floating_point() else np.float32
-        inputs.append(ct.TensorType(name=spec.name, shape=ct.Shape(shape), dtype=dtype))
+        inputs.append(ct.TensorType(name=spec.name, shape=shape, dtype=dtype))
     target = ct.target.macOS15
     compute = ct.precision.FLOAT16 if precision == "float16" else ct.precision.FLOAT32
     try:
@@ -105,13 +129,54 @@ def convert(module: Any, model: LoadedModel, precision: str = "float32") -> Any:
             from None
 
 
+def _main_operations(spec: Any):
+    for fn in spec.mlProgram.functions.values():
+        for block in fn.block_specializations.values():
+            yield from block.operations
+
+
+def program_precision(spec: Any) -> dict[str, Any]:
+    """The precision an ML program computes in, read from its spec (works without macOS): the float
+    type of what its arithmetic ops produce (``float16`` / ``float32`` / ``mixed``), with the counts,
+    and the float type its weights decompress or load to."""
+    compute: Counter[str] = Counter()
+    weights: Counter[str] = Counter()
+    for op in _main_operations(spec):
+        floats = [_MIL_FLOATS[o.type.tensorType.dataType] for o in op.outputs
+                  if o.type.tensorType.dataType in _MIL_FLOATS]
+        if op.type.startswith("constexpr_") or op.type == "const":
+            weights.update(floats)
+        elif op.type not in _NOT_COMPUTE:
+            compute.update(floats)
+    def one(counts: Counter[str]) -> str | None:
+        return None if not counts else next(iter(counts)) if len(counts) == 1 else "mixed"
+    return {"compute": one(compute), "compute_ops": dict(compute), "weights": one(weights)}
+
+
+def batch_input(spec: Any) -> dict[str, Any]:
+    """How the program's inputs take the batch axis: ``fixed``, ``enumerated`` (with the sizes) or
+    ``range`` (flexible: what keeps a program off the Neural Engine)."""
+    kinds, sizes = set(), set()
+    for feature in spec.description.input:
+        array = feature.type.multiArrayType
+        flexibility = array.WhichOneof("ShapeFlexibility")
+        if flexibility == "enumeratedShapes":
+            kinds.add("enumerated")
+            sizes.update(int(s.shape[0]) for s in array.enumeratedShapes.shapes)
+        elif flexibility == "shapeRange":
+            kinds.add("range")
+            batch = array.shapeRange.sizeRanges[0]
+            sizes.update((int(batch.lowerBound), int(batch.upperBound)))
+        else:
+            kinds.add("fixed")
+            sizes.add(int(array.shape[0]))
+    kind = "range" if "range" in kinds else "enumerated" if "enumerated" in kinds else "fixed"
+    return {"kind": kind, "batch_sizes": sorted(sizes)}
+
+
 def op_counts(mlmodel: Any) -> dict[str, int]:
     """The MIL op histogram of an ML program (read from its spec: works without macOS)."""
-    counts: Counter[str] = Counter()
-    for fn in mlmodel.get_spec().mlProgram.functions.values():
-        for block in fn.block_specializations.values():
-            for op in block.operations:
-                counts[op.type] += 1
+    counts = Counter(op.type for op in _main_operations(mlmodel.get_spec()))
     return dict(sorted(counts.items()))
 
 
@@ -123,8 +188,10 @@ def save(mlmodel: Any, path: Path) -> dict[str, Any]:
     """Save the package; the figures every result records for it."""
     mlmodel.save(str(path))
     counts = op_counts(mlmodel)
+    spec = load(path).get_spec()  # read back from the saved package: what a Mac will load
     return {"coreml_ops": counts, "coreml_op_total": sum(counts.values()),
-            "coreml_compressed_ops": compressed_ops(counts)}
+            "coreml_compressed_ops": compressed_ops(counts), "coreml_precision": program_precision(spec),
+            "coreml_batch_input": batch_input(spec)}
 
 
 def load(path: Path) -> Any:
@@ -177,9 +244,12 @@ def w8a8_module(module: Any, model: LoadedModel, samples: int) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
+            # FX prepares in train mode (it inserts fake-quant modules); calibration itself runs in eval
+            # mode: dropout off and batch norm on its running statistics, as at inference.
             quantizer = LinearQuantizer(copy.deepcopy(module).train(), config)
             prepared = quantizer.prepare(example_inputs=example, inplace=False)
             quantizer.step()
+            prepared.eval()
             with torch.no_grad():
                 for batch in batches:
                     prepared(*(torch.from_numpy(batch[n]) for n in model.input_names))

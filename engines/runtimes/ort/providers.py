@@ -28,17 +28,25 @@ CUDA_NOT_LOADED = ("ONNX Runtime's CUDA execution provider did not load (CUDA or
                    "session fell back to the CPU; nothing was measured on CUDA")
 
 
-def coreml_options(device: str, cache_dir: Path | None) -> dict[str, str]:
-    """Provider options of the Core ML EP (onnxruntime ≥ 1.20 key/value form; values are strings)."""
+def coreml_options(device: str, cache_dir: Path | None, fp16: bool = False,
+                   static_shapes: bool = False) -> dict[str, str]:
+    """Provider options of the Core ML EP (onnxruntime ≥ 1.20 key/value form; values are strings).
+
+    ``fp16``: the variant computes in float16 (its graph carries float16 tensors); on the GPU Core ML
+    may then also accumulate in float16. ``static_shapes``: every input of the graph has fixed
+    dimensions, so the EP is told to take static shapes only (the Neural Engine runs fixed shapes; a
+    dynamic axis would otherwise make Core ML place the partition elsewhere)."""
     options = {
         "MLComputeUnits": COREML_UNITS[device],
         # ML Program is Core ML's current format (typed, float16-capable); NeuralNetwork is the legacy one.
         "ModelFormat": "MLProgram",
-        # qbench feeds fixed batch sizes, but a graph exported with a dynamic batch axis should still be
-        # taken: requiring static shapes would hand the whole graph back to the CPU.
-        "RequireStaticInputShapes": "0",
+        # A graph exported with a dynamic batch axis is still taken (requiring static shapes would hand
+        # the whole graph back to the CPU); a graph whose inputs are all fixed requires them.
+        "RequireStaticInputShapes": "1" if static_shapes else "0",
         "EnableOnSubgraphs": "0",  # no Loop/If bodies in the graphs qbench exports
     }
+    if fp16 and device == "gpu":
+        options["AllowLowPrecisionAccumulationOnGPU"] = "1"
     if cache_dir is not None:
         # Core ML compiles each partition at session creation; the cache skips that for the second
         # session on the same file (the placement profile) and for reruns of the variant.
@@ -46,15 +54,41 @@ def coreml_options(device: str, cache_dir: Path | None) -> dict[str, str]:
     return options
 
 
-def execution_providers(device: str, cache_dir: Path | None = None) -> list[Any]:
+def execution_providers(device: str, cache_dir: Path | None = None, fp16: bool = False,
+                        static_shapes: bool = False) -> list[Any]:
     """The ``providers=`` list of an InferenceSession on ``device`` (the CPU provider always last)."""
     if device == "cpu":
         return [CPU]
     if device == "cuda":
         return [CUDA, CPU]
     if device in COREML_UNITS:
-        return [(COREML, coreml_options(device, cache_dir)), CPU]
+        return [(COREML, coreml_options(device, cache_dir, fp16, static_shapes)), CPU]
     raise ValueError(f"ONNX Runtime has no provider for device {device!r}")
+
+
+def graph_inputs(source: Path | bytes) -> dict[str, bool]:
+    """What the Core ML options depend on, read from the graph (onnx, external weights not loaded):
+    ``fp16`` (float16 inputs or weights) and ``static_shapes`` (no symbolic or unknown input dimension)."""
+    import onnx
+
+    proto = onnx.load_from_string(source, load_external_data=False) if isinstance(source, bytes) else \
+        onnx.load(str(source), load_external_data=False)
+    inits = {i.name for i in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in inits]
+    fp16 = any(i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16 for i in inputs) or \
+        any(i.data_type == onnx.TensorProto.FLOAT16 for i in proto.graph.initializer)  # float16 weights, fp32 edges
+    static = all(d.HasField("dim_value") for i in inputs for d in i.type.tensor_type.shape.dim)
+    return {"fp16": fp16, "static_shapes": static}
+
+
+def coreml_node_share(placement: dict[str, Any], ops: dict[str, int]) -> float | None:
+    """The share of the graph's nodes the Core ML EP took: the profile shows each compiled partition
+    as one node, so it is the graph's node count less what the CPU provider ran, over that count."""
+    total = sum(ops.values())
+    if not total or COREML not in placement.get("providers_requested", []):
+        return None
+    on_cpu = placement.get("nodes", {}).get(CPU, 0)
+    return round(max(0, total - on_cpu) / total, 4)
 
 
 def provider_missing(device: str, available: list[str], installed: dict[str, str] | None = None) -> str | None:

@@ -25,7 +25,9 @@ class OnnxSession(Session):
         import onnxruntime as ort
 
         from engines.runtimes.ort.providers import (
+            COREML_UNITS,
             execution_providers,
+            graph_inputs,
             onnxruntime_builds,
             provider_missing,
             providers_taken,
@@ -44,7 +46,7 @@ class OnnxSession(Session):
             # The GPU build finds CUDA and cuDNN in the nvidia-* wheels torch brought (onnxruntime >= 1.21);
             # a chain from the fp32 ONNX cache never imported torch, which would have loaded them.
             ort.preload_dlls()
-        providers = execution_providers(device, cache_dir)
+        providers = execution_providers(device, cache_dir, **(graph_inputs(source) if device in COREML_UNITS else {}))
         model = source if isinstance(source, bytes) else str(source)
         self._session = ort.InferenceSession(model, options, providers=providers)
         if fell_back := providers_taken(device, self._session.get_providers()):
@@ -139,7 +141,10 @@ def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: i
         session.kv_reason = artifact.facts.get("kv_reason") or session.kv_reason
         session.kv_layout = model.details.get("kv_cache")
     if device != "cpu":  # where providers share the graph, record who took what (the CPU takes all)
+        from engines.runtimes.ort.providers import coreml_node_share
+
         placement = session.placement(model.example_inputs(1))
+        placement["coreml_node_share"] = coreml_node_share(placement, artifact.facts.get("ops") or {})
         artifact.facts.setdefault("metrics", {})["ort_placement"] = placement
         artifact.notes.extend(placement_notes(placement, artifact.facts.get("ops") or {}))
     return session
