@@ -93,16 +93,23 @@ def test_every_view_shows_the_same_speedup(stored):
     # the app reads a page plus its runs' fp32 rows
     page = [int8, *stored.fp32_references({"r1"})]
     assert analysis.speedups(page)[result_key(int8)] == ratio
+    # the tracking sender fills in what the runner could not pair (fp16: one round) by the same rule
+    from engines.tracking.sender import with_speedup
+
+    fp16 = _by_method(everything)["fp16"]
+    sent = with_speedup(stored, fp16)["metrics"]["speedup_vs_fp32"]
+    assert sent["ratio"] == rules.speedup(ref, fp16)["ratio"] == analysis.speedups(everything)[result_key(fp16)]
+    assert sent["ratio"] == pytest.approx(1.0 / 0.9)
+    # insights pairs within one run: r1's fp32, not r0's
+    data = insights(mine, {MODEL: {"family": "mlp"}})
+    row = next(r for r in data["rows"] if r["technique"] == "dynamic-int8")
+    assert row["speedup"] == ratio and "own run" in data["pool"]
     # the report's speed-up bars
     pytest.importorskip("plotly")
     from engines.analysis.report import charts
 
     bars = dict(charts(mine))["Speed-ups"].data[0]
     assert dict(zip(bars.x, bars.y, strict=True))["dynamic-int8 · onnxruntime · cpu"] == ratio
-    # insights pairs within one run: r1's fp32, not r0's
-    data = insights(mine, {MODEL: {"family": "mlp"}})
-    row = next(r for r in data["rows"] if r["technique"] == "dynamic-int8")
-    assert row["speedup"] == ratio and "own run" in data["pool"]
 
 
 def test_every_view_draws_the_same_frontier_per_model(stored):

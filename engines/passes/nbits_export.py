@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engines.passes.onnx_graph import gemm_to_matmul
+from engines.passes.onnx_graph import gemm_to_matmul, replace_nodes
 
 NBITS_BLOCKS = (256, 128, 64, 32, 16)  # MatMulNBits' block sizes: powers of two from 16
 
@@ -72,12 +72,7 @@ def write_matmul_nbits_weights(fp32: Path, out: Path, learnt: dict, accuracy_lev
         done.add(layer)
     if not any(o.domain == "com.microsoft" for o in proto.opset_import):
         proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    used = {i for node in nodes for i in node.input}
-    keep = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
-    del graph.node[:]
-    graph.node.extend(nodes)
+    replace_nodes(graph, nodes)
     onnx.save(proto, str(out))
     bits = sorted({v["bits"] for v in learnt.values()})
     notes = [f"MatMulNBits export: {len(done)} MatMul nodes hold the learnt {'/'.join(map(str, bits))}-bit integers "

@@ -39,11 +39,16 @@ def gemm_to_matmul(model_proto) -> int:
             new_nodes.append(helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=node.name + "_add"))
         rewritten += 1
     if rewritten:
-        used = {i for n in new_nodes for i in n.input}
-        keep = [t for t in graph.initializer if t.name in used]
-        del graph.node[:]
-        graph.node.extend(new_nodes)
-        del graph.initializer[:]
-        graph.initializer.extend(keep)
+        replace_nodes(graph, new_nodes)
         onnx.checker.check_model(model_proto)
     return rewritten
+
+
+def replace_nodes(graph, nodes: list) -> None:
+    """Give ``graph`` these nodes, keeping only the initializers they still read."""
+    used = {i for node in nodes for i in node.input}
+    keep = [t for t in graph.initializer if t.name in used]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
