@@ -152,7 +152,8 @@ class FleetRunner:
         try:
             return self._run(client, request, resume_run_id)
         finally:
-            client.close()
+            with contextlib.suppress(Exception):  # closing a client whose scheduler is gone
+                client.close()
 
     def _run(self, client: Any, request: SweepRequest, resume_run_id: str | None) -> SweepOutcome:
         from engines.models import resolve_model
@@ -203,7 +204,8 @@ class FleetRunner:
             self.on_event(events.RunFinished(run_id, "failed"))
             raise
         finally:
-            client.unsubscribe_topic(PROGRESS_TOPIC)
+            with contextlib.suppress(Exception):  # a scheduler that is gone takes its subscriptions with it
+                client.unsubscribe_topic(PROGRESS_TOPIC)
         self._write_hosts(hosts, tasks, lost, run_id, ended=True)
         if lost:
             message = f"lost host(s) {', '.join(lost)}; resume with --resume {run_id} once they are back"

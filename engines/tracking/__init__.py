@@ -114,7 +114,8 @@ def start_sender(db_path: str | os.PathLike[str]) -> subprocess.Popen:
     its output goes to ``$QBENCH_HOME/tracking-sender.log``."""
     log = open(sender_log_path(), "ab")  # noqa: SIM115 - handed to the child
     try:
-        return subprocess.Popen(sender_command(db_path), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        return subprocess.Popen(sender_command(db_path, "--background"), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=log,
                                 start_new_session=True, env=_child_env())
     finally:
         log.close()
