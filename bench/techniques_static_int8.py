@@ -5,7 +5,7 @@ sensitive nodes in float) against dynamic int8 and fp32, side by side with inter
 
 It is ``bench/minilm_speedup.py`` (one process, every variant quantized once, interleaved shuffled
 rounds, speedup = median(fp32)/median(variant) with a 95 % bootstrap interval, cosine and top-5
-neighbours against fp32) with the static-int8 recipes of issue 13. The CPU line printed first says
+neighbours against fp32) with the static-int8 recipes. The CPU line printed first says
 which int8 instructions this machine has (``avx512_vnni``, ``amx_int8``): ONNX Runtime's MLAS uses
 VNNI for its u8s8 GEMMs; without it int8 gains little over fp32.
 """

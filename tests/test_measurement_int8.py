@@ -1,4 +1,4 @@
-"""Issue 14: torch static int8 runs int8 kernels by default and is saved with int8 weights; the
+"""torch static int8 runs int8 kernels by default and is saved with int8 weights; the
 eager Q/DQ graph runs only when asked, flagged as a simulation."""
 
 from __future__ import annotations

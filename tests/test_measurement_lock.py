@@ -1,4 +1,4 @@
-"""Issue 14: one sweep measures at a time on a machine; a second waits and says for whom."""
+"""One sweep measures at a time on a machine; a second waits and says for whom."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 14: repeated rounds, the variant's memory per phase, fail-fast model errors, the schema.
+"""Repeated rounds, the variant's memory per phase, fail-fast model errors, the schema.
 
 Real sweeps on the built-in digits model, real child processes (forked from the preloaded server
 on Linux), a real SQLite store."""

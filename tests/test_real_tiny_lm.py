@@ -1,5 +1,5 @@
 """tiny-lm: the zoo's small decoder LM, trained once on the shipped prose and cached, swept for
-real through both runtimes: perplexity, KL to fp32 and generation speed (issue 4's "must show")."""
+real through both runtimes: perplexity, KL to fp32 and generation speed."""
 
 from __future__ import annotations
 

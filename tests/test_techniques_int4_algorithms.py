@@ -1,5 +1,5 @@
 """int4 algorithms as a config choice: round to nearest and HQQ on both runtimes, side by side on the
-trained tiny-lm decoder, with perplexity and KL to fp32 (issue 13)."""
+trained tiny-lm decoder, with perplexity and KL to fp32."""
 
 from __future__ import annotations
 

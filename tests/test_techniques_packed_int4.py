@@ -1,5 +1,5 @@
 """torch int4 artifacts pack two values per byte on disk and load back to the same module
-(issue 13: torch int4 on MiniLM ≤ 0.18x fp32 on disk)."""
+(torch int4 on MiniLM takes ≤ 0.18x fp32's size on disk)."""
 
 from __future__ import annotations
 

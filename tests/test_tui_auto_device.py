@@ -1,4 +1,4 @@
-"""Issue 8 in the app: the sweep set-up offers ``auto`` for devices and methods (as ``qbench run
+"""In the app, the sweep set-up offers ``auto`` for devices and methods (as ``qbench run
 --devices auto --methods auto``), and the app shows the best device for the model with its evidence."""
 
 from __future__ import annotations
