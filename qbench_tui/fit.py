@@ -65,11 +65,11 @@ def clip(text: str, width: int) -> str:
 
 
 def fit_table(columns: Sequence[Any], rows: Sequence[dict[str, Any]], ctx: dict[str, Any],
-              available: int) -> list[tuple[Any, int | None]]:
+              available: int, sort_key: str | None = None) -> list[tuple[Any, int | None]]:
     """The app's table columns (``analysis.Column``: label, width, priority, shrink, text) that fit
     ``available`` cells for these rows, each with the width it is cut to (None: its own)."""
     fits = [FitColumn(col.key, col.width or max(max((len(col.text(r, ctx)) for r in rows), default=0),
-                                                len(col.label) + 2),  # + the sort arrow
+                                                len(col.label) + (2 if col.key == sort_key else 0)),  # " ▼"
                       col.priority, col.shrink) for col in columns]
     widths = fit_widths(fits, available)
     return [(col, widths[col.key] if widths[col.key] < fit.width else None)
