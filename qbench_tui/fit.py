@@ -48,14 +48,14 @@ def fit_widths(columns: Sequence[FitColumn], available: int, gap: int = 2) -> di
         if excess() <= 0:
             break
     dropped = [i for i in reversed(by_weakest) if columns[i].key not in widths]
-    for i in dropped:  # a column dropped on the way that fits in what the last drop freed comes back
-        if columns[i].width + gap <= -excess():
-            widths[columns[i].key] = columns[i].width
-    widths = {c.key: widths[c.key] for c in columns if c.key in widths}  # in the columns' order
-    for i in reversed(by_weakest):  # what dropping freed goes back to the shortened, strongest first
+    for i in reversed(by_weakest):  # what dropping freed lengthens the shortened first, strongest first
         col = columns[i]
         if col.key in widths and widths[col.key] < col.width and excess() < 0:
             widths[col.key] += min(-excess(), col.width - widths[col.key])
+    for i in dropped:  # then a column dropped on the way that fits in what is left comes back
+        if columns[i].width + gap <= -excess():
+            widths[columns[i].key] = columns[i].width
+    widths = {c.key: widths[c.key] for c in columns if c.key in widths}  # in the columns' order
     return widths
 
 
