@@ -48,14 +48,14 @@ def fit_widths(columns: Sequence[FitColumn], available: int, gap: int = 2) -> di
         if excess() <= 0:
             break
     dropped = [i for i in reversed(by_weakest) if columns[i].key not in widths]
-    for i in dropped:  # a column dropped on the way that fits in what the last drop freed comes back
-        if columns[i].width + gap <= -excess():
-            widths[columns[i].key] = columns[i].width
-    widths = {c.key: widths[c.key] for c in columns if c.key in widths}  # in the columns' order
-    for i in reversed(by_weakest):  # what dropping freed goes back to the shortened, strongest first
+    for i in reversed(by_weakest):  # what dropping freed lengthens the shortened first, strongest first
         col = columns[i]
         if col.key in widths and widths[col.key] < col.width and excess() < 0:
             widths[col.key] += min(-excess(), col.width - widths[col.key])
+    for i in dropped:  # then a column dropped on the way that fits in what is left comes back
+        if columns[i].width + gap <= -excess():
+            widths[columns[i].key] = columns[i].width
+    widths = {c.key: widths[c.key] for c in columns if c.key in widths}  # in the columns' order
     return widths
 
 
@@ -65,11 +65,11 @@ def clip(text: str, width: int) -> str:
 
 
 def fit_table(columns: Sequence[Any], rows: Sequence[dict[str, Any]], ctx: dict[str, Any],
-              available: int) -> list[tuple[Any, int | None]]:
+              available: int, sort_key: str | None = None) -> list[tuple[Any, int | None]]:
     """The app's table columns (``analysis.Column``: label, width, priority, shrink, text) that fit
     ``available`` cells for these rows, each with the width it is cut to (None: its own)."""
     fits = [FitColumn(col.key, col.width or max(max((len(col.text(r, ctx)) for r in rows), default=0),
-                                                len(col.label) + 2),  # + the sort arrow
+                                                len(col.label) + (2 if col.key == sort_key else 0)),  # " ▼"
                       col.priority, col.shrink) for col in columns]
     widths = fit_widths(fits, available)
     return [(col, widths[col.key] if widths[col.key] < fit.width else None)

@@ -117,8 +117,8 @@ def results_table(results: list[dict[str, Any]], title: str = "", references: Se
         Col("status", priority=2), Col("p50 ms", "right", 1), Col("±rounds", "right", 5),
         Col("p99 ms", "right", 3), Col("speedup", "right", 1, min_width=5), Col("items/s", "right", 4),
         *((Col("mem MB", "right", 5),) if show_memory else ()),
-        *((Col("mJ/inf", "right", 4),) if show_energy else ()), Col("size MB", "right", 2),
-        Col("size", "right", 4, min_width=5), Col("acc", "right", 1), Col("top1", "right", 4),
+        *((Col("mJ/inf", "right", 4),) if show_energy else ()), Col("size MB", "right", 3),
+        Col("size", "right", 2, min_width=5), Col("acc", "right", 1), Col("top1", "right", 4),
         Col("SQNR dB", "right", 5), Col("note", priority=3, wrap=30),
     ]
     rows = []

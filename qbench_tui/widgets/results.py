@@ -239,7 +239,8 @@ class ResultsPane(ResultsDialogs, Vertical):
         """The columns that fit the table's width, by priority; the detail shows what is left out."""
         width = self.query_one(ResultsTable).size.width or self.size.width
         # Less the mark column (2 + padding) and the vertical scrollbar.
-        return fit_table(self._columns(), self.view.rows[:PAGE_SIZE], ctx, width - 6 if width else 0)
+        return fit_table(self._columns(), self.view.rows[:PAGE_SIZE], ctx, width - 6 if width else 0,
+                         self.sort_column)
 
     def on_resize(self) -> None:
         if self.loaded and [c.key for c, _ in self._fit(self.context())] != [c.key for c, _ in self._shown]:
