@@ -74,6 +74,15 @@ def graph_inputs(source: Path | bytes) -> dict[str, bool]:
     return {"fp16": fp16, "static_shapes": static}
 
 
+def graph_ops(source: Path) -> dict[str, int]:
+    """The graph's op histogram (for an artifact whose pass did not record one)."""
+    from collections import Counter
+
+    import onnx
+
+    return dict(Counter(node.op_type for node in onnx.load(str(source), load_external_data=False).graph.node))
+
+
 def coreml_node_share(placement: dict[str, Any], ops: dict[str, int]) -> float | None:
     """The share of the graph's nodes the Core ML EP took: the profile shows each compiled partition
     as one node, so it is the graph's node count less what the CPU provider ran, over that count."""
