@@ -99,7 +99,6 @@ def test_core_ml_ep_takes_digits_mlp_and_records_its_share(device, tmp_path):
     assert placement["providers_requested"] == [COREML, CPU]
     assert placement["nodes"].get(COREML, 0) >= 1, placement  # Gemm/Relu are Core ML ops: one partition at least
     assert placement["time_share"].get(COREML, 0) > 0.5, placement
-    assert placement["coreml_node_share"] >= 0.5, placement  # most of the graph's nodes went to Core ML
     assert any(n.startswith("execution providers: Core ML") for n in artifact.notes), artifact.notes
     assert any((tmp_path / "coreml-cache").iterdir())  # compiled once, kept for the placement session
     outputs = run_outputs(session, model.eval_inputs)
@@ -117,6 +116,8 @@ def test_core_ml_options_follow_the_graph_float16_and_static_shapes(tmp_path):
     from engines.runtimes.ort.providers import coreml_options, graph_inputs
 
     model = load_model(resolve_model("digits-mlp"))
+    (tmp_path / "fp32").mkdir()
+    (tmp_path / "fp16").mkdir()
     fp32, _ = open_recipe(model, "fp32", "onnxruntime", "cpu", 1, tmp_path / "fp32")
     fp16, _ = open_recipe(model, "fp16", "onnxruntime", "cpu", 1, tmp_path / "fp16")
     assert graph_inputs(fp32.path) == {"fp16": False, "static_shapes": False}  # exported with a dynamic batch
@@ -130,24 +131,3 @@ def test_core_ml_options_follow_the_graph_float16_and_static_shapes(tmp_path):
     gpu = coreml_options("gpu", None, **graph_inputs(fp16.path))
     assert gpu["AllowLowPrecisionAccumulationOnGPU"] == "1" and gpu["RequireStaticInputShapes"] == "0"
     assert "AllowLowPrecisionAccumulationOnGPU" not in coreml_options("ane", None, fp16=True)
-
-
-def test_the_share_of_nodes_the_core_ml_provider_took(tmp_path):
-    """From a real profile (the CPU provider here) and the graph's op counts: what the CPU did not run
-    is what Core ML's compiled partitions took."""
-    from engines.bench.worker import open_recipe
-    from engines.models import load_model, resolve_model
-    from engines.runtimes.ort.placement import measure_placement
-    from engines.runtimes.ort.providers import coreml_node_share
-
-    model = load_model(resolve_model("digits-mlp"))
-    artifact, session = open_recipe(model, "fp32", "onnxruntime", "cpu", 1, tmp_path)
-    ops = artifact.facts["ops"]
-    real = measure_placement(str(artifact.path), [CPU], session._feed(model.example_inputs(1)))
-    assert sum(real["nodes"].values()) == sum(ops.values()), (real, ops)  # one profile node per graph node
-    assert coreml_node_share(real, ops) is None  # Core ML was not asked for
-    everything_on_cpu = {**real, "providers_requested": [COREML, CPU]}
-    assert coreml_node_share(everything_on_cpu, ops) == 0.0
-    total = sum(ops.values())
-    one_partition = {**real, "nodes": {COREML: 1, CPU: 1}, "providers_requested": [COREML, CPU]}
-    assert coreml_node_share(one_partition, ops) == round((total - 1) / total, 4)

@@ -71,7 +71,7 @@ def graph_inputs(source: Path | bytes) -> dict[str, bool]:
     ``fp16`` (float16 inputs or weights) and ``static_shapes`` (no symbolic or unknown input dimension)."""
     import onnx
 
-    proto = onnx.load_from_string(source, load_external_data=False) if isinstance(source, bytes) else \
+    proto = onnx.load_from_string(source) if isinstance(source, bytes) else \
         onnx.load(str(source), load_external_data=False)
     inits = {i.name for i in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in inits]
@@ -79,16 +79,6 @@ def graph_inputs(source: Path | bytes) -> dict[str, bool]:
         any(i.data_type == onnx.TensorProto.FLOAT16 for i in proto.graph.initializer)  # float16 weights, fp32 edges
     static = all(d.HasField("dim_value") for i in inputs for d in i.type.tensor_type.shape.dim)
     return {"fp16": fp16, "static_shapes": static}
-
-
-def coreml_node_share(placement: dict[str, Any], ops: dict[str, int]) -> float | None:
-    """The share of the graph's nodes the Core ML EP took: the profile shows each compiled partition
-    as one node, so it is the graph's node count less what the CPU provider ran, over that count."""
-    total = sum(ops.values())
-    if not total or COREML not in placement.get("providers_requested", []):
-        return None
-    on_cpu = placement.get("nodes", {}).get(CPU, 0)
-    return round(max(0, total - on_cpu) / total, 4)
 
 
 def provider_missing(device: str, available: list[str], installed: dict[str, str] | None = None) -> str | None:

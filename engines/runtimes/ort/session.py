@@ -141,10 +141,8 @@ def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: i
         session.kv_reason = artifact.facts.get("kv_reason") or session.kv_reason
         session.kv_layout = model.details.get("kv_cache")
     if device != "cpu":  # where providers share the graph, record who took what (the CPU takes all)
-        from engines.runtimes.ort.providers import coreml_node_share
 
         placement = session.placement(model.example_inputs(1))
-        placement["coreml_node_share"] = coreml_node_share(placement, artifact.facts.get("ops") or {})
         artifact.facts.setdefault("metrics", {})["ort_placement"] = placement
         artifact.notes.extend(placement_notes(placement, artifact.facts.get("ops") or {}))
     return session
