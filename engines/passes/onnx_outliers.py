@@ -34,6 +34,16 @@ def gelu_fed_matmuls(path: Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and n.name and is_gelu(n.input[0], _HOPS)]
 
 
+def activation_matmuls(path: Path) -> list[str]:
+    """Names of the MatMul nodes with no constant input: attention's scores (Q·Kᵀ) and context (P·V),
+    whose operands change with every input (a per-tensor range calibrated once fits them badly)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    consts = {t.name for t in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in graph.node if n.op_type == "MatMul" and n.name and not any(i in consts for i in n.input)]
+
+
 def finish_static(path: Path, gelu_fed: list[str], dynamic: bool, per_channel: bool) -> list[str]:
     """After ``quantize_static``: the GELU-fed matmuls it left out, and a fused graph's Attention /
     EmbedLayerNormalization (which static QDQ does not cover), become dynamic int8 (QAttention,
@@ -51,8 +61,8 @@ def finish_static(path: Path, gelu_fed: list[str], dynamic: bool, per_channel: b
                          extra_options={"DefaultTensorType": 1})
     notes = []
     if gelu_fed:
-        notes.append(f"{len(gelu_fed)} GELU-fed matmuls (outlier activations) as "
-                     + ("dynamic int8" if dynamic else "float"))
+        notes.append(f"{len(gelu_fed)} GELU-fed and activation×activation matmuls (outlier or per-input "
+                     "ranges) as " + ("dynamic int8" if dynamic else "float"))
     if fused:
         notes.append(f"{len(fused)} fused Attention/EmbedLayerNormalization nodes as dynamic int8 "
                      "(static QDQ has no form for them)")

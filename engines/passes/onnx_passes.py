@@ -20,7 +20,7 @@ from engines.methods.int4 import Int4Algorithm, Int4Config
 from engines.methods.int8 import DynamicInt8Config, GeluInputs, StaticInt8Config, WeightInt8Config
 from engines.passes import Format, PassContext, register_pass
 from engines.passes.onnx_bias_correction import correct_conv_biases
-from engines.passes.onnx_outliers import finish_static, gelu_fed_matmuls
+from engines.passes.onnx_outliers import activation_matmuls, finish_static, gelu_fed_matmuls
 from engines.runtimes.base import Artifact, UnsupportedVariant
 
 if TYPE_CHECKING:
@@ -254,7 +254,8 @@ def _quantize_static(model, config: StaticInt8Config, fp32: Path, out: Path, wor
         if config.bias_correction and (op_types is None or "Conv" in op_types) else 0
     if corrected:
         pre = workdir / "model.bias-corrected.onnx"
-    gelu_fed = gelu_fed_matmuls(pre) if config.gelu_inputs is not GeluInputs.INT8 else []
+    gelu_fed = [] if config.gelu_inputs is GeluInputs.INT8 else \
+        gelu_fed_matmuls(pre) + (activation_matmuls(pre) if op_types is not None else [])
     ortq.quantize_static(
         str(pre), str(out), _CalibrationReader(batches), nodes_to_exclude=gelu_fed,
         extra_options={"DefaultTensorType": 1},
