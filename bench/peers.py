@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-QBENCH_RECIPES = ("dynamic-int8", "fuse", "fuse+dynamic-int8", "static-int8", "fuse+static-int8", "weight-int8")
+QBENCH_RECIPES = ("dynamic-int8", "fuse", "fuse+dynamic-int8", "static-int8")
 MIN_COSINE = 0.99
 
 # Run in the peer interpreter: Optimum's optimizer levels and quantizer preset, sentence-transformers'
