@@ -62,7 +62,8 @@ def finish_static(path: Path, gelu_fed: list[str], dynamic: bool, per_channel: b
     notes = []
     if gelu_fed:
         notes.append(f"{len(gelu_fed)} GELU-fed and activation×activation matmuls (outlier or per-input "
-                     "ranges) as " + ("dynamic int8" if dynamic else "float"))
+                     "ranges) left out of static int8: " + ("dynamic int8 where a weight is constant, float "
+                                                            "otherwise" if dynamic else "float"))
     if fused:
         notes.append(f"{len(fused)} fused Attention/EmbedLayerNormalization nodes as dynamic int8 "
                      "(static QDQ has no form for them)")
