@@ -57,12 +57,16 @@ for level in ("O1", "O2", "O3"):
         optimized = out / f"optimum-{level}"
         ORTOptimizer.from_pretrained(model).optimize(getattr(AutoOptimizationConfig, level)(), optimized)
         made[f"Optimum {level}"] = str(next(optimized.glob("*.onnx")))
+    except Exception as exc:  # report and go on: one level failing says nothing of the others
+        made[f"Optimum {level}"] = f"failed: {type(exc).__name__}: {exc}"[:300]
+        continue
+    try:
         quantized = out / f"optimum-{level}-int8"
         ORTQuantizer.from_pretrained(optimized, file_name=Path(made[f"Optimum {level}"]).name).quantize(
             qconfig, quantized)
         made[f"Optimum {level} + int8 (avx512_vnni)"] = str(next(quantized.glob("*quantized*.onnx")))
-    except Exception as exc:  # report and go on: one level failing says nothing of the others
-        made[f"Optimum {level}"] = f"failed: {type(exc).__name__}: {exc}"[:300]
+    except Exception as exc:
+        made[f"Optimum {level} + int8 (avx512_vnni)"] = f"failed: {type(exc).__name__}: {exc}"[:300]
 try:
     from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
     st_dir = out / "st"
