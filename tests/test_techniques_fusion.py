@@ -59,3 +59,38 @@ def test_fused_minilm_carries_the_fused_operators_and_lists_the_fusions(tmp_path
     assert fused["agreement"]["cosine"] > 0.9999  # the same numbers, fewer nodes
     assert quantized["agreement"]["cosine"] >= 0.99
     assert by_key(payload["results"])  # keyed like every sweep
+
+
+def _ffn_graph(path: Path) -> None:
+    """x → MatMul(up) → GELU (erf form) → MatMul(down) → y: the down-projection reads the GELU."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=(8, 16)).astype(np.float32), "w_up"),
+             numpy_helper.from_array(rng.normal(size=(16, 8)).astype(np.float32), "w_down"),
+             numpy_helper.from_array(np.array(2 ** -0.5, np.float32), "r2"),
+             numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+             numpy_helper.from_array(np.array(0.5, np.float32), "half")]
+    nodes = [helper.make_node("MatMul", ["x", "w_up"], ["h"], name="up"),
+             helper.make_node("Mul", ["h", "r2"], ["hs"], name="scale"),
+             helper.make_node("Erf", ["hs"], ["e"], name="erf"),
+             helper.make_node("Add", ["e", "one"], ["e1"], name="add1"),
+             helper.make_node("Mul", ["h", "e1"], ["g0"], name="mul1"),
+             helper.make_node("Mul", ["g0", "half"], ["g"], name="mul2"),
+             helper.make_node("MatMul", ["g", "w_down"], ["y"], name="down")]
+    graph = helper.make_graph(nodes, "ffn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_static_int8_finds_the_matmuls_a_gelu_feeds(tmp_path):
+    from engines.methods.int8 import GeluInputs, StaticInt8Config
+    from engines.passes.onnx_outliers import gelu_fed_matmuls
+
+    _ffn_graph(tmp_path / "ffn.onnx")
+    assert gelu_fed_matmuls(tmp_path / "ffn.onnx") == ["down"]  # not the up-projection, which reads x
+    assert StaticInt8Config().gelu_inputs is GeluInputs.DYNAMIC
+    old = StaticInt8Config.upgrade({"calibration_method": "minmax"}, 3)  # stored before: all static
+    assert old["gelu_inputs"] == "int8"

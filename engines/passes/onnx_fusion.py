@@ -104,11 +104,12 @@ def fuse_graph(source: Path, out: Path, config: FuseConfig, model: Any = None) -
 def fusion_notes(record: dict[str, Any]) -> list[str]:
     level = f"ONNX Runtime level {record['opt_level']}" if record["opt_level"] else "no offline level"
     if not record["applied"]:
-        return [f"no transformer fusion applies to this graph ({record['model_type']} optimizer): "
-                f"{level} only, {record['nodes_before']} → {record['nodes_after']} nodes"]
-    made = ", ".join(f"{e['fusion']}×{sum(e['fused'].values())} (−{e['nodes_removed']} nodes)" for e in record["applied"])
-    return [f"fused ({record['model_type']} optimizer, {level}): {made}; "
-            f"{record['nodes_before']} → {record['nodes_after']} nodes"]
+        return [(f"no transformer fusion applies to this graph ({record['model_type']} optimizer): "
+                 f"{level} only, {record['nodes_before']} → {record['nodes_after']} nodes")]
+    made = ", ".join(f"{e['fusion']}×{sum(e['fused'].values())} (−{e['nodes_removed']} nodes)"
+                     for e in record["applied"])
+    return [(f"fused ({record['model_type']} optimizer, {level}): {made}; "
+             f"{record['nodes_before']} → {record['nodes_after']} nodes")]
 
 
 @register_pass("ort-fuse", config=FuseConfig, input=Format.ONNX, output=Format.ONNX, runtimes=("onnxruntime",),

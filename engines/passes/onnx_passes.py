@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 from engines.methods.configs import ActivationType, CalibrationMethod, QuantFormat
 from engines.methods.floats import Fp16Config
 from engines.methods.int4 import Int4Algorithm, Int4Config
-from engines.methods.int8 import DynamicInt8Config, StaticInt8Config, WeightInt8Config
+from engines.methods.int8 import DynamicInt8Config, GeluInputs, StaticInt8Config, WeightInt8Config
 from engines.passes import Format, PassContext, register_pass
 from engines.passes.onnx_bias_correction import correct_conv_biases
 from engines.passes.onnx_graph import gemm_to_matmul
+from engines.passes.onnx_outliers import activation_matmuls, finish_static, gelu_fed_matmuls
 from engines.runtimes.base import Artifact, UnsupportedVariant
 
 if TYPE_CHECKING:
@@ -211,8 +212,11 @@ def _quantize_static(model, config: StaticInt8Config, fp32: Path, out: Path, wor
         if config.bias_correction and (op_types is None or "Conv" in op_types) else 0
     if corrected:
         pre = workdir / "model.bias-corrected.onnx"
+    gelu_fed = [] if config.gelu_inputs is GeluInputs.INT8 else \
+        gelu_fed_matmuls(pre) + (activation_matmuls(pre) if op_types is not None else [])
     ortq.quantize_static(
-        str(pre), str(out), _CalibrationReader(batches),
+        str(pre), str(out), _CalibrationReader(batches), nodes_to_exclude=gelu_fed,
+        extra_options={"DefaultTensorType": 1},
         quant_format=ortq.QuantFormat.QDQ if config.quant_format is QuantFormat.QDQ else ortq.QuantFormat.QOperator,
         per_channel=config.per_channel,
         activation_type=(ortq.QuantType.QUInt8 if config.activation_type is ActivationType.UINT8
@@ -225,6 +229,7 @@ def _quantize_static(model, config: StaticInt8Config, fp32: Path, out: Path, wor
     notes = [f"calibrated on {samples} samples ({config.calibration_method.value})"]
     if corrected:
         notes.append(f"{corrected} convolution biases corrected for int8 weight rounding")
+    notes += finish_static(out, gelu_fed, config.gelu_inputs is GeluInputs.DYNAMIC, config.per_channel)
     return notes + ([attention_note] if attention_note else [])
 
 

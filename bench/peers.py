@@ -1,0 +1,207 @@
+"""qbench against the pipelines a user could build by hand, on all-MiniLM-L6-v2, in one interleaved run.
+
+Every variant is an ONNX file timed the same way here: ONNX Runtime called directly, one session
+each, the same threads (intra-op, sequential), the same batch-1 inputs (seq 128), rounds interleaved
+so that the machine's load falls on all of them alike. Quality is the cosine of each sentence
+embedding to the plain fp32 graph's on qbench's held-out sentences.
+
+* qbench: the recipes ``--methods auto`` proposes on an x86 CPU with VNNI, made by qbench's own
+  passes; the best one that keeps cosine ≥ 0.99 is marked.
+* hand-written ONNX Runtime: ``optimize_model`` (bert, heads/hidden given) + ``quantize_dynamic``.
+* Optimum (``optimum-onnx``): ORTOptimizer O1/O2/O3, each followed by ORTQuantizer's avx512_vnni
+  dynamic preset; sentence-transformers' ``export_dynamic_quantized_onnx_model`` (avx512_vnni) on
+  its own ONNX export. Optimum pins transformers < 4.58 where qbench needs 5.x, so these run in a
+  separate interpreter given by ``--peer-python`` (made with, e.g.,
+  ``uv venv /tmp/peers && uv pip install --python /tmp/peers/bin/python "optimum-onnx[onnxruntime]"
+  onnxruntime==<qbench's> torch sentence-transformers``); without it they are skipped, saying so.
+
+Usage: ``uv run python bench/peers.py [--peer-python PATH] [--threads 2] [--rounds 12] [--calls 5]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+QBENCH_RECIPES = ("dynamic-int8", "fuse", "fuse+dynamic-int8", "static-int8")
+MIN_COSINE = 0.99
+
+# Run in the peer interpreter: Optimum's optimizer levels and quantizer preset, sentence-transformers'
+# int8 export. Prints {name: path} as JSON on its last line.
+PEER_SCRIPT = r'''
+import json, shutil, sys
+from pathlib import Path
+src, hf_dir, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+made = {}
+from optimum.onnxruntime import ORTModelForFeatureExtraction, ORTOptimizer, ORTQuantizer
+from optimum.onnxruntime.configuration import AutoOptimizationConfig, AutoQuantizationConfig
+base = out / "optimum-fp32"
+base.mkdir(parents=True, exist_ok=True)
+shutil.copyfile(src, base / "model.onnx")
+shutil.copyfile(hf_dir / "config.json", base / "config.json")
+qconfig = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=False)
+for level in ("O1", "O2", "O3"):
+    try:
+        model = ORTModelForFeatureExtraction.from_pretrained(base, file_name="model.onnx")
+        optimized = out / f"optimum-{level}"
+        ORTOptimizer.from_pretrained(model).optimize(getattr(AutoOptimizationConfig, level)(), optimized)
+        made[f"Optimum {level}"] = str(next(optimized.glob("*.onnx")))
+    except Exception as exc:  # report and go on: one level failing says nothing of the others
+        made[f"Optimum {level}"] = f"failed: {type(exc).__name__}: {exc}"[:300]
+        continue
+    try:
+        quantized = out / f"optimum-{level}-int8"
+        ORTQuantizer.from_pretrained(optimized, file_name=Path(made[f"Optimum {level}"]).name).quantize(
+            qconfig, quantized)
+        made[f"Optimum {level} + int8 (avx512_vnni)"] = str(next(quantized.glob("*quantized*.onnx")))
+    except Exception as exc:
+        made[f"Optimum {level} + int8 (avx512_vnni)"] = f"failed: {type(exc).__name__}: {exc}"[:300]
+try:
+    from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
+    st_dir = out / "st"
+    model = SentenceTransformer(str(hf_dir), backend="onnx", device="cpu")
+    model.save_pretrained(str(st_dir))
+    export_dynamic_quantized_onnx_model(model, "avx512_vnni", str(st_dir))
+    made["sentence-transformers int8 (avx512_vnni)"] = str(next((st_dir / "onnx").glob("*qint8*avx512_vnni*.onnx")))
+except Exception as exc:
+    made["sentence-transformers int8 (avx512_vnni)"] = f"failed: {type(exc).__name__}: {exc}"[:300]
+print(json.dumps(made))
+'''
+
+
+def qbench_variants(model, workdir: Path, threads: int) -> dict[str, Path]:
+    from engines import catalog
+    from engines.bench.worker import apply_passes
+    from engines.methods.recipe import parse_recipe
+    from engines.passes import Format, PassContext, plan
+
+    out: dict[str, Path] = {}
+    for spec in QBENCH_RECIPES:
+        chain = plan(parse_recipe(spec), Format.TORCH, catalog.RUNTIMES["onnxruntime"], "cpu")
+        folder = workdir / spec.replace("+", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        artifact, _ = apply_passes(model, [p.to_dict() for p in chain.passes],
+                                   PassContext(model, folder, "onnxruntime", "cpu", threads))
+        out[f"qbench {spec}"] = artifact.path
+    return out
+
+
+def hand_written(fp32: Path, workdir: Path) -> dict[str, Path]:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    fused = workdir / "hand-fused.onnx"
+    optimize_model(str(fp32), model_type="bert", num_heads=12, hidden_size=384).save_model_to_file(str(fused))
+    quantized = workdir / "hand-fused-int8.onnx"
+    quantize_dynamic(str(fused), str(quantized), weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": 1})
+    return {"ORT by hand: optimize_model + quantize_dynamic": quantized}
+
+
+def peers(python: str | None, fp32: Path, hf_dir: Path, workdir: Path) -> tuple[dict[str, Path], list[str]]:
+    if not python:
+        return {}, ["Optimum and sentence-transformers skipped: no --peer-python (they pin transformers < 4.58)"]
+    proc = subprocess.run([python, "-c", PEER_SCRIPT, str(fp32), str(hf_dir), str(workdir / "peers")],
+                          capture_output=True, text=True, timeout=1800, check=False)
+    if proc.returncode != 0:
+        return {}, [f"peer interpreter failed: {proc.stderr.strip()[-600:]}"]
+    made = json.loads(proc.stdout.strip().splitlines()[-1])
+    notes = [f"{k}: {v}" for k, v in made.items() if v.startswith("failed")]
+    return {k: Path(v) for k, v in made.items() if not v.startswith("failed")}, notes
+
+
+def session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def embed(sess, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """The sentence embedding: the graph's own (qbench, Optimum on qbench's export) or the mean of
+    its token states over the mask (sentence-transformers' export ends at the transformer)."""
+    names = {i.name for i in sess.get_inputs()}
+    out = sess.run(None, {k: v for k, v in inputs.items() if k in names})
+    vec = next((o for o in out if o.ndim == 2), None)
+    if vec is None:
+        mask = inputs["attention_mask"][..., None].astype(np.float32)
+        vec = (out[0] * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None)
+    return vec
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--peer-python", default=os.environ.get("QBENCH_PEER_PYTHON"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--calls", type=int, default=5, help="timed calls per variant per round")
+    args = parser.parse_args()
+    from engines.models import load_model, resolve_model
+    from engines.passes.onnx_passes import export_fp32
+
+    model = load_model(resolve_model("all-MiniLM-L6-v2"))
+    workdir = Path(tempfile.mkdtemp(prefix="qbench-peers-"))
+    fp32 = export_fp32(model, workdir)
+    files = {"ORT fp32 (plain graph, default session)": fp32}
+    files.update(qbench_variants(model, workdir, args.threads))
+    files.update(hand_written(fp32, workdir))
+    made, notes = peers(args.peer_python, fp32, Path(model.details["directory"]), workdir)
+    files.update(made)
+
+    sessions = {name: session(path, args.threads) for name, path in files.items()}
+    ev = model.eval_inputs
+    rows = len(next(iter(ev.values())))
+    outs = {name: np.concatenate([embed(s, {k: v[i:i + 16] for k, v in ev.items()}) for i in range(0, rows, 16)])
+            for name, s in sessions.items()}
+    one = {k: v[:1] for k, v in ev.items()}
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    for s in sessions.values():
+        embed(s, one)
+    order = list(sessions)
+    for r in range(args.rounds):
+        for name in (order if r % 2 == 0 else order[::-1]):
+            for _ in range(args.calls):
+                start = time.perf_counter()
+                embed(sessions[name], one)
+                times[name].append(time.perf_counter() - start)
+    base_name = order[0]
+    base = float(np.median(times[base_name]))
+    table = []
+    for name in order:
+        p50 = float(np.median(times[name]))
+        table.append((name, p50 * 1e3, base / p50, cosine(outs[base_name], outs[name])))
+    ours = [row for row in table if row[0].startswith("qbench") and row[3] >= MIN_COSINE]
+    best = min(ours, key=lambda row: row[1])[0] if ours else None
+    load = os.getloadavg()
+    print(f"all-MiniLM-L6-v2, batch 1, seq {one['input_ids'].shape[1]}, {args.threads} threads, "
+          f"{args.rounds} interleaved rounds × {args.calls} calls; load average {load[0]:.1f} at the end; "
+          f"ONNX Runtime {__import__('onnxruntime').__version__}")
+    print(f"{'variant':58s} {'p50 ms':>8s} {'× fp32':>7s} {'cosine':>8s}")
+    for name, ms, ratio, cos in table:
+        mark = "  ← qbench's best at cosine ≥ 0.99" if name == best else ""
+        print(f"{name:58s} {ms:8.2f} {ratio:7.2f} {cos:8.4f}{mark}")
+    for note in notes:
+        print("note:", note)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
