@@ -74,9 +74,11 @@ def test_tiny_lm_gguf_has_gpt2_tensors_and_types(variants):
     assert types["blk.0.attn_qkv.weight"] == types["output.weight"] == types["token_embd.weight"] == "F16"
     assert types["blk.0.attn_qkv.bias"] == types["output_norm.weight"] == "F32"  # 1-D stays float32
     q8 = tensor_types(variants["weight-int8"][0].path)
-    assert q8["blk.1.ffn_up.weight"] == "Q8_0" and q8["blk.1.ffn_up.bias"] == "F32"
+    assert q8["blk.1.ffn_up.weight"] == q8["position_embd.weight"] == "Q8_0" and q8["blk.1.ffn_up.bias"] == "F32"
     q4 = tensor_types(variants["int4"][0].path)
     assert q4["blk.1.ffn_up.weight"] == "Q4_0"  # rows of 96 / 384: no K-quant super-blocks of 256
+    # llama.cpp's own choices: the position table stays at its source type, the output matrix at 8 bits
+    assert q4["position_embd.weight"] == "F16" and q4["output.weight"] == "Q8_0"
 
 
 def test_llama_cpp_logits_agree_with_torch(tiny, variants):
