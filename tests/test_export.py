@@ -286,7 +286,7 @@ def test_best_of_a_run_picks_the_fastest_that_keeps_quality(tmp_path):
     ]
     assert pick_best(results, "latency")["id"] == 3
     assert pick_best(results, "size")["id"] == 3
-    assert set(EXPORT_FORMATS) == {"onnx", "tflite", "coreml", "mlx"}
+    assert set(EXPORT_FORMATS) == {"onnx", "tflite", "coreml", "mlx", "gguf"}
 
 
 def test_onnx_fp32_export_is_exact(tmp_path):

@@ -74,9 +74,11 @@ def test_tiny_lm_gguf_has_gpt2_tensors_and_types(variants):
     assert types["blk.0.attn_qkv.weight"] == types["output.weight"] == types["token_embd.weight"] == "F16"
     assert types["blk.0.attn_qkv.bias"] == types["output_norm.weight"] == "F32"  # 1-D stays float32
     q8 = tensor_types(variants["weight-int8"][0].path)
-    assert q8["blk.1.ffn_up.weight"] == "Q8_0" and q8["blk.1.ffn_up.bias"] == "F32"
+    assert q8["blk.1.ffn_up.weight"] == q8["position_embd.weight"] == "Q8_0" and q8["blk.1.ffn_up.bias"] == "F32"
     q4 = tensor_types(variants["int4"][0].path)
     assert q4["blk.1.ffn_up.weight"] == "Q4_0"  # rows of 96 / 384: no K-quant super-blocks of 256
+    # llama.cpp's own choices: the position table stays at its source type, the output matrix at 8 bits
+    assert q4["position_embd.weight"] == "F16" and q4["output.weight"] == "Q8_0"
 
 
 def test_llama_cpp_logits_agree_with_torch(tiny, variants):
@@ -108,7 +110,8 @@ def test_kv_decoder_chooses_the_tokens_full_recomputation_chooses(tiny, variants
     _, _, cached, cache_bytes = generate_cached(decoder, prompt, 8)
     _, _, full = generate_uncached(session, prompt, 8)
     assert np.array_equal(cached, full)
-    assert cache_bytes == 40 * 2 * 3 * 96 * 2  # 40 positions × keys and values × 3 blocks × width × F16
+    # 32 prompt + 7 fed-back positions × keys and values × 3 blocks × width × F16
+    assert cache_bytes == 39 * 2 * 3 * 96 * 2
     figures = session.generation_figures(16, 8)
     assert figures["pp_tokens_per_s"] > 0 and figures["tg_tokens_per_s"] > 0 and figures["tg_tokens_per_s_sd"] >= 0
 
@@ -136,6 +139,8 @@ def test_llama_folder_as_gguf_agrees_with_torch(tmp_path):
     model = load_model(resolve_model(str(tmp_path / "tiny-llama"), {"seq_len": 32}))
     model.eval_inputs = {"input_ids": model.eval_inputs["input_ids"][:ROWS]}
     model.eval_labels = model.eval_labels[:ROWS]
+    for name in ("ref", "fp16"):
+        (tmp_path / name).mkdir()
     reference = reference_outputs(model, tmp_path / "ref")
     artifact, session = open_recipe(model, "fp16", "llama.cpp", "cpu", 1, tmp_path / "fp16")
     assert "output.weight" not in tensor_types(artifact.path)  # tied: llama.cpp reuses token_embd

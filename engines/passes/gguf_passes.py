@@ -3,10 +3,11 @@
 * ``export-gguf`` (a conversion): the torch weights as an F32 GGUF file (``gguf`` package).
 * ``gguf-float16`` (fp16): the torch weights as an F16 GGUF file, 2-D weights in float16 and
   norms / biases in float32, as ``convert_hf_to_gguf.py --outtype f16`` writes them.
-* ``gguf-q8-0`` (weight-int8): llama.cpp's ``llama_model_quantize`` to Q8_0 (blocks of 32
-  weights, one fp16 scale each), from the F32 file.
-* ``gguf-q4`` (int4): the same quantizer to the usual 4-bit type: Q4_K_M where every weight row
-  is a multiple of 256 (its super-blocks), else Q4_0 (Q4_1 when asymmetric), blocks of 32.
+* ``gguf-q8-0`` (weight-int8): Q8_0 (blocks of 32 weights, one fp16 scale each) written with
+  ``gguf.quants``, as ``convert_hf_to_gguf.py --outtype q8_0`` does, every 2-D matrix included.
+* ``gguf-q4`` (int4): the usual workflow — qbench writes F16, llama.cpp's ``llama_model_quantize``
+  makes the usual 4-bit type: Q4_K_M where every weight row is a multiple of 256 (its
+  super-blocks), else Q4_0 (Q4_1 when asymmetric), blocks of 32.
 
 llama.cpp picks some tensors' types itself (e.g. a higher-precision output matrix at 4 bits);
 each artifact notes the types the file holds, read back with ``gguf.GGUFReader``. Heavy imports
@@ -54,14 +55,23 @@ def describe_types(types: dict[str, str]) -> str:
 
 
 def _quantized(ctx: PassContext, artifact: Artifact, ftype: str, notes: list[str]) -> Artifact:
-    from engines.runtimes.llamacpp.gguf_write import quantize, tensor_types
+    """The usual workflow: qbench writes F16 (convert_hf_to_gguf's output), llama.cpp quantizes it."""
+    from engines.runtimes.llamacpp.gguf_write import quantize
 
+    f16 = _write(ctx, artifact, "f16")
     path = ctx.workdir / f"model-{ftype.removeprefix('MOSTLY_').lower()}.gguf"
-    quantize(artifact.path, path, ftype, ctx.threads)
+    quantize(f16.path, path, ftype, ctx.threads)
+    f16.path.unlink()
+    return _typed(path, {**f16.facts, "gguf_ftype": ftype},
+                  [*f16.notes, f"llama.cpp's quantizer: {ftype.removeprefix('MOSTLY_')} (from the F16 file)", *notes])
+
+
+def _typed(path, facts: dict, notes: list[str]) -> Artifact:
+    from engines.runtimes.llamacpp.gguf_write import tensor_types
+
     types = tensor_types(path)
-    facts = {**artifact.facts, "gguf_tensor_types": types, "gguf_ftype": ftype}
-    notes = [*artifact.notes, f"llama.cpp's quantizer: {ftype.removeprefix('MOSTLY_')}", *notes, describe_types(types)]
-    out = Artifact(path, notes=notes, format=Format.GGUF.value, facts=facts)
+    out = Artifact(path, notes=[*notes, describe_types(types)], format=Format.GGUF.value,
+                   facts={**facts, "gguf_tensor_types": types})
     out.metrics["gguf_quantized_tensors"] = sum(1 for t in types.values() if t not in ("F32", "F16", "BF16"))
     return out
 
@@ -72,28 +82,31 @@ def _block_note(asked: int, what: str) -> list[str]:
     return [f"GGUF {what} uses blocks of {GGUF_BLOCK} weights; the setting of {asked} does not apply"]
 
 
-@register_pass("gguf-q8-0", config=WeightInt8Config, input=Format.GGUF, output=Format.GGUF, runtimes=_LLAMA)
+@register_pass("gguf-q8-0", config=WeightInt8Config, input=Format.TORCH, output=Format.GGUF, runtimes=_LLAMA)
 def gguf_q8_0(ctx: PassContext, artifact: Artifact, config: WeightInt8Config) -> Artifact:
-    """llama.cpp's quantizer to Q8_0: 8-bit weights, one fp16 scale per 32 (symmetric)."""
+    """Write Q8_0 with gguf's quantizer: 8-bit weights, one fp16 scale per 32 (symmetric)."""
+    from engines.runtimes.llamacpp.gguf_write import write_gguf
+
     notes = _block_note(config.block_size, "Q8_0")
     if not config.symmetric:
         notes.append("Q8_0 is symmetric (no zero point): the asymmetric setting does not apply")
-    return _quantized(ctx, artifact, "MOSTLY_Q8_0", notes)
+    path = ctx.workdir / "model-q8_0.gguf"
+    facts, written = write_gguf(artifact.payload, path, "q8_0", name=ctx.model.name)
+    return _typed(path, facts, [*written, "Q8_0 written by gguf's quantizer (every 2-D weight matrix)", *notes])
 
 
-def _k_quant_rows(path) -> bool:
-    """Every 2-D weight's rows are a whole number of K-quant super-blocks."""
-    import gguf
+def _k_quant_rows(module) -> bool:
+    """Every weight matrix's rows (its input width) are a whole number of K-quant super-blocks."""
+    return all(p.shape[-1] % K_QUANT_ROW == 0 for name, p in module.named_parameters()
+               if p.dim() == 2 and not name.endswith(("positions.weight", "position_embeddings.weight")))
 
-    return all(int(t.shape[0]) % K_QUANT_ROW == 0 for t in gguf.GGUFReader(str(path)).tensors if len(t.shape) == 2)
 
-
-@register_pass("gguf-q4", config=Int4Config, input=Format.GGUF, output=Format.GGUF, runtimes=_LLAMA,
+@register_pass("gguf-q4", config=Int4Config, input=Format.TORCH, output=Format.GGUF, runtimes=_LLAMA,
                check=lambda c: None if c.algorithm == Int4Algorithm.RTN else
                "llama.cpp's 4-bit GGUF types are round-to-nearest (its imatrix is not wired in): choose rtn")
 def gguf_q4(ctx: PassContext, artifact: Artifact, config: Int4Config) -> Artifact:
     """llama.cpp's quantizer to 4 bits: Q4_K_M where rows allow K-quants, else Q4_0 (Q4_1 asymmetric)."""
-    if _k_quant_rows(artifact.path):
+    if _k_quant_rows(artifact.payload):
         ftype = "MOSTLY_Q4_K_M"
         notes = ["Q4_K_M: super-blocks of 256, sub-blocks of 32 with 6-bit scales and minimums"]
     else:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from qbench_tui.cli.common import EXIT_FAILED, EXIT_OK, UsageError
 
-FORMATS = ("onnx", "tflite", "coreml", "mlx")  # engines.export.EXPORT_FORMATS, spelled here to keep parsing light
+FORMATS = ("onnx", "tflite", "coreml", "mlx", "gguf")  # engines.export.EXPORT_FORMATS, spelled here to keep parsing light
 OBJECTIVES = ("latency", "size", "accuracy")
 
 
