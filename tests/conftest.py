@@ -1,12 +1,22 @@
-"""Shared fixtures: every test session gets its own QBENCH_HOME (so built-in models train once
-per session, and nothing touches the user's data directory)."""
+"""Shared fixtures: every test session gets its own QBENCH_HOME (nothing touches the user's data
+directory), with the built-in models trained at most once per version of their code.
+
+The built-ins (digits-mlp, digits-cnn, tiny-lm) are trained by the product the first time a session
+needs them; their files are then kept in a cache outside the session
+(``$QBENCH_TEST_MODEL_CACHE``, default ``<tmp>/qbench-test-models``) under a key made of the sources
+of ``engines/models/`` and the versions of torch, numpy and scikit-learn, and copied into the next
+session's home. A change to the model code or those libraries trains them again; so does
+``QBENCH_TEST_FRESH_MODELS=1`` (``.ci/run`` sets it: CI always trains from scratch).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import shutil
 import tempfile
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
@@ -14,6 +24,76 @@ import pytest
 # Set before any engines module computes a path; child processes inherit it.
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="qbench-test-home-"))
 os.environ.setdefault("QBENCH_HOME", str(_SESSION_HOME))
+
+# What the built-in models' training writes under $QBENCH_HOME/models (pulled models and the fp32
+# ONNX export cache are not kept: they depend on more than the model code).
+_TRAINED = ("digits-data.npz", "digits-mlp", "digits-cnn", "tiny-lm")
+
+
+def _models_key() -> str:
+    digest = hashlib.sha256()
+    for source in sorted((Path(__file__).resolve().parents[1] / "engines" / "models").rglob("*.py")):
+        digest.update(source.name.encode() + source.read_bytes())
+    for package in ("torch", "numpy", "scikit-learn"):
+        try:
+            digest.update(f"{package}=={version(package)}".encode())
+        except PackageNotFoundError:
+            digest.update(package.encode())
+    return digest.hexdigest()[:16]
+
+
+def _model_cache() -> Path | None:
+    if os.environ.get("QBENCH_TEST_FRESH_MODELS") == "1":
+        return None
+    root = Path(os.environ.get("QBENCH_TEST_MODEL_CACHE") or Path(tempfile.gettempdir()) / "qbench-test-models")
+    return root / _models_key()
+
+
+def _restore_trained_models() -> None:
+    cache, models = _model_cache(), Path(os.environ["QBENCH_HOME"]) / "models"
+    if cache is None or not cache.is_dir():
+        return
+    models.mkdir(parents=True, exist_ok=True)
+    for name in _TRAINED:
+        src, dest = cache / name, models / name
+        if dest.exists():
+            continue
+        if src.is_dir():
+            shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".lock", "*.tmp*"))
+        elif src.is_file():
+            shutil.copy2(src, dest)
+
+
+def _keep_trained_models() -> None:
+    """Copy each model this session trained and the cache lacks into it (each one whole: a rename;
+    of two sessions finishing together, the first wins)."""
+    cache, models = _model_cache(), Path(os.environ["QBENCH_HOME"]) / "models"
+    if cache is None:
+        return
+    for name in _TRAINED:
+        src, dest = models / name, cache / name
+        if dest.exists() or not src.exists() or (src.is_dir() and not (src / "meta.json").exists()):
+            continue
+        cache.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=cache)) / name
+        if src.is_dir():
+            shutil.copytree(src, staging, ignore=shutil.ignore_patterns(".lock", "*.tmp*"))
+        else:
+            shutil.copy2(src, staging)
+        try:
+            staging.rename(dest)
+        except OSError:
+            pass  # another session got there first
+        shutil.rmtree(staging.parent, ignore_errors=True)
+
+
+if Path(os.environ["QBENCH_HOME"]) == _SESSION_HOME:  # only into this session's own, fresh home
+    _restore_trained_models()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if Path(os.environ["QBENCH_HOME"]) == _SESSION_HOME:
+        _keep_trained_models()
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # Tracking is on by default for users; the suite's sweeps would each start an MLflow sender.
 # The tracking tests name their own URIs.
