@@ -141,7 +141,7 @@ def test_cnn_static_int8_on_both_runtimes(tmp_path):
     ("args", "expected"),
     [
         (("--model", "no-such-model", "--methods", "fp32"), "Known models: digits-mlp, digits-cnn"),
-        (("--model", "digits-mlp", "--methods", "fp32,int3"), "valid: fp32, fp16, weight-int8"),
+        (("--model", "digits-mlp", "--methods", "fp32,int3"), "valid: fp32, fp16, fuse, weight-int8"),
         (("--model", "digits-mlp", "--methods", "fp32", "--runtimes", "tensorrt"), "valid: torch, onnxruntime"),
         (("--model", "digits-mlp", "--methods", "fp32", "--devices", "tpu"), "valid: cpu, cuda, mps, gpu, ane"),
         (("--model", "digits-mlp", "--methods", "int4", "--set", "int4.group_size=48"), "group_size must be"),
