@@ -40,6 +40,7 @@ class Method(str, enum.Enum):
 
     FP32 = "fp32"  # the float reference
     FP16 = "fp16"
+    FUSE = "fuse"  # ONNX Runtime's transformer fusions (chains before the ONNX quantizers: "fuse+dynamic-int8")
     WEIGHT_INT8 = "weight-int8"
     DYNAMIC_INT8 = "dynamic-int8"
     STATIC_INT8 = "static-int8"
@@ -61,6 +62,7 @@ class Runtime(str, enum.Enum):
     TORCH = "torch"
     MLX = "mlx"
     COREML = "coreml"
+    LLAMACPP = "llama.cpp"
 
 
 class Target(str, enum.Enum):

@@ -170,8 +170,8 @@ def test_catalog_commands_as_json():
     models = json.loads(qbench("models", "--json").stdout)
     assert {"digits-mlp", "digits-cnn"} <= {m["name"] for m in models}
     methods = {m["name"]: m for m in json.loads(qbench("methods", "--json").stdout)}
-    core = ["fp32", "fp16", "weight-int8", "dynamic-int8", "static-int8", "int4"]
-    assert list(methods)[:6] == core and {"qat-int8", "mixed", "nf4", "palettize"} <= set(methods)
+    core = ["fp32", "fp16", "fuse", "weight-int8", "dynamic-int8", "static-int8", "int4"]
+    assert list(methods)[:7] == core and {"qat-int8", "mixed", "nf4", "palettize"} <= set(methods)
     assert methods["static-int8"]["needs_calibration"]
     assert methods["int4"]["settings"]["group_size"]["default"] == 64
     assert methods["int4"]["passes"]["torch"] == ["torchao-int4"]

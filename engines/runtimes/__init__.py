@@ -45,6 +45,8 @@ class RuntimeSpec:
     # Its passes build the artifact for a device this machine lacks (Core ML programs for the Neural
     # Engine, on Linux): the variant is planned and converted, and its session refuses with the reason.
     builds_without_device: bool = False
+    # The model tasks it runs (None: any): llama.cpp runs causal language models only.
+    tasks: tuple[str, ...] | None = None
 
     def installed(self) -> bool:
         from engines.devices import package_installed

@@ -29,13 +29,21 @@ from engines.runtimes import runtime_spec
 from engines.runtimes.base import UnsupportedVariant
 
 MODEL = "digits-mlp"
+# The built-in model the contract runs for a runtime that takes only some tasks (RuntimeSpec.tasks).
+MODEL_FOR_TASK = {"causal-lm": "tiny-lm"}
 # Known gaps, each with its reason; the contract checks everything else about these variants.
 SIZE_GAPS: dict[tuple[str, str], str] = {}
 
 
+def model_for(runtime: str) -> str:
+    """digits-mlp, or a built-in model of a task the runtime runs when it runs only some."""
+    tasks = runtime_spec(runtime).tasks
+    return MODEL if tasks is None else MODEL_FOR_TASK[tasks[0]]
+
+
 @cache
-def small_model():
-    model = load_model(resolve_model(MODEL))
+def small_model(name: str = MODEL):
+    model = load_model(resolve_model(name))
     return model, reference_outputs(model, Path(tempfile.mkdtemp()))
 
 
@@ -43,7 +51,7 @@ def run_recipe(recipe: Recipe | str, runtime: str, device: str = "cpu") -> dict:
     """Quantize, open and run one variant in this process; its agreement and size. Where the runtime
     refuses to open the artifact on this machine (Core ML off macOS), ``refused`` says why, ``top1`` is
     None and the artifact has been checked instead (:func:`check_artifact`)."""
-    model, reference = small_model()
+    model, reference = small_model(model_for(runtime))
     workdir = Path(tempfile.mkdtemp(prefix="qbench-contract-"))
     spec_text = recipe if isinstance(recipe, str) else recipe.spec_text
     planned = catalog.plan_variant(spec_text, runtime, device)
@@ -115,7 +123,7 @@ def check_runtime(name: str) -> dict[str, dict]:
         except UnsupportedVariant as exc:  # found out only when applied (e.g. a model without Linear)
             assert str(exc).strip()
             continue
-        # digits-mlp keeps its answers under every method down to 4 bits (where it could run here)
+        # the contract's small model keeps its answers under every method down to 4 bits (where it could run here)
         top1 = figures[method]["top1"]
         assert top1 is None or top1 >= 0.95, (method, name, top1)
     assert "fp32" in figures, f"{name} cannot run the float reference"
