@@ -72,15 +72,24 @@ def _build_request(args):
 CLEANUP_GRACE_S = 20.0
 _interrupted = False
 _progress = None  # the sweep's progress listener: it knows the run id the user resumes
+_store_path = None  # the sweep's store, reopened to say how many measurements finished
 
 
 def _leave_now(message: str) -> None:
     import os
 
     run_id = getattr(_progress, "run_id", None)
-    resume = f"; resume with qbench run --resume {run_id}" if run_id else ""
+    summary = f"whatever finished before is stored; resume with qbench run --resume {run_id}" if run_id else \
+        "whatever finished before is stored"
+    if run_id and _store_path is not None:
+        try:  # how many finished, read on this thread's own connection (the sweep's is busy or gone)
+            from engines.store import Store
+
+            summary = interrupted_summary(Store(_store_path), run_id)
+        except Exception:  # noqa: BLE001, S110 - leaving matters more than the count
+            pass
     try:
-        sys.stderr.write(f"qbench: {message}; whatever finished before is stored{resume}\n")
+        sys.stderr.write(f"qbench: {message}; {summary}\n")
         sys.stderr.flush()
     finally:
         os._exit(EXIT_INTERRUPTED)
@@ -118,7 +127,8 @@ def execute_sweep(store, request, console, plain: bool = False, resume: str | No
     from engines.core.errors import ModelLoadError
     from engines.fleet import FleetError
 
-    global _progress
+    global _progress, _store_path
+    _store_path = getattr(store, "path", None)
     progress = _progress = make_progress(console, plain=plain)  # live on a terminal, lines when piped
     runner = (make_runner(progress) if make_runner else None) or SweepRunner(store, progress, cancel=cancel,
                                                                                source=source, sinks=sinks)
