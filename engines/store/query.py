@@ -21,7 +21,8 @@ LABEL = "COALESCE(NULLIF(r.label, ''), r.method)"
 # engines.analysis.rules.quality in SQL: accuracy, else top-1 agreement, else cosine.
 QUALITY = "COALESCE(r.accuracy, r.agreement_top1, r.agreement_cosine)"
 # engines.analysis.rules.is_validation in SQL: an export's validation is not on a model's frontier.
-MEASURED = "json_type(r.metrics, '$.export') IS NULL"
+# Not an export's validation. CASE keeps json_type off text that is not JSON (it would raise "malformed JSON").
+MEASURED = "(CASE WHEN json_valid(r.metrics) THEN json_type(r.metrics, '$.export') END) IS NULL"
 
 SORTS: dict[str, str] = {
     "id": "r.id",  # the order results were stored in
