@@ -31,5 +31,5 @@ def test_rtn_and_hqq_side_by_side_on_tiny_lm(tmp_path):
 
 def test_the_algorithm_is_part_of_the_recipe():
     assert parse_recipe("int4:algorithm=hqq").label == "int4(hqq)"
-    with pytest.raises(ValueError, match="not one of: rtn, hqq"):
+    with pytest.raises(ValueError, match="setting algorithm expects one of its choices, got .gptq.; valid: rtn, hqq"):
         parse_recipe("int4:algorithm=gptq")
