@@ -32,6 +32,21 @@ def _measured_file(source: dict[str, Any], recipe, runtime: str) -> Path | None:
 
 # --- ONNX -----------------------------------------------------------------------------------------
 
+def _source_file(source: dict[str, Any], recipe, model, planned, work: Path, runtime: str,
+                 title: str) -> tuple[Path, list[str], list[str]]:
+    """The file to export: the one the result measured when it is still on disk, else rebuilt with
+    ``runtime``'s passes (and said so when the source variant ran elsewhere). (path, passes, notes)"""
+    measured = _measured_file(source, recipe, runtime)
+    if measured is not None:
+        return measured, list(source.get("passes") or []), [f"the file result {source['id']} measured ({measured.name})"]
+    artifact, passes = _apply(model, planned, work, runtime)
+    notes = list(artifact.notes)
+    if source["runtime"] != runtime:
+        notes.append(f"rebuilt with {title}'s passes ({' → '.join(passes)}); the source variant ran on "
+                     f"{source['runtime']}")
+    return artifact.path, passes, notes
+
+
 
 def write_onnx(model, source: dict[str, Any], recipe, planned, target: Path, work: Path) -> Exported:
     """The measured ONNX file where it still exists, else the chain rebuilt; MatMulNBits nodes get the
@@ -40,16 +55,7 @@ def write_onnx(model, source: dict[str, Any], recipe, planned, target: Path, wor
 
     from engines.passes.onnx_passes import count_ops
 
-    measured = _measured_file(source, recipe, "onnxruntime")
-    if measured is not None:
-        path, passes = measured, list(source.get("passes") or [])
-        notes = [f"the file result {source['id']} measured ({measured.name})"]
-    else:
-        artifact, passes = _apply(model, planned, work, "onnxruntime")
-        path, notes = artifact.path, list(artifact.notes)
-        if source["runtime"] != "onnxruntime":
-            notes.append(f"rebuilt with ONNX Runtime's passes ({' → '.join(passes)}); the source variant ran on "
-                         f"{source['runtime']}")
+    path, passes, notes = _source_file(source, recipe, model, planned, work, "onnxruntime", "ONNX Runtime")
     proto = onnx.load(str(path))  # with any external data beside it
     level = {"int8": 4, "fp32": 1}.get(str((source.get("runtime_config") or {}).get("nbits_compute", "int8")), 4)
     for node in proto.graph.node:
@@ -253,16 +259,7 @@ def write_gguf(model, source: dict[str, Any], recipe, planned, target: Path, wor
     from engines.passes.gguf_passes import describe_types
     from engines.runtimes.llamacpp.gguf_write import tensor_types
 
-    measured = _measured_file(source, recipe, "llama.cpp")
-    if measured is not None:
-        path, passes = measured, list(source.get("passes") or [])
-        notes = [f"the file result {source['id']} measured ({measured.name})"]
-    else:
-        artifact, passes = _apply(model, planned, work, "llama.cpp")
-        path, notes = artifact.path, list(artifact.notes)
-        if source["runtime"] != "llama.cpp":
-            notes.append(f"rebuilt with llama.cpp's passes ({' → '.join(passes)}); the source variant ran on "
-                         f"{source['runtime']}")
+    path, passes, notes = _source_file(source, recipe, model, planned, work, "llama.cpp", "llama.cpp")
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
     types = tensor_types(target)

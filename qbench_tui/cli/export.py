@@ -18,7 +18,7 @@ OBJECTIVES = ("latency", "size", "accuracy")
 
 def add_parsers(sub) -> None:
     p = sub.add_parser(
-        "export", help="export a stored variant to ONNX / TFLite / Core ML / MLX, validate it, write deploy templates",
+        "export", help="export a stored variant to ONNX / TFLite / Core ML / MLX / GGUF, validate it, write deploy templates",
         description="Write the chosen variant as a file for the target (its quantization kept), with qbench's "
                     "metadata inside it and in qbench.json; load it in its own runtime and re-measure it on the "
                     "held-out data (validation.json, also stored as a result); write deployment templates in "
