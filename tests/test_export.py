@@ -19,7 +19,7 @@ import pytest
 
 from engines.core.schema import Result
 from engines.export import EXPORT_FORMATS, ExportError, export_result
-from engines.export.metadata import read as read_metadata
+from engines.export.targets import read_metadata
 from engines.methods.recipe import parse_recipe
 from engines.store import Store
 

@@ -171,6 +171,6 @@ def test_tiny_lm_sweep_on_llama_cpp_and_gguf_export(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads(proc.stdout)
     assert report["validation"]["validated"] and report["validation"]["agrees"], report["validation"]["status"]
-    from engines.export.metadata import read
+    from engines.export.targets import read_metadata as read
 
     assert read("gguf", out / "model.gguf")["qbench.source_model"] == "tiny-lm"

@@ -11,58 +11,35 @@
 
 and stores the validation as a result of its own (runtime = the format's runtime) in a run whose
 source is ``export``. This module is light (no numpy, no torch): the app lists the formats from
-:data:`EXPORT_FORMATS`; the work happens in :mod:`engines.export.pipeline`.
+:data:`EXPORT_FORMATS` (the registered targets, :mod:`engines.export.targets`); the work happens in
+:mod:`engines.export.pipeline`, which calls the target's own functions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engines.export.targets import all_targets, export_target
+from engines.export.targets.base import Exported, ExportError, ExportTarget  # noqa: F401 (re-exported)
 
-class ExportError(Exception):
-    """The export cannot be done as asked (bad id, unknown format, missing extra, a quantization the
-    format cannot express): one line that says why and what to do instead."""
-
-
-@dataclass(frozen=True)
-class ExportFormat:
-    """A target format: where its file goes, which runtime plans its passes and validates it."""
-
-    name: str
-    title: str
-    filename: str  # the model's name inside out_dir
-    runtime: str  # the runtime whose passes build it (its name in results)
-    packages: tuple[str, ...]  # import names needed to write it
-    extra: str  # `uv sync --extra …` that brings them
-    validates_with: str  # the runtime that loads the file for validation (in words)
+ExportFormat = ExportTarget  # the name callers used before targets were a registry
 
 
-EXPORT_FORMATS: dict[str, ExportFormat] = {
-    f.name: f
-    for f in (
-        ExportFormat("onnx", "ONNX", "model.onnx", "onnxruntime", ("onnx", "onnxruntime"), "",
-                     "ONNX Runtime"),
-        ExportFormat("tflite", "TensorFlow Lite (LiteRT)", "model.tflite", "litert",
-                     ("litert_torch", "ai_edge_litert"), "tflite", "ai-edge-litert"),
-        ExportFormat("coreml", "Core ML", "model.mlpackage", "coreml", ("coremltools",), "coreml",
-                     "Core ML (macOS only)"),
-        ExportFormat("mlx", "MLX safetensors", "model.safetensors", "mlx", ("mlx",), "mlx", "MLX"),
-        ExportFormat("gguf", "GGUF (llama.cpp)", "model.gguf", "llama.cpp", ("gguf", "llama_cpp"), "llamacpp",
-                     "llama.cpp (llama-cpp-python)"),
-    )
-}
+def __getattr__(name: str) -> Any:
+    if name == "EXPORT_FORMATS":  # every registered target, built-ins and plugins, in listing order
+        return all_targets()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 REPORT_NAME = "qbench.json"
 VALIDATION_NAME = "validation.json"
 BEST_OBJECTIVES = ("latency", "size", "accuracy")
 
 
-def export_format(name: str) -> ExportFormat:
-    if name not in EXPORT_FORMATS:
-        raise ExportError(f"unknown format {name!r}; valid: {', '.join(EXPORT_FORMATS)}")
-    return EXPORT_FORMATS[name]
+def export_format(name: str) -> ExportTarget:
+    """The registered target ``name`` (:func:`engines.export.targets.export_target`)."""
+    return export_target(name)
 
 
 def missing_extra(fmt: str) -> str | None:

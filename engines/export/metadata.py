@@ -1,10 +1,10 @@
-"""The metadata that travels with an exported model, and where each format keeps it.
+"""The metadata that travels with an exported model: :func:`build` makes it.
 
 One flat dict of strings (``qbench.*`` keys; JSON text for the nested parts) goes inside the file
-where the format has a place — ONNX model properties (``metadata_props``, read back by ONNX
-Runtime's ``get_modelmeta().custom_metadata_map``), Core ML ``user_defined_metadata``, a TFLite
-``metadata`` entry named ``qbench`` (a JSON buffer), MLX safetensors' header metadata — and into
-the side-car ``qbench.json`` for every format. :func:`read` reads it back from the file alone.
+where the format has a place — each target's ``write_metadata`` / ``read_metadata`` (ONNX model
+properties, Core ML ``user_defined_metadata``, a TFLite ``metadata`` entry named ``qbench``, MLX
+safetensors' header metadata, GGUF key-value strings) — and into the side-car ``qbench.json`` for
+every format. :func:`engines.export.targets.read_metadata` reads it back from the file alone.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-PREFIX = "qbench."
-TFLITE_NAME = "qbench"
+from engines.export.targets.base import PREFIX
+
 FIGURE_KEYS = ("p50", "p90", "p99", "mean")
 
 
@@ -98,123 +97,3 @@ def build(source: dict[str, Any], run: dict[str, Any], recipe, model, model_spec
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return {PREFIX + k: v for k, v in data.items()}
-
-
-def write(fmt: str, path: Path, metadata: dict[str, str]) -> None:
-    """Put ``metadata`` inside the file ``path`` of format ``fmt`` (in place)."""
-    globals()[f"_write_{fmt}"](path, metadata)
-
-
-def read(fmt: str, path: Path) -> dict[str, str]:
-    """The ``qbench.*`` metadata read back from inside the file (not the side-car)."""
-    return globals()[f"_read_{fmt}"](path)
-
-
-# --- ONNX: model properties -------------------------------------------------------------------------
-
-
-def _write_onnx(path: Path, metadata: dict[str, str]) -> None:
-    import onnx
-
-    proto = onnx.load(str(path))
-    kept = {p.key: p.value for p in proto.metadata_props if not p.key.startswith(PREFIX)}
-    onnx.helper.set_model_props(proto, {**kept, **metadata})
-    proto.doc_string = f"{metadata[PREFIX + 'source_model']} {metadata[PREFIX + 'label']}, exported by qbench"
-    from engines.export.formats import _save_onnx
-
-    _save_onnx(proto, path)
-
-
-def _read_onnx(path: Path) -> dict[str, str]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    props = session.get_modelmeta().custom_metadata_map
-    return {k: v for k, v in props.items() if k.startswith(PREFIX)}
-
-
-# --- TFLite: a metadata entry "qbench" whose buffer is the JSON of the dict ----------------------------
-
-
-def _write_tflite(path: Path, metadata: dict[str, str]) -> None:
-    from ai_edge_litert import schema_py_generated as schema
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
-    entries = [m for m in (model.metadata or []) if (m.name.decode() if isinstance(m.name, bytes) else m.name)
-               != TFLITE_NAME]
-    buffer = schema.BufferT()
-    buffer.data = list(json.dumps(metadata, sort_keys=True).encode())
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name = TFLITE_NAME
-    entry.buffer = len(model.buffers) - 1
-    model.metadata = [*entries, entry]
-    path.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
-
-
-def _read_tflite(path: Path) -> dict[str, str]:
-    from engines.export.sessions.tflite import template_module
-
-    return template_module("run_tflite").read_metadata(path)
-
-
-# --- MLX: the safetensors header ----------------------------------------------------------------------
-
-
-def _write_mlx(path: Path, metadata: dict[str, str]) -> None:
-    import mlx.core as mx
-
-    arrays, existing = mx.load(str(path), return_metadata=True)
-    kept = {k: v for k, v in existing.items() if not k.startswith(PREFIX)}
-    mx.save_safetensors(str(path), arrays, metadata={**kept, **metadata})
-
-
-def _read_mlx(path: Path) -> dict[str, str]:
-    import mlx.core as mx
-
-    _, metadata = mx.load(str(path), return_metadata=True)
-    return {k: v for k, v in metadata.items() if k.startswith(PREFIX)}
-
-
-# --- Core ML: user_defined_metadata -------------------------------------------------------------------
-
-
-def _write_coreml(path: Path, metadata: dict[str, str]) -> None:
-    import shutil
-
-    from engines.runtimes.coreml.convert import load
-
-    mlmodel = load(path)
-    for key, value in metadata.items():
-        mlmodel.user_defined_metadata[key] = value
-    mlmodel.short_description = (f"{metadata[PREFIX + 'source_model']} · {metadata[PREFIX + 'label']} "
-                                 "(exported by qbench)")
-    mlmodel.author = "qbench"
-    staging = path.with_name(".staging-" + path.name)  # coremltools wants the .mlpackage suffix
-    mlmodel.save(str(staging))
-    shutil.rmtree(path)
-    staging.rename(path)
-
-
-def _read_coreml(path: Path) -> dict[str, str]:
-    from engines.runtimes.coreml.convert import load
-
-    return {k: v for k, v in load(path).user_defined_metadata.items() if k.startswith(PREFIX)}
-
-
-# --- GGUF: string keys in the file's key-value section ------------------------------------------------
-
-
-def _write_gguf(path: Path, metadata: dict[str, str]) -> None:
-    from engines.runtimes.llamacpp.gguf_write import set_metadata
-
-    set_metadata(path, metadata)
-
-
-def _read_gguf(path: Path) -> dict[str, str]:
-    from engines.runtimes.llamacpp.gguf_write import read_metadata
-
-    return read_metadata(path, PREFIX)

@@ -16,18 +16,12 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from engines.export import (
-    EXPORT_FORMATS,
-    REPORT_NAME,
-    VALIDATION_NAME,
-    ExportError,
-    ExportFormat,
-    missing_extra,
-)
+from engines.export import REPORT_NAME, VALIDATION_NAME, ExportError, missing_extra
+from engines.export.targets import export_target, implementation
+from engines.export.targets.base import Exported, ExportTarget
 
 # What a format that cannot express a method gets offered instead, best first (then any method
 # of the same or more bits that plans).
@@ -41,39 +35,21 @@ NEAREST: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass
-class Exported:
-    """What a format writer produced: the file in out_dir and what it learnt on the way."""
-
-    path: Path
-    passes: list[str]
-    notes: list[str] = field(default_factory=list)
-    facts: dict[str, Any] = field(default_factory=dict)
-
-
-def litert_spec():
-    """LiteRT as a planning target. Not a registered (benchmarked) runtime: it exists for export."""
-    from engines.passes import Format
-    from engines.runtimes import RuntimeSpec
-
-    return RuntimeSpec(name="litert", title="LiteRT (TFLite)", formats=(Format.TFLITE,), devices=("cpu",),
-                       package="ai_edge_litert", session="", extra="tflite")
-
-
-def target_runtime(fmt: ExportFormat):
+def target_runtime(fmt: ExportTarget):
+    """The runtime whose passes build the target's file: its own planning runtime, else a registered one."""
     from engines.runtimes import runtime_spec
 
-    return litert_spec() if fmt.runtime == "litert" else runtime_spec(fmt.runtime)
+    return fmt.planning_runtime() if fmt.planning_runtime else runtime_spec(fmt.runtime)
 
 
-def plan_for(recipe, fmt: ExportFormat, source_format):
+def plan_for(recipe, fmt: ExportTarget, source_format):
     """The chain of passes that realises ``recipe`` as a file of ``fmt`` (Plan), or the reason."""
     from engines.passes import plan
 
     return plan(recipe, source_format, target_runtime(fmt), "cpu")
 
 
-def nearest_recipe(recipe, fmt: ExportFormat, source_format) -> str | None:
+def nearest_recipe(recipe, fmt: ExportTarget, source_format) -> str | None:
     """The closest method ``fmt`` can express, by name (see :data:`NEAREST`), else by bits."""
     from engines import catalog
     from engines.methods.recipe import parse_recipe
@@ -118,7 +94,7 @@ def run_export(store_path: Path, result_id: int, fmt_name: str, out_dir: Path, *
     from engines.store import Store, StoreError
 
     say = progress or (lambda line: None)
-    fmt = EXPORT_FORMATS[fmt_name]
+    fmt = export_target(fmt_name)
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"{out_dir} exists and is not a directory")
     check_out_dir(out_dir, force)
@@ -173,7 +149,7 @@ def check_out_dir(out_dir: Path, force: bool) -> None:
                           "(nothing else in it is deleted)")
 
 
-def _export(store, source: dict[str, Any], run: dict[str, Any], model_spec, recipe, planned, fmt: ExportFormat,
+def _export(store, source: dict[str, Any], run: dict[str, Any], model_spec, recipe, planned, fmt: ExportTarget,
             out_dir: Path, validate: bool, say: Callable[[str], None]) -> dict[str, Any]:
     from engines.bench.build import reference_outputs
     from engines.export import metadata as meta
@@ -188,9 +164,10 @@ def _export(store, source: dict[str, Any], run: dict[str, Any], model_spec, reci
     try:
         reference = reference_outputs(model, work)
         say(f"building {fmt.title}: {' → '.join(planned.names) or 'the model as it is'}")
-        exported = _write_model(model, source, recipe, planned, fmt, out_dir, work)
+        impl = implementation(fmt)
+        exported = impl.write(model, source, recipe, planned, out_dir / fmt.filename, work)
         metadata = meta.build(source, run, recipe, model, model_spec, fmt, exported)
-        meta.write(fmt.name, exported.path, metadata)
+        impl.write_metadata(exported.path, metadata)
         say(f"wrote {exported.path} with its metadata")
         report: dict[str, Any] = {
             "format": fmt.name, "title": fmt.title, "file": exported.path.name, "out_dir": str(out_dir),
@@ -211,9 +188,9 @@ def _export(store, source: dict[str, Any], run: dict[str, Any], model_spec, reci
         report["validation"] = validation
         report["validation_result_id"] = _store_validation(store, source, run, model_spec, recipe, fmt, exported,
                                                            validation) if validate else None
-        if fmt.name == "coreml":
-            report["recommended_device"] = recommended_device(store, source)
-        deploy = write_templates(fmt.name, out_dir, report, model)
+        if fmt.recommends_device:
+            report["recommended_device"] = recommended_device(store, source, fmt.runtime)
+        deploy = write_templates(fmt, impl.templates, out_dir, report, model)
         report["deploy"] = deploy
         report["seconds"] = round(time.perf_counter() - t0, 2)
         (out_dir / VALIDATION_NAME).write_text(json.dumps(_jsonable(validation), indent=2, allow_nan=False) + "\n")
@@ -224,24 +201,16 @@ def _export(store, source: dict[str, Any], run: dict[str, Any], model_spec, reci
         shutil.rmtree(work, ignore_errors=True)
 
 
-def recommended_device(store, source: dict[str, Any]) -> dict[str, Any]:
-    """The Core ML device qbench measured best (lowest latency, answers kept) for this model."""
+def recommended_device(store, source: dict[str, Any], runtime: str = "coreml") -> dict[str, Any]:
+    """The device qbench measured best on ``runtime`` (lowest latency, answers kept) for this model."""
     from engines.analysis.device_choice import choose_device
 
-    results = store.results(where="model = ? AND runtime = 'coreml'", params=[source["model"]])
+    results = store.results(where="model = ? AND runtime = ?", params=[source["model"], runtime])
     choice = choose_device(results, "latency")
     if choice["device"] is None:
-        return {"device": None, "reason": f"no Core ML result of {source['model']} keeps its answers on a measured "
-                                          "device yet: .all lets Core ML choose"}
+        return {"device": None, "reason": f"no Core ML result of {source['model']} keeps its answers on a "
+                                          "measured device yet: .all lets Core ML choose"}
     return {"device": choice["device"], "reason": choice["reason"]}
-
-
-def _write_model(model, source: dict[str, Any], recipe, planned, fmt: ExportFormat, out_dir: Path,
-                 work: Path) -> Exported:
-    from engines.export import formats
-
-    writer = getattr(formats, f"write_{fmt.name}")
-    return writer(model, source, recipe, planned, out_dir / fmt.filename, work)
 
 
 def _size_bytes(path: Path) -> int:
@@ -254,7 +223,7 @@ def _size_bytes(path: Path) -> int:
     return total
 
 
-def _store_validation(store, source: dict[str, Any], run: dict[str, Any], model_spec, recipe, fmt: ExportFormat,
+def _store_validation(store, source: dict[str, Any], run: dict[str, Any], model_spec, recipe, fmt: ExportTarget,
                       exported: Exported, validation: dict[str, Any]) -> int | None:
     """The validation as a result of its own, in a run of its own (source ``export``)."""
     from engines.bench.runner import new_run_id

@@ -8,7 +8,6 @@ not validated, with what could be read from the file (size, op counts).
 
 from __future__ import annotations
 
-import importlib
 import time
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,11 @@ LATENCY_SETTINGS = {"warmup_reps": 5, "warmup_s": 0.05, "min_reps": 30, "min_tim
 
 
 def open_exported(fmt: str, path: Path, model) -> Any:
-    """A Session on the exported file (raises UnsupportedVariant where its runtime cannot run here)."""
-    return importlib.import_module(f"engines.export.sessions.{fmt}").open_file(path, model)
+    """A Session on the exported file, opened by the target (raises UnsupportedVariant where its
+    runtime cannot run here)."""
+    from engines.export.targets import implementation
+
+    return implementation(fmt).open_file(path, model)
 
 
 def agrees(task: str, agreement: dict[str, Any] | None) -> bool | None:
