@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_monitor_view_and_the_watch_import_nothing_heavy():
     code = ("from qbench_tui.app import make_app\nfrom qbench_tui.screens.monitor import MonitorScreen\n"
-            "import engines.ops.session, engines.ops.records, engines.ops.config, engines.analysis.reoptimize\n"
+            "import engines.ops.session, engines.store.ops_tables, engines.ops.config, engines.analysis.reoptimize\n"
             "app = make_app(); MonitorScreen(None)\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr

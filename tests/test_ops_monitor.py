@@ -110,7 +110,7 @@ def _result(store, run: str, method: str, p50: float, accuracy: float, device: s
 
 def test_suggestions_name_a_faster_measured_recipe_or_the_sweep(store):
     from engines.analysis.reoptimize import suggest_reoptimization
-    from engines.ops.records import get_result
+    from engines.store.ops_tables import get_result
 
     store.create_run("r", "digits-mlp", {}, {}, "test")
     served = _result(store, "r", "fp32", 1.0, 0.97)

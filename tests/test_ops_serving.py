@@ -196,8 +196,8 @@ def test_monitor_alerts_on_a_real_delay_and_names_the_faster_recipe(served):
 
 def test_the_canary_agrees_with_the_stored_result(served):
     from engines.ops.canary import run_canary
-    from engines.ops.records import get_result
     from engines.store import Store
+    from engines.store.ops_tables import get_result
 
     store = Store(served["home"] / "qbench.db")
     try:
@@ -255,8 +255,8 @@ async def test_the_app_monitor_view_alerts_and_suggests(served, monkeypatch):
 async def test_the_app_versions_and_serves_the_selected_result(served, monkeypatch):
     """Palette entries on the result under the cursor: `qbench version` and `qbench serve` as child
     processes; the served variant opens in the monitor view and stops when the app quits."""
-    from engines.ops.records import list_versions
     from engines.store import Store
+    from engines.store.ops_tables import list_versions
     from qbench_tui.app import make_app
     from qbench_tui.screens.monitor import MonitorScreen
     from qbench_tui.settings import AppSettings

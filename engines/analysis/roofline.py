@@ -65,30 +65,19 @@ def measure_in_child(seconds: float = 1.0, timeout: float = 60.0) -> dict[str, A
 
 def stored(store: Any, host: str | None = None) -> dict[str, Any] | None:
     """The latest profile of ``host`` (default: this machine) in the store, or None."""
-    host = host or platform.node()
-    if "machine_profiles" not in store.db.table_names():
-        return None
-    rows = list(store.db.query("SELECT * FROM machine_profiles WHERE host = ? ORDER BY measured_at DESC LIMIT 1",
-                               [host]))
-    if not rows:
-        return None
-    row = dict(rows[0])
-    row.update(json.loads(row.pop("details") or "{}"))
-    return row
+    from engines.store.profiles import machine_profile
+
+    return machine_profile(store, host or platform.node())
 
 
 def ensure(store: Any, remeasure: bool = False) -> dict[str, Any]:
     """This machine's stored profile, measured (and stored) first when there is none."""
     profile = None if remeasure else stored(store)
     if profile is None:
-        from engines.core.schema import now_iso
+        from engines.store.profiles import save_machine_profile
 
         figures = measure_in_child()
-        details = {k: v for k, v in figures.items() if k not in ("host", "peak_gflops", "bandwidth_gbs")}
-        store.db["machine_profiles"].insert({"host": figures["host"], "measured_at": now_iso(),
-                                             "peak_gflops": figures["peak_gflops"],
-                                             "bandwidth_gbs": figures["bandwidth_gbs"],
-                                             "details": json.dumps(details)})
+        save_machine_profile(store, figures)
         profile = stored(store, figures["host"])
     return profile
 

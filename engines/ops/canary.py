@@ -102,8 +102,8 @@ def run_canary(url: str, result: dict[str, Any], rows: int = 256, tolerance: flo
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m engines.ops.canary URL RESULT_ID DB [ROWS] [TOLERANCE]``: the report as JSON."""
-    from engines.ops.records import get_result
     from engines.store import Store
+    from engines.store.ops_tables import get_result
 
     args = sys.argv[1:] if argv is None else argv
     url, result_id, db = args[0], int(args[1]), args[2]

@@ -28,7 +28,7 @@ class MonitorSession:
 
     def start(self) -> dict[str, Any]:
         """First scrape: which result is served, and its stored baseline (unless re-baselining)."""
-        from engines.ops.records import get_result, latest_baseline
+        from engines.store.ops_tables import get_result, latest_baseline
 
         first = self.monitor.start()
         if self.result_id is None:
@@ -42,7 +42,7 @@ class MonitorSession:
                 "baseline": self.monitor.baseline, "result": self.result}
 
     def _save_baseline(self, baseline: dict[str, Any]) -> None:
-        from engines.ops.records import save_baseline
+        from engines.store.ops_tables import save_baseline
 
         save_baseline(self.store, self.url, self.result_id, baseline)
 

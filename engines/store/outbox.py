@@ -82,3 +82,27 @@ def requeue_failed(conn: sqlite3.Connection, uri: str | None = None) -> int:
             "UPDATE tracking_outbox SET state = 'queued', attempts = 0 WHERE state = 'failed'"
             + (" AND uri = ?" if uri else ""), [uri] if uri else [])
     return cursor.rowcount
+
+
+def result_entry(conn: sqlite3.Connection, uri: str, result_id: int) -> dict[str, Any] | None:
+    """The outbox entry of one result for ``uri``: the sent one first, else the newest."""
+    cursor = conn.execute(
+        "SELECT id, state, mlflow_run_id, last_error FROM tracking_outbox WHERE uri = ? AND kind = 'result' "
+        "AND result_id = ? ORDER BY (state = 'sent') DESC, id DESC LIMIT 1", [uri, result_id])
+    row = cursor.fetchone()
+    return dict(zip([d[0] for d in cursor.description], row, strict=True)) if row else None
+
+
+def mlflow_run_of(conn: sqlite3.Connection, uri: str, run_id: str) -> str | None:
+    """The MLflow run a qbench run was logged as on ``uri``, or None."""
+    row = conn.execute("SELECT mlflow_run_id FROM tracking_runs WHERE uri = ? AND run_id = ?",
+                       [uri, run_id]).fetchone()
+    return row[0] if row else None
+
+
+def remember_mlflow_run(conn: sqlite3.Connection, uri: str, run_id: str, experiment_id: str,
+                        mlflow_run_id: str) -> None:
+    """Map a qbench run to its MLflow run on ``uri`` (committed now: a drain cut short reuses it)."""
+    with conn:
+        conn.execute("INSERT OR REPLACE INTO tracking_runs VALUES (?, ?, ?, ?, ?)",
+                     [uri, run_id, experiment_id, mlflow_run_id, now_iso()])

@@ -66,11 +66,7 @@ def logged_run(db_path: str | Path, result_id: int, uri: str) -> tuple[dict[str,
 
 
 def _entry(store: Store, uri: str, result_id: int) -> dict[str, Any] | None:
-    cursor = store.conn.execute(
-        "SELECT id, state, mlflow_run_id, last_error FROM tracking_outbox WHERE uri = ? AND kind = 'result' "
-        "AND result_id = ? ORDER BY (state = 'sent') DESC, id DESC LIMIT 1", [uri, result_id])
-    row = cursor.fetchone()
-    return dict(zip([d[0] for d in cursor.description], row, strict=True)) if row else None
+    return ob.result_entry(store.conn, uri, result_id)
 
 
 def export_variant(db_path: str | Path, result: dict[str, Any], fmt: str | None, out_dir: Path) -> dict[str, Any]:

@@ -121,9 +121,7 @@ class RunLogger:
     # the qbench run: the parent MLflow run
 
     def _mapping(self, run_id: str) -> str | None:
-        row = self.conn.execute("SELECT mlflow_run_id FROM tracking_runs WHERE uri = ? AND run_id = ?",
-                                [self.uri, run_id]).fetchone()
-        return row[0] if row else None
+        return ob.mlflow_run_of(self.conn, self.uri, run_id)
 
     def parent_run(self, run_id: str, resumed: bool = False) -> str:
         """The qbench run's MLflow run, created (with its params and environment) on first need."""
@@ -138,9 +136,8 @@ class RunLogger:
         created = self.client.create_run(self.experiment_id(run["model"]), start_time=fields.millis(
             run.get("created_at")), tags=fields.run_tags(run), run_name=run_id)
         mlflow_run_id = created.info.run_id
-        with self.conn:  # before logging into it: a drain cut short reuses this run
-            self.conn.execute("INSERT OR REPLACE INTO tracking_runs VALUES (?, ?, ?, ?, ?)",
-                              [self.uri, run_id, created.info.experiment_id, mlflow_run_id, now_iso()])
+        # before logging into it: a drain cut short reuses this run
+        ob.remember_mlflow_run(self.conn, self.uri, run_id, created.info.experiment_id, mlflow_run_id)
         self._log_batch(mlflow_run_id, params=fields.run_params(run))
         self.client.log_text(mlflow_run_id, json.dumps(run.get("environment") or {}, indent=2, default=str),
                              "environment.json")

@@ -32,7 +32,7 @@ def cmd_compare(args) -> int:
     from engines.analysis.compare import compare, comparison, faster, match_runs
     from engines.analysis.figures import FRACTION, figure
     from engines.core.schema import display_label
-    from engines.ops.records import get_result
+    from engines.store.ops_tables import get_result
 
     store = open_store(getattr(args, "db", None))
     a, b = get_result(store, args.a), get_result(store, args.b)

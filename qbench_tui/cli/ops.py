@@ -111,7 +111,7 @@ def _emit(args, data: Any, text: str) -> None:
 def _result_id(text: str, store) -> int:
     if not str(text).isdigit():
         raise UsageError(f"{text!r} is not a result id (a number; see `qbench results`)")
-    from engines.ops.records import get_result
+    from engines.store.ops_tables import get_result
 
     if get_result(store, int(text)) is None:
         raise UsageError(f"no result {text} in {store.path}; see `qbench results`")
@@ -122,9 +122,9 @@ def _result_id(text: str, store) -> int:
 
 
 def cmd_version(args) -> int:
-    from engines.ops.records import add_version, get_result, list_versions
     from engines.ops.serving import ServeError, ensure_export
     from engines.ops.versioning import VersionError, version_directory
+    from engines.store.ops_tables import add_version, get_result, list_versions
 
     config = _config(args, dvc_repo=args.dvc_repo, dvc_remote=args.dvc_remote)
     store = open_store(args.db)
@@ -158,7 +158,7 @@ def cmd_version(args) -> int:
 
 
 def cmd_versions(args) -> int:
-    from engines.ops.records import list_versions
+    from engines.store.ops_tables import list_versions
 
     store = open_store(args.db)
     result_id = _result_id(args.result_id, store) if args.result_id else None
@@ -175,7 +175,7 @@ def cmd_versions(args) -> int:
 
 
 def _find_version(store, ref: str) -> dict[str, Any]:
-    from engines.ops.records import find_version, list_versions
+    from engines.store.ops_tables import find_version, list_versions
 
     if ref.isdigit():  # a result id: its newest version
         rows = list_versions(store, int(ref))

@@ -1,6 +1,7 @@
 """The store's ops tables (migration 4): DVC versions of exported variants and monitor baselines.
 
-Functions over an open :class:`engines.store.Store`, so the store class stays the results' own.
+Functions over an open :class:`engines.store.Store`, so the store class stays the results' own; the
+store package is the only writer of its tables (``engines.ops`` calls these).
 """
 
 from __future__ import annotations
