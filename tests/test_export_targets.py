@@ -133,3 +133,22 @@ def test_export_dispatches_through_the_registry_never_by_spelling():
     offenders = [f"{p.relative_to(ROOT)}:{n}" for p in sorted((ROOT / "engines/export").rglob("*.py"))
                  for n, line in enumerate(p.read_text().splitlines(), 1) if lookups.search(line)]
     assert offenders == []
+
+
+def test_the_cli_exports_to_a_plugin_target(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from test_export import stored_result
+
+    (tmp_path / "qonnx_target.py").write_text(PLUGIN)
+    db = tmp_path / "qbench.db"
+    result_id = stored_result(db, "digits-mlp", "fp32", runtime="torch")
+    env = {**os.environ, "QBENCH_PLUGINS": "qonnx_target", "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    proc = subprocess.run([sys.executable, "-m", "qbench_tui", "--db", str(db), "export", str(result_id), "--format",
+                           "qonnx", "--out", str(tmp_path / "out"), "--no-validate", "--json"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["format"] == "qonnx" and (tmp_path / "out" / "model.qonnx").is_file()

@@ -178,14 +178,6 @@ def _latency_column(key: str) -> str:
     return "latency_samples" if key == "samples" else f"latency_{key}_ms"
 
 
-def row_columns() -> dict[str, type]:
-    """Every column of the results table with its SQLite type (for migrations)."""
-    columns = {"id": int, "run_id": str, **ROW_FIELDS}
-    columns.update({_latency_column(k): float for k in LATENCY_KEYS})
-    columns.update({f"agreement_{k}": float for k in AGREEMENT_KEYS})
-    return columns
-
-
 def _finite_or_none(value: Any) -> Any:
     return None if isinstance(value, float) and (math.isnan(value) or math.isinf(value)) else value
 
@@ -224,12 +216,6 @@ def public_json(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return _finite_or_none(value)
 
     return [clean(r) for r in results]
-
-
-def results_json(results: list[dict[str, Any]], **envelope: Any) -> str:
-    """``{**envelope, "results": [...]}`` as indented JSON, or the bare list without an envelope."""
-    body: Any = {**envelope, "results": public_json(results)} if envelope else public_json(results)
-    return json.dumps(body, indent=2, allow_nan=False) + "\n"
 
 
 CSV_COLUMNS = ("id", "run_id", "host", "model", "label", "recipe_id", "method", "runtime", "device", "batch_size",

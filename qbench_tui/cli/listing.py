@@ -2,19 +2,70 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from pathlib import Path
 
-from qbench_tui.cli.common import EXIT_OK, UsageError, open_store
-from qbench_tui.cli.output import make_console, results_table
+from qbench_tui.cli.common import EXIT_OK, UsageError, open_store, since_time
 
 TABLE_LIMIT = 500  # rows a table shows unless --limit says otherwise (JSON and CSV have no default limit)
+
+
+def add_parsers(sub) -> None:
+    results = sub.add_parser("results", help="show stored results (SQLite filters them: fast on a long history)")
+    results.add_argument("--run", help="one run (default: all runs)")
+    results.add_argument("--latest", action="store_true", help="only the most recent run")
+    results.add_argument("--model", help="only this model")
+    results.add_argument("--method", help="only this method (every setting of it), e.g. int4")
+    results.add_argument("--label", help="only this recipe, by its label, e.g. int4(g128)")
+    results.add_argument("--runtime", help="only this runtime")
+    results.add_argument("--device", help="only this device")
+    results.add_argument("--host", help="only results measured on this host (a fleet worker's name)")
+    results.add_argument("--status", choices=("ok", "failed", "unsupported", "interrupted"), help="only results with this status")
+    results.add_argument("--since", type=since_time, metavar="WHEN",
+                         help="only results finished since WHEN: a date/time (2026-11-01, 2026-11-01T09:00) "
+                              "or an age (30m, 12h, 7d, 4w)")
+    results.add_argument("--limit", type=int, metavar="N",
+                         help="only the N most recent, shown oldest first (a table: 500 unless given; 0: all)")
+    results.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    results.add_argument("--wide", action="store_true", help="every column, however wide the terminal (default: fit it; piped output is always whole)")
+    results.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
+
+    results.set_defaults(handler=cmd_results)
+
+    runs = sub.add_parser("runs", help="list runs, newest first")
+    runs.add_argument("--model", help="only this model's runs")
+    runs.add_argument("--status", choices=("running", "finished", "interrupted", "failed"),
+                      help="only runs with this status")
+    runs.add_argument("--since", type=since_time, metavar="WHEN",
+                      help="only runs started since WHEN: a date/time or an age (30m, 12h, 7d, 4w)")
+    runs.add_argument("--limit", type=int, metavar="N", help="only the N most recent (a table: 500 unless given; 0: all)")
+    runs.add_argument("--json", action="store_true")
+    runs.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
+
+    runs.set_defaults(handler=cmd_runs)
+
+    for name, text in (("models", "list models"), ("methods", "list methods and what they support"),
+                       ("runtimes", "list runtimes, what they open and their settings"),
+                       ("devices", "list compute devices and why any is missing")):
+        p = sub.add_parser(name, help=text)
+        p.set_defaults(handler=LISTINGS[name])
+        p.add_argument("--json", action="store_true")
+        if name == "devices":
+            p.add_argument("--wide", action="store_true", help="every column, however wide the terminal (default: fit it; piped output is always whole)")
+            p.add_argument("--model", help="also the best device for this model, from its stored results")
+            p.add_argument("--objective", choices=("latency", "throughput", "memory"), default="latency")
+            p.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
+            p.add_argument("--sample", action="store_true",
+                           help="also one live reading: per-core CPU, memory, each accelerator (as the app's meters)")
 
 
 def cmd_results(args) -> int:
     from engines.api import ApiError, query_results
     from engines.core.schema import public_json, results_csv
     from engines.store.query import ResultQuery
+    from qbench_tui.cli.output import make_console, results_table
 
     if args.limit is not None and args.limit < 0:
         raise UsageError("--limit must be 0 (no limit) or more")
@@ -72,6 +123,8 @@ def _check_known(store, args) -> None:
 def cmd_runs(args) -> int:
     from rich.table import Table
 
+    from qbench_tui.cli.output import make_console
+
     if args.limit is not None and args.limit < 0:
         raise UsageError("--limit must be 0 (no limit) or more")
     limit = args.limit
@@ -98,6 +151,7 @@ def cmd_models(args) -> int:
     from dataclasses import asdict
 
     from engines.models import list_models
+    from qbench_tui.cli.output import make_console
 
     models = list_models()
     if args.json:
@@ -118,6 +172,7 @@ def cmd_methods(args) -> int:
     from engines import catalog
     from engines.core.config import field_specs
     from engines.passes import Plan
+    from qbench_tui.cli.output import make_console
 
     rows = []
     for spec in catalog.METHODS.values():
@@ -160,6 +215,7 @@ def cmd_methods(args) -> int:
 def cmd_runtimes(args) -> int:
     from engines import catalog
     from engines.core.config import field_specs
+    from qbench_tui.cli.output import make_console
 
     rows = [{
         "name": rt.name, "title": rt.title, "formats": [f.value for f in rt.formats], "devices": list(rt.devices),
@@ -211,6 +267,8 @@ def device_rows() -> list[dict]:
 
 
 def cmd_devices(args) -> int:
+    from qbench_tui.cli.output import make_console
+
     rows = device_rows()
     sample = choice = None
     if args.sample:
@@ -254,3 +312,6 @@ def cmd_devices(args) -> int:
     if sample:
         console.print_json(data=sample)
     return EXIT_OK
+
+
+LISTINGS = {"models": cmd_models, "methods": cmd_methods, "runtimes": cmd_runtimes, "devices": cmd_devices}

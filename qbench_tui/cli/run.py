@@ -2,15 +2,72 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from qbench_tui.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, open_store
-from qbench_tui.cli.output import make_console, results_table
-from qbench_tui.cli.progress import make_progress
+from qbench_tui.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, csv_list, int_list, open_store
+
+
+def add_parsers(sub) -> None:
+    run = sub.add_parser("run", help="run a sweep (each variant in its own process)")
+    run.add_argument("--model", help="built-in model name, or a path to a model file/directory")
+    run.add_argument("--methods", type=csv_list,
+                     help="comma-separated recipes: a method (see `qbench methods`), 'auto' (the recipes that suit "
+                          "each chosen device: its instruction set, GPU or Neural Engine), or a method with settings "
+                          "after ':' (int4:group_size=128:symmetric=false); the same method may appear with "
+                          "several settings")
+    run.add_argument("--runtimes", type=csv_list, default=("onnxruntime",), help="default: onnxruntime")
+    run.add_argument("--devices", type=csv_list, default=("cpu",),
+                     help="default: cpu; 'auto': every present device, and the best one is reported")
+    run.add_argument("--objective", choices=("latency", "throughput", "memory"), default="latency",
+                     help="what 'best device' means (default latency)")
+    run.add_argument("--batch-sizes", type=int_list, default=(1,), help="default: 1")
+    run.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME.FIELD=VALUE",
+                     help="a default setting of a method (static-int8.calibration_method=entropy) or a runtime "
+                          "(torch.compile=true, onnxruntime.nbits_compute=fp32); repeatable")
+    run.add_argument("--threads", type=int, help="intra-op threads (default: physical cores)")
+    run.add_argument("--timeout", type=float, default=900.0, help="seconds per variant (default 900)")
+    run.add_argument("--memory-limit-mb", type=float,
+                     help="kill a variant whose own memory (the child's RSS above the harness's baseline of "
+                          "interpreter and preloaded libraries; reported as memory.variant_peak_mb) exceeds "
+                          "this (default 80%% of RAM)")
+    run.add_argument("--min-time", type=float, default=1.0,
+                     help="minimum measuring seconds per batch size (default 1.0)")
+    run.add_argument("--min-reps", type=int, default=30, help="minimum timed repetitions per batch size (default 30)")
+    run.add_argument("--repeat", type=int, default=3, metavar="K",
+                     help="time each variant in K rounds interleaved across the sweep's variants (shuffled), "
+                          "each variant kept loaded between them; reports the median of the rounds' medians and "
+                          "their spread, flags 'unstable' ones. The timing budget (--min-time, --min-reps) is "
+                          "shared by the rounds. Default 3: the fewest that give a median robust to one "
+                          "disturbed round")
+    run.add_argument("--json", dest="json_out", metavar="FILE|-", help="write the results as JSON ('-': stdout)")
+    run.add_argument("--wide", action="store_true", help="every column, however wide the terminal (default: fit it; piped output is always whole)")
+    run.add_argument("--resume", metavar="RUN_ID", help="finish an interrupted run: only what is missing")
+    run.add_argument("--seq-len", type=int, metavar="N",
+                     help="tokens per input row for text models (default 128)")
+    run.add_argument("--prompt-len", type=int, metavar="N",
+                     help="causal LMs: prompt tokens before generating (time to first token)")
+    run.add_argument("--gen-len", type=int, metavar="N",
+                     help="causal LMs: tokens generated, with and without a KV cache (decode tokens/s)")
+    run.add_argument("--images", type=int, metavar="N",
+                     help="image classifiers: held-out photo views (default 46, at most 92)")
+    run.add_argument("--allow-pickle", action="store_true",
+                     help="load pickled checkpoints (.pt/.pth/.bin/.ckpt): loading a pickle runs code "
+                          "stored in the file, so only for files you trust")
+    run.add_argument("--cluster", metavar="tcp://HOST:PORT",
+                     help="measure on a fleet: the Dask scheduler of `qbench scheduler` (see docs/fleet.md)")
+    run.add_argument("--hosts", metavar="NAME,…|all", help="with --cluster: which workers (default all)")
+    run.add_argument("--fetch-artifacts", action="store_true",
+                     help="with --cluster: copy each host's quantized artifacts here (default: they stay there)")
+    run.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="SQLite store")
+    run.add_argument("--mlflow-uri", metavar="URI", help="log the run to this MLflow tracking URI ('off': not at "
+                     "all); default $MLFLOW_TRACKING_URI, the app's setting, else sqlite:///$QBENCH_HOME/mlflow.db")
+
+    run.set_defaults(handler=cmd_run)
 
 
 def parse_settings(items: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -129,6 +186,8 @@ def execute_sweep(store, request, console, plain: bool = False, resume: str | No
 
     global _progress, _store_path
     _store_path = getattr(store, "path", None)
+    from qbench_tui.cli.progress import make_progress
+
     progress = _progress = make_progress(console, plain=plain)  # live on a terminal, lines when piped
     runner = (make_runner(progress) if make_runner else None) or SweepRunner(store, progress, cancel=cancel,
                                                                                source=source, sinks=sinks)
@@ -177,6 +236,7 @@ def interrupted_summary(store, run_id: str) -> str:
 
 def cmd_run(args) -> int:
     from engines.core.schema import public_json
+    from qbench_tui.cli.output import make_console, results_table
 
     json_to_stdout = args.json_out == "-"
     console = make_console(stderr=json_to_stdout)
