@@ -69,10 +69,17 @@ def plan_variant(recipe: Recipe | str, runtime: str, device: str, source: Format
         return reason
     recipe = as_recipe(recipe)
     if rt.accepts is not None:
-        refused = [s.name for s in recipe.specs if s.name not in rt.accepts]
+        refused = [s.name for s in recipe.specs if not rt.accepts(s)]
         if refused:
-            return f"{rt.title} runs {', '.join(rt.accepts)} only, not {', '.join(refused)}"
+            return f"{rt.title} runs {', '.join(accepted_methods(rt) or ['nothing'])} only, not {', '.join(refused)}"
     return plan(recipe, source, rt, device)
+
+
+def accepted_methods(runtime: RuntimeSpec) -> list[str] | None:
+    """The registered methods ``runtime`` restricts itself to (its ``accepts``), or None: no restriction."""
+    if runtime.accepts is None:
+        return None
+    return [name for name, spec in all_methods().items() if runtime.accepts(spec)]
 
 
 def unsupported_reason(recipe: Recipe | str, runtime: str, device: str, source: Format = Format.TORCH) -> str | None:
@@ -87,6 +94,6 @@ def support_matrix(device: str = "cpu") -> dict[tuple[str, str], str | None]:
 
 
 __all__ = [
-    "METHODS", "RUNTIMES", "MethodSpec", "RuntimeSpec", "as_recipe", "detect_devices", "method_names",
+    "METHODS", "RUNTIMES", "MethodSpec", "RuntimeSpec", "accepted_methods", "as_recipe", "detect_devices", "method_names",
     "plan_variant", "runtime_names", "runtime_refusal", "support_matrix", "unsupported_reason",
 ]

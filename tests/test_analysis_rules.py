@@ -198,7 +198,7 @@ FORBIDDEN = re.compile(r"""\bMIN_TOP1\b|\bMIN_COSINE\b|[!=]=\s*['"]fp32['"]|['"]
 def test_the_quality_bars_and_the_reference_test_live_in_rules_only():
     """No quality-bar constants and no ``== "fp32"`` outside rules.py: a view asks
     ``rules.keeps_quality`` / ``rules.is_reference``. The method registry (engines/methods)
-    declares the reference (``transforms=False``) and the mixed method's pins."""
+    declares the reference (``is_reference=True``) and the mixed method's pins."""
     offenders = []
     for folder in ("engines", "qbench_tui"):
         for path in sorted((ROOT / folder).rglob("*.py")):

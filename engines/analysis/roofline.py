@@ -125,8 +125,12 @@ def place(result: dict[str, Any], facts: dict[str, Any], profile: dict[str, Any]
     return out
 
 
-WEIGHT_ONLY = ("weight-int8", "int4", "nf4", "fp4", "palettize")
-INT_COMPUTE = ("dynamic-int8", "static-int8", "qat-int8", "bnb-int8")
+def _compute(method: str):
+    """What ``method`` computes in, from its registered spec (None for a name no longer registered)."""
+    from engines.methods.registry import all_methods
+
+    spec = all_methods().get(method)
+    return spec.compute if spec is not None else None
 
 
 def diagnose(variant: dict[str, Any], reference: dict[str, Any] | None, facts: dict[str, Any],
@@ -145,7 +149,10 @@ def diagnose(variant: dict[str, Any], reference: dict[str, Any] | None, facts: d
     family = facts.get("family", "model")
     ref = place(reference, facts, profile) if reference is not None else {}
     slower = speedup is not None and speedup < 1
-    weight_only, int_compute = method in WEIGHT_ONLY, method in INT_COMPUTE
+    from engines.methods.registry import Compute
+
+    compute = _compute(method)
+    weight_only, int_compute = compute is Compute.WEIGHT_ONLY, compute is Compute.INT
     if regime == "overhead-bound":
         why = (f"this {family} is overhead-bound (p50 {variant['latency_ms']['p50']:.3f} ms against a roofline "
                f"bound of {where['bound_ms']:.4f} ms): dispatch and the quantize/dequantize steps cost more than "

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engines.core import discovery
 from engines.core.config import Config, config_to_dict
 
 if TYPE_CHECKING:
@@ -114,9 +115,7 @@ def load_builtin_passes() -> None:
 
 
 def all_passes() -> dict[str, PassSpec]:
-    from engines import plugins
-
-    plugins.load_all()
+    discovery.load("passes", load_builtin_passes)
     return dict(_PASSES)
 
 
@@ -174,7 +173,7 @@ def plan(recipe: Recipe, source: Format, runtime: RuntimeSpec, device: str) -> P
                     chain.append(edge)
             return Plan(source, tuple(reversed(chain)))
         moves: list[tuple[tuple[Format, int], PlannedPass | None]] = []
-        if i < len(steps) and not specs[i].transforms:
+        if i < len(steps) and specs[i].is_reference:
             moves.append(((fmt, i + 1), None))
         for spec in passes:
             if spec.input is not fmt:

@@ -164,7 +164,7 @@ def cmd_runtimes(args) -> int:
     rows = [{
         "name": rt.name, "title": rt.title, "formats": [f.value for f in rt.formats], "devices": list(rt.devices),
         "installed": rt.installed(), "install": None if rt.installed() else rt.install_hint(),
-        "accepts": list(rt.accepts) if rt.accepts is not None else None,
+        "accepts": catalog.accepted_methods(rt),
         "settings": {s["name"]: {"default": s["default"], "help": s["help"], "choices": s["choices"]}
                      for s in field_specs(rt.config_class)},
     } for rt in catalog.RUNTIMES.values()]
