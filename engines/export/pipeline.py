@@ -29,6 +29,7 @@ from engines.export import (
     missing_extra,
 )
 
+
 @dataclass
 class Exported:
     """What a format writer produced: the file in out_dir and what it learnt on the way."""
