@@ -125,14 +125,6 @@ def place(result: dict[str, Any], facts: dict[str, Any], profile: dict[str, Any]
     return out
 
 
-def _compute(method: str):
-    """What ``method`` computes in, from its registered spec (None for a name no longer registered)."""
-    from engines.methods.registry import all_methods
-
-    spec = all_methods().get(method)
-    return spec.compute if spec is not None else None
-
-
 def diagnose(variant: dict[str, Any], reference: dict[str, Any] | None, facts: dict[str, Any],
              profile: dict[str, Any] | None, speedup: float | None) -> str:
     """Why ``variant`` is as fast as it is against fp32, in words, from the measured figures."""
@@ -149,9 +141,9 @@ def diagnose(variant: dict[str, Any], reference: dict[str, Any] | None, facts: d
     family = facts.get("family", "model")
     ref = place(reference, facts, profile) if reference is not None else {}
     slower = speedup is not None and speedup < 1
-    from engines.methods.registry import Compute
+    from engines.methods.registry import Compute, find_method
 
-    compute = _compute(method)
+    compute = spec.compute if (spec := find_method(method)) is not None else None  # what it computes in
     weight_only, int_compute = compute is Compute.WEIGHT_ONLY, compute is Compute.INT
     if regime == "overhead-bound":
         why = (f"this {family} is overhead-bound (p50 {variant['latency_ms']['p50']:.3f} ms against a roofline "

@@ -97,6 +97,11 @@ def method_spec(name: str) -> MethodSpec:
     return methods[name]
 
 
+def find_method(name: str) -> MethodSpec | None:
+    """The spec of ``name``, or None for a name not registered (a stored result of a removed method)."""
+    return all_methods().get(name)
+
+
 def spec_for_config(config: MethodConfig) -> MethodSpec:
     try:
         return _BY_CLASS[type(config)]
