@@ -117,6 +117,7 @@ def cmd_models(args) -> int:
 def cmd_methods(args) -> int:
     from engines import catalog
     from engines.core.config import field_specs
+    from engines.methods.recipe import Recipe
     from engines.passes import Plan
 
     rows = []
@@ -126,7 +127,7 @@ def cmd_methods(args) -> int:
         for rt in catalog.RUNTIMES.values():
             support[rt.name] = {}
             for dev in rt.devices:
-                planned = catalog.plan_variant(spec.name, rt.name, dev)
+                planned = catalog.plan_variant(Recipe.default(spec), rt.name, dev)
                 support[rt.name][dev] = "ok" if isinstance(planned, Plan) else planned
                 if isinstance(planned, Plan) and rt.name not in passes:
                     passes[rt.name] = planned.names
