@@ -79,7 +79,8 @@ def test_group_sizes_mlx_lacks_are_refused_before_running():
 
     reason = catalog.unsupported_reason(parse_recipe("int4:group_size=16"), "mlx", "cpu")
     assert reason and "32, 64 or 128" in reason
-    assert "MLX runs" in catalog.unsupported_reason(parse_recipe("static-int8"), "mlx", "cpu")
+    reason = catalog.unsupported_reason(parse_recipe("static-int8"), "mlx", "cpu")
+    assert "MLX has no pass for static-int8" in reason and "coreml" in reason
 
 
 @pytest.mark.slow

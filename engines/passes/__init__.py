@@ -199,7 +199,13 @@ def plan(recipe: Recipe, source: Format, runtime: RuntimeSpec, device: str) -> P
                 came_from[target] = ((fmt, i), edge)
                 queue.append(target)
     if refusals:
-        return max(refusals, key=lambda r: (r[0], r[1]))[2]
+        step, serves, reason = max(refusals, key=lambda r: (r[0], r[1]))
+        if not serves:  # every pass for this step makes what other runtimes run
+            others = sorted({r for p in passes if p.config_class is not None and step < len(steps)
+                             and isinstance(steps[step], p.config_class) for r in (p.runtimes or ())})
+            return (f"{runtime.title} has no pass for {specs[step].name}; its passes make what only "
+                    f"{', '.join(others)} can run")
+        return reason
     if source not in runtime.formats and not any(p.input is source for p in passes):
         return f"{runtime.title} cannot open a {source.title} and no pass converts one"
     names = " + ".join(s.title for s in specs)
