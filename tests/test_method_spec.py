@@ -103,7 +103,7 @@ def test_a_method_in_one_module_reaches_the_catalog_the_refusals_and_the_plan(pl
     assert not facts["reference"]
     assert facts["plan"] == ["torch-round-bf16", "export-onnx"]  # its pass, then the conversion ORT opens
     # Its pass says who runs what it makes: llama.cpp is refused by the planner, with no list to edit.
-    assert "only torch, onnxruntime can run" in facts["refusal"]
+    assert facts["refusal"] == "llama.cpp has no pass for bf16-round; its passes make what only onnxruntime, torch can run"
     assert facts["variants"] == ["fp32", "bf16-round"]
     assert facts["diagnosis"].startswith("no roofline measured")
 
@@ -150,8 +150,8 @@ def test_the_recipes_the_rankings_propose_are_registered_methods():
     name must parse against the registry: a renamed or removed method fails here."""
     from engines.analysis.families import FAMILY_RECIPES
     from engines.devices import DeviceInfo
-    from engines.devices.strategies import cpu_strategies, device_strategies
     from engines.devices.isa import CpuFeatures
+    from engines.devices.strategies import cpu_strategies, device_strategies
     from engines.methods.recipe import parse_recipe
 
     specs = [s for rows in FAMILY_RECIPES.values() for s, _ in rows]
@@ -194,3 +194,52 @@ def test_the_fact_grep_catches_what_it_forbids():
         assert FACT_TABLES.search(line), line
     for line in ('Strategy("fp32", "cpu", "the reference")', 'keep: str = "fp32"', "accepts: Callable | None"):
         assert not FACT_TABLES.search(line), line
+
+
+# --- recipes are parsed where their text enters, then travel typed ---------------------------------
+
+# Where recipe text may become a Recipe: the edges (the Python API that the CLI calls too, the app's
+# set-up and its per-cell refusal check, the CLI's auto command), a stored request read back, and
+# the tables of recipe texts that rankings and scripts hold.
+PARSE_ALLOWED = {
+    "engines/api.py": "the Python API's prepare (the CLI's run goes through it)",
+    "engines/bench/request.py": "a stored or sent request read back (from_dict)",
+    "engines/bench/worker.py": "open_recipe, the bench scripts' entry point",
+    "engines/export/pipeline.py": "export reads a stored result's recipe and its fallbacks",
+    "engines/analysis/families.py": "auto's ranking of recipe texts per model family",
+    "qbench_tui/controllers/sweep.py": "the app's set-up, submitted",
+    "qbench_tui/system.py": "the app's per-cell refusal check",
+    "qbench_tui/cli/auto.py": "auto's chosen recipe texts",
+}
+
+
+def test_recipe_text_is_parsed_only_where_it_enters():
+    offenders = []
+    for folder in ("engines", "qbench_tui"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel in PARSE_ALLOWED or rel.startswith("engines/methods/"):
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if re.search(r"(?<![.\w])parse_recipes?\(", line):  # a call, not a message naming it
+                    offenders.append(f"{rel}:{number}: {line.strip()}")
+    assert offenders == [], "parse where the text enters; pass Recipe objects downward"
+
+
+def test_a_request_holds_recipes_and_stores_the_text_that_parses_back():
+    from engines.bench.request import SweepRequest, plan_variants
+    from engines.catalog import unsupported_reason
+    from engines.methods.recipe import parse_recipes
+
+    configs = {"int4": {"group_size": 128}}
+    # int4 at the method's own default (64) although the defaults say 128: the stored text must keep it.
+    recipes = parse_recipes(["fp32", "int4", "int4:group_size=64"], configs)
+    request = SweepRequest(model="digits-mlp", methods=recipes, runtimes=("onnxruntime",), configs=configs)
+    assert [v.recipe.label for v in plan_variants(request)] == ["fp32", "int4(g128)", "int4"]
+    stored = request.to_dict()
+    assert stored["methods"] == ["fp32", "int4", "int4:group_size=64"]
+    assert SweepRequest.from_dict(json.loads(json.dumps(stored))) == request
+    with pytest.raises(TypeError, match="parse them where they enter"):
+        SweepRequest(model="digits-mlp", methods=("fp32",), runtimes=("onnxruntime",))
+    with pytest.raises(TypeError, match="recipes, not text"):
+        unsupported_reason("fp32", "onnxruntime", "cpu")  # type: ignore[arg-type]
