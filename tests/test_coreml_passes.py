@@ -24,7 +24,7 @@ from engines.runtimes.base import UnsupportedVariant
 
 
 def _artifact(model, recipe: str, tmp_path, device: str = "cpu", batch_sizes: tuple[int, ...] = (1,)):
-    planned = catalog.plan_variant(recipe, "coreml", device)
+    planned = catalog.plan_variant(parse_recipe(recipe), "coreml", device)
     assert isinstance(planned, Plan), planned
     workdir = tmp_path / f"{recipe.replace(':', '_')}-{device}"
     workdir.mkdir()

@@ -67,7 +67,7 @@ def test_matmul_nbits_export_computes_what_the_fine_tuned_module_computes(mlp, t
     from engines.passes.nbits_export import write_matmul_nbits_weights
     from engines.passes.onnx_passes import export_fp32
 
-    step = catalog.plan_variant(recipe, "onnxruntime", "cpu").passes[0].to_dict()
+    step = catalog.plan_variant(parse_recipe(recipe), "onnxruntime", "cpu").passes[0].to_dict()
     spec = get_pass(step["pass"])
     tuned = spec.fn(_context(mlp, tmp_path, "onnxruntime", "cpu", 1), source_artifact(mlp, tmp_path),
                     config_from_dict(spec.config_class, step["config"]))

@@ -25,6 +25,7 @@ ENTRY_POINT_GROUP = "qbench.plugins"
 _lock = threading.RLock()
 _builtins: set[str] = set()
 _plugins: dict[str, ModuleType] = {}
+_tried: set[str] = set()  # a plugin that cannot be imported raises once, not on every lookup
 
 
 @functools.cache
@@ -51,7 +52,8 @@ def load(registry: str, builtins: Callable[[], None]) -> list[ModuleType]:
             _builtins.add(registry)  # first: the modules imported below may ask the registry again
             builtins()
         for name in plugin_names():
-            if name not in _plugins:
+            if name not in _tried:
+                _tried.add(name)
                 _plugins[name] = _import_plugin(name)
         return list(_plugins.values())
 
