@@ -133,7 +133,8 @@ def cmd_methods(args) -> int:
                     passes[rt.name] = planned.names
         rows.append({
             "name": spec.name, "title": spec.title, "bits": spec.bits, "description": spec.description,
-            "needs_calibration": spec.needs_calibration,
+            "needs_calibration": spec.needs_calibration, "needs_training_data": spec.needs_training_data,
+            "compute": spec.compute.value, "reference": spec.is_reference, "fallbacks": list(spec.fallbacks),
             "settings": {s["name"]: {"default": s["default"], "help": s["help"], "choices": s["choices"]}
                          for s in field_specs(spec.config_class)},
             "support": support, "passes": passes,
