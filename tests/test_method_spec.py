@@ -18,9 +18,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import FAST, qbench, qbench_json
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import FAST, qbench, qbench_json, source_lines_matching
 
 # bfloat16-rounded weights, kept in float32: what a bf16 checkpoint loses, measured on any runtime.
 ROUND_BF16_METHOD = '''
@@ -178,15 +176,7 @@ ALLOWED = {
 
 
 def test_no_method_fact_is_kept_in_a_table_of_names():
-    offenders = []
-    for folder in ("engines", "qbench_tui"):
-        for path in sorted((ROOT / folder).rglob("*.py")):
-            rel = path.relative_to(ROOT).as_posix()
-            if rel in ALLOWED or rel.startswith("engines/methods/"):
-                continue
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                if FACT_TABLES.search(line):
-                    offenders.append(f"{rel}:{number}: {line.strip()}")
+    offenders = source_lines_matching(FACT_TABLES, ALLOWED, ("engines/methods/",))
     assert offenders == [], "ask the method's spec (method_spec(name).compute / .is_reference / .fallbacks)"
 
 
@@ -216,15 +206,8 @@ PARSE_ALLOWED = {
 
 
 def test_recipe_text_is_parsed_only_where_it_enters():
-    offenders = []
-    for folder in ("engines", "qbench_tui"):
-        for path in sorted((ROOT / folder).rglob("*.py")):
-            rel = path.relative_to(ROOT).as_posix()
-            if rel in PARSE_ALLOWED or rel.startswith("engines/methods/"):
-                continue
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                if re.search(r"(?<![.\w])parse_recipes?\(", line):  # a call, not a message naming it
-                    offenders.append(f"{rel}:{number}: {line.strip()}")
+    call = re.compile(r"(?<![.\w])parse_recipes?\(")  # a call, not a message naming it
+    offenders = source_lines_matching(call, PARSE_ALLOWED, ("engines/methods/",))
     assert offenders == [], "parse where the text enters; pass Recipe objects downward"
 
 
