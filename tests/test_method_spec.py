@@ -228,3 +228,23 @@ def test_a_request_holds_recipes_and_stores_the_text_that_parses_back():
         SweepRequest(model="digits-mlp", methods=("fp32",), runtimes=("onnxruntime",))
     with pytest.raises(TypeError, match="recipes, not text"):
         unsupported_reason("fp32", "onnxruntime", "cpu")  # type: ignore[arg-type]
+
+
+# --- passes own their options ---------------------------------------------------------------------
+
+
+def test_a_backends_options_belong_to_its_passes_not_to_other_runtimes_variants():
+    """``torch_backend`` is the torch passes' option, ``quant_format`` ONNX Runtime's: a variant on
+    another runtime leaves them at their defaults, so it is labelled (and identified) as what ran,
+    and a request holding both spellings measures that variant once."""
+    from engines.bench.request import SweepRequest, plan_variants
+    from engines.methods.recipe import parse_recipes
+    from engines.passes import all_passes
+
+    owners = {p.name: p.owns for p in all_passes().values() if p.owns}
+    assert owners["torchao-dynamic-int8"] == ("torch_backend",) and "quant_format" in owners["ort-static-int8"]
+    methods = parse_recipes(["dynamic-int8:torch_backend=torchao", "dynamic-int8", "static-int8:quant_format=qoperator"])
+    request = SweepRequest(model="digits-mlp", methods=methods, runtimes=("torch", "onnxruntime"))
+    assert [(v.recipe.label, v.runtime) for v in plan_variants(request)] == [
+        ("dynamic-int8(torchao)", "torch"), ("dynamic-int8", "onnxruntime"), ("dynamic-int8", "torch"),
+        ("static-int8", "torch"), ("static-int8(qoperator)", "onnxruntime")]

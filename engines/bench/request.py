@@ -17,6 +17,7 @@ from engines.core.config import config_from_dict, config_to_dict
 from engines.devices import physical_cores
 from engines.devices.apple import default_threads
 from engines.methods.recipe import Recipe, parse_recipes
+from engines.passes import for_runtime
 from engines.runtimes import RuntimeConfig, all_runtimes, runtime_spec
 
 
@@ -113,5 +114,13 @@ class Variant:
 
 
 def plan_variants(request: SweepRequest) -> list[Variant]:
-    return [Variant(recipe, runtime, device, request.runtime_config(runtime))
-            for recipe in request.recipes() for runtime in request.runtimes for device in request.devices]
+    """Recipes × runtimes × devices, each recipe as its runtime's passes read it (another runtime's
+    pass options at their defaults: :func:`engines.passes.for_runtime`), each variant once."""
+    out: dict[tuple[str, str, str], Variant] = {}
+    for recipe in request.recipes():
+        for runtime in request.runtimes:
+            measured = for_runtime(recipe, runtime)
+            for device in request.devices:
+                out.setdefault((measured.id, runtime, device),
+                               Variant(measured, runtime, device, request.runtime_config(runtime)))
+    return list(out.values())
