@@ -111,6 +111,8 @@ def test_a_method_in_one_module_is_a_choice_of_the_commands(plugin_env):
     assert methods["bf16-round"]["support"]["onnxruntime"]["cpu"] == "ok"
     assert (methods["bf16-round"]["compute"], methods["bf16-round"]["fallbacks"]) == ("float", ["fp16"])
     assert methods["fp32"]["reference"] and not methods["bf16-round"]["reference"]
+    assert methods["static-int8"]["settings"]["quant_format"]["option_of"] == ["ort-static-int8"]
+    assert methods["static-int8"]["settings"]["per_channel"]["option_of"] == []  # every backend reads it
     assert methods["bf16-round"]["support"]["torch"]["cpu"] == "ok"
     # --methods knows it: a setting it lacks is named against its own settings, and an unknown
     # method's message lists it among the valid ones.

@@ -118,10 +118,13 @@ def cmd_methods(args) -> int:
     from engines import catalog
     from engines.core.config import field_specs
     from engines.methods.recipe import Recipe
-    from engines.passes import Plan
+    from engines.passes import Plan, all_passes
 
     rows = []
     for spec in catalog.METHODS.values():
+        owners = {name: sorted(p.name for p in all_passes().values()
+                               if p.config_class is spec.config_class and name in p.owns)
+                  for name in (s["name"] for s in field_specs(spec.config_class))}
         support: dict[str, dict[str, str]] = {}
         passes: dict[str, list[str]] = {}
         for rt in catalog.RUNTIMES.values():
@@ -135,7 +138,8 @@ def cmd_methods(args) -> int:
             "name": spec.name, "title": spec.title, "bits": spec.bits, "description": spec.description,
             "needs_calibration": spec.needs_calibration, "needs_training_data": spec.needs_training_data,
             "compute": spec.compute.value, "reference": spec.is_reference, "fallbacks": list(spec.fallbacks),
-            "settings": {s["name"]: {"default": s["default"], "help": s["help"], "choices": s["choices"]}
+            "settings": {s["name"]: {"default": s["default"], "help": s["help"], "choices": s["choices"],
+                                     "option_of": owners[s["name"]]}  # the passes whose own option it is
                          for s in field_specs(spec.config_class)},
             "support": support, "passes": passes,
         })
