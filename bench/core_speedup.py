@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from engines import catalog
+from engines.methods.recipe import parse_recipe
 from engines.bench.measure import MeasureSettings, bootstrap_ratio_ci, measure_interleaved, measure_latency
 from engines.bench.worker import open_recipe
 from engines.devices import physical_cores
@@ -68,7 +69,7 @@ def main() -> None:
     fns, skipped = {}, {}
     for runtime in runtimes:
         for method in args.methods.split(","):
-            reason = catalog.unsupported_reason(method, runtime, "cpu")
+            reason = catalog.unsupported_reason(parse_recipe(method), runtime, "cpu")
             if reason:
                 skipped[(method, runtime)] = reason
                 continue

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from engines import catalog
+from engines.methods.recipe import parse_recipe
 from engines.bench.evaluate import cosine_rows, retrieval_agreement
 from engines.bench.measure import MeasureSettings, bootstrap_ratio_ci, measure_interleaved
 from engines.bench.worker import open_recipe
@@ -92,7 +93,7 @@ def main() -> None:
     fns, quality, sizes, skipped = {}, {}, {}, {}
     reference = None
     for method in methods:
-        reason = catalog.unsupported_reason(method, runtime, "cpu")
+        reason = catalog.unsupported_reason(parse_recipe(method), runtime, "cpu")
         if reason:
             skipped[method] = reason
             continue

@@ -39,6 +39,7 @@ def main() -> None:
     from engines.bench.worker import _context, source_artifact
     from engines.core.config import config_from_dict
     from engines.devices import physical_cores
+    from engines.methods.recipe import parse_recipe
     from engines.models import load_model, resolve_model
     from engines.passes import get_pass
     from engines.passes.nbits_export import write_matmul_nbits_weights
@@ -48,7 +49,7 @@ def main() -> None:
     threads = args.threads or physical_cores()
     model = load_model(resolve_model(args.model))
     workdir = Path(tempfile.mkdtemp(prefix="qbench-qat-export-"))
-    planned = catalog.plan_variant(args.recipe, "onnxruntime", "cpu")
+    planned = catalog.plan_variant(parse_recipe(args.recipe), "onnxruntime", "cpu")
     step = planned.passes[0].to_dict()
     spec = get_pass(step["pass"])
     ctx = _context(model, workdir, "onnxruntime", "cpu", threads)

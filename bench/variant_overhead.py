@@ -24,6 +24,7 @@ from engines.bench.child import WorkerProcess, _fork_context
 from engines.bench.measure import MeasureSettings
 from engines.bench.request import SweepRequest, plan_variants
 from engines.bench.runner import SweepRunner
+from engines.methods.recipe import parse_recipes
 from engines.store import Store
 
 
@@ -47,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
 
     store = Store(Path(tempfile.mkdtemp()) / "q.db")
-    request = SweepRequest(model=args.model, methods=(args.method,), runtimes=(args.runtime,),
+    request = SweepRequest(model=args.model, methods=parse_recipes((args.method,)), runtimes=(args.runtime,),
                            measure=MeasureSettings(repeat=1))
     runner = SweepRunner(store)
     from engines.models import resolve_model

@@ -173,6 +173,7 @@ def prepare(model: str, *, methods, runtimes=("onnxruntime",), devices=("cpu",),
     from engines.core.config import config_from_dict
     from engines.devices import device_names
     from engines.devices.strategies import expand_devices, expand_methods
+    from engines.methods.recipe import parse_recipes
     from engines.models import resolve_model
 
     unknown = sorted(set(settings) - set(SETTINGS))
@@ -210,10 +211,11 @@ def prepare(model: str, *, methods, runtimes=("onnxruntime",), devices=("cpu",),
             raise ApiError(f"method_settings[{name!r}]: {exc}") from None
     min_time = float(settings.get("min_time") or 1.0)
     try:
+        recipes = parse_recipes(specs, method_settings)  # text becomes recipes here, once
         measure = MeasureSettings(min_time_s=min_time, min_reps=int(settings.get("min_reps") or 30),
                                   max_time_s=max(20.0, min_time * 4), repeat=int(settings.get("repeat") or 3))
         request = SweepRequest(
-            model=spec.path or spec.name, methods=tuple(specs), runtimes=runtimes, devices=devices,
+            model=spec.path or spec.name, methods=recipes, runtimes=runtimes, devices=devices,
             batch_sizes=batch_sizes, configs=method_settings, runtime_configs=runtime_settings,
             threads=settings.get("threads"), timeout_s=float(settings.get("timeout") or 900.0),
             memory_limit_mb=settings.get("memory_limit_mb"), measure=measure, model_options=options)

@@ -2,7 +2,8 @@
 
 ``METHODS`` and ``RUNTIMES`` are read from the method and runtime registries each time they
 are looked up, so a plugin loaded later shows up too. :func:`unsupported_reason` answers for a
-method name or a recipe on a runtime × device, from the runtime's spec, the device detection and
+recipe (parsed where its text entered; ``Recipe.default(name)`` for a method at its defaults) on a
+runtime × device, from the runtime's spec, the device detection and
 the pass planner (:func:`engines.passes.plan`).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from engines.devices import detect_devices, device_info
-from engines.methods.recipe import Recipe, parse_recipe
+from engines.methods.recipe import Recipe
 from engines.methods.registry import MethodSpec, all_methods
 from engines.passes import Format, Plan, plan
 from engines.runtimes import RuntimeSpec, all_runtimes, runtime_spec
@@ -41,8 +42,11 @@ def runtime_names() -> list[str]:
     return list(all_runtimes())
 
 
-def as_recipe(recipe: Recipe | str) -> Recipe:
-    return recipe if isinstance(recipe, Recipe) else parse_recipe(recipe)
+def _typed(recipe: Recipe) -> Recipe:
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"the catalog judges recipes, not text ({recipe!r}): parse it where it enters "
+                        "(engines.methods.recipe.parse_recipe(text, defaults)), or Recipe.default(name)")
+    return recipe
 
 
 def runtime_refusal(runtime: RuntimeSpec, device: str, planning: bool = False) -> str | None:
@@ -61,32 +65,40 @@ def runtime_refusal(runtime: RuntimeSpec, device: str, planning: bool = False) -
     return None
 
 
-def plan_variant(recipe: Recipe | str, runtime: str, device: str, source: Format = Format.TORCH) -> Plan | str:
+def plan_variant(recipe: Recipe, runtime: str, device: str, source: Format = Format.TORCH) -> Plan | str:
     """The chain of passes for this variant, or the reason it cannot run here."""
     rt = runtime_spec(runtime)
     reason = runtime_refusal(rt, device, planning=True)
     if reason:
         return reason
-    recipe = as_recipe(recipe)
+    recipe = _typed(recipe)
     if rt.accepts is not None:
-        refused = [s.name for s in recipe.specs if s.name not in rt.accepts]
+        refused = [s.name for s in recipe.specs if not rt.accepts(s)]
         if refused:
-            return f"{rt.title} runs {', '.join(rt.accepts)} only, not {', '.join(refused)}"
+            return f"{rt.title} runs {', '.join(accepted_methods(rt) or ['nothing'])} only, not {', '.join(refused)}"
     return plan(recipe, source, rt, device)
 
 
-def unsupported_reason(recipe: Recipe | str, runtime: str, device: str, source: Format = Format.TORCH) -> str | None:
-    """Why ``recipe`` (or a method name) cannot run on ``runtime`` × ``device`` here, or None."""
+def accepted_methods(runtime: RuntimeSpec) -> list[str] | None:
+    """The registered methods ``runtime`` restricts itself to (its ``accepts``), or None: no restriction."""
+    if runtime.accepts is None:
+        return None
+    return [name for name, spec in all_methods().items() if runtime.accepts(spec)]
+
+
+def unsupported_reason(recipe: Recipe, runtime: str, device: str, source: Format = Format.TORCH) -> str | None:
+    """Why ``recipe`` cannot run on ``runtime`` × ``device`` here, or None."""
     result = plan_variant(recipe, runtime, device, source)
     return result if isinstance(result, str) else None
 
 
 def support_matrix(device: str = "cpu") -> dict[tuple[str, str], str | None]:
     """(method, runtime) -> reason or None, for one device."""
-    return {(m, r): unsupported_reason(m, r, device) for m in all_methods() for r in all_runtimes()}
+    return {(m, r): unsupported_reason(Recipe.default(spec), r, device)
+            for m, spec in all_methods().items() for r in all_runtimes()}
 
 
 __all__ = [
-    "METHODS", "RUNTIMES", "MethodSpec", "RuntimeSpec", "as_recipe", "detect_devices", "method_names",
+    "METHODS", "RUNTIMES", "MethodSpec", "RuntimeSpec", "accepted_methods", "detect_devices", "method_names",
     "plan_variant", "runtime_names", "runtime_refusal", "support_matrix", "unsupported_reason",
 ]

@@ -53,8 +53,9 @@ class LocalSystem:
         key = (method, runtime, device)
         if key not in self._reasons:
             from engines.catalog import unsupported_reason
+            from engines.methods.recipe import parse_recipe
 
-            self._reasons[key] = unsupported_reason(method, runtime, device)
+            self._reasons[key] = unsupported_reason(parse_recipe(method), runtime, device)
         return self._reasons[key]
 
     def list_models(self) -> list[Any]:

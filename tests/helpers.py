@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -49,3 +50,20 @@ def wait_for(predicate, timeout: float, interval: float = 0.2) -> bool:
 
 def by_key(results: list[dict]) -> dict[tuple[str, str], dict]:
     return {(r["method"], r["runtime"]): r for r in results}
+
+
+def source_lines_matching(pattern: re.Pattern[str], allowed: dict[str, str] | set[str],
+                          skip_prefixes: tuple[str, ...] = ()) -> list[str]:
+    """``path:line: text`` of every line of engines/ and qbench_tui/ sources that ``pattern`` finds,
+    outside the ``allowed`` files (path → why) and the folders in ``skip_prefixes``."""
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for folder in ("engines", "qbench_tui"):
+        for path in sorted((root / folder).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if rel in allowed or rel.startswith(skip_prefixes):
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if pattern.search(line):
+                    found.append(f"{rel}:{number}: {line.strip()}")
+    return found

@@ -7,9 +7,9 @@ mixes models. Plus a scan: the quality bars and the reference test are written i
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
+from helpers import source_lines_matching
 
 from engines.analysis import rules
 from engines.analysis.device_choice import choose_device
@@ -22,7 +22,6 @@ from engines.store import Store
 from engines.store.query import ResultQuery
 from qbench_tui import analysis
 
-ROOT = Path(__file__).resolve().parents[1]
 MODEL, OTHER = "digits-mlp", "digits-cnn"
 
 
@@ -198,14 +197,5 @@ FORBIDDEN = re.compile(r"""\bMIN_TOP1\b|\bMIN_COSINE\b|[!=]=\s*['"]fp32['"]|['"]
 def test_the_quality_bars_and_the_reference_test_live_in_rules_only():
     """No quality-bar constants and no ``== "fp32"`` outside rules.py: a view asks
     ``rules.keeps_quality`` / ``rules.is_reference``. The method registry (engines/methods)
-    declares the reference (``transforms=False``) and the mixed method's pins."""
-    offenders = []
-    for folder in ("engines", "qbench_tui"):
-        for path in sorted((ROOT / folder).rglob("*.py")):
-            rel = path.relative_to(ROOT).as_posix()
-            if rel in ALLOWED or rel.startswith("engines/methods/"):
-                continue
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                if FORBIDDEN.search(line):
-                    offenders.append(f"{rel}:{number}: {line.strip()}")
-    assert offenders == []
+    declares the reference (``is_reference=True``) and the mixed method's pins."""
+    assert source_lines_matching(FORBIDDEN, ALLOWED, ("engines/methods/",)) == []

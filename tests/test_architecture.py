@@ -215,24 +215,12 @@ def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
     return found
 
 
-# The engine's import circles still to break: the registries (plugins imports them, they import
-# plugins back; runtimes need passes' Format). Breaking one removes it here; a new circle fails the
-# test below.
-ENGINE_CYCLES_LEFT = (
-    {"engines.methods", "engines.methods.recipe", "engines.methods.registry", "engines.passes", "engines.plugins",
-     "engines.runtimes"},
-)
-
-
 def test_the_engines_gain_no_import_cycle():
     graph = _graph("engines")
     assert "engines.bench.build" in graph["engines.bench.worker"]  # lazy imports count here too
-    new = [sorted(c) for c in _cycles(graph) if not any(c <= known for known in ENGINE_CYCLES_LEFT)]
-    assert new == [], f"new import cycle(s) among engines modules: {new}"
+    assert [sorted(c) for c in _cycles(graph)] == [], "import cycle(s) among engines modules"
 
 
-@pytest.mark.xfail(strict=True, reason="import circles left in engines/: " + "; ".join(
-    " ↔ ".join(sorted(c)) for c in ENGINE_CYCLES_LEFT))
 def test_the_engines_modules_import_each_other_without_a_cycle():
     cycle = _find_cycle(_graph("engines"))
     assert cycle is None, "import cycle: " + " → ".join(cycle or [])

@@ -68,7 +68,8 @@ def test_catalog_lists_without_importing_heavy_engines():
 
     code = (
         "import sys, engines.catalog as c, engines.models as m, engines.bench.runner, engines.store;"
-        "c.support_matrix('cpu'); m.list_models(); c.plan_variant('int4:group_size=128', 'onnxruntime', 'cpu');"
+        "from engines.methods.recipe import parse_recipe;"
+        "c.support_matrix('cpu'); m.list_models(); c.plan_variant(parse_recipe('int4:group_size=128'), 'onnxruntime', 'cpu');"
         "heavy = [x for x in ('torch', 'onnxruntime', 'onnx', 'transformers', 'sklearn', 'numpy')"
         " if x in sys.modules];"
         "print(','.join(heavy))"
@@ -78,10 +79,10 @@ def test_catalog_lists_without_importing_heavy_engines():
 
 
 def test_unsupported_pairs_carry_a_reason():
-    assert catalog.unsupported_reason("fp32", "onnxruntime", "cpu") is None
-    reason = catalog.unsupported_reason("dynamic-int8", "torch", "mps")
+    assert catalog.unsupported_reason(parse_recipe("fp32"), "onnxruntime", "cpu") is None
+    reason = catalog.unsupported_reason(parse_recipe("dynamic-int8"), "torch", "mps")
     assert reason and ("MPS" in reason or "not present" in reason)
-    assert "no mps backend" in catalog.unsupported_reason("fp32", "onnxruntime", "mps")
+    assert "no mps backend" in catalog.unsupported_reason(parse_recipe("fp32"), "onnxruntime", "mps")
 
 
 # --- recipes -----------------------------------------------------------------------------------

@@ -17,13 +17,14 @@ pytest.importorskip("coremltools", reason="coremltools is not installed (`uv syn
 from engines import catalog
 from engines.bench.runner import SweepRequest, SweepRunner
 from engines.bench.worker import _context, apply_passes
+from engines.methods.recipe import parse_recipe, parse_recipes
 from engines.models import load_model, resolve_model
 from engines.passes import Plan
 from engines.runtimes.base import UnsupportedVariant
 
 
 def _artifact(model, recipe: str, tmp_path, device: str = "cpu", batch_sizes: tuple[int, ...] = (1,)):
-    planned = catalog.plan_variant(recipe, "coreml", device)
+    planned = catalog.plan_variant(parse_recipe(recipe), "coreml", device)
     assert isinstance(planned, Plan), planned
     workdir = tmp_path / f"{recipe.replace(':', '_')}-{device}"
     workdir.mkdir()
@@ -78,8 +79,8 @@ def test_w8a8_carries_quantize_ops_and_fp16_is_a_conversion(tmp_path):
     assert w8a8.metrics["coreml_ops"].get("quantize", 0) >= 1
     fp16, applied = _artifact(model, "fp16", tmp_path)
     assert applied == ["coreml-float16"] and fp16.metrics["coreml_ops"].get("cast", 0) >= 1
-    assert "entropy" in catalog.unsupported_reason("static-int8:calibration_method=entropy", "coreml", "cpu") \
-        or "minmax" in catalog.unsupported_reason("static-int8:calibration_method=entropy", "coreml", "cpu")
+    assert "entropy" in catalog.unsupported_reason(parse_recipe("static-int8:calibration_method=entropy"), "coreml", "cpu") \
+        or "minmax" in catalog.unsupported_reason(parse_recipe("static-int8:calibration_method=entropy"), "coreml", "cpu")
 
 
 def test_neural_engine_programs_compute_in_float16_with_the_sweeps_batch_sizes_enumerated(tmp_path):
@@ -149,7 +150,7 @@ def test_off_macos_the_session_refuses_with_the_reason(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(platform.system() == "Darwin", reason="on macOS Core ML predicts: see the macos tests")
 def test_a_sweep_records_unsupported_with_size_and_op_counts(store, fast_measure):
-    request = SweepRequest(model="digits-mlp", methods=("fp32", "int4"), runtimes=("coreml",),
+    request = SweepRequest(model="digits-mlp", methods=parse_recipes(("fp32", "int4")), runtimes=("coreml",),
                            measure=fast_measure, threads=1)
     results = {r["label"]: r for r in SweepRunner(store).run(request).results}
     for r in results.values():

@@ -9,6 +9,7 @@ import pytest
 
 from engines.bench.request import SweepRequest
 from engines.devices.apple import default_threads, performance_cores, sysctl
+from engines.methods.recipe import parse_recipes
 
 # `sysctl -n` outputs: an M2 Pro (8 P + 4 E), an M1 (4 + 4), an Intel Mac (no perflevel keys:
 # sysctl exits 1 with "unknown oid", which sysctl() turns into None).
@@ -38,9 +39,9 @@ def test_sysctl_on_this_machine_answers_or_says_none():
 
 
 def test_the_request_records_why_it_uses_its_thread_count():
-    given = SweepRequest(model="digits-mlp", methods=("fp32",), runtimes=("torch",), threads=3)
+    given = SweepRequest(model="digits-mlp", methods=parse_recipes(("fp32",)), runtimes=("torch",), threads=3)
     assert given.effective_threads == 3 and given.threads_rule == "given (--threads)"
-    default = SweepRequest(model="digits-mlp", methods=("fp32",), runtimes=("torch",))
+    default = SweepRequest(model="digits-mlp", methods=parse_recipes(("fp32",)), runtimes=("torch",))
     assert default.effective_threads >= 1
     if sys.platform != "darwin":
         assert default.threads_rule == f"physical cores ({default.effective_threads})"

@@ -14,6 +14,7 @@ from engines.bench.request import SweepRequest
 from engines.core.schema import Result, local_host, result_key
 from engines.fleet import FleetError, is_loopback, version_mismatch
 from engines.fleet.runner import FleetRunner, parse_hosts
+from engines.methods.recipe import parse_recipes
 from engines.store.query import ResultQuery
 from qbench_tui.cli import main
 
@@ -70,17 +71,17 @@ def test_hosts_table(store):
 
 
 def test_tasks_per_host_and_variant_and_what_a_resume_resends():
-    request = SweepRequest(model="digits-mlp", methods=("fp32", "int4:group_size=32"),
+    request = SweepRequest(model="digits-mlp", methods=parse_recipes(("fp32", "int4:group_size=32")),
                            runtimes=("onnxruntime",), batch_sizes=(1, 8), measure=MeasureSettings(repeat=1))
     tasks = FleetRunner._tasks("r1", "digits-mlp", request, ["mini-1", "mini-2"], set())
-    assert [(t.host, t.request.methods, t.request.batch_sizes) for t in tasks] == [
+    assert [(t.host, tuple(r.spec_text for r in t.request.methods), t.request.batch_sizes) for t in tasks] == [
         ("mini-1", ("fp32",), (1, 8)), ("mini-1", ("int4:group_size=32",), (1, 8)),
         ("mini-2", ("fp32",), (1, 8)), ("mini-2", ("int4:group_size=32",), (1, 8))]
     fp32_id = request.recipes()[0].id
     done = {("mini-1", fp32_id, "onnxruntime", "cpu", 1), ("mini-1", fp32_id, "onnxruntime", "cpu", 8),
             ("mini-2", fp32_id, "onnxruntime", "cpu", 8)}
     again = FleetRunner._tasks("r1", "digits-mlp", request, ["mini-1", "mini-2"], done)
-    assert [(t.host, t.request.methods, t.request.batch_sizes) for t in again] == [
+    assert [(t.host, tuple(r.spec_text for r in t.request.methods), t.request.batch_sizes) for t in again] == [
         ("mini-1", ("int4:group_size=32",), (1, 8)), ("mini-2", ("fp32",), (1,)),
         ("mini-2", ("int4:group_size=32",), (1, 8))]
     assert parse_hosts("all") is None and parse_hosts("mini-1, mini-2") == ["mini-1", "mini-2"]

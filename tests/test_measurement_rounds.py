@@ -15,6 +15,7 @@ import pytest
 
 from engines.bench import rounds
 from engines.core.schema import Result
+from engines.methods.recipe import parse_recipes
 from tests.helpers import FAST, qbench, qbench_json
 
 
@@ -143,7 +144,7 @@ def test_fork_server_children_are_isolated_and_cheap(tmp_path: Path, store, fast
 
     os.environ["QBENCH_FAULT"] = "crash:dynamic-int8"
     try:
-        request = SweepRequest(model="digits-mlp", methods=("dynamic-int8", "fp32"), runtimes=("onnxruntime",),
+        request = SweepRequest(model="digits-mlp", methods=parse_recipes(("dynamic-int8", "fp32")), runtimes=("onnxruntime",),
                                measure=fast_measure)
         outcome = SweepRunner(store).run(request)
     finally:

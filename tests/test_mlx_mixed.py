@@ -10,6 +10,7 @@ pytest.importorskip("mlx.core", reason="mlx is not installed (`uv sync --extra m
 
 from engines import catalog  # noqa: E402
 from engines.bench.worker import open_recipe, reference_outputs, run_outputs  # noqa: E402
+from engines.methods.recipe import parse_recipe  # noqa: E402
 from engines.models import load_model, resolve_model  # noqa: E402
 
 DIGITS_LAYERS = ["layers.0", "layers.2", "layers.4"]
@@ -69,12 +70,12 @@ def test_kept_layers_in_float16_and_the_int8_base_as_8_bit_weights(digits):
 
 
 def test_what_mlx_cannot_do_is_refused_before_running():
-    assert "MLX quantizes weights only" in catalog.unsupported_reason("mixed:base=static-int8", "mlx", "cpu")
-    assert "needs base=int4" in catalog.unsupported_reason("mixed:keep=int8", "mlx", "cpu")
-    assert "32, 64 or 128" in catalog.unsupported_reason("mixed:base=int4:group_size=16", "mlx", "cpu")
+    assert "MLX quantizes weights only" in catalog.unsupported_reason(parse_recipe("mixed:base=static-int8"), "mlx", "cpu")
+    assert "needs base=int4" in catalog.unsupported_reason(parse_recipe("mixed:keep=int8"), "mlx", "cpu")
+    assert "32, 64 or 128" in catalog.unsupported_reason(parse_recipe("mixed:base=int4:group_size=16"), "mlx", "cpu")
     for runtime in ("torch", "onnxruntime"):
-        assert "realised on MLX only" in catalog.unsupported_reason("mixed:base=int4:keep=int8", runtime, "cpu")
-    assert catalog.unsupported_reason("mixed", "mlx", "cpu") is None
+        assert "realised on MLX only" in catalog.unsupported_reason(parse_recipe("mixed:base=int4:keep=int8"), runtime, "cpu")
+    assert catalog.unsupported_reason(parse_recipe("mixed"), "mlx", "cpu") is None
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ pytest.importorskip("mlx.core", reason="mlx is not installed (`uv sync --extra m
 
 from engines.bench.runner import SweepRequest, SweepRunner  # noqa: E402
 from engines.bench.worker import open_recipe, reference_outputs, run_outputs  # noqa: E402
+from engines.methods.recipe import parse_recipe, parse_recipes  # noqa: E402
 from engines.models import load_model, resolve_model  # noqa: E402
 
 
@@ -76,14 +77,15 @@ def test_tiny_lm_converts_and_weight_int8_keeps_its_next_byte_predictions(tmp_pa
 def test_group_sizes_mlx_lacks_are_refused_before_running():
     from engines import catalog
 
-    reason = catalog.unsupported_reason("int4:group_size=16", "mlx", "cpu")
+    reason = catalog.unsupported_reason(parse_recipe("int4:group_size=16"), "mlx", "cpu")
     assert reason and "32, 64 or 128" in reason
-    assert "MLX runs" in catalog.unsupported_reason("static-int8", "mlx", "cpu")
+    reason = catalog.unsupported_reason(parse_recipe("static-int8"), "mlx", "cpu")
+    assert "MLX has no pass for static-int8" in reason and "coreml" in reason
 
 
 @pytest.mark.slow
 def test_a_sweep_on_mlx_records_memory_and_notes(store, fast_measure):
-    request = SweepRequest(model="digits-mlp", methods=("fp32", "int4:group_size=32", "fp4"), runtimes=("mlx",),
+    request = SweepRequest(model="digits-mlp", methods=parse_recipes(("fp32", "int4:group_size=32", "fp4")), runtimes=("mlx",),
                            measure=fast_measure, threads=1)
     results = {r["label"]: r for r in SweepRunner(store).run(request).results}
     assert all(r["status"] == "ok" for r in results.values()), results

@@ -14,6 +14,7 @@ pytest.importorskip("mlx.core", reason="mlx is not installed (`uv sync --extra m
 pytest.importorskip("mlx_lm", reason="mlx-lm is not installed (`uv sync --extra mlx`)")
 
 from engines.bench.worker import open_recipe, reference_outputs, run_outputs  # noqa: E402
+from engines.methods.recipe import parse_recipes  # noqa: E402
 from engines.models import load_model, resolve_model  # noqa: E402
 from engines.runtimes.base import UnsupportedVariant  # noqa: E402
 
@@ -108,7 +109,8 @@ def test_a_sweep_of_the_llama_folder_on_mlx_reports_perplexity_and_cached_decode
     from engines.bench.runner import SweepRequest, SweepRunner
 
     directory, _, _ = llama
-    request = SweepRequest(model=str(directory), methods=("fp32", "int4"), runtimes=("mlx",), measure=fast_measure,
+    request = SweepRequest(model=str(directory), methods=parse_recipes(("fp32", "int4")), runtimes=("mlx",),
+                           measure=fast_measure,
                            threads=1, model_options={"seq_len": 32})
     results = {r["label"]: r for r in SweepRunner(store).run(request).results}
     assert all(r["status"] == "ok" for r in results.values()), results

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from engines.methods.recipe import parse_recipe
 from engines.runtimes.ort.providers import (
     COREML,
     COREML_MISSING,
@@ -60,7 +61,7 @@ def test_the_session_refuses_core_ml_devices_with_the_reason(tmp_path):
 def test_a_sweep_on_gpu_and_ane_records_unsupported_without_running(tmp_path):
     from engines import catalog
 
-    assert catalog.unsupported_reason("fp32", "onnxruntime", "ane") == COREML_MISSING
+    assert catalog.unsupported_reason(parse_recipe("fp32"), "onnxruntime", "ane") == COREML_MISSING
     started = time.monotonic()
     proc, data = qbench_json("run", "--model", "digits-mlp", "--methods", "fp32", "--runtimes", "onnxruntime",
                              "--devices", "gpu,ane", "--db", str(tmp_path / "q.db"))

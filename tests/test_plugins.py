@@ -25,7 +25,7 @@ from engines.runtimes import RuntimeSpec
 
 SPEC = RuntimeSpec(
     name="numpy-ref", title="numpy reference (onnx.reference)", formats=(Format.ONNX,), devices=("cpu",),
-    package="onnx", session=__name__, accepts=("fp32",), order=90,
+    package="onnx", session=__name__, accepts=lambda method: method.is_reference, order=90,
 )
 
 

@@ -36,7 +36,8 @@ def test_typed_names_and_strings_build_the_same_request():
     plain = api.prepare("digits-mlp", methods=["fp32", "int4"], runtimes=["onnxruntime"], devices="cpu",
                         method_settings={"int4": {"group_size": 32}}, min_time=0.1, repeat=1)
     assert typed.request == plain.request
-    assert typed.request.methods == ("fp32", "int4") and typed.request.measure.repeat == 1
+    assert [r.label for r in typed.request.methods] == ["fp32", "int4(g32)"] and typed.request.measure.repeat == 1
+    assert typed.request.to_dict()["methods"] == ["fp32", "int4"]  # stored as text against its settings
     assert not typed.choose_device
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from engines.bench.runner import SweepRequest, SweepRunner
+from engines.methods.recipe import parse_recipes
 from tests.helpers import FAST, qbench_json, wait_for
 
 
 def _sweep(store, fast_measure, **overrides):
-    request = SweepRequest(model="digits-mlp", methods=("fp32", "dynamic-int8"), runtimes=("onnxruntime",),
+    request = SweepRequest(model="digits-mlp", methods=parse_recipes(("fp32", "dynamic-int8")), runtimes=("onnxruntime",),
                            measure=fast_measure, **overrides)
     events = []
     outcome = SweepRunner(store, events.append).run(request)
@@ -54,7 +55,7 @@ def test_a_variant_over_the_memory_limit_is_killed_as_out_of_memory(store, fast_
 
 
 def test_an_unsupported_pair_is_recorded_with_its_reason(store, fast_measure):
-    request = SweepRequest(model="digits-mlp", methods=("fp32",), runtimes=("onnxruntime",),
+    request = SweepRequest(model="digits-mlp", methods=parse_recipes(("fp32",)), runtimes=("onnxruntime",),
                            devices=("mps",), measure=fast_measure)
     outcome = SweepRunner(store).run(request)
     [result] = outcome.results
@@ -76,6 +77,7 @@ _CALL_HOOK = """
 import sys
 from pathlib import Path
 from engines.test_hooks import inject_worker_fault
+from engines.methods.recipe import parse_recipes
 for method in ("fp32", "int4"):
     inject_worker_fault(method)
     Path(sys.argv[1], method).touch()  # this method came through the hook

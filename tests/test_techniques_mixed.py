@@ -8,6 +8,7 @@ import pytest
 
 from engines.bench.worker import open_recipe
 from engines.methods.mixed import parse_pins
+from engines.methods.recipe import parse_recipe
 from engines.models import load_model, resolve_model
 from engines.runtimes.base import UnsupportedVariant
 from tests.helpers import FAST, qbench_json
@@ -88,7 +89,7 @@ def test_kept_layers_in_half_precision_halve_their_share_and_still_agree(runtime
 def test_bf16_keep_is_refused_on_onnx_runtime_with_the_reason():
     from engines import catalog
 
-    assert "no bfloat16 kernel" in catalog.unsupported_reason("mixed:keep=bf16", "onnxruntime", "cpu")
+    assert "no bfloat16 kernel" in catalog.unsupported_reason(parse_recipe("mixed:keep=bf16"), "onnxruntime", "cpu")
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from engines import catalog
+from engines.methods.recipe import parse_recipe
 from tests.conformance.contract import run_recipe
 
 pytest.importorskip("bitsandbytes")
@@ -21,7 +22,7 @@ def test_bitsandbytes_methods_run_on_cpu_and_agree(recipe, max_size):
 
 
 def test_bitsandbytes_methods_are_refused_elsewhere_with_a_reason():
-    assert "only torch can run" in catalog.unsupported_reason("nf4", "onnxruntime", "cpu")
+    assert "only torch can run" in catalog.unsupported_reason(parse_recipe("nf4"), "onnxruntime", "cpu")
 
 
 def test_nf4_block_falls_back_where_the_cpu_kernels_disagree_with_nf4():

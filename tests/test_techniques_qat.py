@@ -10,6 +10,7 @@ import pytest
 
 from engines.bench.worker import open_recipe, run_outputs
 from engines.methods.qat import QatInt4Config
+from engines.methods.recipe import parse_recipe
 from engines.models import load_model, resolve_model
 from engines.passes import PassContext
 from engines.passes.qat_passes import finetune
@@ -42,7 +43,7 @@ def test_qat_loses_less_than_post_training_quantization_of_the_same_layers(mlp, 
 def test_qat_reaches_onnx_runtime_as_matmul_nbits(mlp, tmp_path):
     from engines import catalog
 
-    plan = catalog.plan_variant("qat-int8", "onnxruntime", "cpu")
+    plan = catalog.plan_variant(parse_recipe("qat-int8"), "onnxruntime", "cpu")
     assert plan.names == ["qat-finetune-int8", "export-onnx"]
     torch_acc, _ = _accuracy(mlp, "qat-int8:activation_bits=0:epochs=1", "torch", tmp_path / "t")
     ort_acc, artifact = _accuracy(mlp, "qat-int8:activation_bits=0:epochs=1", "onnxruntime", tmp_path / "o")
@@ -66,7 +67,7 @@ def test_matmul_nbits_export_computes_what_the_fine_tuned_module_computes(mlp, t
     from engines.passes.nbits_export import write_matmul_nbits_weights
     from engines.passes.onnx_passes import export_fp32
 
-    step = catalog.plan_variant(recipe, "onnxruntime", "cpu").passes[0].to_dict()
+    step = catalog.plan_variant(parse_recipe(recipe), "onnxruntime", "cpu").passes[0].to_dict()
     spec = get_pass(step["pass"])
     tuned = spec.fn(_context(mlp, tmp_path, "onnxruntime", "cpu", 1), source_artifact(mlp, tmp_path),
                     config_from_dict(spec.config_class, step["config"]))

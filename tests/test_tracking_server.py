@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from tracking_support import MlflowServer, last_json, qbench
 
+from engines.methods.recipe import parse_recipes
 from engines.store import Store
 from engines.tracking import sinks_for
 from engines.tracking.sender import drain
@@ -41,7 +42,7 @@ def swept(server: MlflowServer, tmp_path_factory: pytest.TempPathFactory):
             server.stop()  # mid-sweep: the second result is measured with the server down
             stopped.append(event.result["method"])
 
-    request = SweepRequest(model="digits-mlp", methods=("fp32", "int4:group_size=32"), runtimes=("onnxruntime",),
+    request = SweepRequest(model="digits-mlp", methods=parse_recipes(("fp32", "int4:group_size=32")), runtimes=("onnxruntime",),
                            devices=("cpu",), batch_sizes=(1,),
                            measure=MeasureSettings(warmup_reps=2, warmup_s=0.0, min_reps=5, min_time_s=0.05,
                                                    max_time_s=2.0, repeat=1))

@@ -132,6 +132,7 @@ def candidates(family: str, devices: list[str], runtimes: list[str] | None = Non
     Order: fp32 on the preferred runtime first, then its family's recipes, the next runtime's
     fp32 and recipes interleaved two steps behind (a speed-up needs fp32 on the same runtime)."""
     from engines import catalog
+    from engines.methods.recipe import parse_recipe
     from engines.passes import Format
 
     source = source_format or Format.TORCH
@@ -143,7 +144,7 @@ def candidates(family: str, devices: list[str], runtimes: list[str] | None = Non
     for d_rank, device in enumerate(devices):
         for r_rank, runtime in enumerate(order):
             for k, (spec, why) in enumerate(recipes):
-                reason = catalog.unsupported_reason(spec, runtime, device, source)
+                reason = catalog.unsupported_reason(parse_recipe(spec), runtime, device, source)
                 if reason:
                     refused.append({"spec": spec, "runtime": runtime, "device": device, "reason": reason})
                     continue

@@ -22,6 +22,14 @@ from engines.analysis.recommend import assess, label, latest, where, within_budg
 from engines.analysis.rules import is_reference
 
 
+def _float_cast(method: str) -> bool:
+    """A narrower float (fp16): slower than fp32 on a CPU is expected, not a surprise (its spec says so)."""
+    from engines.methods.registry import Compute, find_method
+
+    spec = find_method(method)
+    return spec is not None and spec.compute is Compute.FLOAT and spec.bits < 32
+
+
 def insights(results: list[dict[str, Any]], facts: dict[str, dict[str, Any]],
              profile: dict[str, Any] | None = None, batch_size: int = 1, across_runs: bool = False
              ) -> dict[str, Any]:
@@ -50,7 +58,7 @@ def insights(results: list[dict[str, Any]], facts: dict[str, dict[str, Any]],
                      "memory_mb": r.get("memory_mb"), "regime": roofline.place(r, info, profile).get("regime")}
             groups.setdefault((family, r["device"], r["runtime"], r["method"]), []).append(entry)
             s = row["speedup"]
-            if s["high"] < 1.0 and r["method"] not in ("fp16", "bf16"):
+            if s["high"] < 1.0 and not _float_cast(r["method"]):
                 surprises.append({
                     "model": model, "family": family, "variant": f"{label(r)} · {where(r)}",
                     "speedup": s, "text": (f"{label(r)} slower than fp32 here ({model}, {where(r)}: "

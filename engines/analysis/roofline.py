@@ -114,10 +114,6 @@ def place(result: dict[str, Any], facts: dict[str, Any], profile: dict[str, Any]
     return out
 
 
-WEIGHT_ONLY = ("weight-int8", "int4", "nf4", "fp4", "palettize")
-INT_COMPUTE = ("dynamic-int8", "static-int8", "qat-int8", "bnb-int8")
-
-
 def diagnose(variant: dict[str, Any], reference: dict[str, Any] | None, facts: dict[str, Any],
              profile: dict[str, Any] | None, speedup: float | None) -> str:
     """Why ``variant`` is as fast as it is against fp32, in words, from the measured figures."""
@@ -134,7 +130,10 @@ def diagnose(variant: dict[str, Any], reference: dict[str, Any] | None, facts: d
     family = facts.get("family", "model")
     ref = place(reference, facts, profile) if reference is not None else {}
     slower = speedup is not None and speedup < 1
-    weight_only, int_compute = method in WEIGHT_ONLY, method in INT_COMPUTE
+    from engines.methods.registry import Compute, find_method
+
+    compute = spec.compute if (spec := find_method(method)) is not None else None  # what it computes in
+    weight_only, int_compute = compute is Compute.WEIGHT_ONLY, compute is Compute.INT
     if regime == "overhead-bound":
         why = (f"this {family} is overhead-bound (p50 {variant['latency_ms']['p50']:.3f} ms against a roofline "
                f"bound of {where['bound_ms']:.4f} ms): dispatch and the quantize/dequantize steps cost more than "

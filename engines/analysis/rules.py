@@ -43,14 +43,14 @@ _reference_names: tuple[int, frozenset[str]] = (-1, frozenset())
 
 def reference_methods() -> frozenset[str]:
     """Names of the registered methods that transform nothing (the float reference), read from
-    each method's spec (``register_method(..., transforms=False)``)."""
+    each method's spec (``register_method(..., is_reference=True)``)."""
     global _reference_names
     from engines.methods import registry
 
     if registry._METHODS and _reference_names[0] == len(registry._METHODS):
         return _reference_names[1]
     methods = registry.all_methods()
-    names = frozenset(name for name, spec in methods.items() if not spec.transforms)
+    names = frozenset(name for name, spec in methods.items() if spec.is_reference)
     _reference_names = (len(registry._METHODS), names)
     return names
 

@@ -1,9 +1,10 @@
 """What a sweep measures: the request (stored with the run) and the variants it expands into.
 
 A variant is model × recipe × runtime × device; each is measured at every batch size. Methods
-are given as recipe specs (``int4``, ``int4:group_size=128``), so one run can compare several
-settings of one method; ``configs`` holds per-method defaults (``--set``, the app's forms) and
-``runtime_configs`` the runtime-only knobs.
+are recipes (:class:`Recipe`, parsed where the text entered: the CLI, the app, the Python API), so
+one run can compare several settings of one method; ``configs`` records the per-method defaults
+they were parsed with (``--set``, the app's forms) and ``runtime_configs`` the runtime-only knobs.
+Stored as JSON, each recipe is the text that parses back into it with ``configs``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from engines.bench.measure import MeasureSettings
 from engines.core.config import config_from_dict, config_to_dict
 from engines.devices import physical_cores
 from engines.devices.apple import default_threads
-from engines.methods.recipe import Recipe, parse_recipe
+from engines.methods.recipe import Recipe, parse_recipes
+from engines.passes import for_runtime
 from engines.runtimes import RuntimeConfig, all_runtimes, runtime_spec
 
 
@@ -24,7 +26,7 @@ class SweepRequest:
     """Everything needed to run (or resume) a sweep; stored with the run as JSON."""
 
     model: str
-    methods: tuple[str, ...]  # recipe specs: "int4", "int4:group_size=128", "fp32"
+    methods: tuple[Recipe, ...]  # parse_recipes(["int4", "int4:group_size=128", "fp32"], configs)
     runtimes: tuple[str, ...]
     devices: tuple[str, ...] = ("cpu",)
     batch_sizes: tuple[int, ...] = (1,)
@@ -40,7 +42,10 @@ class SweepRequest:
     def __post_init__(self) -> None:
         if not self.methods or not self.runtimes or not self.devices or not self.batch_sizes:
             raise ValueError("a sweep needs at least one method, runtime, device and batch size")
-        self.recipes()  # every spec parses (ValueError names the valid methods and settings)
+        text = [m for m in self.methods if not isinstance(m, Recipe)]
+        if text:
+            raise TypeError(f"SweepRequest.methods are recipes, not text ({text[0]!r}): parse them where they "
+                            "enter (engines.methods.recipe.parse_recipes(texts, configs))")
         known = all_runtimes()
         unknown = [r for r in self.runtimes if r not in known]
         if unknown:
@@ -53,8 +58,7 @@ class SweepRequest:
     def recipes(self) -> list[Recipe]:
         """The distinct recipes, in the order given (two specs of the same settings count once)."""
         out: dict[str, Recipe] = {}
-        for text in self.methods:
-            recipe = parse_recipe(text, self.configs)
+        for recipe in self.methods:
             out.setdefault(recipe.id, recipe)
         return list(out.values())
 
@@ -73,15 +77,18 @@ class SweepRequest:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["methods"] = [recipe.text(self.configs) for recipe in self.methods]
         data["measure"] = self.measure.to_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepRequest:
+        """A stored (or sent) request: its recipe texts are parsed here, with its ``configs``."""
         data = dict(data)
         data["measure"] = MeasureSettings(**data.get("measure", {}))
-        for key in ("methods", "runtimes", "devices", "batch_sizes"):
+        for key in ("runtimes", "devices", "batch_sizes"):
             data[key] = tuple(data[key])
+        data["methods"] = parse_recipes(data["methods"], data.get("configs"))
         return cls(**data)
 
 
@@ -107,5 +114,13 @@ class Variant:
 
 
 def plan_variants(request: SweepRequest) -> list[Variant]:
-    return [Variant(recipe, runtime, device, request.runtime_config(runtime))
-            for recipe in request.recipes() for runtime in request.runtimes for device in request.devices]
+    """Recipes × runtimes × devices, each recipe as its runtime's passes read it (another runtime's
+    pass options at their defaults: :func:`engines.passes.for_runtime`), each variant once."""
+    out: dict[tuple[str, str, str], Variant] = {}
+    for recipe in request.recipes():
+        for runtime in request.runtimes:
+            measured = for_runtime(recipe, runtime)
+            for device in request.devices:
+                out.setdefault((measured.id, runtime, device),
+                               Variant(measured, runtime, device, request.runtime_config(runtime)))
+    return list(out.values())

@@ -41,6 +41,7 @@ from engines.core.errors import ModelLoadError
 from engines.devices.energy import idle_watts, open_meter
 from engines.devices.energy import window as energy_window
 from engines.devices.strategies import isa_notes
+from engines.methods.recipe import Recipe, parse_recipe
 from engines.models import ModelSpec, load_model
 from engines.models.base import LoadedModel
 from engines.models.onnx_cache import SOURCE_FORMAT
@@ -94,11 +95,14 @@ def add_kv_graph(model: LoadedModel, planned: list[dict[str, Any]], ctx: PassCon
         artifact.facts["kv_graph"] = str(kv_path) if kv_path else None
 
 
-def open_recipe(model: LoadedModel, recipe: str, runtime: str, device: str, threads: int, workdir: Path,
+def open_recipe(model: LoadedModel, recipe: Recipe | str, runtime: str, device: str, threads: int, workdir: Path,
                 runtime_config: dict[str, Any] | None = None) -> tuple[Artifact, Any]:
     """Plan, apply and open one recipe in this process: (artifact, session). For ``bench/`` scripts,
-    which time several variants side by side in one process; raises UnsupportedVariant."""
+    which time several variants side by side in one process (their text is parsed here, where it
+    enters); raises UnsupportedVariant."""
     from engines import catalog
+
+    recipe = recipe if isinstance(recipe, Recipe) else parse_recipe(recipe)
 
     source = Format.ONNX if model.module is None else Format.TORCH
     planned = catalog.plan_variant(recipe, runtime, device, source)

@@ -23,17 +23,6 @@ from engines.export import REPORT_NAME, VALIDATION_NAME, ExportError, missing_ex
 from engines.export.targets import export_target, implementation
 from engines.export.targets.base import Exported, ExportTarget
 
-# What a format that cannot express a method gets offered instead, best first (then any method
-# of the same or more bits that plans).
-NEAREST: dict[str, tuple[str, ...]] = {
-    "nf4": ("int4", "weight-int8"), "fp4": ("int4", "weight-int8"), "palettize": ("int4", "weight-int8"),
-    "bnb-int8": ("weight-int8", "dynamic-int8"), "qat-int4": ("int4", "weight-int8"),
-    "qat-int8": ("static-int8", "dynamic-int8"), "mixed": ("static-int8", "dynamic-int8"),
-    "weight-int8": ("dynamic-int8", "fp16"), "int4": ("weight-int8", "dynamic-int8"),
-    "static-int8": ("dynamic-int8",), "dynamic-int8": ("static-int8", "weight-int8"), "fp16": ("fp32",),
-    "bf16": ("fp16", "fp32"),
-}
-
 
 def target_runtime(fmt: ExportTarget):
     """The runtime whose passes build the target's file: its own planning runtime, else a registered one."""
@@ -50,13 +39,13 @@ def plan_for(recipe, fmt: ExportTarget, source_format):
 
 
 def nearest_recipe(recipe, fmt: ExportTarget, source_format) -> str | None:
-    """The closest method ``fmt`` can express, by name (see :data:`NEAREST`), else by bits."""
+    """The closest method ``fmt`` can express: the method's own ``fallbacks`` (its spec), else by bits."""
     from engines import catalog
     from engines.methods.recipe import parse_recipe
     from engines.passes import Plan
 
     bits = recipe.bits
-    ordered = list(NEAREST.get(recipe.method, ()))
+    ordered = list(catalog.METHODS[recipe.method].fallbacks) if recipe.method in catalog.METHODS else []
     others = sorted(catalog.METHODS.items(), key=lambda item: (item[1].bits < bits, abs(item[1].bits - bits)))
     ordered += [name for name, _ in others if name not in ordered and name != recipe.method]
     for name in ordered:

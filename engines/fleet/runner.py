@@ -35,7 +35,6 @@ from engines.fleet import (
     host_resource,
     version_mismatch,
 )
-from engines.methods.recipe import parse_recipe
 from engines.store import Store
 from engines.store.sinks import ResultSink, SqliteSink
 
@@ -221,9 +220,6 @@ class FleetRunner:
     @staticmethod
     def _tasks(run_id: str, model: str, request: SweepRequest, hosts: list[str], done: set[tuple]) -> list[_Task]:
         """One task per host × variant with at least one batch size not stored yet."""
-        specs: dict[str, str] = {}  # recipe id -> the first spec that gives it
-        for text in request.methods:
-            specs.setdefault(parse_recipe(text, request.configs).id, text)
         tasks = []
         for host in hosts:
             for index, variant in enumerate(plan_variants(request)):
@@ -231,7 +227,7 @@ class FleetRunner:
                            if (host, variant.recipe.id, variant.runtime, variant.device, b) not in done]
                 if not missing:
                     continue
-                narrowed = replace(request, methods=(specs[variant.recipe.id],), runtimes=(variant.runtime,),
+                narrowed = replace(request, methods=(variant.recipe,), runtimes=(variant.runtime,),
                                    devices=(variant.device,), batch_sizes=tuple(missing))
                 identity = [variant.identity(model, b) for b in missing]
                 key = f"qbench-{run_id}-{host}-{index}"

@@ -5,17 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engines.methods.configs import MethodConfig, help_text
-from engines.methods.registry import register_method
+from engines.methods.registry import Compute, register_method
 
 
-@register_method("fp32", title="float32 (reference)", bits=32, transforms=False, order=0,
+@register_method("fp32", compute=Compute.FLOAT,
+                 title="float32 (reference)", bits=32, is_reference=True, order=0,
                  description="The unmodified float model; every other variant is compared with it.")
 @dataclass(frozen=True)
 class Fp32Config(MethodConfig):
     """The float reference every other variant is compared with."""
 
 
-@register_method("fp16", title="float16 cast", bits=16, order=1,
+@register_method("fp16", compute=Compute.FLOAT, fallbacks=("fp32",),
+                 title="float16 cast", bits=16, order=1,
                  description="Weights and activations in float16: half the size, a baseline for the integer "
                              "methods.")
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, field
 
 from engines.methods.configs import MethodConfig, help_text
-from engines.methods.registry import register_method
+from engines.methods.registry import Compute, register_method
 
 
 class FuseModelType(str, enum.Enum):
@@ -29,7 +29,8 @@ class FuseModelType(str, enum.Enum):
 FUSE_OPT_LEVELS = (0, 1, 2, 99)
 
 
-@register_method("fuse", title="graph fusion (ONNX Runtime)", bits=32, order=5,
+@register_method("fuse", compute=Compute.FLOAT,
+                 title="graph fusion (ONNX Runtime)", bits=32, order=5,
                  description="ONNX Runtime's transformer optimizer: Attention, SkipLayerNorm, EmbedLayerNorm, "
                              "BiasGelu fused operators, offline; chains before int8 (fuse+dynamic-int8).")
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 from engines.methods.configs import MethodConfig, check_block, help_text
-from engines.methods.registry import register_method
+from engines.methods.registry import Compute, register_method
 
 
 class Int4Algorithm(str, enum.Enum):
@@ -16,7 +16,8 @@ class Int4Algorithm(str, enum.Enum):
     HQQ = "hqq"  # half-quadratic quantization: scales (and zero points) optimised against the weights
 
 
-@register_method("int4", title="int4 weight-only (block-wise)", bits=4, order=20,
+@register_method("int4", compute=Compute.WEIGHT_ONLY, fallbacks=("weight-int8", "dynamic-int8"),
+                 title="int4 weight-only (block-wise)", bits=4, order=20,
                  description="4-bit weights in blocks with one scale each (ORT MatMulNBits, torchao "
                              "IntxWeightOnly).")
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ from engines.methods.configs import (
     check_block,
     help_text,
 )
-from engines.methods.registry import register_method
+from engines.methods.registry import Compute, register_method
 
 
-@register_method("weight-int8", title="int8 weight-only", bits=8, order=10,
+@register_method("weight-int8", compute=Compute.WEIGHT_ONLY, fallbacks=("dynamic-int8", "fp16"),
+                 title="int8 weight-only", bits=8, order=10,
                  description="int8 weights dequantized on the fly; activations stay float (torchao "
                              "Int8WeightOnly, ONNX Runtime MatMulNBits 8-bit).")
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class WeightInt8Config(MethodConfig):
         check_block(self.block_size, "block_size")
 
 
-@register_method("dynamic-int8", title="int8 dynamic", bits=8, order=11,
+@register_method("dynamic-int8", compute=Compute.INT, fallbacks=("static-int8", "weight-int8"),
+                 title="int8 dynamic", bits=8, order=11,
                  description="int8 weights, activations quantized per batch at run time (torchao, ORT "
                              "quantize_dynamic).")
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ class GeluInputs(str, enum.Enum):
     FLOAT = "float"
 
 
-@register_method("static-int8", title="int8 static (W8A8)", bits=8, needs_calibration=True, order=12,
+@register_method("static-int8", compute=Compute.INT, fallbacks=("dynamic-int8",),
+                 title="int8 static (W8A8)", bits=8, needs_calibration=True, order=12,
                  description="int8 weights and activations with ranges from calibration data (torchao PT2E, "
                              "ORT quantize_static).")
 @dataclass(frozen=True)

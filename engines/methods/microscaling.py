@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 from engines.methods.configs import MethodConfig, help_text
-from engines.methods.registry import register_method
+from engines.methods.registry import Compute, register_method
 
 
 class Fp4Format(str, enum.Enum):
@@ -14,7 +14,8 @@ class Fp4Format(str, enum.Enum):
     NVFP4 = "nvfp4"  # NVIDIA: E2M1 values, one FP8 (E4M3) scale per 16 weights
 
 
-@register_method("fp4", title="fp4 weight-only (microscaling)", bits=4, order=22,
+@register_method("fp4", compute=Compute.WEIGHT_ONLY, fallbacks=("int4", "weight-int8"),
+                 title="fp4 weight-only (microscaling)", bits=4, order=22,
                  description="4-bit float weights (E2M1) in small blocks with a shared scale: MLX mxfp4 / nvfp4.")
 @dataclass(frozen=True)
 class Fp4Config(MethodConfig):

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 
 from engines.methods.configs import CalibrationMethod, MethodConfig, check_block, help_text
-from engines.methods.registry import register_method
+from engines.methods.registry import Compute, register_method
 
 PIN_SEPARATORS = r"[/;\s]+"  # commas separate recipes on the command line, so pins use '/'
 PIN_PRECISIONS = ("fp32", "quant")
@@ -59,7 +59,8 @@ def parse_pins(text: str) -> dict[str, str]:
     return pins
 
 
-@register_method("mixed", title="mixed precision (sensitivity)", bits=8, needs_calibration=True, order=40,
+@register_method("mixed", compute=Compute.MIXED, fallbacks=("static-int8", "dynamic-int8"),
+                 title="mixed precision (sensitivity)", bits=8, needs_calibration=True, order=40,
                  description="Rank layers by sensitivity, keep the fewest most sensitive ones in float so the "
                              "accuracy budget holds, quantize the rest (int8 dynamic/static or int4).")
 @dataclass(frozen=True)

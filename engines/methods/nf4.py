@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 from engines.methods.configs import MethodConfig, help_text
-from engines.methods.registry import register_method
+from engines.methods.registry import Compute, register_method
 
 
 class ComputeDtype(str, enum.Enum):
@@ -14,7 +14,8 @@ class ComputeDtype(str, enum.Enum):
     BFLOAT16 = "bfloat16"
 
 
-@register_method("nf4", title="NF4 (bitsandbytes)", bits=4, order=25,
+@register_method("nf4", compute=Compute.WEIGHT_ONLY, fallbacks=("int4", "weight-int8"),
+                 title="NF4 (bitsandbytes)", bits=4, order=25,
                  description="4-bit NormalFloat weights in blocks (QLoRA's format) via bitsandbytes Linear4bit; "
                              "activations in the compute dtype.")
 @dataclass(frozen=True)
@@ -33,7 +34,8 @@ class Nf4Config(MethodConfig):
             raise ValueError("block_size must be 64 or 128")
 
 
-@register_method("bnb-int8", title="int8 LLM.int8() (bitsandbytes)", bits=8, order=26,
+@register_method("bnb-int8", compute=Compute.INT, fallbacks=("weight-int8", "dynamic-int8"),
+                 title="int8 LLM.int8() (bitsandbytes)", bits=8, order=26,
                  description="bitsandbytes Linear8bitLt: int8 row-wise weights; outlier activation columns in "
                              "float above the threshold.")
 @dataclass(frozen=True)

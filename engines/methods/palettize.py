@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass, field
 
 from engines.methods.configs import MethodConfig, help_text
-from engines.methods.registry import register_method
+from engines.methods.registry import Compute, register_method
 
 
 class PaletteGranularity(str, enum.Enum):
@@ -18,7 +18,8 @@ class PaletteGranularity(str, enum.Enum):
     PER_GROUPED_CHANNEL = "per_grouped_channel"  # one table per group of output channels
 
 
-@register_method("palettize", title="palettized weights (k-means LUT)", bits=4, order=24,
+@register_method("palettize", compute=Compute.WEIGHT_ONLY, fallbacks=("int4", "weight-int8"),
+                 title="palettized weights (k-means LUT)", bits=4, order=24,
                  description="Weights as 4/6/8-bit indices into a k-means look-up table (Core ML "
                              "palettize_weights): the Neural Engine's compressed format.")
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engines.methods.configs import MethodConfig, check_block, help_text
-from engines.methods.registry import register_method
+from engines.methods.registry import Compute, register_method
 
 WEIGHT_BITS = (2, 3, 4, 8)
 
@@ -44,7 +44,8 @@ class QatConfigBase(MethodConfig):
             check_block(self.group_size, "group_size")
 
 
-@register_method("qat-int8", title="QAT int8 (W8A8 dynamic)", bits=8, needs_training_data=True, order=30,
+@register_method("qat-int8", compute=Compute.INT, fallbacks=("static-int8", "dynamic-int8"),
+                 title="QAT int8 (W8A8 dynamic)", bits=8, needs_training_data=True, order=30,
                  description="Fine-tune with fake-quantized int8 weights and activations (torchao QAT), then "
                              "convert: torchao int8 on torch, a QDQ graph on ONNX Runtime.")
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class QatInt8Config(QatConfigBase):
                                                           short="g{}"))
 
 
-@register_method("qat-int4", title="QAT int4 (weights)", bits=4, needs_training_data=True, order=31,
+@register_method("qat-int4", compute=Compute.WEIGHT_ONLY, fallbacks=("int4", "weight-int8"),
+                 title="QAT int4 (weights)", bits=4, needs_training_data=True, order=31,
                  description="Fine-tune with fake-quantized block-wise int4 weights (torchao QAT), then convert: "
                              "torchao Intx on torch, blocked int4 QDQ (MatMulNBits) on ONNX Runtime.")
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """Recipes: what is done to a model, as an ordered list of method configs.
 
-``int4:group_size=128`` is a one-step recipe; ``qat-int8+static-int8`` would be two. A recipe is
+``int4:group_size=128`` is a one-step recipe; ``qat-int8+static-int8`` would be two. Text becomes
+a recipe once, where it enters (the CLI's ``--methods``, the app's form, the Python API, a stored
+request read back): :func:`parse_recipe`. Inside, recipes travel as objects. A recipe is
 format-neutral: :func:`engines.passes.plan` realises it for a runtime as a chain of registered
 passes (``export-onnx → ort-matmul-nbits``). Its id is a stable hash of the steps' method names,
 config versions and settings, so the same settings give the same id in every run and process.
@@ -8,12 +10,15 @@ config versions and settings, so the same settings give the same id in every run
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from engines.core.config import plain
 from engines.methods.configs import MethodConfig, coerce_field, config_from_dict, config_to_dict, field_specs
 from engines.methods.registry import MethodSpec, method_spec, spec_for_config
 
@@ -76,11 +81,24 @@ class Recipe:
     @property
     def spec_text(self) -> str:
         """The text that parses back into this recipe: ``int4:group_size=128``."""
+        return self.text()
+
+    def text(self, defaults: dict[str, dict[str, Any]] | None = None) -> str:
+        """The text that ``parse_recipe(text, defaults)`` turns back into this recipe: the settings
+        that differ from ``defaults`` (method → settings; none: the config's own defaults)."""
         parts = []
         for spec, step in zip(self.specs, self.steps):
-            fields = "".join(f"{FIELD_SEPARATOR}{k}={v}" for k, v in step.changed_fields().items())
-            parts.append(spec.name + fields)
+            base = config_from_dict(spec.config_class, (defaults or {}).get(spec.name))
+            fields = {f.name: plain(getattr(step, f.name)) for f in dataclasses.fields(step)
+                      if getattr(step, f.name) != getattr(base, f.name)}
+            parts.append(spec.name + "".join(f"{FIELD_SEPARATOR}{k}={v}" for k, v in fields.items()))
         return STEP_SEPARATOR.join(parts)
+
+    @classmethod
+    def default(cls, method: str | MethodSpec) -> Recipe:
+        """The one-step recipe of ``method`` at its default settings."""
+        spec = method if isinstance(method, MethodSpec) else method_spec(method)
+        return cls((spec.default_config(),))
 
 
 def parse_recipe(text: str, defaults: dict[str, dict[str, Any]] | None = None) -> Recipe:
@@ -111,6 +129,11 @@ def parse_recipe(text: str, defaults: dict[str, dict[str, Any]] | None = None) -
         except ValueError as exc:
             raise ValueError(f"{text!r}: {name}: {exc}") from None
     return Recipe(tuple(steps))
+
+
+def parse_recipes(texts: Iterable[str], defaults: dict[str, dict[str, Any]] | None = None) -> tuple[Recipe, ...]:
+    """Several recipe texts (``--methods``, a form's choices), each through :func:`parse_recipe`."""
+    return tuple(parse_recipe(text, defaults) for text in texts)
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "text"}

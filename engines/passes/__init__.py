@@ -13,6 +13,7 @@ which only the child process that measures a variant calls.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import importlib
 import pkgutil
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engines.core import discovery
 from engines.core.config import Config, config_to_dict
 
 if TYPE_CHECKING:
@@ -76,6 +78,10 @@ class PassSpec:
     check: Callable[[Any], str | None] | None = None  # config -> reason it cannot be done, or None
     selects: Callable[[Any], bool] | None = None  # among alternatives for one config: is it this one?
     description: str = ""
+    # Settings of its config that are this pass's own options (a backend's knobs: ONNX Runtime's
+    # quant_format, torch's torch_backend). A variant for a runtime none of their passes serves
+    # leaves them at their defaults (:func:`for_runtime`): they are not part of what it measures.
+    owns: tuple[str, ...] = ()
 
     def refusal(self, runtime: str, device: str, config: Any) -> str | None:
         if self.runtimes is not None and runtime not in self.runtimes:
@@ -92,7 +98,8 @@ _PASSES: dict[str, PassSpec] = {}
 
 def register_pass(name: str, *, config: type[Config] | None, input: Format, output: Format,
                   runtimes: tuple[str, ...] | None = None, unsupported: dict[str, str] | None = None,
-                  check: Callable[[Any], str | None] | None = None, selects: Callable[[Any], bool] | None = None):
+                  check: Callable[[Any], str | None] | None = None, selects: Callable[[Any], bool] | None = None,
+                  owns: tuple[str, ...] = ()):
     """Function decorator registering a pass (see the module's docstring)."""
 
     def register(fn: PassFn) -> PassFn:
@@ -100,7 +107,7 @@ def register_pass(name: str, *, config: type[Config] | None, input: Format, outp
             raise ValueError(f"pass {name!r} is registered twice")
         doc = (fn.__doc__ or "").strip().split("\n")[0]
         _PASSES[name] = PassSpec(name, fn, config, input, output, runtimes, dict(unsupported or {}), check,
-                                 selects, doc)
+                                 selects, doc, tuple(owns))
         return fn
 
     return register
@@ -114,9 +121,7 @@ def load_builtin_passes() -> None:
 
 
 def all_passes() -> dict[str, PassSpec]:
-    from engines import plugins
-
-    plugins.load_all()
+    discovery.load("passes", load_builtin_passes)
     return dict(_PASSES)
 
 
@@ -125,6 +130,27 @@ def get_pass(name: str) -> PassSpec:
     if name not in passes:
         raise ValueError(f"unknown pass {name!r}; registered: {', '.join(passes)}")
     return passes[name]
+
+
+def for_runtime(recipe: Recipe, runtime: str) -> Recipe:
+    """``recipe`` as a variant on ``runtime`` measures it: each step's pass options (``owns``) that
+    only passes for other runtimes read are back at their defaults (``dynamic-int8:torch_backend=
+    torchao`` on ONNX Runtime is ``dynamic-int8``), so the variant's id and label say what ran."""
+    steps = []
+    for step in recipe.steps:
+        serving: dict[str, set[str]] = {}  # option -> the runtimes its owners serve
+        anywhere: set[str] = set()  # options some owner serves whatever the runtime
+        for p in all_passes().values():
+            if p.config_class is type(step):
+                for name in p.owns:
+                    if p.runtimes is None:
+                        anywhere.add(name)
+                    serving.setdefault(name, set()).update(p.runtimes or ())
+        defaults = type(step)()
+        unread = {name: getattr(defaults, name) for name, runtimes in serving.items()
+                  if name not in anywhere and runtime not in runtimes and getattr(step, name) != getattr(defaults, name)}
+        steps.append(dataclasses.replace(step, **unread) if unread else step)
+    return recipe if all(a is b for a, b in zip(recipe.steps, steps)) else type(recipe)(tuple(steps))
 
 
 # --- planning ------------------------------------------------------------------------------------
@@ -174,7 +200,7 @@ def plan(recipe: Recipe, source: Format, runtime: RuntimeSpec, device: str) -> P
                     chain.append(edge)
             return Plan(source, tuple(reversed(chain)))
         moves: list[tuple[tuple[Format, int], PlannedPass | None]] = []
-        if i < len(steps) and not specs[i].transforms:
+        if i < len(steps) and specs[i].is_reference:
             moves.append(((fmt, i + 1), None))
         for spec in passes:
             if spec.input is not fmt:
@@ -200,7 +226,13 @@ def plan(recipe: Recipe, source: Format, runtime: RuntimeSpec, device: str) -> P
                 came_from[target] = ((fmt, i), edge)
                 queue.append(target)
     if refusals:
-        return max(refusals, key=lambda r: (r[0], r[1]))[2]
+        step, serves, reason = max(refusals, key=lambda r: (r[0], r[1]))
+        if not serves:  # every pass for this step makes what other runtimes run
+            others = sorted({r for p in passes if p.config_class is not None and step < len(steps)
+                             and isinstance(steps[step], p.config_class) for r in (p.runtimes or ())})
+            return (f"{runtime.title} has no pass for {specs[step].name}; its passes make what only "
+                    f"{', '.join(others)} can run")
+        return reason
     if source not in runtime.formats and not any(p.input is source for p in passes):
         return f"{runtime.title} cannot open a {source.title} and no pass converts one"
     names = " + ".join(s.title for s in specs)

@@ -377,7 +377,7 @@ def ort_int4(ctx: PassContext, artifact: Artifact, config: Int4Config) -> Artifa
 
 
 @register_pass("ort-dynamic-int8", config=DynamicInt8Config, input=Format.ONNX, output=Format.ONNX,
-               runtimes=_ORT, unsupported={"cuda": _ORT_CPU_ONLY})
+               runtimes=_ORT, unsupported={"cuda": _ORT_CPU_ONLY}, owns=("quantize_conv",))
 def ort_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Config) -> Artifact:
     """int8 weights, activation scales at run time (quantize_dynamic)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -399,7 +399,8 @@ def ort_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Co
 
 
 @register_pass("ort-static-int8", config=StaticInt8Config, input=Format.ONNX, output=Format.ONNX,
-               runtimes=_ORT, unsupported={"cuda": _ORT_CPU_ONLY})
+               runtimes=_ORT, unsupported={"cuda": _ORT_CPU_ONLY},
+               owns=("quant_format", "activation_type", "gelu_inputs"))
 def ort_static_int8(ctx: PassContext, artifact: Artifact, config: StaticInt8Config) -> Artifact:
     """W8A8 with calibrated activation ranges (quantize_static, QDQ or QOperator)."""
     out = ctx.workdir / "model.static-int8.onnx"

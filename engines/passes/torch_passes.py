@@ -113,7 +113,7 @@ def torchao_weight_int8(ctx: PassContext, artifact: Artifact, config: WeightInt8
 
 @register_pass("torch-ao-dynamic-int8", config=DynamicInt8Config, input=Format.TORCH, output=Format.TORCH,
                runtimes=_TORCH, unsupported=_NO_MPS_INT,
-               selects=lambda c: c.torch_backend is TorchDynamicBackend.TORCH_AO)
+               selects=lambda c: c.torch_backend is TorchDynamicBackend.TORCH_AO, owns=("torch_backend",))
 def torch_ao_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Config) -> Artifact:
     """Classic eager dynamic quantization: real int8 GEMMs (fbgemm/x86 on x86, qnnpack on ARM)."""
     import torch
@@ -136,7 +136,7 @@ def torch_ao_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicI
 
 @register_pass("torchao-dynamic-int8", config=DynamicInt8Config, input=Format.TORCH, output=Format.TORCH,
                runtimes=_TORCH, unsupported=_NO_MPS_INT,
-               selects=lambda c: c.torch_backend is TorchDynamicBackend.TORCHAO)
+               selects=lambda c: c.torch_backend is TorchDynamicBackend.TORCHAO, owns=("torch_backend",))
 def torchao_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Config) -> Artifact:
     """torchao Int8DynamicActivationInt8WeightConfig (meant for torch.compile)."""
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig
@@ -309,7 +309,7 @@ def x86_quantizer(config: StaticInt8Config) -> Any:
 
 
 @register_pass("pt2e-static-int8", config=StaticInt8Config, input=Format.TORCH, output=Format.TORCH,
-               runtimes=_TORCH, check=_pt2e_refusal,
+               runtimes=_TORCH, check=_pt2e_refusal, owns=("torch_bias_correction", "torch_restricted_weights"),
                unsupported={"cuda": "the x86 PT2E quantizer targets CPUs", **_NO_MPS_INT})
 def pt2e_static_int8(ctx: PassContext, artifact: Artifact, config: StaticInt8Config) -> Artifact:
     """PT2E export + X86InductorQuantizer, calibrated, weights folded to int8.

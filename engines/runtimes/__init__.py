@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from engines.core import discovery
 from engines.core.config import Config
 
 if TYPE_CHECKING:
+    from engines.methods.registry import MethodSpec
     from engines.passes import Format
 
 
@@ -37,7 +39,9 @@ class RuntimeSpec:
     session: str  # module with open_session() and runtime_info(), imported in the child only
     config_class: type[RuntimeConfig] = RuntimeConfig
     extra: str | None = None  # the optional dependency group that installs it
-    accepts: tuple[str, ...] | None = None  # the only methods it runs (None: whatever a plan reaches)
+    # Which methods it runs, asked of each method's spec (None: whatever the pass planner reaches);
+    # for a runtime whose formats other passes also produce, e.g. ``lambda m: m.is_reference``.
+    accepts: Callable[[MethodSpec], bool] | None = None
     order: int = 100  # position in listings
     # Why a device it has a backend for cannot run on this machine (light: the library is not imported),
     # or None; the runner records the reason as `unsupported` without spawning a child.
@@ -79,9 +83,9 @@ def load_builtin_runtimes() -> None:
 
 
 def all_runtimes() -> dict[str, RuntimeSpec]:
-    from engines import plugins
-
-    plugins.load_all()
+    for module in discovery.load("runtimes", load_builtin_runtimes):
+        if isinstance(getattr(module, "SPEC", None), RuntimeSpec):
+            register_runtime(module.SPEC)
     return dict(sorted(_RUNTIMES.items(), key=lambda item: (item[1].order, item[0])))
 
 

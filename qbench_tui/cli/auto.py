@@ -116,6 +116,7 @@ def cmd_auto(args) -> int:
     from engines.analysis.insights import from_store, insights
     from engines.bench.measure import MeasureSettings
     from engines.bench.runner import SweepRequest
+    from engines.methods.recipe import parse_recipes
     from qbench_tui.cli.output import make_console
     from qbench_tui.cli.run import execute_sweep
 
@@ -206,7 +207,7 @@ def cmd_auto(args) -> int:
                     for (runtime, device), specs in _groups(chosen).items():
                         if model_cancel.is_set():
                             break
-                        request = SweepRequest(model=plan["model"], methods=tuple(specs), runtimes=(runtime,),
+                        request = SweepRequest(model=plan["model"], methods=parse_recipes(specs), runtimes=(runtime,),
                                                devices=(device,), batch_sizes=tuple(args.batch_sizes),
                                                timeout_s=args.timeout, measure=measure,
                                                model_options={"seq_len": args.seq_len})

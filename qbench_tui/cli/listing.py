@@ -171,24 +171,30 @@ def cmd_models(args) -> int:
 def cmd_methods(args) -> int:
     from engines import catalog
     from engines.core.config import field_specs
-    from engines.passes import Plan
+    from engines.methods.recipe import Recipe
+    from engines.passes import Plan, all_passes
     from qbench_tui.cli.output import make_console
 
     rows = []
     for spec in catalog.METHODS.values():
+        owners = {name: sorted(p.name for p in all_passes().values()
+                               if p.config_class is spec.config_class and name in p.owns)
+                  for name in (s["name"] for s in field_specs(spec.config_class))}
         support: dict[str, dict[str, str]] = {}
         passes: dict[str, list[str]] = {}
         for rt in catalog.RUNTIMES.values():
             support[rt.name] = {}
             for dev in rt.devices:
-                planned = catalog.plan_variant(spec.name, rt.name, dev)
+                planned = catalog.plan_variant(Recipe.default(spec), rt.name, dev)
                 support[rt.name][dev] = "ok" if isinstance(planned, Plan) else planned
                 if isinstance(planned, Plan) and rt.name not in passes:
                     passes[rt.name] = planned.names
         rows.append({
             "name": spec.name, "title": spec.title, "bits": spec.bits, "description": spec.description,
-            "needs_calibration": spec.needs_calibration,
-            "settings": {s["name"]: {"default": s["default"], "help": s["help"], "choices": s["choices"]}
+            "needs_calibration": spec.needs_calibration, "needs_training_data": spec.needs_training_data,
+            "compute": spec.compute.value, "reference": spec.is_reference, "fallbacks": list(spec.fallbacks),
+            "settings": {s["name"]: {"default": s["default"], "help": s["help"], "choices": s["choices"],
+                                     "option_of": owners[s["name"]]}  # the passes whose own option it is
                          for s in field_specs(spec.config_class)},
             "support": support, "passes": passes,
         })
@@ -220,7 +226,7 @@ def cmd_runtimes(args) -> int:
     rows = [{
         "name": rt.name, "title": rt.title, "formats": [f.value for f in rt.formats], "devices": list(rt.devices),
         "installed": rt.installed(), "install": None if rt.installed() else rt.install_hint(),
-        "accepts": list(rt.accepts) if rt.accepts is not None else None,
+        "accepts": catalog.accepted_methods(rt),
         "settings": {s["name"]: {"default": s["default"], "help": s["help"], "choices": s["choices"]}
                      for s in field_specs(rt.config_class)},
     } for rt in catalog.RUNTIMES.values()]

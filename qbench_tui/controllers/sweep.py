@@ -171,11 +171,13 @@ def build_request(setup: SweepSetup):
     """The engine's SweepRequest (imports engines.bench.runner: call it off the UI thread)."""
     from engines.bench.measure import MeasureSettings
     from engines.bench.runner import SweepRequest
+    from engines.methods.recipe import parse_recipes
 
     measure = MeasureSettings(**setup.measure) if setup.measure else MeasureSettings()
     extra = {"model_options": setup.model_options} if setup.model_options else {}
     return SweepRequest(
-        model=setup.model, methods=setup.methods, runtimes=setup.runtimes, devices=setup.devices,
+        model=setup.model, methods=parse_recipes(setup.methods, setup.configs), runtimes=setup.runtimes,
+        devices=setup.devices,
         batch_sizes=setup.batch_sizes, configs=setup.configs, runtime_configs=setup.runtime_configs,
         threads=setup.threads, measure=measure, **extra,
     )

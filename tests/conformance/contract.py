@@ -22,7 +22,7 @@ import numpy as np
 from engines import catalog
 from engines.bench.worker import _context, add_kv_graph, apply_passes, reference_outputs, run_outputs
 from engines.devices import detect_devices
-from engines.methods.recipe import Recipe
+from engines.methods.recipe import Recipe, parse_recipe
 from engines.models import load_model, resolve_model
 from engines.passes import Plan, all_passes
 from engines.runtimes import runtime_spec
@@ -53,8 +53,8 @@ def run_recipe(recipe: Recipe | str, runtime: str, device: str = "cpu") -> dict:
     None and the artifact has been checked instead (:func:`check_artifact`)."""
     model, reference = small_model(model_for(runtime))
     workdir = Path(tempfile.mkdtemp(prefix="qbench-contract-"))
-    spec_text = recipe if isinstance(recipe, str) else recipe.spec_text
-    planned = catalog.plan_variant(spec_text, runtime, device)
+    recipe = parse_recipe(recipe) if isinstance(recipe, str) else recipe
+    planned = catalog.plan_variant(recipe, runtime, device)
     if isinstance(planned, str):
         raise UnsupportedVariant(planned)
     steps = [p.to_dict() for p in planned.passes]
@@ -65,7 +65,7 @@ def run_recipe(recipe: Recipe | str, runtime: str, device: str = "cpu") -> dict:
     try:
         session = importlib.import_module(spec.session).open_session(artifact, model, device, 1, spec.config_class())
     except UnsupportedVariant as exc:  # this machine cannot run it: check what the passes built
-        assert str(exc).strip(), f"{spec_text} on {runtime}: refused without a reason"
+        assert str(exc).strip(), f"{recipe.spec_text} on {runtime}: refused without a reason"
         check_artifact(artifact, runtime, planned.names)
         return {"top1": None, "size_mb": artifact.size_bytes / 2**20, "artifact": artifact, "refused": str(exc)}
     outputs = run_outputs(session, model.eval_inputs)
@@ -105,7 +105,7 @@ def check_runtime(name: str) -> dict[str, dict]:
     present = {d.name for d in detect_devices() if d.present}
     for device in ("cpu", "cuda", "mps", "ane"):
         if device not in spec.devices or device not in present:
-            reason = catalog.unsupported_reason("fp32", name, device)
+            reason = catalog.unsupported_reason(parse_recipe("fp32"), name, device)
             if reason is None and spec.builds_without_device and device in spec.devices:
                 # planned for a device this machine lacks (Core ML's ANE programs): built, then refused
                 built = run_recipe("fp32", name, device)
@@ -114,7 +114,7 @@ def check_runtime(name: str) -> dict[str, dict]:
             assert reason and isinstance(reason, str), (name, device)
     figures: dict[str, dict] = {}
     for method, method_spec in catalog.METHODS.items():
-        planned = catalog.plan_variant(method, name, "cpu")
+        planned = catalog.plan_variant(Recipe.default(method_spec), name, "cpu")
         if not isinstance(planned, Plan):
             assert planned.strip(), f"{method} on {name}: refused without a reason"
             continue

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from engines.bench.runner import SweepInterrupted, SweepRequest, SweepRunner
+from engines.methods.recipe import parse_recipes
 from engines.store import Store
 from tests.faults.fault_support import fill, integrity
 from tests.helpers import FAST, count_rows, wait_for
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.slow]  # real sweeps of the built-in model
 def _request(fast_measure, methods=("fp32",), repeat=1):
     from dataclasses import replace
 
-    return SweepRequest(model="digits-mlp", methods=methods, runtimes=("onnxruntime",),
+    return SweepRequest(model="digits-mlp", methods=parse_recipes(methods), runtimes=("onnxruntime",),
                         measure=replace(fast_measure, repeat=repeat))
 
 

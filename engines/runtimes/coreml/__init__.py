@@ -35,7 +35,7 @@ class CoremlRuntimeConfig(RuntimeConfig):
 SPEC = RuntimeSpec(
     name="coreml", title="Core ML", formats=(Format.COREML,), devices=("cpu", "gpu", "ane"), package="coremltools",
     session="engines.runtimes.coreml.session", config_class=CoremlRuntimeConfig, extra="coreml",
-    accepts=("fp32", "fp16", "weight-int8", "int4", "palettize", "static-int8"), order=40,
+    order=40,
     builds_without_device=True,  # the program for the ANE is converted and checked anywhere
 )
 

@@ -30,6 +30,6 @@ def _refusal(device: str) -> str | None:
 SPEC = RuntimeSpec(
     name=NAME, title="llama.cpp", formats=(Format.GGUF,), devices=("cpu", "gpu"), package="llama_cpp",
     session="engines.runtimes.llamacpp.session", extra="llamacpp",
-    accepts=("fp32", "fp16", "weight-int8", "int4"), order=35, refusal=_refusal,
+    order=35, refusal=_refusal,
     tasks=("causal-lm",),
 )

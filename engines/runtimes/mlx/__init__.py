@@ -28,5 +28,5 @@ class MlxRuntimeConfig(RuntimeConfig):
 SPEC = RuntimeSpec(
     name="mlx", title="MLX", formats=(Format.MLX,), devices=("cpu", "gpu"), package="mlx",
     session="engines.runtimes.mlx.session", config_class=MlxRuntimeConfig, extra="mlx",
-    accepts=("fp32", "fp16", "weight-int8", "int4", "fp4", "mixed"), order=30,
+    order=30,
 )
