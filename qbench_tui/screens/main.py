@@ -126,6 +126,13 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         # footer's keys (a skeleton painted first, then the panes, then the keys, cost the user a
         # full frame each before the screen was complete). What lies below the Sweep setup's fold
         # comes after that frame (SweepSetupPane.mount_details).
+        # The breakpoint classes are set before the widgets are mounted: Textual sets them at the
+        # first resize, after the mount, which restyled every widget of the screen a second time.
+        width, height = self.app.size
+        for dimension, breakpoints in ((width, self.HORIZONTAL_BREAKPOINTS), (height, self.VERTICAL_BREAKPOINTS)):
+            chosen = self._get_breakpoint_classes(dimension, breakpoints)
+            for _, name in breakpoints:
+                self.set_class(name in chosen, name, update=False)
         yield Static("", id="topbar")
         yield Tabs(*(Tab(title, id=f"tab-{pane}") for pane, (title, _) in PANES.items()), id="pane-tabs")
         contents = {

@@ -94,6 +94,7 @@ class ResultsPane(ResultsDialogs, Vertical):
         self.view = ResultsView(to_query(self.filter, self.sort_column, self.sort_reverse))
         self._by_key: dict[str, dict[str, Any]] = {}
         self._filter_choices: dict[str, list[str]] = {}
+        self._selects_coming = False  # the filter selects are to be mounted (_mount_filter_selects)
         self._frontier: set[str] = set()
         self._typed: str | None = None
         self._typing_timer: Timer | None = None
@@ -290,25 +291,37 @@ class ResultsPane(ResultsDialogs, Vertical):
 
     def _rebuild_filter_options(self) -> None:
         mounted = bool(self.query(f"#filter-{FILTER_SELECTS[0][0]}"))
-        for name, label in FILTER_SELECTS:
+        changed = []
+        for name, _ in FILTER_SELECTS:
             values = list(self.view.choices.get(name, []))
             if name == "run_id":
                 values.sort(reverse=True)
-            current = getattr(self.filter, name)
-            unchanged = self._filter_choices.get(name) == values
+            if self._filter_choices.get(name) != values:
+                changed.append(name)
             self._filter_choices[name] = values
-            if mounted and unchanged:
-                continue  # set_options re-lays out the screen: not for each result of a sweep
-            if not mounted:
-                self.query_one("#filter-bar").mount(Select(
-                    [(v, v) for v in values], prompt=label, id=f"filter-{name}", compact=True,
-                    tooltip=f"Show only this {label}", value=current if current in values else Select.NULL))
-                continue
+        if not mounted:
+            # The six selects (eighteen widgets) are mounted after the frame that shows the
+            # history: styled before it, they held back the first full screen.
+            if not self._selects_coming:
+                self._selects_coming = True
+                self.call_after_refresh(self._mount_filter_selects)
+            return
+        for name in changed:  # set_options re-lays out the screen: not for each result of a sweep
+            values, current = self._filter_choices[name], getattr(self.filter, name)
             select = self.query_one(f"#filter-{name}", Select)
             with self.prevent(Select.Changed):
                 select.set_options([(v, v) for v in values])
                 if current in values:
                     select.value = current
+
+    def _mount_filter_selects(self) -> None:
+        selects = []
+        for name, label in FILTER_SELECTS:
+            values, current = self._filter_choices.get(name, []), getattr(self.filter, name)
+            selects.append(Select([(v, v) for v in values], prompt=label, id=f"filter-{name}", compact=True,
+                                  tooltip=f"Show only this {label}",
+                                  value=current if current in values else Select.NULL))
+        self.query_one("#filter-bar").mount_all(selects)
 
     def _render_status(self) -> None:
         status = self.query_one("#results-status", Static)

@@ -62,6 +62,10 @@ class SweepSetupPane(ScrollHint, ExtraVariants, VerticalScroll):
         self._forms: dict[str, MethodSettingsForm] = {}
         self.variants: list[str] = []  # extra recipes: method specs such as int4:group_size=128
         self.details_ready = False  # the widgets below the fold are mounted (mount_details)
+        # Which methods are unsupported here (a planner search per method, runtime and device:
+        # 0.1-0.3 s the first time) is worked out with the lower part, after the first frame:
+        # until then the list and the summary show no mark and no count, rather than a wrong one.
+        self.support_known = False
         self._pending_details: dict[str, Any] = {}  # what apply_setup set before they were
 
     def compose(self) -> ComposeResult:
@@ -136,6 +140,7 @@ class SweepSetupPane(ScrollHint, ExtraVariants, VerticalScroll):
             return
         await self.mount_all(self._details())
         self.details_ready = True
+        self.support_known = True
         self.call_after_refresh(self._hint_scroll)
         pending, self._pending_details = self._pending_details, {}
         if "variants" in pending:
@@ -196,7 +201,7 @@ class SweepSetupPane(ScrollHint, ExtraVariants, VerticalScroll):
         return [(rt, dev) for rt in self._selected("runtimes") for dev in devices]
 
     def _method_mark(self, method: str) -> str:
-        combos = self._combos()
+        combos = self._combos() if self.support_known else []
         if not combos:
             return ""
         ok = sum(1 for rt, dev in combos if self.system.unsupported_reason(method, rt, dev) is None)
@@ -304,7 +309,8 @@ class SweepSetupPane(ScrollHint, ExtraVariants, VerticalScroll):
         auto = " (auto: " + ", ".join(methods) + ")" if AUTO in self._selected("methods") else ""
         total = len(recipes) * len(combos) * len(batches)
         unsupported = sum(1 for m in recipes for rt, dev in combos
-                          if self.system.unsupported_reason(m, rt, dev) is not None) * len(batches)
+                          if self.system.unsupported_reason(m, rt, dev) is not None) * len(batches) \
+            if self.support_known else 0
         counted = _n(len(methods), "method") + (f" + {_n(len(self.variants), 'variant')}" if self.variants else "")
         text = (f"{counted} × {_n(len(combos), 'runtime·device')} × "
                 f"{_n(len(batches), 'batch size')} = {_n(total, 'measurement')}{auto}")
