@@ -332,11 +332,11 @@ class ResultsPane(ResultsDialogs, Vertical):
         counts = {s: self.view.counts.get(s, 0) for s in ("ok", "failed", "unsupported")}
         parts = [f"{shown} of {total} results" if self.filter.active else f"{total} results"]
         parts.append(f"{counts['ok']} ok · {counts['failed']} failed · {counts['unsupported']} unsupported")
-        if total and (hidden := len(self._columns()) - len(self._shown)):
-            parts.append(f"{hidden} columns left out at this width (enter: all of a result)")
-        if self.sort_column:
+        if self.sort_column:  # before the hint below: a line cut at the terminal's edge keeps it
             parts.append(f"sorted by {analysis.COLUMN_BY_KEY[self.sort_column].label}"
                          f" {'▼' if self.sort_reverse else '▲'}")
+        if total and (hidden := len(self._columns()) - len(self._shown)):
+            parts.append(f"{hidden} columns left out at this width (enter: all of a result)")
         if not self.view.complete:
             parts.append(f"{len(self.view.rows)} read")
         if self.marked:
