@@ -102,7 +102,6 @@ class ResultsPane(ResultsDialogs, Vertical):
 
     def compose(self) -> ComposeResult:
         with Container(id="filter-bar"):
-            # The six selects are mounted with the history (their options): 0.1 s off the first paint.
             yield Input(placeholder="filter text…  (/)", id="filter-text", compact=True)
         with Vertical(id="results-empty"):
             yield Static("", id="welcome")
@@ -293,15 +292,12 @@ class ResultsPane(ResultsDialogs, Vertical):
         mounted = bool(self.query(f"#filter-{FILTER_SELECTS[0][0]}"))
         changed = []
         for name, _ in FILTER_SELECTS:
-            values = list(self.view.choices.get(name, []))
-            if name == "run_id":
-                values.sort(reverse=True)
+            values = sorted(self.view.choices.get(name, []), reverse=True) if name == "run_id" else list(
+                self.view.choices.get(name, []))
             if self._filter_choices.get(name) != values:
                 changed.append(name)
             self._filter_choices[name] = values
-        if not mounted:
-            # The six selects (eighteen widgets) are mounted after the frame that shows the
-            # history: styled before it, they held back the first full screen.
+        if not mounted:  # the six selects (18 widgets) come after the frame with the history: not to delay it
             if not self._selects_coming:
                 self._selects_coming = True
                 self.call_after_refresh(self._mount_filter_selects)
@@ -315,13 +311,11 @@ class ResultsPane(ResultsDialogs, Vertical):
                     select.value = current
 
     def _mount_filter_selects(self) -> None:
-        selects = []
-        for name, label in FILTER_SELECTS:
-            values, current = self._filter_choices.get(name, []), getattr(self.filter, name)
-            selects.append(Select([(v, v) for v in values], prompt=label, id=f"filter-{name}", compact=True,
-                                  tooltip=f"Show only this {label}",
-                                  value=current if current in values else Select.NULL))
-        self.query_one("#filter-bar").mount_all(selects)
+        choices = [(name, label, self._filter_choices.get(name, []), getattr(self.filter, name))
+                   for name, label in FILTER_SELECTS]
+        self.query_one("#filter-bar").mount_all([Select(
+            [(v, v) for v in values], prompt=label, id=f"filter-{name}", compact=True, tooltip=f"Show only this {label}",
+            value=current if current in values else Select.NULL) for name, label, values, current in choices])
 
     def _render_status(self) -> None:
         status = self.query_one("#results-status", Static)
