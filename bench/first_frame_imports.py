@@ -3,7 +3,8 @@
 Run:  uv run python bench/first_frame_imports.py [--runs 5] [--top 25]
 
 Each run is a fresh interpreter with ``-X importtime`` importing what ``qbench`` imports before its
-first frame (``qbench_tui.cli`` and ``qbench_tui.app``) and, alternating with it, what the
+first frame (``qbench_tui.cli`` and ``qbench_tui.app``, and what composing the panes and the start-up
+thread import: the method catalog with its plugins, the model zoo, the store) and, alternating with it, what the
 hello-world baseline imports (``textual.app`` with Header, Footer, Static: the app of
 ../shared/tools/hello_textual.py). Prints, as medians over the runs: the total of each; the
 difference split by package (textual, rich, qbench_tui, engines, the rest); and the modules the
@@ -21,7 +22,10 @@ import statistics
 import subprocess
 import sys
 
-QBENCH = "import qbench_tui.cli; from qbench_tui.app import make_app"
+# What is imported before the first frame: the modules the app imports, and what composing the
+# panes and the start-up thread import (the method catalog's plugins, the model zoo, the store).
+QBENCH = ("import qbench_tui.cli; from qbench_tui.app import make_app; from engines import catalog; "
+          "catalog.METHODS; catalog.RUNTIMES; import engines.models, engines.store")
 HELLO = "from textual.app import App; from textual.widgets import Footer, Header, Static"
 LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
 

@@ -63,10 +63,6 @@ class QBenchApp(App[int]):
             self.notify(problem, title="theme skipped", severity="warning")
         self.theme_changed_signal.subscribe(self, self._theme_changed)
 
-    def on_ready(self) -> None:
-        # Textual posts Ready once the first frame (the main screen's skeleton) is displayed.
-        self.main.call_later(self.main.build_panes)
-
     # --- themes --------------------------------------------------------------------------------
 
     def _register_themes(self) -> list[str]:

@@ -145,7 +145,8 @@ class SweepFailed(Message):
 
 @dataclass
 class DeviceSampled(Message):
-    sample: DeviceSample
+    sample: DeviceSample | None  # None: the reading failed (``error``)
+    error: str | None = None
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, DeviceSampled)

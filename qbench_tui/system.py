@@ -38,8 +38,11 @@ class LocalSystem:
     """The real machine. ``sample`` is called from a worker thread, one call at a time."""
 
     def __init__(self) -> None:
-        self._sampler = DeviceSampler(devices=self.devices)  # primes the CPU counters: readings count from here
-        self.primed_at = time.monotonic()
+        from qbench_tui import cpu_clock
+
+        # The first reading counts from the entry point's priming (cpu_clock), else from here.
+        self._sampler = DeviceSampler(devices=self.devices, cpu_times_since=cpu_clock.cpu_times)
+        self.primed_at = cpu_clock.primed_at if cpu_clock.cpu_times is not None else time.monotonic()
         self._reasons: dict[tuple[str, str, str], str | None] = {}
 
     def devices(self) -> list[Any]:

@@ -33,6 +33,25 @@ def test_a_sample_reads_the_machine_and_this_process():
     json.dumps(sample.to_dict())  # plain data: `qbench devices --json` can print it
 
 
+def test_a_reading_on_another_thread_covers_the_time_since_the_counters_were_read():
+    # The app reads the counters at start-up on its main thread and samples on worker threads;
+    # psutil's own cpu_percent keeps its previous counters per thread (the first reading on a
+    # new thread was 0 %, whatever the machine did).
+    import threading
+
+    import psutil
+
+    sampler = DeviceSampler(devices=list, cpu_times_since=psutil.cpu_times(percpu=True))
+    until = time.monotonic() + 0.3
+    while time.monotonic() < until:  # this process keeps one core busy meanwhile
+        pass
+    got: list[tuple[float, ...]] = []
+    reader = threading.Thread(target=lambda: got.append(sampler.sample().per_cpu))
+    reader.start()
+    reader.join()
+    assert max(got[0]) > 20.0
+
+
 def test_a_child_process_is_seen_with_its_memory_and_forgotten_when_it_ends():
     sampler = DeviceSampler(devices=list)
     assert sampler.sample().bench_pids == ()

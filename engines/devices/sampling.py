@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +66,8 @@ class DeviceSampler:
     """
 
     def __init__(self, process: psutil.Process | None = None,
-                 devices: Callable[[], Iterable[DeviceInfo]] = detect_devices, macmon_interval_ms: int = 1000) -> None:
+                 devices: Callable[[], Iterable[DeviceInfo]] = detect_devices, macmon_interval_ms: int = 1000,
+                 cpu_times_since: Sequence[Any] | None = None) -> None:
         import psutil
 
         self._me = process or psutil.Process()
@@ -75,7 +76,11 @@ class DeviceSampler:
         self._has_nvidia_smi = shutil.which("nvidia-smi") is not None
         self._macmon = None  # started on the first sample that has an Apple device present
         self._macmon_interval_ms = macmon_interval_ms
-        psutil.cpu_percent(percpu=True)  # prime: the first reading compares with this one
+        # The first reading compares with these counters (the caller's, taken earlier: the app
+        # takes them at the process's start). Kept here, not in psutil: psutil's cpu_percent keeps
+        # its previous counters per thread, and samples are taken on whichever thread is free
+        # (a first reading on a new thread read 0 %).
+        self._cpu_times = list(cpu_times_since) if cpu_times_since is not None else psutil.cpu_times(percpu=True)
 
     def sample(self) -> DeviceSample:
         import psutil
@@ -87,7 +92,7 @@ class DeviceSampler:
         except psutil.Error:
             app_rss = 0.0
         return DeviceSample(
-            per_cpu=tuple(psutil.cpu_percent(percpu=True)),
+            per_cpu=self._per_cpu_percent(),
             memory_used_mb=(mem.total - mem.available) / 2**20,
             memory_total_mb=mem.total / 2**20,
             app_rss_mb=app_rss,
@@ -96,6 +101,14 @@ class DeviceSampler:
             bench_pids=pids,
             accelerators=self.sample_accelerators(),
         )
+
+    def _per_cpu_percent(self) -> tuple[float, ...]:
+        """Each core's busy share since the previous reading (psutil's cpu_percent's arithmetic)."""
+        import psutil
+
+        now = psutil.cpu_times(percpu=True)
+        before, self._cpu_times = self._cpu_times, now
+        return tuple(busy_percent(a, b) for a, b in zip(before, now))
 
     def wait_for_macmon(self, timeout_s: float) -> bool:
         """Where macmon runs (an Apple device was sampled), wait for its first reading."""
@@ -171,6 +184,21 @@ class DeviceSampler:
         busy = reading["gpu_utilisation"] if dev.name != "ane" else None  # the ANE reports power only
         power = reading["ane_power_w"] if dev.name == "ane" else reading["gpu_power_w"]
         return AcceleratorSample(dev.name, dev.title, True, dev.detail, busy, used, total, power)
+
+
+def busy_percent(before: Any, after: Any) -> float:
+    """Percent of the time between two ``psutil.cpu_times`` readings of one core spent busy (not
+    idle or waiting for I/O; guest time is already counted in user time on Linux)."""
+    def total(t: Any) -> float:
+        return sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+
+    def idle(t: Any) -> float:
+        return t.idle + getattr(t, "iowait", 0.0)
+
+    spent = total(after) - total(before)
+    if spent <= 0:
+        return 0.0
+    return round(min(100.0, max(0.0, 100.0 * (spent - (idle(after) - idle(before))) / spent)), 1)
 
 
 def nvidia_smi_samples(dev: DeviceInfo) -> list[AcceleratorSample]:

@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_tui(args) -> int:
+    from qbench_tui import cpu_clock
+
+    cpu_clock.prime()  # before Textual's import: the meters' first reading covers the start-up
     from qbench_tui.app import run_app
 
     return run_app(db=getattr(args, "db", None))

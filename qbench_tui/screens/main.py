@@ -10,7 +10,6 @@ state machine. Every worker runs on this screen, so its errors end in one handle
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,7 +18,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container, Vertical
 from textual.content import Content
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Static, Tab, Tabs
 from textual.worker import Worker, WorkerState
@@ -27,7 +25,7 @@ from textual.worker import Worker, WorkerState
 from qbench_tui import messages
 from qbench_tui.analysis import ModelHistory
 from qbench_tui.commands import PaletteCommand, main_screen_commands
-from qbench_tui.controllers.startup import load_startup, warm_runner
+from qbench_tui.controllers.startup import StartupLoad, warm_runner
 from qbench_tui.controllers.sweep import SweepController, describe_error
 from qbench_tui.controllers.tracking import TrackingController
 from qbench_tui.screens.main_results import ResultsReactions
@@ -53,6 +51,16 @@ WARM_RUNNER_AFTER_S = 0.5  # after the history is shown: the first full frame is
 
 
 FIRST_READING_S = 0.2  # the shortest span a first CPU reading covers (psutil counts in 10 ms ticks)
+STARTUP_WAIT_S = 0.5  # the longest the first frame waits for the start-up thread (a slow store)
+TOTAL_BORDER_AND_PADDING = 4  # a pane's round border and its padding of 1 on each side (main.tcss)
+
+
+def setup_frame_width(size: Any) -> int:
+    """The Sweep setup frame's content width in a terminal of ``size`` (main.tcss's grid: a
+    28-column models pane and two equal columns; the full width where the panes are tabs)."""
+    tabbed = size.width < 100 or size.height < 28
+    frame = size.width if tabbed else (size.width - 28) // 2
+    return frame - TOTAL_BORDER_AND_PADDING
 
 
 class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[None]):
@@ -94,9 +102,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         self.store = store
         self.db_path = Path(store.path) if store is not None else db_path
         self.store_error: str | None = None
-        self.built = False  # the panes' contents are mounted
-        self._startup_lock = threading.Lock()  # built, as the start-up worker sees it
-        self._startup_messages: list[Message] = []  # what it read before the panes were built
+        self.built = False  # the panes' contents are mounted (on_mount)
         self.loaded = False  # store opened, models listed, history read (tests wait on this)
         self.model_options: dict[str, dict[str, Any]] = {}  # per model opened by path (allow_pickle)
         self._model_history: tuple[tuple[str, int, int], ModelHistory] | None = None  # the last one read
@@ -107,58 +113,61 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         self.tracking = TrackingController(settings)  # MLflow: the sweep's sinks queue, children send
         self.tracking_queue: list[dict[str, Any]] = []
         self.sweep.sinks_for = self.tracking.sinks
+        # The store, the models, the history and the first device reading are read while Textual
+        # composes and mounts the panes (on_mount takes what is read by then).
+        primed_at = getattr(system, "primed_at", None)
+        self._startup = StartupLoad(store, self.db_path, system, self._startup_model(),
+                                    primed_at + FIRST_READING_S if primed_at is not None else system.monotonic())
 
     # --- layout --------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        # A light skeleton paints first (top bar, pane frames, footer); the panes' contents are
-        # mounted right after it (see build_panes), so the first frame never waits for them.
+        # Everything the first screen shows is in the first frame: the panes' contents and the
+        # footer's keys (a skeleton painted first, then the panes, then the keys, cost the user a
+        # full frame each before the screen was complete). What lies below the Sweep setup's fold
+        # comes after that frame (SweepSetupPane.mount_details).
+        # The breakpoint classes are set before the widgets are mounted: Textual sets them at the
+        # first resize, after the mount, which restyled every widget of the screen a second time.
+        width, height = self.app.size
+        for dimension, breakpoints in ((width, self.HORIZONTAL_BREAKPOINTS), (height, self.VERTICAL_BREAKPOINTS)):
+            chosen = self._get_breakpoint_classes(dimension, breakpoints)
+            for _, name in breakpoints:
+                self.set_class(name in chosen, name, update=False)
         yield Static("", id="topbar")
         yield Tabs(*(Tab(title, id=f"tab-{pane}") for pane, (title, _) in PANES.items()), id="pane-tabs")
+        contents = {
+            "models": ModelBrowser(id="model-browser"),
+            "setup": SweepSetupPane(self.system, self.settings.measure_settings(), id="sweep-setup",
+                                    stacked=SweepSetupPane.stacks_in(setup_frame_width(self.app.size))),
+            "meters": DeviceMeters(self.system, id="device-meters"),
+            "results": ResultsPane(id="results-pane"),
+        }
         with Container(id="workspace"):
             for pane, (title, _) in PANES.items():
                 with Vertical(id=pane, classes="pane -active" if pane == "models" else "pane") as frame:
                     frame.border_title = title
-                    yield Static("loading…", classes="pane-loading")
-        yield CompactFooter(held=True)  # its keys come once the four panes are drawn (show_keys)
+                    yield contents[pane]
+        yield CompactFooter()
 
     def on_mount(self) -> None:
+        # The panes are mounted (compose's widgets are, before this runs).
+        self.built = True
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
-        self.refresh_topbar()
-        # The store, the models and the history are read while the panes are built (SQLite
-        # leaves the GIL while it reads: 0.1 s at 20,000 results); what is read waits for them.
-        self._load_startup()
-
-    async def build_panes(self) -> None:
-        """Mount the panes' contents (what the start-up worker read then fills them), then start
-        sampling devices. The app calls it on Ready, the skeleton displayed (waiting for the screen
-        to go idle waited for a second layout of the skeleton, the footer and a timer tick)."""
-        contents = {
-            "models": ModelBrowser(id="model-browser"),
-            "setup": SweepSetupPane(self.system, self.settings.measure_settings(), id="sweep-setup",
-                                    stacked=SweepSetupPane.stacks_in(self.query_one("#setup").content_size.width)),
-            "meters": DeviceMeters(self.system, id="device-meters"),
-            "results": ResultsPane(id="results-pane"),
-        }
-        with self.app.batch_update():  # the skeleton is not drawn again between two mounts
-            for pane, widget in contents.items():
-                frame = self.query_one(f"#{pane}")
-                await frame.query(".pane-loading").remove()
-                await frame.mount(widget)
-        with self._startup_lock:
-            self.built = True
-            read, self._startup_messages = self._startup_messages, []
         self.query_one(SweepSetupPane).apply_setup(self.settings.last_setup or STARTER_SETUP)
-        self.refresh_topbar()
-        # What the start-up worker read is posted here, before this callback returns: it is then
-        # handled before the screen next goes idle, so the panes are drawn once, with the models
-        # and the history (posted from the worker a moment later, they were drawn twice).
+        # What the start-up thread read while the panes were composed (the store, the models, the
+        # history, the first device reading) is shown in the first frame: handled here, before the
+        # screen is first drawn. A slow store (or a slow first reading) is not waited for beyond
+        # STARTUP_WAIT_S: the thread posts the rest, shown a frame later.
+        read, sample_coming = self._startup.take(STARTUP_WAIT_S, self.post_message)
         for message in read:
-            self.post_message(message)
-        # The first CPU reading covers the time since the probe primed psutil (before the first frame).
-        primed_at = getattr(self.system, "primed_at", None)
-        elapsed = self.system.monotonic() - primed_at if primed_at is not None else FIRST_READING_S
-        self._arm_sampler(max(0.01, FIRST_READING_S - elapsed))  # a timer of 0 s divides by zero
+            getattr(self, message.handler_name)(message)
+        if not sample_coming and not any(isinstance(m, messages.DeviceSampled) for m in read):
+            # The first CPU reading covers the time since the process primed psutil (the entry
+            # point does, before importing Textual).
+            primed_at = getattr(self.system, "primed_at", None)
+            elapsed = self.system.monotonic() - primed_at if primed_at is not None else 0.0
+            self._arm_sampler(max(0.01, FIRST_READING_S - elapsed))  # a timer of 0 s divides by zero
+        self.refresh_topbar()
         self.query_one("#model-list").focus()
 
     @property
@@ -212,17 +221,6 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
 
     # --- start-up ------------------------------------------------------------------------------
 
-    @work(thread=True, group="startup", exit_on_error=False)
-    def _load_startup(self) -> None:
-        pending: list[Message] = []
-        load_startup(self.store, self.db_path, self.system, pending.append, self._startup_model())
-        with self._startup_lock:
-            if not self.built:  # the panes these messages fill are not mounted yet: build_panes posts them
-                self._startup_messages = pending
-                return
-        for message in pending:
-            self.post_message(message)
-
     @work(thread=True, group="warm-runner", exit_on_error=False)
     def _warm_runner(self) -> None:
         warm_runner()
@@ -270,7 +268,6 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         # The set-up's widgets below its fold (half the app's widgets), once the frame with the
         # models, the history and the welcome is drawn: mounted before it, they delayed it. A key
         # pressed meanwhile reads the set-up from what they will show (current_setup).
-        self.call_after_refresh(self.query_one(CompactFooter).show_keys)
         self.call_after_refresh(self.query_one(SweepSetupPane).mount_details)
 
     # --- model browser -------------------------------------------------------------------------
@@ -353,8 +350,6 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
     # --- the sweep (its keys and reactions are in main_sweep.py) --------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if not self.built and action not in ("quit", "help", "command_palette"):
-            return None  # the panes are still being mounted (a fraction of a second)
         if action == "cancel_sweep":
             return True if self.sweeping else None  # shown dimmed while idle
         if action == "run_sweep":
@@ -377,8 +372,6 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         elif event.worker.group == "sampler":
             self._arm_sampler(self.settings.sample_interval_s * 5)  # keep trying, less often
         else:
-            if event.worker.group == "startup":  # no history will come: the keys are shown now
-                self.query_one(CompactFooter).show_keys()
             self.notify(error, title=f"{event.worker.group} failed", severity="error", timeout=10)
 
     # --- device sampling -----------------------------------------------------------------------
@@ -391,6 +384,9 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         self.post_message(messages.DeviceSampled(self.system.sample()))
 
     def on_device_sampled(self, message: messages.DeviceSampled) -> None:
+        if message.sample is None:  # the start-up thread's first reading failed: keep trying, less often
+            self._arm_sampler(self.settings.sample_interval_s * 5)
+            return
         self.meters.update_sample(message.sample)
         # Re-armed only now: a slow sample (nvidia-smi, a loaded machine) delays the next one.
         # Between sweeps the meters tick at half the rate: nothing is being measured.

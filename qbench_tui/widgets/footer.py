@@ -22,17 +22,16 @@ from textual.widgets._footer import FooterKey  # the keys Footer.compose yields 
 class CompactFooter(Footer):
     """``Footer(compact=True)`` that recomposes only when its keys change."""
 
-    def __init__(self, held: bool = False, **kwargs: Any):
+    def __init__(self, **kwargs: Any):
         super().__init__(compact=True, **kwargs)
         self._shown: tuple[Any, ...] | None = None
-        self.held = held  # shows no keys until show_keys (the screen's first full frame comes first)
-
-    def show_keys(self) -> None:
-        """Compose the keys of a footer made ``held``."""
-        self.held = False
-        self.call_later(self.recompose)  # in the footer's own context (its keys bind to it)
+        # The keys are composed with the footer, so they are in the screen's first frame (Footer
+        # waits for the screen's first bindings signal, then for a refresh, then recomposes:
+        # a frame later, and a layout of the whole screen).
+        self.set_reactive(Footer._bindings_ready, True)
 
     def compose(self) -> ComposeResult:
+        self._shown = self._keys_shown()  # what a recompose compares with
         for widget in super().compose():
             if isinstance(widget, FooterKey) and self.compact:
                 # Set before mounting: the key's own watcher then finds it set and restyles nothing.
@@ -50,7 +49,7 @@ class CompactFooter(Footer):
         return keys, self.compact, self.show_command_palette, self.app.ENABLE_COMMAND_PALETTE
 
     async def recompose(self) -> None:
-        if not self.is_attached or self.held:
+        if not self.is_attached:
             return
         shown = self._keys_shown()
         if shown == self._shown and self.children:

@@ -94,6 +94,7 @@ class ResultsPane(ResultsDialogs, Vertical):
         self.view = ResultsView(to_query(self.filter, self.sort_column, self.sort_reverse))
         self._by_key: dict[str, dict[str, Any]] = {}
         self._filter_choices: dict[str, list[str]] = {}
+        self._selects_coming = False  # the filter selects are to be mounted (_mount_filter_selects)
         self._frontier: set[str] = set()
         self._typed: str | None = None
         self._typing_timer: Timer | None = None
@@ -101,7 +102,6 @@ class ResultsPane(ResultsDialogs, Vertical):
 
     def compose(self) -> ComposeResult:
         with Container(id="filter-bar"):
-            # The six selects are mounted with the history (their options): 0.1 s off the first paint.
             yield Input(placeholder="filter text…  (/)", id="filter-text", compact=True)
         with Vertical(id="results-empty"):
             yield Static("", id="welcome")
@@ -290,25 +290,32 @@ class ResultsPane(ResultsDialogs, Vertical):
 
     def _rebuild_filter_options(self) -> None:
         mounted = bool(self.query(f"#filter-{FILTER_SELECTS[0][0]}"))
-        for name, label in FILTER_SELECTS:
-            values = list(self.view.choices.get(name, []))
-            if name == "run_id":
-                values.sort(reverse=True)
-            current = getattr(self.filter, name)
-            unchanged = self._filter_choices.get(name) == values
+        changed = []
+        for name, _ in FILTER_SELECTS:
+            values = sorted(self.view.choices.get(name, []), reverse=True) if name == "run_id" else list(
+                self.view.choices.get(name, []))
+            if self._filter_choices.get(name) != values:
+                changed.append(name)
             self._filter_choices[name] = values
-            if mounted and unchanged:
-                continue  # set_options re-lays out the screen: not for each result of a sweep
-            if not mounted:
-                self.query_one("#filter-bar").mount(Select(
-                    [(v, v) for v in values], prompt=label, id=f"filter-{name}", compact=True,
-                    tooltip=f"Show only this {label}", value=current if current in values else Select.NULL))
-                continue
+        if not mounted:  # the six selects (18 widgets) come after the frame with the history: not to delay it
+            if not self._selects_coming:
+                self._selects_coming = True
+                self.call_after_refresh(self._mount_filter_selects)
+            return
+        for name in changed:  # set_options re-lays out the screen: not for each result of a sweep
+            values, current = self._filter_choices[name], getattr(self.filter, name)
             select = self.query_one(f"#filter-{name}", Select)
             with self.prevent(Select.Changed):
                 select.set_options([(v, v) for v in values])
                 if current in values:
                     select.value = current
+
+    def _mount_filter_selects(self) -> None:
+        choices = [(name, label, self._filter_choices.get(name, []), getattr(self.filter, name))
+                   for name, label in FILTER_SELECTS]
+        self.query_one("#filter-bar").mount_all([Select(
+            [(v, v) for v in values], prompt=label, id=f"filter-{name}", compact=True, tooltip=f"Show only this {label}",
+            value=current if current in values else Select.NULL) for name, label, values, current in choices])
 
     def _render_status(self) -> None:
         status = self.query_one("#results-status", Static)
@@ -319,11 +326,11 @@ class ResultsPane(ResultsDialogs, Vertical):
         counts = {s: self.view.counts.get(s, 0) for s in ("ok", "failed", "unsupported")}
         parts = [f"{shown} of {total} results" if self.filter.active else f"{total} results"]
         parts.append(f"{counts['ok']} ok · {counts['failed']} failed · {counts['unsupported']} unsupported")
-        if total and (hidden := len(self._columns()) - len(self._shown)):
-            parts.append(f"{hidden} columns left out at this width (enter: all of a result)")
-        if self.sort_column:
+        if self.sort_column:  # before the hint below: a line cut at the terminal's edge keeps it
             parts.append(f"sorted by {analysis.COLUMN_BY_KEY[self.sort_column].label}"
                          f" {'▼' if self.sort_reverse else '▲'}")
+        if total and (hidden := len(self._columns()) - len(self._shown)):
+            parts.append(f"{hidden} columns left out at this width (enter: all of a result)")
         if not self.view.complete:
             parts.append(f"{len(self.view.rows)} read")
         if self.marked:

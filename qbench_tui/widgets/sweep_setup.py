@@ -62,6 +62,8 @@ class SweepSetupPane(ScrollHint, ExtraVariants, VerticalScroll):
         self._forms: dict[str, MethodSettingsForm] = {}
         self.variants: list[str] = []  # extra recipes: method specs such as int4:group_size=128
         self.details_ready = False  # the widgets below the fold are mounted (mount_details)
+        # Support here (a planner search per method × runtime × device: 0.1-0.3 s at first) is read with
+        self.support_known = False  # the lower part, after the first frame; till then no mark nor count
         self._pending_details: dict[str, Any] = {}  # what apply_setup set before they were
 
     def compose(self) -> ComposeResult:
@@ -136,6 +138,7 @@ class SweepSetupPane(ScrollHint, ExtraVariants, VerticalScroll):
             return
         await self.mount_all(self._details())
         self.details_ready = True
+        self.support_known = True
         self.call_after_refresh(self._hint_scroll)
         pending, self._pending_details = self._pending_details, {}
         if "variants" in pending:
@@ -196,7 +199,7 @@ class SweepSetupPane(ScrollHint, ExtraVariants, VerticalScroll):
         return [(rt, dev) for rt in self._selected("runtimes") for dev in devices]
 
     def _method_mark(self, method: str) -> str:
-        combos = self._combos()
+        combos = self._combos() if self.support_known else []
         if not combos:
             return ""
         ok = sum(1 for rt, dev in combos if self.system.unsupported_reason(method, rt, dev) is None)
@@ -303,8 +306,8 @@ class SweepSetupPane(ScrollHint, ExtraVariants, VerticalScroll):
         recipes = methods + [spec_method(v) for v in self.variants]  # a variant is supported where its method is
         auto = " (auto: " + ", ".join(methods) + ")" if AUTO in self._selected("methods") else ""
         total = len(recipes) * len(combos) * len(batches)
-        unsupported = sum(1 for m in recipes for rt, dev in combos
-                          if self.system.unsupported_reason(m, rt, dev) is not None) * len(batches)
+        unsupported = sum(1 for m in recipes for rt, dev in combos if self.support_known
+                          and self.system.unsupported_reason(m, rt, dev) is not None) * len(batches)
         counted = _n(len(methods), "method") + (f" + {_n(len(self.variants), 'variant')}" if self.variants else "")
         text = (f"{counted} × {_n(len(combos), 'runtime·device')} × "
                 f"{_n(len(batches), 'batch size')} = {_n(total, 'measurement')}{auto}")
