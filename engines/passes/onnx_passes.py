@@ -20,10 +20,11 @@ from engines.methods.int4 import Int4Algorithm, Int4Config
 from engines.methods.int8 import DynamicInt8Config, StaticInt8Config, WeightInt8Config
 from engines.passes import Format, PassContext, register_pass
 from engines.passes.onnx_graph import gemm_to_matmul
+from engines.passes.onnx_static import CalibrationReader as _CalibrationReader  # noqa: F401 - mixed_passes reads it here
+from engines.passes.onnx_static import quantize_static
 from engines.runtimes.base import Artifact, UnsupportedVariant
 
 if TYPE_CHECKING:
-    import numpy as np
 
     from engines.models.base import LoadedModel
 
@@ -66,16 +67,6 @@ def count_ops(path: Path) -> dict[str, int]:
     for node in onnx.load(str(path), load_external_data=False).graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return counts
-
-
-class _CalibrationReader:
-    """Feeds calibration batches to ``quantize_static``."""
-
-    def __init__(self, batches: list[dict[str, np.ndarray]]):
-        self._batches = iter(batches)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._batches, None)
 
 
 def _matmul_nbits(fp32: Path, out: Path, bits: int, block: int, symmetric: bool,
@@ -343,8 +334,6 @@ def ort_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Co
                runtimes=_ORT, unsupported={"cuda": _ORT_CPU_ONLY})
 def ort_static_int8(ctx: PassContext, artifact: Artifact, config: StaticInt8Config) -> Artifact:
     """W8A8 with calibrated activation ranges (quantize_static, QDQ or QOperator)."""
-    from engines.passes.onnx_static import quantize_static
-
     out = ctx.workdir / "model.static-int8.onnx"
     notes, record = quantize_static(ctx.model, config, artifact.path, out, ctx.workdir)
     quantized = _quantized(out, notes, artifact)

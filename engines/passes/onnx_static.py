@@ -29,6 +29,17 @@ from engines.passes.onnx_outliers import activation_matmuls, finish_static, gelu
 from engines.passes.onnx_qdq_fold import fold_static_matmuls
 from engines.passes.onnx_smoothquant import smooth_matmuls
 
+
+class CalibrationReader:
+    """Feeds calibration batches to ``quantize_static``."""
+
+    def __init__(self, batches: list[dict[str, Any]]):
+        self._batches = iter(batches)
+
+    def get_next(self) -> dict[str, Any] | None:
+        return next(self._batches, None)
+
+
 ATTENTION_OPS = ("MatMul", "Gemm", "Conv", "Gather")  # what static int8 quantizes in an attention graph
 
 
@@ -95,8 +106,6 @@ def quantize_static(model, config: StaticInt8Config, fp32: Path, out: Path, work
     from onnxruntime import quantization as ortq
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from engines.passes.onnx_passes import _CalibrationReader
-
     pre = workdir / "model.pre.onnx"
     try:
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
@@ -125,7 +134,7 @@ def quantize_static(model, config: StaticInt8Config, fp32: Path, out: Path, work
     if attention:
         extra["OpTypesToExcludeOutputQuantization"] = ["MatMul", "Gemm"]
     ortq.quantize_static(
-        str(pre), str(out), _CalibrationReader(batches), nodes_to_exclude=excluded, extra_options=extra,
+        str(pre), str(out), CalibrationReader(batches), nodes_to_exclude=excluded, extra_options=extra,
         quant_format=ortq.QuantFormat.QDQ if config.quant_format is QuantFormat.QDQ else ortq.QuantFormat.QOperator,
         per_channel=config.per_channel,
         activation_type=(ortq.QuantType.QUInt8 if config.activation_type is ActivationType.UINT8
