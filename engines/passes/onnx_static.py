@@ -8,13 +8,18 @@ shipped sentences, cosine of the embeddings to fp32 on the held-out ones):
   (cosine 0.37), activation×activation matmuls change range with every input, and the embedding
   ``Gather`` would cost a ``DequantizeLinear`` of the whole table on every call (1.88× → 2.05× fp32
   with it left float): :func:`gather_before_dequantize` gathers the int8 rows first instead;
-- the matmuls read a GELU's output go dynamic int8 (``gelu_inputs``, onnx_outliers.py);
+- the matmuls that read a GELU's output go dynamic int8 (``gelu_inputs``, onnx_outliers.py);
 - the matmuls' outputs stay float (``OpTypesToExcludeOutputQuantization``): ONNX Runtime then fuses
   each into ``MatMulIntegerToFloat``, as dynamic int8 does, instead of ``QLinearMatMul`` followed by a
   ``DequantizeLinear`` (cosine 0.988 → 0.989, and faster), and onnx_qdq_fold.py takes the bias in;
 - SmoothQuant (onnx_smoothquant.py) on the static matmuls' inputs: 0.989 → 0.996 at α 0.5
   (0.995 at α 0.3), above dynamic int8's 0.993. Calibration method: MinMax 0.9894, Percentile 0.9896
   (twice the calibration time), Entropy alike; per-tensor weights 0.959.
+
+On EfficientNet-Lite0 (46 held-out views; one view is 0.022 of top-1 agreement) none of these moved
+top-1 agreement past one view: MinMax 0.891, Percentile 0.913, Entropy 0.891; stem convolution and
+classifier kept float 0.891; residual adds kept float 0.891; twice the calibration views (mirrors)
+0.891 MinMax, 0.870 Percentile. The views where fp32 is confident (8 here) all agreed.
 """
 
 from __future__ import annotations
