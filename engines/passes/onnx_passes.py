@@ -3,7 +3,8 @@
 ``export-onnx`` (TorchScript exporter, dynamic batch axis); ``ort-float16``
 (``onnxruntime.transformers.float16``); ``ort-matmul-nbits-8`` / ``-4`` (``MatMulNBitsQuantizer``,
 block-wise, embedding tables too at 4 bits); ``ort-dynamic-int8`` (``quantize_dynamic``);
-``ort-static-int8`` (``quantize_static`` with a calibration reader: MinMax, Entropy or Percentile).
+``ort-static-int8`` (``quantize_static`` with a calibration reader: MinMax, Entropy or Percentile;
+the recipe and what it measured are in onnx_static.py).
 Everything heavy (torch, onnx, onnxruntime) is imported inside the functions.
 """
 
@@ -14,18 +15,16 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engines.methods.configs import ActivationType, CalibrationMethod, QuantFormat
 from engines.methods.floats import Fp16Config
 from engines.methods.int4 import Int4Algorithm, Int4Config
-from engines.methods.int8 import DynamicInt8Config, GeluInputs, StaticInt8Config, WeightInt8Config
+from engines.methods.int8 import DynamicInt8Config, StaticInt8Config, WeightInt8Config
 from engines.passes import Format, PassContext, register_pass
-from engines.passes.onnx_bias_correction import correct_conv_biases
 from engines.passes.onnx_graph import gemm_to_matmul
-from engines.passes.onnx_outliers import activation_matmuls, finish_static, gelu_fed_matmuls
+from engines.passes.onnx_static import CalibrationReader as _CalibrationReader  # noqa: F401 - mixed_passes reads it here
+from engines.passes.onnx_static import quantize_static
 from engines.runtimes.base import Artifact, UnsupportedVariant
 
 if TYPE_CHECKING:
-    import numpy as np
 
     from engines.models.base import LoadedModel
 
@@ -68,16 +67,6 @@ def count_ops(path: Path) -> dict[str, int]:
     for node in onnx.load(str(path), load_external_data=False).graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return counts
-
-
-class _CalibrationReader:
-    """Feeds calibration batches to ``quantize_static``."""
-
-    def __init__(self, batches: list[dict[str, np.ndarray]]):
-        self._batches = iter(batches)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._batches, None)
 
 
 def _matmul_nbits(fp32: Path, out: Path, bits: int, block: int, symmetric: bool,
@@ -190,63 +179,6 @@ def _gather_block_quantized_8bit(proto, block: int) -> int:
         if not any(o.domain == "com.microsoft" for o in proto.opset_import):
             proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return done
-
-
-def _quantize_static(model, config: StaticInt8Config, fp32: Path, out: Path, workdir: Path) -> list[str]:
-    from onnxruntime import quantization as ortq
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    pre = workdir / "model.pre.onnx"
-    try:
-        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-    except Exception:  # pre-processing is an optimisation; quantize the raw graph if it fails
-        pre = fp32
-    method = {
-        CalibrationMethod.MINMAX: ortq.CalibrationMethod.MinMax,
-        CalibrationMethod.ENTROPY: ortq.CalibrationMethod.Entropy,
-        CalibrationMethod.PERCENTILE: ortq.CalibrationMethod.Percentile,
-    }[config.calibration_method]
-    batches = model.calibration_batches(config.calibration_samples)
-    op_types, attention_note = _static_op_types(pre)
-    corrected = correct_conv_biases(pre, workdir / "model.bias-corrected.onnx", batches, config.per_channel) \
-        if config.bias_correction and (op_types is None or "Conv" in op_types) else 0
-    if corrected:
-        pre = workdir / "model.bias-corrected.onnx"
-    gelu_fed = [] if config.gelu_inputs is GeluInputs.INT8 else \
-        gelu_fed_matmuls(pre) + (activation_matmuls(pre) if op_types is not None else [])
-    ortq.quantize_static(
-        str(pre), str(out), _CalibrationReader(batches), nodes_to_exclude=gelu_fed,
-        extra_options={"DefaultTensorType": 1},
-        quant_format=ortq.QuantFormat.QDQ if config.quant_format is QuantFormat.QDQ else ortq.QuantFormat.QOperator,
-        per_channel=config.per_channel,
-        activation_type=(ortq.QuantType.QUInt8 if config.activation_type is ActivationType.UINT8
-                         else ortq.QuantType.QInt8),
-        weight_type=ortq.QuantType.QInt8,
-        calibrate_method=method,
-        op_types_to_quantize=op_types,
-    )
-    samples = sum(len(next(iter(b.values()))) for b in batches)
-    notes = [f"calibrated on {samples} samples ({config.calibration_method.value})"]
-    if corrected:
-        notes.append(f"{corrected} convolution biases corrected for int8 weight rounding")
-    notes += finish_static(out, gelu_fed, config.gelu_inputs is GeluInputs.DYNAMIC, config.per_channel)
-    return notes + ([attention_note] if attention_note else [])
-
-
-def _static_op_types(path: Path) -> tuple[list[str] | None, str | None]:
-    """Which ops static int8 quantizes: all it can (None), except in attention graphs.
-
-    A transformer adds its attention mask to the scores with values near float32's minimum;
-    a per-tensor int8 range fitted to that would flatten every other value of the tensor (MiniLM:
-    cosine 0.37 to fp32). In graphs with Softmax, only the weight-bearing ops are quantized.
-    """
-    import onnx
-
-    ops = {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
-    if "Softmax" not in ops:
-        return None, None
-    kept = [op for op in ("MatMul", "Gemm", "Conv", "Gather") if op in ops]
-    return kept, f"attention graph: static int8 on {', '.join(kept)} only (mask adds stay float)"
 
 
 # --- the registered passes ------------------------------------------------------------------------
@@ -404,4 +336,7 @@ def ort_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Co
 def ort_static_int8(ctx: PassContext, artifact: Artifact, config: StaticInt8Config) -> Artifact:
     """W8A8 with calibrated activation ranges (quantize_static, QDQ or QOperator)."""
     out = ctx.workdir / "model.static-int8.onnx"
-    return _quantized(out, _quantize_static(ctx.model, config, artifact.path, out, ctx.workdir), artifact)
+    notes, record = quantize_static(ctx.model, config, artifact.path, out, ctx.workdir)
+    quantized = _quantized(out, notes, artifact)
+    quantized.metrics["static_int8"] = record
+    return quantized
