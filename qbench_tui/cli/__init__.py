@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--objective", choices=("latency", "throughput", "memory"), default="latency",
                      help="what 'best device' means (default latency)")
     run.add_argument("--batch-sizes", type=int_list, default=(1,), help="default: 1")
+    run.add_argument("--budget", type=float, metavar="MINUTES",
+                     help="with --methods auto: minutes the search may take (screening, then the finalists)")
+    run.add_argument("--finalists", type=int, default=3, metavar="N",
+                     help="with --methods auto: candidates measured fully after screening (default 3)")
     run.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME.FIELD=VALUE",
                      help="a default setting of a method (static-int8.calibration_method=entropy) or a runtime "
                           "(torch.compile=true, onnxruntime.nbits_compute=fp32); repeatable")
