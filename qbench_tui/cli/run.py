@@ -218,8 +218,7 @@ def cmd_run(args) -> int:
         try:
             run_id, status, results, auto = _auto_search(args, store, console, json_to_stdout,
                                                          sinks_for(store, uri))
-        except SweepInterrupted as exc:
-            console.print(f"[yellow]interrupted[/]: {interrupted_summary(store, str(exc))}")
+        except SweepInterrupted:  # the user's stop: execute_sweep said what finished and how to resume
             return EXIT_INTERRUPTED
     else:
         run_id, status, results = execute_sweep(store, request, console, plain=json_to_stdout,
