@@ -40,6 +40,7 @@ class Method(str, enum.Enum):
 
     FP32 = "fp32"  # the float reference
     FP16 = "fp16"
+    BF16 = "bf16"  # torch through oneDNN (AVX512_BF16, AMX)
     FUSE = "fuse"  # ONNX Runtime's transformer fusions (chains before the ONNX quantizers: "fuse+dynamic-int8")
     WEIGHT_INT8 = "weight-int8"
     DYNAMIC_INT8 = "dynamic-int8"

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from engines import api
 from engines.bench.autosearch import summary_lines
 from engines.bench.runner import SweepInterrupted, SweepRunner
@@ -59,6 +61,7 @@ def test_session_settings_candidates_are_valid_onnx_runtime_settings():
     assert session_settings(cores=1) == [s for s in found if "threads" not in s]
 
 
+@pytest.mark.slow  # a dozen real variants (about a minute on two loaded cores)
 def test_auto_screens_then_measures_the_finalists_and_says_why_each_lost(tmp_path):
     store = Store(tmp_path / "q.db")
     try:
@@ -90,6 +93,7 @@ def test_auto_screens_then_measures_the_finalists_and_says_why_each_lost(tmp_pat
     assert lines[0].startswith("best: ") and lines[-1].startswith("search: ")
 
 
+@pytest.mark.slow
 def test_a_budget_bounds_the_search_and_says_what_it_left_out(tmp_path):
     import time
 

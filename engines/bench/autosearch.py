@@ -216,6 +216,11 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
     else:
         finals_judged = judge(finals)
     report = _report(finals_judged, entries + setting_entries, chosen, finals)
+    from engines.devices.strategies import CPU_LEFT_OUT
+
+    asked = set(explicit) | set(candidates)
+    report["left_out"] = [{"spec": spec, "why": why} for spec, why in CPU_LEFT_OUT.items()
+                          if "cpu" in request.devices and spec not in asked]
     report.update({"runs": runs, "wall_s": round(time.monotonic() - start, 1), "budget_s": budget_s,
                    "not_screened": not_screened, "finalists": [e["variant"] for e in chosen]
                    + ([best_setting["variant"]] if best_setting else []), "quality_bar": "rules.QUALITY_BARS"})
@@ -278,6 +283,8 @@ def summary_lines(report: dict[str, Any], limit: int = 12) -> list[str]:
     more = len(report.get("runners_up", [])) - limit
     if more > 0:
         lines.append(f"  … {more} more (in --json)")
+    for e in report.get("left_out", []):
+        lines.append(f"  {e['spec']} (not proposed): {e['why']}")
     budget = f" of a {report['budget_s'] / 60:g}-minute budget" if report.get("budget_s") else ""
     cut = f"; {report['not_screened']} candidate(s) not screened: the budget ran out" if report.get("not_screened") else ""
     lines.append(f"search: {len(report.get('runs', []))} sweep(s) in {report.get('wall_s', 0):.0f} s{budget}{cut}")
