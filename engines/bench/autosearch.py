@@ -32,6 +32,9 @@ SCREEN_SHARE = 0.6  # of a time budget, for screening
 SETTING_GAIN = 1.03  # a session setting must beat the default by 3 % in screening to be measured
 SCREEN_MIN_TIME_S = 0.15
 SCREEN_MIN_REPS = 5
+# Float graphs measured in the finals whenever auto proposes them: the fused fp32 is the reference
+# of the fused int8 recipes (is the gain the fusion's or the integer kernels'?).
+FLOAT_REFERENCES = ("fuse",)
 MARGIN_S = 5.0  # a sweep told to stop ends its child and stores the run: a few seconds
 
 
@@ -185,6 +188,7 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
     chosen = _ranked(entries)[:finalists]
     best_setting = next(iter(_ranked(setting_entries)), None)
     final_specs = ["fp32"] + [m for m in explicit if m != "fp32"]
+    final_specs += [m for m in FLOAT_REFERENCES if m in candidates and m not in final_specs]
     for e in chosen:
         spec = _spec_of(e, screened)
         if spec not in final_specs:
@@ -259,7 +263,9 @@ def _report(finals: list[dict[str, Any]], screened: list[dict[str, Any]], chosen
             continue
         why = e["why"] or "screened out: slower than the finalists in the short runs"
         lost.append({**e, "why": why, "screening": True})
-    out = {"best": None, "runners_up": lost, "fastest_fp32": fastest_fp32 and fastest_fp32["variant"],
+    fused = next((e for e in finals if e["label"] == "fuse" and e["p50_ms"]), None)
+    out = {"best": None, "runners_up": lost, "fused_fp32": fused and {
+               k: fused[k] for k in ("variant", "p50_ms", "vs_fp32", "quality")}, "fastest_fp32": fastest_fp32 and fastest_fp32["variant"],
            "fastest_fp32_ms": fastest_fp32 and fastest_fp32["p50_ms"]}
     if best:
         out["best"] = {**best, "vs_fastest_fp32": round(fastest_fp32["p50_ms"] / best["p50_ms"], 3)
@@ -277,6 +283,10 @@ def summary_lines(report: dict[str, Any], limit: int = 12) -> list[str]:
         lines.append(f"best: {best['variant']} — {best['p50_ms']:.3f} ms, {best['quality']}{ratio}")
     else:
         lines.append("best: none of the finals kept quality and beat fp32")
+    if report.get("fused_fp32"):
+        f = report["fused_fp32"]
+        lines.append(f"fused fp32: {f['variant']} — {f['p50_ms']:.3f} ms"
+                     + (f", {f['vs_fp32']:.2f}× its runtime's fp32" if f.get("vs_fp32") else ""))
     for e in report.get("runners_up", [])[:limit]:
         where = " (screening)" if e.get("screening") else ""
         lines.append(f"  {e['variant']}{where}: {e['why']}")
