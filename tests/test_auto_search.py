@@ -155,3 +155,28 @@ def test_the_apps_auto_choice_searches(store):
     setup = asyncio.run(scenario())
     assert setup.explicit == ("fp32", "static-int8")
     assert "fp32" in setup.auto and "static-int8" not in setup.auto and len(setup.auto) >= 2
+
+
+def test_a_language_models_table_shows_generation_figures_per_runtime():
+    """One sweep of tiny-lm on torch, ONNX Runtime and llama.cpp reads as one table: decode tokens/s
+    (llama-bench's tg mean ± sd where llama.cpp repeats it), time to first token, perplexity."""
+    from rich.console import Console
+
+    from qbench_tui.cli.output import results_table
+
+    def row(runtime, metrics):
+        return {"id": 1, "model": "tiny-lm", "label": "int4", "method": "int4", "runtime": runtime, "device": "cpu",
+                "batch_size": 1, "status": "ok", "latency_ms": {"p50": 17.5}, "metrics": metrics, "run_id": "r"}
+
+    results = [row("onnxruntime", {"decode_tokens_per_s": 1472.0, "ttft_ms": 1.41, "perplexity": 9.954}),
+               row("llama.cpp", {"decode_tokens_per_s": 292.8, "tg_tokens_per_s": 335.0, "tg_tokens_per_s_sd": 45.7,
+                                 "ttft_ms": 27.91, "perplexity": 9.932})]
+    console = Console(width=250, record=True)
+    console.print(results_table(results, console=console, wide=True))
+    text = console.export_text()
+    assert "tok/s" in text and "TTFT ms" in text and "ppl" in text
+    assert "1,472" in text and "335±46" in text and "27.91" in text and "9.932" in text
+    plain = [{**results[0], "model": "digits-mlp", "metrics": {}}]
+    console = Console(width=250, record=True)
+    console.print(results_table(plain, console=console, wide=True))
+    assert "tok/s" not in console.export_text()  # not a language model: no generation columns
