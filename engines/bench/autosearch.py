@@ -155,13 +155,22 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
     planned = len(screen_req.recipes()) * len(request.runtimes) * len(request.devices) * len(request.batch_sizes)
     not_screened = max(0, planned - len(screened))
 
+    # The finals: fp32, the finalists (first: a budget that runs out cuts the rest), then the fused
+    # fp32 and the methods named beside auto; each spec runs on every chosen runtime.
+    chosen = _ranked(entries)[:finalists]
+    final_specs = ["fp32"]
+    for spec in [_spec_of(e, screened) for e in chosen] + [m for m in FLOAT_REFERENCES if m in candidates] + explicit:
+        if spec not in final_specs:
+            final_specs.append(spec)
+    finals_s = per_variant * len(final_specs) * len(request.runtimes) * len(request.devices) * 1.5
+
     # Session settings: the best ONNX Runtime candidate under each setting, screened the same way.
     ort_best = next((e for e in _ranked(entries) if e["runtime"] == "onnxruntime"), None)
     setting_entries: list[dict[str, Any]] = []
     for setting in settings if ort_best else []:
         remaining = left()
-        if remaining is not None and remaining < per_variant * 3 + MARGIN_S + 10:
-            say("auto: session settings not screened: the budget is spent")
+        if remaining is not None and remaining < per_variant * 3 + MARGIN_S + finals_s:
+            say("auto: session settings not screened: the budget keeps its time for the finals")
             break
         threads = setting.get("threads")
         runtime_cfg = {k: v for k, v in setting.items() if k != "threads"}
@@ -185,14 +194,7 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
                 setting_entries.append(e)
 
     # Finals: explicit methods, fp32 and the best candidates, with the request's own measuring.
-    chosen = _ranked(entries)[:finalists]
     best_setting = next(iter(_ranked(setting_entries)), None)
-    final_specs = ["fp32"] + [m for m in explicit if m != "fp32"]
-    final_specs += [m for m in FLOAT_REFERENCES if m in candidates and m not in final_specs]
-    for e in chosen:
-        spec = _spec_of(e, screened)
-        if spec not in final_specs:
-            final_specs.append(spec)
     remaining = left()
     if remaining is not None and remaining < MARGIN_S * 2:
         say("auto: the budget is spent before the finals: the screening figures stand")
