@@ -220,6 +220,10 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
         finals_judged = judge(finals) + [e for e in judge(extra, final_settings) if e["settings"]]
         finals = finals + [r for r in extra if not is_reference(r)]
     else:
+        if best_setting:
+            say("auto: the best session setting is not measured fully: the budget is spent")
+            best_setting["why"] = (f"not measured fully: the budget ran out (screening: {best_setting['p50_ms']:.3f} ms, "
+                                   f"{best_setting.get('vs_default', 0):.2f}× the default session)")
         finals_judged = judge(finals)
     report = _report(finals_judged, entries + setting_entries, chosen, finals)
     from engines.devices.strategies import CPU_LEFT_OUT
@@ -260,10 +264,17 @@ def _report(finals: list[dict[str, Any]], screened: list[dict[str, Any]], chosen
                                  f"({best['p50_ms'] / e['p50_ms']:.2f}× the best)"})
     lost += [e for e in finals if e["why"] and e["why"] != "the fp32 reference"]
     final_names = {e["variant"] for e in finals}
+    cut = max((e["p50_ms"] for e in chosen), default=None)
     for e in screened:
         if e["variant"] in final_names or e["why"] == "the fp32 reference":
             continue
-        why = e["why"] or "screened out: slower than the finalists in the short runs"
+        why = e["why"]
+        if why is None and e["settings"]:
+            why = (f"another session setting was faster in the short runs ({e['p50_ms']:.3f} ms, "
+                   f"{e.get('vs_default', 0):.2f}× the default session)")
+        elif why is None:
+            why = (f"screened out: {e['p50_ms']:.3f} ms in the short runs"
+                   + (f", the finalists ≤ {cut:.3f} ms" if cut else ""))
         lost.append({**e, "why": why, "screening": True})
     fused = next((e for e in finals if e["label"] == "fuse" and e["p50_ms"]), None)
     out = {"best": None, "runners_up": lost, "fused_fp32": fused and {
