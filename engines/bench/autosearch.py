@@ -310,5 +310,7 @@ def summary_lines(report: dict[str, Any], limit: int = 12) -> list[str]:
         lines.append(f"  {e['spec']} (not proposed): {e['why']}")
     budget = f" of a {report['budget_s'] / 60:g}-minute budget" if report.get("budget_s") else ""
     cut = f"; {report['not_screened']} candidate(s) not screened: the budget ran out" if report.get("not_screened") else ""
+    if any(r["phase"].startswith("finals") and r["status"] == "interrupted" for r in report.get("runs", [])):
+        cut += "; the budget ended the finals early: their figures have fewer rounds (flagged partial)"
     lines.append(f"search: {len(report.get('runs', []))} sweep(s) in {report.get('wall_s', 0):.0f} s{budget}{cut}")
     return lines
