@@ -40,6 +40,7 @@ class Method(str, enum.Enum):
 
     FP32 = "fp32"  # the float reference
     FP16 = "fp16"
+    BF16 = "bf16"  # torch through oneDNN (AVX512_BF16, AMX)
     FUSE = "fuse"  # ONNX Runtime's transformer fusions (chains before the ONNX quantizers: "fuse+dynamic-int8")
     WEIGHT_INT8 = "weight-int8"
     DYNAMIC_INT8 = "dynamic-int8"
@@ -136,12 +137,14 @@ class ResultSet(Sequence[Result]):
 
 @dataclass
 class Sweep:
-    """A finished (or interrupted) sweep: its run id, how it ended, its results."""
+    """A finished (or interrupted) sweep: its run id, how it ended, its results (and, for
+    ``methods=["auto"]``, the search's report: ``best``, ``runners_up`` with why each lost, ``runs``)."""
 
     run_id: str
     status: str  # finished | interrupted | failed
     results: ResultSet
     db: Path | None = None
+    auto: dict[str, Any] | None = None
 
     def to_pandas(self):
         return self.results.to_pandas()
@@ -154,6 +157,22 @@ class Prepared:
     request: Any  # engines.bench.request.SweepRequest
     strategies: list[Any] = field(default_factory=list)
     choose_device: bool = False  # several targets (or all): the best one is worth naming
+    explicit: list[str] = field(default_factory=list)  # the methods named besides auto
+
+    @property
+    def auto(self) -> bool:
+        """``auto`` was asked for: a search (engines.bench.autosearch) rather than one sweep."""
+        return bool(self.strategies)
+
+    def search(self, run_sweep: Callable[[Any, Any], tuple[str, str, list[dict[str, Any]]]], *,
+               budget_min: float | None = None, finalists: int = 3, say: Callable[[str], None] = lambda _: None,
+               cancel: Any = None) -> dict[str, Any]:
+        """Screen auto's candidates, measure the finalists (engines.bench.autosearch.search)."""
+        from engines.bench.autosearch import search
+
+        candidates = [s.spec for s in self.strategies]
+        return search(self.request, self.explicit, candidates, run_sweep, finalists=finalists, say=say,
+                      budget_s=budget_min * 60 if budget_min else None, cancel=cancel)
 
 
 SETTINGS = ("min_time", "min_reps", "repeat", "threads", "timeout", "memory_limit_mb", "method_settings",
@@ -221,7 +240,7 @@ def prepare(model: str, *, methods, runtimes=("onnxruntime",), devices=("cpu",),
             memory_limit_mb=settings.get("memory_limit_mb"), measure=measure, model_options=options)
     except ValueError as exc:
         raise ApiError(str(exc)) from None
-    return Prepared(request, strategies, choose)
+    return Prepared(request, strategies, choose, [m for m in methods if m != "auto"])
 
 
 def _store(db: str | Path | None):
@@ -232,9 +251,14 @@ def _store(db: str | Path | None):
 
 
 def sweep(model: str, *, methods, runtimes=("onnxruntime",), devices=("cpu",), batch_sizes=(1,),
-          db: str | Path | None = None, progress: Callable[[Any], None] | None = None, **settings: Any) -> Sweep:
+          db: str | Path | None = None, progress: Callable[[Any], None] | None = None,
+          budget: float | None = None, finalists: int = 3, **settings: Any) -> Sweep:
     """Quantize and benchmark every method × runtime × target × batch size of ``model``; blocks
     until the sweep ends and returns it (stored in ``db``, default the app's database).
+
+    ``Method.AUTO`` searches: each target's candidate recipes (and ONNX Runtime session settings)
+    are screened with short runs, the ``finalists`` best are measured fully, and ``Sweep.auto``
+    names the best that keeps quality and why each other lost; ``budget`` (minutes) bounds it.
 
     ``progress`` is called with each event of the sweep (:mod:`engines.core.events`: RunStarted,
     VariantStarted, ResultRecorded, RunFinished…). ``settings``: see :func:`prepare`. A model that
@@ -246,6 +270,21 @@ def sweep(model: str, *, methods, runtimes=("onnxruntime",), devices=("cpu",), b
                        **settings)
     store = _store(db)
     try:
+        if prepared.auto:
+            def run_one(request, cancel):
+                try:
+                    out = SweepRunner(store, progress, cancel=cancel, source="api").run(request)
+                except SweepInterrupted as exc:  # the budget's stop (or Ctrl-C): what finished is kept
+                    return str(exc), "interrupted", store.results(str(exc))
+                return out.run_id, out.status, out.results
+
+            try:
+                found = prepared.search(run_one, budget_min=budget, finalists=finalists)
+            except SweepInterrupted as exc:
+                return Sweep(str(exc), "interrupted", ResultSet(store.results(str(exc))), store.path)
+            report, results = found["report"], found["results"]
+            final = [r for r in report["runs"] if r["phase"] == "finals"] or report["runs"][-1:]
+            return Sweep(final[0]["run_id"], final[0]["status"], ResultSet(results), store.path, report)
         runner = SweepRunner(store, progress, source="api")
         try:
             outcome = runner.run(prepared.request)

@@ -67,6 +67,10 @@ def cpu_strategies(isa: CpuFeatures) -> list[Strategy]:
                                            "than fp32 (0.45×): measured, not a speed-up; int4 left out: torch's CPU "
                                            "int4 runs at 0.17× fp32 and an encoder is compute-bound"),
         ]
+        if isa.has("amx_bf16") or isa.has("avx512_bf16"):
+            unit = "AMX bf16 tiles" if isa.has("amx_bf16") else "AVX512_BF16 (vdpbf16ps)"
+            out.append(Strategy("bf16", "cpu", f"{unit}: torch with bf16 weights and activations through oneDNN "
+                                               "(fp32's range, 8 mantissa bits; torch only)"))
     elif isa.has("avx2") or isa.has("avx512f"):
         simd = "AVX-512" if isa.has("avx512f") else "AVX2"
         out += [
@@ -78,6 +82,31 @@ def cpu_strategies(isa: CpuFeatures) -> list[Strategy]:
         ]
     else:
         out += [Strategy("weight-int8", "cpu", f"no int8 SIMD found ({isa.source}): weight-only int8 for size")]
+    return out
+
+
+# Recipes auto leaves out on a CPU, and why (measured: a user asking for them still gets them).
+CPU_LEFT_OUT = {
+    "int4": "torch's CPU int4 (torchao, one value per byte, dequantized in eager) ran at 0.17× fp32 and an "
+            "encoder is compute-bound: 4-bit weights pay off on memory-bound decoding (llama.cpp, MLX)",
+    "static-int8:activation_type=int8:per_channel=true": "s8 activations (MLAS S8S8) ran slower than fp32 on "
+                                                           "x86; the u8 (U8S8) form is the candidate",
+}
+
+
+def session_settings(cores: int | None = None) -> list[dict[str, object]]:
+    """ONNX Runtime session settings auto screens on its best ONNX Runtime candidate (each against
+    the default session: all threads spinning, sequential, every graph optimization)."""
+    import os
+
+    cores = cores or os.cpu_count() or 1
+    out: list[dict[str, object]] = [
+        {"spinning": False},  # a loaded machine: spinning threads steal the cores others wait for
+        {"graph_level": "extended"},  # fusions without the NCHWc layout transforms (which suit CNNs)
+        {"execution_mode": "parallel"},  # independent branches at once (wide graphs)
+    ]
+    if cores > 1:
+        out.append({"threads": max(1, cores // 2)})  # fewer threads than cores: less contention
     return out
 
 

@@ -28,3 +28,11 @@ class Fp16Config(MethodConfig):
         default=True, metadata=help_text("Keep float32 model inputs/outputs (ONNX); cast inside the graph.",
                                          short=("float-io", "fp16-io")),
     )
+
+
+@register_method("bf16", title="bfloat16 cast", bits=16, order=2,
+                 description="Weights and activations in bfloat16 (torch): fp32's range with 8 mantissa bits; "
+                             "oneDNN runs it on AVX512_BF16 or AMX tiles where the CPU has them.")
+@dataclass(frozen=True)
+class Bf16Config(MethodConfig):
+    """Cast weights and activations to bfloat16 (torch; ONNX Runtime's CPU MatMul has no bf16 kernel)."""

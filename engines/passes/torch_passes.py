@@ -16,7 +16,7 @@ import warnings
 from typing import Any
 
 from engines.methods.configs import CalibrationMethod, TorchDynamicBackend
-from engines.methods.floats import Fp16Config
+from engines.methods.floats import Bf16Config, Fp16Config
 from engines.methods.int4 import Int4Algorithm, Int4Config
 from engines.methods.int8 import DynamicInt8Config, StaticInt8Config, WeightInt8Config
 from engines.passes import Format, PassContext, register_pass
@@ -97,6 +97,21 @@ def _torchao(ctx: PassContext, artifact: Artifact, ao_config: Any, name: str, em
 def torch_half(ctx: PassContext, artifact: Artifact, config: Fp16Config) -> Artifact:
     """Cast the module to float16 (inputs are cast when it runs)."""
     return save_module(_copy(artifact).half(), ctx, "fp16", half_inputs=True)
+
+
+@register_pass("torch-bfloat16", config=Bf16Config, input=Format.TORCH, output=Format.TORCH, runtimes=_TORCH)
+def torch_bfloat16(ctx: PassContext, artifact: Artifact, config: Bf16Config) -> Artifact:
+    """Cast the module to bfloat16 (float inputs are cast when it runs): oneDNN's bf16 GEMMs on
+    AVX512_BF16 / AMX; without them torch emulates bf16 and it runs slower than fp32."""
+    import torch
+
+    from engines.devices import cpu_features
+
+    isa = cpu_features()
+    native = [f for f in ("amx_bf16", "avx512_bf16") if isa.has(f)]
+    note = (f"bf16 matmuls on {' and '.join(native)} (oneDNN)" if native else
+            "no AVX512_BF16 or AMX found: torch emulates bf16 in fp32 (expect it slower than fp32)")
+    return save_module(_copy(artifact).to(torch.bfloat16), ctx, "bf16", [note], input_dtype="bfloat16")
 
 
 @register_pass("torchao-weight-int8", config=WeightInt8Config, input=Format.TORCH, output=Format.TORCH,

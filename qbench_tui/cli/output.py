@@ -110,6 +110,8 @@ def results_table(results: list[dict[str, Any]], title: str = "", references: Se
     show_host = len({r.get("host") for r in results}) > 1  # a fleet's run: which machine measured it
     # The id that export, register, version, serve and compare take (stored results have one).
     show_id = any(r.get("id") is not None for r in results)
+    # Language models: generation figures beside the forward pass's (llama-bench's tg, first token, perplexity)
+    show_lm = any((r.get("metrics") or {}).get("decode_tokens_per_s") is not None for r in results)
     cols = [
         *((Col("id", "right", 2),) if show_id else ()), Col("model", priority=2, shrink=10),
         Col("recipe", priority=1, shrink=14), Col("runtime", priority=4, shrink=6), Col("dev", priority=3),
@@ -118,7 +120,9 @@ def results_table(results: list[dict[str, Any]], title: str = "", references: Se
         Col("p99 ms", "right", 3), Col("speedup", "right", 1, min_width=5), Col("items/s", "right", 4),
         *((Col("mem MB", "right", 5),) if show_memory else ()),
         *((Col("mJ/inf", "right", 4),) if show_energy else ()), Col("size MB", "right", 3),
-        Col("size", "right", 2, min_width=5), Col("acc", "right", 1), Col("top1", "right", 4),
+        Col("size", "right", 2, min_width=5),
+        *((Col("tok/s", "right", 1), Col("TTFT ms", "right", 2), Col("ppl", "right", 2)) if show_lm else ()),
+        Col("acc", "right", 1), Col("top1", "right", 4),
         Col("SQNR dB", "right", 5), Col("note", priority=3, wrap=30),
     ]
     rows = []
@@ -135,11 +139,20 @@ def results_table(results: list[dict[str, Any]], title: str = "", references: Se
             *((_fmt(r.get("memory_mb"), ",.0f"),) if show_memory else ()),
             *((_millijoules(r),) if show_energy else ()), _fmt(r.get("size_mb"), ".2f"),
             fmt_ratio(size_ratio.get(key)),
+            *(_lm_cells(r) if show_lm else ()),
             _fmt(r.get("accuracy"), ".3f"), _fmt(agr.get("top1"), ".3f"), _fmt(agr.get("sqnr_db"), ".1f"),
             _escape(" ".join(r.get("flags") or []) + ("; " if r.get("flags") and r.get("error") else "")
                     + (r.get("error") or "")),  # whole: the column wraps it
         ])
     return fitted_table(cols, rows, console, wide, title=title, show_lines=False)
+
+
+def _lm_cells(r: dict[str, Any]) -> tuple[str, str, str]:
+    """Decode tokens/s (llama-bench's tg: mean ± sd where the runtime repeats it), time to first token, perplexity."""
+    m = r.get("metrics") or {}
+    tg, sd = m.get("tg_tokens_per_s"), m.get("tg_tokens_per_s_sd")
+    rate = f"{tg:,.0f}±{sd:,.0f}" if tg is not None and sd is not None else _fmt(m.get("decode_tokens_per_s"), ",.0f")
+    return rate, _fmt(m.get("ttft_ms"), ".2f"), _fmt(m.get("perplexity"), ".3f")
 
 
 def _escape(text: str) -> str:

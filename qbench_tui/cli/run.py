@@ -26,6 +26,10 @@ def add_parsers(sub) -> None:
     run.add_argument("--objective", choices=("latency", "throughput", "memory"), default="latency",
                      help="what 'best device' means (default latency)")
     run.add_argument("--batch-sizes", type=int_list, default=(1,), help="default: 1")
+    run.add_argument("--budget", type=float, metavar="MINUTES",
+                     help="with --methods auto: minutes the search may take (screening, then the finalists)")
+    run.add_argument("--finalists", type=int, default=3, metavar="N",
+                     help="with --methods auto: candidates measured fully after screening (default 3)")
     run.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME.FIELD=VALUE",
                      help="a default setting of a method (static-int8.calibration_method=entropy) or a runtime "
                           "(torch.compile=true, onnxruntime.nbits_compute=fp32); repeatable")
@@ -119,7 +123,20 @@ def _build_request(args):
     except ApiError as exc:
         raise UsageError(str(exc)) from None
     args.choose_device, args.strategies = prepared.choose_device, prepared.strategies
+    args.prepared = prepared
     return prepared.request
+
+
+def _auto_search(args, store, console, plain: bool, sinks) -> tuple[str, str, list[dict[str, Any]], dict]:
+    """``--methods auto``: screening, then the finalists, each phase a sweep with live progress."""
+    def run_one(request, cancel):
+        return execute_sweep(store, request, console, plain=plain, cancel=cancel, sinks=sinks)
+
+    found = args.prepared.search(run_one, budget_min=args.budget, finalists=args.finalists,
+                                 say=lambda line: console.print(f"[bold]{line}[/]", highlight=False))
+    report = found["report"]
+    final = [r for r in report["runs"] if r["phase"] == "finals"] or report["runs"][-1:]
+    return final[0]["run_id"], final[0]["status"], found["results"], report
 
 
 # After Ctrl-C / SIGTERM the sweep ends its children and records the run as interrupted, which takes
@@ -256,8 +273,21 @@ def cmd_run(args) -> int:
 
         def make_runner(progress):
             return fleet_runner(args, store, progress)
-    run_id, status, results = execute_sweep(store, request, console, plain=json_to_stdout, resume=args.resume,
-                                            make_runner=make_runner, sinks=sinks_for(store, uri))
+    auto = None
+    if getattr(args, "budget", None) is not None and not getattr(args, "strategies", None):
+        raise UsageError("--budget bounds the search of --methods auto; this run has no auto")
+    if request is not None and getattr(args, "strategies", None) and make_runner is None:
+        from engines.bench.runner import SweepInterrupted
+
+        try:
+            run_id, status, results, auto = _auto_search(args, store, console, json_to_stdout,
+                                                         sinks_for(store, uri))
+        except SweepInterrupted:  # the user's stop: execute_sweep said what finished and how to resume
+            return EXIT_INTERRUPTED
+    else:
+        run_id, status, results = execute_sweep(store, request, console, plain=json_to_stdout,
+                                                resume=args.resume, make_runner=make_runner,
+                                                sinks=sinks_for(store, uri))
     choice = None
     if request is not None and getattr(args, "choose_device", False):  # --devices auto (or several)
         from engines.analysis.device_choice import choose_device
@@ -273,6 +303,8 @@ def cmd_run(args) -> int:
                 "results": public_json(results)}
         if choice is not None:
             body["device_choice"] = choice
+        if auto is not None:
+            body["auto"] = auto
         payload = json.dumps(body, indent=2)
         if json_to_stdout:
             sys.stdout.write(payload + "\n")
@@ -280,6 +312,11 @@ def cmd_run(args) -> int:
             Path(args.json_out).write_text(payload + "\n")
     console.print(results_table(results, title=f"run {run_id} · {status}", console=console,
                                 wide=getattr(args, "wide", False)))
+    if auto is not None:
+        from engines.bench.autosearch import summary_lines
+
+        for line in summary_lines(auto):
+            console.print(line, highlight=False, markup=False)
     if uri is not None:
         console.print(f"[dim]MLflow: run {run_id} is being logged to {uri} in the background "
                       "(`qbench track` shows what is queued)[/]", highlight=False)

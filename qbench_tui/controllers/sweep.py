@@ -92,6 +92,10 @@ class SweepSetup:
     model_options: dict[str, Any] = field(default_factory=dict)  # seq_len, allow_pickle
     runtime_configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # runtime -> non-default settings
     choose_device: bool = False  # devices "auto" (or several): report the best device when the sweep ends
+    # methods "auto": its candidate recipes, searched (screened, finalists measured: engines.bench.autosearch)
+    # beside the methods named with it, rather than all measured fully
+    auto: tuple[str, ...] = ()
+    explicit: tuple[str, ...] = ()
 
     @property
     def variant_count(self) -> int:
@@ -300,6 +304,8 @@ class SweepController:
             try:
                 if resume_run_id:
                     outcome = runner.resume(resume_run_id)
+                elif setup is not None and setup.auto and target is None:
+                    outcome = self._search(setup, sinks)
                 else:
                     assert setup is not None
                     outcome = runner.run(build_request(setup))
@@ -311,6 +317,26 @@ class SweepController:
             self.post(messages.SweepFailed(self._worker_run_id, describe_error(exc)))
         finally:
             self._idle.set()
+
+    def _search(self, setup: SweepSetup, sinks: Any) -> Any:
+        """``auto``: screening and finals, each a sweep of its own; the outcome is the finals' run."""
+        from types import SimpleNamespace
+
+        from engines.bench.autosearch import search
+        from engines.bench.runner import SweepInterrupted, SweepRunner
+
+        def run_one(request, cancel):
+            runner = SweepRunner(self.store, self._on_event, cancel, source="tui", sinks=sinks)
+            try:
+                out = runner.run(request)
+            except SweepInterrupted as exc:
+                return str(exc), "interrupted", self.store.results(str(exc))
+            return out.run_id, out.status, out.results
+
+        found = search(build_request(setup), list(setup.explicit), list(setup.auto), run_one,
+                       cancel=self.cancel_event)
+        final = [r for r in found["report"]["runs"] if r["phase"] == "finals"] or found["report"]["runs"][-1:]
+        return SimpleNamespace(run_id=final[0]["run_id"], status=final[0]["status"])
 
     def _on_event(self, event: Any) -> None:
         from engines.core import events

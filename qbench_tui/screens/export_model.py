@@ -27,7 +27,8 @@ from textual.widgets import Button, Input, RadioButton, RadioSet, Static
 FORMATS = (("onnx", "ONNX  (ONNX Runtime; FastAPI + Triton templates)"),
            ("tflite", "TFLite  (LiteRT; Python + Kotlin templates)"),
            ("coreml", "Core ML  (.mlpackage; Swift + Python; predicts on macOS only)"),
-           ("mlx", "MLX  (safetensors + model.json; Python template)"))
+           ("mlx", "MLX  (safetensors + model.json; Python template)"),
+           ("gguf", "GGUF  (llama.cpp; causal LMs: F16, Q8_0, Q4)"))
 
 
 def default_out(result: dict[str, Any], fmt: str) -> Path:

@@ -325,7 +325,7 @@ class SweepSetupPane(ScrollHint, ExtraVariants, VerticalScroll):
         if not runtimes:
             raise SetupError("choose at least one runtime", "runtimes")
         chosen_devices = self._selected("devices")
-        methods, devices, _ = self._expanded()
+        methods, devices, strategies = self._expanded()
         if not methods and not self.variants:
             raise SetupError("choose at least one method", "methods")
         if not devices:
@@ -368,7 +368,9 @@ class SweepSetupPane(ScrollHint, ExtraVariants, VerticalScroll):
             variants.append(pin_spec(spec, configs_by_method.get(method, {}), defaults))
         return SweepSetup(model, (*methods, *variants), tuple(runtimes), tuple(devices), batches,
                           configs_by_method, threads, measure, options, runtime_configs,
-                          choose_device=AUTO in chosen_devices or len(devices) > 1)
+                          choose_device=AUTO in chosen_devices or len(devices) > 1,
+                          auto=tuple(st.spec for st in strategies),
+                          explicit=tuple([m for m in self._selected("methods") if m != AUTO] + variants))
 
     def _field_value(self, field_id: str, default: str = "") -> str:
         """A field's text; before the fields below the fold are mounted, what they will show."""

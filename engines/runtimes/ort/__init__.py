@@ -19,12 +19,42 @@ class NBitsCompute(str, enum.Enum):
     FP32 = "fp32"  # weights dequantized to float: exact activations, slow on CPU (accuracy_level 1)
 
 
+class ExecutionMode(str, enum.Enum):
+    """Whether independent branches of the graph run at once (``inter_op`` threads)."""
+
+    SEQUENTIAL = "sequential"
+    PARALLEL = "parallel"
+
+
+class GraphLevel(str, enum.Enum):
+    """ONNX Runtime's online graph optimization level (applied when the session opens)."""
+
+    ALL = "all"  # ORT_ENABLE_ALL: layout optimizations too (the default)
+    EXTENDED = "extended"  # fusions (Attention, Gelu, LayerNorm…) without layout changes
+    BASIC = "basic"  # constant folding, redundant nodes
+    DISABLED = "disabled"
+
+
 @dataclass(frozen=True)
 class OrtRuntimeConfig(RuntimeConfig):
     nbits_compute: NBitsCompute = field(
         default=NBitsCompute.INT8,
         metadata=help_text("Kernel compute type of block-quantized MatMuls (weight-int8, int4): int8 "
                            "(fast) or fp32 (dequantize weights)."),
+    )
+    spinning: bool = field(
+        default=True,
+        metadata=help_text("Intra-op threads spin between calls (ONNX Runtime's default): fastest on an idle "
+                           "machine, costs a loaded one its cores.", short=("nospin", "spin")),
+    )
+    execution_mode: ExecutionMode = field(
+        default=ExecutionMode.SEQUENTIAL,
+        metadata=help_text("sequential (default) or parallel: independent graph branches at once.", short="{}"),
+    )
+    graph_level: GraphLevel = field(
+        default=GraphLevel.ALL,
+        metadata=help_text("Online graph optimization level: all (default), extended, basic, disabled.",
+                           short="opt-{}"),
     )
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from engines.models.base import LoadedModel
 from engines.runtimes.base import Artifact, Session, UnsupportedVariant
-from engines.runtimes.ort import NBitsCompute, OrtRuntimeConfig
+from engines.runtimes.ort import ExecutionMode, GraphLevel, NBitsCompute, OrtRuntimeConfig
 
 _NP_TYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -20,8 +20,29 @@ _NP_TYPES = {
 _ACCURACY_LEVEL = {NBitsCompute.INT8: 4, NBitsCompute.FP32: 1}
 
 
+_GRAPH_LEVELS = {GraphLevel.ALL: "ORT_ENABLE_ALL", GraphLevel.EXTENDED: "ORT_ENABLE_EXTENDED",
+                 GraphLevel.BASIC: "ORT_ENABLE_BASIC", GraphLevel.DISABLED: "ORT_DISABLE_ALL"}
+
+
+def session_options(ort: Any, threads: int, config: OrtRuntimeConfig | None = None) -> Any:
+    """The SessionOptions of ``config``'s session settings (spinning, execution mode, graph level)."""
+    config = config or OrtRuntimeConfig()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    if not config.spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if config.execution_mode is ExecutionMode.PARALLEL:
+        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+        options.inter_op_num_threads = threads
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _GRAPH_LEVELS[config.graph_level])
+    return options
+
+
 class OnnxSession(Session):
-    def __init__(self, source: Path | bytes, device: str, threads: int, cache_dir: Path | None = None):
+    def __init__(self, source: Path | bytes, device: str, threads: int, cache_dir: Path | None = None,
+                 config: OrtRuntimeConfig | None = None):
         import onnxruntime as ort
 
         from engines.runtimes.ort.providers import (
@@ -33,10 +54,7 @@ class OnnxSession(Session):
             providers_taken,
         )
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options = session_options(ort, threads, config)
         # ONNX Runtime's pool keeps spinning (its default): turning it off cost 1.6x at digits-mlp's
         # 0.1 ms on an idle machine (bench/harness_fidelity.py), while a busy neighbour slowed the
         # spinning pool by only ~5 % (bench/thread_pools.py); such runs are flagged under-load.
@@ -55,6 +73,7 @@ class OnnxSession(Session):
         self._inputs = {i.name: _NP_TYPES.get(i.type, np.float32) for i in self._session.get_inputs()}
         self._output = self._session.get_outputs()[0].name
         self._model, self._providers, self._threads, self._cache_dir = model, providers, threads, cache_dir
+        self._config = config
 
     def placement(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
         """The share of nodes (and time) each execution provider took on ``inputs`` (one profiled run
@@ -63,8 +82,7 @@ class OnnxSession(Session):
 
         from engines.runtimes.ort.placement import measure_placement
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self._threads
+        options = session_options(ort, self._threads, self._config)
         return measure_placement(self._model, self._providers, self._feed(inputs), options)
 
     def _feed(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -82,12 +100,13 @@ class OnnxSession(Session):
     kv_reason: str | None = "the variant has no decode-step graph"
     kv_layout: dict[str, int] | None = None
     _kv_session: OnnxSession | None = None
+    _config: OrtRuntimeConfig | None = None
 
     def kv_decoder(self) -> tuple[Any, str | None]:
         if self.kv_graph is None or not self.kv_layout:
             return None, self.kv_reason
         if self._kv_session is None:
-            self._kv_session = OnnxSession(self.kv_graph, self._device, self._threads, self._cache_dir)
+            self._kv_session = OnnxSession(self.kv_graph, self._device, self._threads, self._cache_dir, self._config)
         return OrtKvDecoder(self._kv_session._session, self.kv_layout), None
 
 
@@ -132,7 +151,9 @@ def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: i
     cache_dir = artifact.path.parent / "coreml-cache" if device in ("gpu", "ane") and graph is None else None
     if cache_dir is not None:
         cache_dir.mkdir(exist_ok=True)
-    session = OnnxSession(graph or artifact.path, device, threads, cache_dir)
+    session = OnnxSession(graph or artifact.path, device, threads, cache_dir, config)
+    if changed := config.changed_fields():
+        artifact.notes.append("session settings: " + ", ".join(f"{k}={v}" for k, v in changed.items()))
     if model.task == "causal-lm":
         kv_graph = artifact.facts.get("kv_graph")
         if kv_graph and artifact.facts.get("ops", {}).get("MatMulNBits"):

@@ -19,7 +19,7 @@ def _torch():
 
 
 class TorchSession(Session):
-    def __init__(self, module, model: LoadedModel, device: str, half_inputs: bool, no_grad: bool = False):
+    def __init__(self, module, model: LoadedModel, device: str, half_inputs: bool | str, no_grad: bool = False):
         self._torch = _torch()
         # inductor's int8 (PT2E) kernels run under no_grad: under inference_mode their recompiles
         # for a new batch size fail stride checks (digits-cnn's qconv)
@@ -27,7 +27,9 @@ class TorchSession(Session):
         self._module = module
         self._model = model
         self._device = device
-        self._half = half_inputs
+        # float inputs are cast to the module's dtype: True (float16) or a torch dtype's name ("bfloat16")
+        self._half = getattr(self._torch, half_inputs if isinstance(half_inputs, str) else "float16") \
+            if half_inputs else None
         self._mps_peak = None  # engines.devices.memory.PeakSampler over driver_allocated_memory
         if device == "mps":
             from engines.devices.memory import PeakSampler
@@ -39,8 +41,8 @@ class TorchSession(Session):
         out = []
         for name in self._model.input_names:
             t = torch.from_numpy(np.ascontiguousarray(inputs[name])).to(self._device)
-            if self._half and t.is_floating_point():
-                t = t.half()
+            if self._half is not None and t.is_floating_point():
+                t = t.to(self._half)
             out.append(t)
         return tuple(out)
 
@@ -184,7 +186,8 @@ def open_session(artifact: Artifact, model: LoadedModel, device: str, threads: i
     elif config.compile:
         module = torch.compile(module)
         artifact.notes.append("lowered with torch.compile (inductor)")
-    return TorchSession(module, model, device, half_inputs=bool(artifact.facts.get("half_inputs")),
+    return TorchSession(module, model, device, half_inputs=artifact.facts.get("input_dtype")
+                        or bool(artifact.facts.get("half_inputs")),
                         no_grad=bool(artifact.facts.get("int8_kernels")))
 
 
