@@ -198,6 +198,7 @@ def test_the_fact_grep_catches_what_it_forbids():
 PARSE_ALLOWED = {
     "engines/api.py": "the Python API's prepare (the CLI's run goes through it)",
     "engines/bench/request.py": "a stored or sent request read back (from_dict)",
+    "engines/bench/autosearch.py": "auto's search: the strategies' recipe texts and its finalists",
     "engines/bench/worker.py": "open_recipe, the bench scripts' entry point",
     "engines/export/pipeline.py": "export reads a stored result's recipe and its fallbacks",
     "engines/analysis/families.py": "auto's ranking of recipe texts per model family",

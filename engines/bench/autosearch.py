@@ -98,6 +98,14 @@ def judge(results: list[dict[str, Any]], settings: dict[int, dict[str, Any]] | N
     return out
 
 
+def _recipes(specs: list[str], request: Any) -> tuple[Any, ...]:
+    """The search's recipe texts (the device strategies', the finalists') as the request's recipes,
+    under the request's own method settings."""
+    from engines.methods.recipe import parse_recipes
+
+    return parse_recipes(specs, request.configs)
+
+
 def _ranked(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted((e for e in entries if e["why"] is None and e["p50_ms"]), key=lambda e: e["p50_ms"])
 
@@ -145,7 +153,8 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
         return results
 
     specs = ["fp32"] + [c for c in candidates if c != "fp32"]
-    screen_req = dataclasses.replace(request, methods=tuple(specs), measure=screening_measure(request.measure))
+    screen_req = dataclasses.replace(request, methods=_recipes(specs, request),
+                                     measure=screening_measure(request.measure))
     say(f"auto: screening {len(specs)} recipes × {len(request.runtimes)} runtime(s) with short runs")
     screen_stop = budget_s * SCREEN_SHARE if budget_s else None
     t0 = time.monotonic()
@@ -176,7 +185,7 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
         runtime_cfg = {k: v for k, v in setting.items() if k != "threads"}
         base = dict(request.runtime_configs.get("onnxruntime") or {})
         req = dataclasses.replace(
-            screen_req, methods=(_spec_of(ort_best, screened),), runtimes=("onnxruntime",),
+            screen_req, methods=_recipes([_spec_of(ort_best, screened)], request), runtimes=("onnxruntime",),
             devices=(ort_best["device"],), runtime_configs={**request.runtime_configs,
                                                              "onnxruntime": {**base, **runtime_cfg}},
             threads=threads if threads else request.threads)
@@ -201,14 +210,14 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
         finals = []
     else:
         say(f"auto: measuring {len(final_specs)} recipe(s) fully: {', '.join(final_specs)}")
-        final_req = dataclasses.replace(request, methods=tuple(final_specs))
+        final_req = dataclasses.replace(request, methods=_recipes(final_specs, request))
         finals = sweep("finals", final_req, remaining - MARGIN_S if remaining is not None else None)
     final_settings: dict[int, dict[str, Any]] = {}
     if best_setting and (left() is None or left() > per_variant * 2 + MARGIN_S):
         setting = best_setting["settings"]
         threads = setting.get("threads")
         req = dataclasses.replace(
-            request, methods=("fp32", _spec_of(best_setting, screened)), runtimes=("onnxruntime",),
+            request, methods=_recipes(["fp32", _spec_of(best_setting, screened)], request), runtimes=("onnxruntime",),
             devices=(best_setting["device"],),
             runtime_configs={**request.runtime_configs, "onnxruntime": {
                 **(request.runtime_configs.get("onnxruntime") or {}),

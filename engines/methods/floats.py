@@ -30,7 +30,8 @@ class Fp16Config(MethodConfig):
     )
 
 
-@register_method("bf16", title="bfloat16 cast", bits=16, order=2,
+@register_method("bf16", compute=Compute.FLOAT, fallbacks=("fp16", "fp32"),
+                 title="bfloat16 cast", bits=16, order=2,
                  description="Weights and activations in bfloat16 (torch): fp32's range with 8 mantissa bits; "
                              "oneDNN runs it on AVX512_BF16 or AMX tiles where the CPU has them.")
 @dataclass(frozen=True)
