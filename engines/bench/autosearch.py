@@ -152,7 +152,10 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
             raise SweepInterrupted(run_id)
         return results
 
-    specs = ["fp32"] + [c for c in candidates if c != "fp32"]
+    from engines.methods.registry import reference_method
+
+    reference = reference_method()  # fp32: measured in every phase, the ratios' base
+    specs = [reference] + [c for c in candidates if c != reference]
     screen_req = dataclasses.replace(request, methods=_recipes(specs, request),
                                      measure=screening_measure(request.measure))
     say(f"auto: screening {len(specs)} recipes × {len(request.runtimes)} runtime(s) with short runs")
@@ -167,7 +170,7 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
     # The finals: fp32, the finalists (first: a budget that runs out cuts the rest), then the fused
     # fp32 and the methods named beside auto; each spec runs on every chosen runtime.
     chosen = _ranked(entries)[:finalists]
-    final_specs = ["fp32"]
+    final_specs = [reference]
     for spec in [_spec_of(e, screened) for e in chosen] + [m for m in FLOAT_REFERENCES if m in candidates] + explicit:
         if spec not in final_specs:
             final_specs.append(spec)
@@ -217,7 +220,7 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
         setting = best_setting["settings"]
         threads = setting.get("threads")
         req = dataclasses.replace(
-            request, methods=_recipes(["fp32", _spec_of(best_setting, screened)], request), runtimes=("onnxruntime",),
+            request, methods=_recipes([reference, _spec_of(best_setting, screened)], request), runtimes=("onnxruntime",),
             devices=(best_setting["device"],),
             runtime_configs={**request.runtime_configs, "onnxruntime": {
                 **(request.runtime_configs.get("onnxruntime") or {}),

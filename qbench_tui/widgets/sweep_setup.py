@@ -3,8 +3,7 @@
 Choices come from the engine's catalog; the per-method forms are generated from the config
 dataclasses (:mod:`qbench_tui.widgets.method_form`). Unsupported method × runtime × device
 pairs are marked in the list and explained in the support table, with the catalog's reason.
-"Add as variant" under a method's form keeps its current settings as an extra recipe
-(``int4:group_size=128``), so one sweep can compare several settings of one method.
+"Add as variant" keeps a form's settings as an extra recipe (``int4:group_size=128``).
 """
 
 from __future__ import annotations
@@ -62,8 +61,7 @@ class SweepSetupPane(ScrollHint, ExtraVariants, VerticalScroll):
         self._forms: dict[str, MethodSettingsForm] = {}
         self.variants: list[str] = []  # extra recipes: method specs such as int4:group_size=128
         self.details_ready = False  # the widgets below the fold are mounted (mount_details)
-        # Support here (a planner search per method × runtime × device: 0.1-0.3 s at first) is read with
-        self.support_known = False  # the lower part, after the first frame; till then no mark nor count
+        self.support_known = False  # support marks (a planner search, 0.1-0.3 s) follow the first frame
         self._pending_details: dict[str, Any] = {}  # what apply_setup set before they were
 
     def compose(self) -> ComposeResult:
@@ -369,8 +367,8 @@ class SweepSetupPane(ScrollHint, ExtraVariants, VerticalScroll):
         return SweepSetup(model, (*methods, *variants), tuple(runtimes), tuple(devices), batches,
                           configs_by_method, threads, measure, options, runtime_configs,
                           choose_device=AUTO in chosen_devices or len(devices) > 1,
-                          auto=tuple(st.spec for st in strategies),
-                          explicit=tuple([m for m in self._selected("methods") if m != AUTO] + variants))
+                          auto=tuple(st.spec for st in strategies), explicit=tuple(
+                              [m for m in self._selected("methods") if m != AUTO] + variants))
 
     def _field_value(self, field_id: str, default: str = "") -> str:
         """A field's text; before the fields below the fold are mounted, what they will show."""
