@@ -6,7 +6,14 @@ needs them; their files are then kept in a cache outside the session
 (``$QBENCH_TEST_MODEL_CACHE``, default ``<tmp>/qbench-test-models``) under a key made of the sources
 of ``engines/models/`` and the versions of torch, numpy and scikit-learn, and copied into the next
 session's home. A change to the model code or those libraries trains them again; so does
-``QBENCH_TEST_FRESH_MODELS=1`` (``.ci/run`` sets it: CI always trains from scratch).
+``QBENCH_TEST_FRESH_MODELS=1`` (``.ci/run`` sets it: CI always trains from scratch): then the cache
+is a folder made for this one test run, so each model is trained from scratch once per run.
+
+The suite runs in parallel (pytest-xdist, ``-n auto --dist loadscope`` in pyproject's addopts; ``-n0``
+runs in one process, for ``--pdb`` or ``-s``). Each worker is a session with its own QBENCH_HOME (its
+own store, measurement lock and exports); a model one worker trained is copied into the cache after
+its test and into the other workers' homes before their next test, so it is trained once per run.
+A module's tests run on one worker, so its module-scoped fixtures (a sweep, a server) are built once.
 """
 
 from __future__ import annotations
@@ -21,9 +28,16 @@ from pathlib import Path
 
 import pytest
 
-# Set before any engines module computes a path; child processes inherit it.
+# Set before any engines module computes a path; child processes inherit it. An xdist worker inherits
+# its controller's variables: a home the suite made there is replaced by the worker's own, and a
+# QBENCH_HOME the caller set is kept (one process) or gets a folder in it for each worker.
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="qbench-test-home-"))
-os.environ.setdefault("QBENCH_HOME", str(_SESSION_HOME))
+_GIVEN_HOME, _WORKER = os.environ.get("QBENCH_HOME"), os.environ.get("PYTEST_XDIST_WORKER")
+if _GIVEN_HOME and _GIVEN_HOME != os.environ.get("QBENCH_TEST_SUITE_HOME"):
+    if _WORKER:
+        os.environ["QBENCH_HOME"] = str(Path(_GIVEN_HOME) / f"xdist-{_WORKER}")
+else:
+    os.environ["QBENCH_HOME"] = os.environ["QBENCH_TEST_SUITE_HOME"] = str(_SESSION_HOME)
 
 # What the built-in models' training writes under $QBENCH_HOME/models (pulled models and the fp32
 # ONNX export cache are not kept: they depend on more than the model code).
@@ -42,15 +56,25 @@ def _models_key() -> str:
     return digest.hexdigest()[:16]
 
 
+# A fresh run trains into a cache of its own, shared by its workers (they inherit the variable) and
+# removed when the run ends.
+if os.environ.get("QBENCH_TEST_FRESH_MODELS") == "1" and not os.environ.get("QBENCH_TEST_RUN_MODELS"):
+    os.environ["QBENCH_TEST_RUN_MODELS"] = tempfile.mkdtemp(prefix="qbench-test-run-models-")
+    _RUN_MODELS_OWNED = True
+else:
+    _RUN_MODELS_OWNED = False
+
+
 def _model_cache() -> Path | None:
     if os.environ.get("QBENCH_TEST_FRESH_MODELS") == "1":
-        return None
+        run = os.environ.get("QBENCH_TEST_RUN_MODELS")
+        return Path(run) if run else None
     root = Path(os.environ.get("QBENCH_TEST_MODEL_CACHE") or Path(tempfile.gettempdir()) / "qbench-test-models")
     return root / _models_key()
 
 
 def _restore_trained_models() -> None:
-    cache, models = _model_cache(), Path(os.environ["QBENCH_HOME"]) / "models"
+    cache, models = _model_cache(), _SESSION_HOME / "models"
     if cache is None or not cache.is_dir():
         return
     models.mkdir(parents=True, exist_ok=True)
@@ -67,7 +91,7 @@ def _restore_trained_models() -> None:
 def _keep_trained_models() -> None:
     """Copy each model this session trained and the cache lacks into it (each one whole: a rename;
     of two sessions finishing together, the first wins)."""
-    cache, models = _model_cache(), Path(os.environ["QBENCH_HOME"]) / "models"
+    cache, models = _model_cache(), _SESSION_HOME / "models"
     if cache is None:
         return
     for name in _TRAINED:
@@ -87,13 +111,28 @@ def _keep_trained_models() -> None:
         shutil.rmtree(staging.parent, ignore_errors=True)
 
 
-if Path(os.environ["QBENCH_HOME"]) == _SESSION_HOME:  # only into this session's own, fresh home
+# Only into this session's own, fresh home (not a QBENCH_HOME the caller set).
+_OWN_HOME = Path(os.environ["QBENCH_HOME"]) == _SESSION_HOME
+if _OWN_HOME:
     _restore_trained_models()
 
 
-def pytest_sessionfinish(session, exitstatus):
-    if Path(os.environ["QBENCH_HOME"]) == _SESSION_HOME:
+@pytest.fixture(autouse=True)
+def _share_trained_models():
+    """Before each test, the models another worker has trained since; after it, the ones it trained
+    (a few file checks when there is nothing new)."""
+    if _OWN_HOME:
+        _restore_trained_models()
+    yield
+    if _OWN_HOME:
         _keep_trained_models()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _OWN_HOME:
+        _keep_trained_models()
+    if _RUN_MODELS_OWNED and not os.environ.get("PYTEST_XDIST_WORKER"):  # the run's controller, last
+        shutil.rmtree(os.environ["QBENCH_TEST_RUN_MODELS"], ignore_errors=True)
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # Tracking is on by default for users; the suite's sweeps would each start an MLflow sender.
 # The tracking tests name their own URIs.

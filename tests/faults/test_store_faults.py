@@ -32,6 +32,7 @@ def _seeded(db: Path, rows: int = 3) -> None:
     store.close()
 
 
+@pytest.mark.slow  # twenty command-line processes
 def test_four_commands_creating_one_new_store_together_all_succeed(tmp_path):
     """Five rounds of `runs` ×3 + `results` started at once on a fresh file: creation and migrations
     are one transaction the others wait for, so none sees a half-made schema."""
