@@ -56,9 +56,7 @@ class FrontierStars:
             return
         current.frontier, current.frontier_known = ids, True
         self._frontier = {result_key(r) for r in current.rows if r.get("id") in ids}
-        from qbench_tui.widgets.results import ResultsTable
-
-        table = self.query_one(ResultsTable)  # type: ignore[attr-defined]
+        table = self.query_one("#results-table")  # type: ignore[attr-defined]
         styles = self._styles(table)  # type: ignore[attr-defined]
         for key in self._frontier:
             if key in table.rows:
