@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 
 from textual.app import App
 
+from engines.core import discovery
+
 from qbench_tui.commands import PaletteCommand, QBenchCommands
 from qbench_tui.controllers.ops import OpsController
 from qbench_tui.screens.main import MainScreen
@@ -43,6 +45,8 @@ class QBenchApp(App[int]):
         self.system: SystemProbe = system or LocalSystem()
         self.theme_files: list[ThemeFile] = []
         self._theme_dirs = theme_dirs
+        # Installed packages' plugins are looked for after the first frame (widgets/setup_plugins.py).
+        discovery.defer_entry_points()
         super().__init__()
         self.main = MainScreen(self.settings, self.system, store=store, db_path=db_path)
         self.ops = OpsController(self)  # version / serve the selected result (child processes)

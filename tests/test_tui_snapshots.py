@@ -91,6 +91,9 @@ async def _failed(pilot) -> None:
     app.main.post_message(messages.SweepFailed(run, "OSError: [Errno 28] No space left on device"))
     await pilot.pause()
     await wait_for(pilot, lambda: app.main.meters.state == "failed")
+    # the stored failure's reload, then its Pareto stars (read in a worker)
+    await wait_for(pilot, lambda: app.main._results_timer is None and not app.main.workers
+                   and app.main.results_pane.view.frontier_known, what="the stars")
 
 
 # --- the main screen in each state --------------------------------------------------------------

@@ -26,6 +26,7 @@ _lock = threading.RLock()
 _builtins: set[str] = set()
 _plugins: dict[str, ModuleType] = {}
 _tried: set[str] = set()  # a plugin that cannot be imported raises once, not on every lookup
+_deferred = False  # the entry points are not scanned until scan_entry_points (defer_entry_points)
 
 
 @functools.cache
@@ -37,9 +38,28 @@ def _entry_point_modules() -> tuple[str, ...]:
     return tuple(ep.value.split(":")[0] for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
+def defer_entry_points() -> None:
+    """Leave the entry-point scan for :func:`scan_entry_points`: until then the registries hold the
+    built-ins and ``$QBENCH_PLUGINS``'s modules only. For a program's first moments (the app's first
+    frame): reading every installed package's metadata costs 0.1 s or more on a loaded machine."""
+    global _deferred
+    with _lock:
+        _deferred = _entry_point_modules.cache_info().currsize == 0  # already scanned: nothing to defer
+
+
+def scan_entry_points() -> list[str]:
+    """Scan the entry points now (after :func:`defer_entry_points`); returns the plugin modules
+    named there that are not imported yet (the registries import them when next asked)."""
+    global _deferred
+    names = _entry_point_modules()
+    with _lock:
+        _deferred = False
+        return [n for n in names if n not in _tried]
+
+
 def plugin_names() -> list[str]:
     """Module names of the plugins this process should load, entry points first."""
-    names = list(_entry_point_modules())
+    names = [] if _deferred else list(_entry_point_modules())
     names += [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
     return list(dict.fromkeys(names))
 

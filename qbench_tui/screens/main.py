@@ -172,8 +172,8 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
 
     @property
     def ready(self) -> bool:
-        """Everything is mounted and loaded: store, models, history, the set-up's lower part."""
-        return self.loaded and self.query_one(SweepSetupPane).details_ready
+        """Everything is mounted and loaded: store, models, history (its Pareto stars too), the set-up's lower part."""
+        return self.loaded and self.query_one(SweepSetupPane).details_ready and self.results_pane.view.frontier_known
 
     @property
     def results_pane(self) -> ResultsPane:

@@ -25,6 +25,7 @@ from qbench_tui.fit import clip, fit_table
 from qbench_tui.history import PAGE_SIZE, ResultsView, read_more, read_view, to_query
 from qbench_tui.widgets.readout import set_text
 from qbench_tui.widgets.results_dialogs import ResultsDialogs
+from qbench_tui.widgets.results_frontier import FrontierStars
 
 LOAD_AHEAD = 20  # rows before the end of those read at which the next page is read
 # A typed filter is applied this long after the last key: keys read in one burst make one filter.
@@ -64,7 +65,7 @@ class ResultsTable(DataTable):
                 self.post_message(self.MarkToggled(key))
 
 
-class ResultsPane(ResultsDialogs, Vertical):
+class ResultsPane(FrontierStars, ResultsDialogs, Vertical):
     """Shows one view of the store (filtered, sorted) a page at a time; holds only those pages."""
 
     @dataclass
@@ -183,7 +184,7 @@ class ResultsPane(ResultsDialogs, Vertical):
         # The same view read again (a sweep stored a result) keeps as many rows as were read, so
         # a table scrolled far down does not shrink under the cursor.
         limit = max(PAGE_SIZE, len(self.view.rows)) if self.view.query == self._query() else PAGE_SIZE
-        view = read_view(self.store, self._query(), previous, limit=limit, choices=rebuild_filters)
+        view = read_view(self.store, self._query(), previous, limit=limit, choices=rebuild_filters, frontier=False)
         self._show(view, rebuild_filters)
 
     def _store_total(self) -> int:
@@ -196,6 +197,7 @@ class ResultsPane(ResultsDialogs, Vertical):
         if rebuild_filters:
             self._rebuild_filter_options()
         self.refresh_view()
+        self._read_stars_later()
 
     def read_next_page(self) -> None:
         """Append the view's next page to the table (the cursor or the scroll neared the end)."""
@@ -273,13 +275,7 @@ class ResultsPane(ResultsDialogs, Vertical):
                 for s in ("ok", "failed", "unsupported", "mark", "frontier")}
 
     def _cells(self, r: dict[str, Any], ctx: dict[str, Any], styles: dict[str, Any]) -> list[Any]:
-        key = result_key(r)
-        mark = Text("", end="")
-        if key in self.marked:
-            mark.append(str(self.marked.index(key) + 1), styles["mark"])
-        if key in self._frontier:
-            mark.append("★", styles["frontier"])
-        cells: list[Any] = [mark]
+        cells: list[Any] = [self._mark(result_key(r), styles)]
         for col, cut in self._shown:
             text = col.text(r, ctx) if cut is None else clip(col.text(r, ctx), cut)
             style = ""

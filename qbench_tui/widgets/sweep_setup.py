@@ -25,6 +25,7 @@ from qbench_tui.settings import MEASURE_DEFAULTS
 from qbench_tui.widgets.checks import CheckList
 from qbench_tui.widgets.method_form import MethodSettingsForm
 from qbench_tui.widgets.scroll_hint import ScrollHint
+from qbench_tui.widgets.setup_plugins import LatePlugins
 from qbench_tui.widgets.sweep_variants import ExtraVariants
 
 # Measurement fields the user may change, with help text (MeasureSettings has none of its own).
@@ -38,7 +39,7 @@ MEASURE_FIELDS: tuple[tuple[str, str, type], ...] = (
 )
 
 
-class SweepSetupPane(ScrollHint, ExtraVariants, VerticalScroll):
+class SweepSetupPane(LatePlugins, ScrollHint, ExtraVariants, VerticalScroll):
     """Everything a sweep needs except the model (which the model browser holds)."""
 
     class Changed(Message):
@@ -56,8 +57,7 @@ class SweepSetupPane(ScrollHint, ExtraVariants, VerticalScroll):
         self.measure_defaults = {**MEASURE_DEFAULTS, **measure}
         self.device_infos = list(system.devices())
         self._pending_configs: dict[str, dict[str, Any]] = {}  # for forms not made yet
-        # Each form made, by method (runtime: "rt-NAME"): in a Collapsible, a form enters the DOM
-        # only when that composes, a moment after its mount; what it holds is read from here.
+        # Each form made, by method (runtime: "rt-NAME"): in a Collapsible it enters the DOM a moment after.
         self._forms: dict[str, MethodSettingsForm] = {}
         self.variants: list[str] = []  # extra recipes: method specs such as int4:group_size=128
         self.details_ready = False  # the widgets below the fold are mounted (mount_details)
@@ -135,8 +135,7 @@ class SweepSetupPane(ScrollHint, ExtraVariants, VerticalScroll):
         if self.details_ready:
             return
         await self.mount_all(self._details())
-        self.details_ready = True
-        self.support_known = True
+        self.details_ready = self.support_known = True
         self.call_after_refresh(self._hint_scroll)
         pending, self._pending_details = self._pending_details, {}
         if "variants" in pending:
@@ -145,6 +144,7 @@ class SweepSetupPane(ScrollHint, ExtraVariants, VerticalScroll):
             if field_id in pending:
                 self.query_one(f"#{field_id}", Input).value = pending[field_id]
         self.refresh_support()
+        self.scan_plugins_later()
 
     def on_mount(self) -> None:
         self.refresh_support()
