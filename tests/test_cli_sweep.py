@@ -141,7 +141,7 @@ def test_cnn_static_int8_on_both_runtimes(tmp_path):
     ("args", "expected"),
     [
         (("--model", "no-such-model", "--methods", "fp32"), "Known models: digits-mlp, digits-cnn"),
-        (("--model", "digits-mlp", "--methods", "fp32,int3"), "valid: fp32, fp16, fuse, weight-int8"),
+        (("--model", "digits-mlp", "--methods", "fp32,int3"), "valid: fp32, fp16, bf16, fuse, weight-int8"),
         (("--model", "digits-mlp", "--methods", "fp32", "--runtimes", "tensorrt"), "valid: torch, onnxruntime"),
         (("--model", "digits-mlp", "--methods", "fp32", "--devices", "tpu"), "valid: cpu, cuda, mps, gpu, ane"),
         (("--model", "digits-mlp", "--methods", "int4", "--set", "int4.group_size=48"), "group_size must be"),
@@ -170,8 +170,8 @@ def test_catalog_commands_as_json():
     models = json.loads(qbench("models", "--json").stdout)
     assert {"digits-mlp", "digits-cnn"} <= {m["name"] for m in models}
     methods = {m["name"]: m for m in json.loads(qbench("methods", "--json").stdout)}
-    core = ["fp32", "fp16", "fuse", "weight-int8", "dynamic-int8", "static-int8", "int4"]
-    assert list(methods)[:7] == core and {"qat-int8", "mixed", "nf4", "palettize"} <= set(methods)
+    core = ["fp32", "fp16", "bf16", "fuse", "weight-int8", "dynamic-int8", "static-int8", "int4"]
+    assert list(methods)[:len(core)] == core and {"qat-int8", "mixed", "nf4", "palettize"} <= set(methods)
     assert methods["static-int8"]["needs_calibration"]
     assert methods["int4"]["settings"]["group_size"]["default"] == 64
     assert methods["int4"]["passes"]["torch"] == ["torchao-int4"]

@@ -202,5 +202,5 @@ def test_auto_for_the_neural_engine_converts_here_and_records_what_the_program_i
         assert m["placement"]["status"] == "unknown" and m["placement"]["text"].startswith("placement unknown")
         floats, flexibility, _ = read_back(r["artifact"])
         assert set(floats) == {"FLOAT16"} and flexibility in (None, "enumeratedShapes"), (r["label"], floats)
-        if r["label"] != "fp16":
+        if r["label"] not in ("fp16", "fp32"):  # auto's search measures the fp32 reference beside its candidates
             assert m["coreml_compressed_ops"] >= 2, (r["label"], m)

@@ -246,7 +246,11 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
     report.update({"runs": runs, "wall_s": round(time.monotonic() - start, 1), "budget_s": budget_s,
                    "not_screened": not_screened, "finalists": [e["variant"] for e in chosen]
                    + ([best_setting["variant"]] if best_setting else []), "quality_bar": "rules.QUALITY_BARS"})
-    return {"report": report, "results": finals}
+    # A candidate that could not be measured (refused, unsupported here, failed) stays in the
+    # results with its status and reason: on a machine that can measure none, that is the answer.
+    final_labels = {r["label"] for r in finals}
+    unmeasured = [r for r in screened if r.get("status") != "ok" and r["label"] not in final_labels]
+    return {"report": report, "results": finals + unmeasured}
 
 
 def _spec_of(entry: dict[str, Any], results: list[dict[str, Any]]) -> str:
