@@ -172,3 +172,33 @@ def test_a_first_release_database_is_migrated_and_its_results_still_show(db_path
                               "label": "int4(g128)"})
     assert len(store.results("old1")) == 2
     store.close()
+
+
+def test_closing_waits_for_a_background_reader_and_a_later_read_raises(tmp_path):
+    """The app reads the store from threads (start-up, the Pareto stars) while its owner may close
+    it; a close in the middle of a read crashed the process inside SQLite."""
+    import threading
+    import time
+
+    store = Store(tmp_path / "q.db")
+    reading, release = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def reader() -> None:
+        with store.reading():
+            reading.set()
+            seen.append(len(store.list_runs()))
+            release.wait(5)
+            seen.append(len(store.list_runs()))  # still open: close() waits for this reader
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    reading.wait(5)
+    threading.Timer(0.3, release.set).start()
+    started = time.monotonic()
+    store.close()
+    assert time.monotonic() - started >= 0.25 and seen == [0, 0]
+    thread.join(5)
+    with pytest.raises(sqlite3.ProgrammingError):
+        with store.reading():
+            store.list_runs()

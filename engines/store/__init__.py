@@ -138,8 +138,15 @@ class Store:
     def schema_version(self) -> int:
         return int(self._get_meta("schema_version") or 0)
 
+    def reading(self) -> threading.RLock:
+        """Held by a thread that reads while another may close the store (the app's start-up and
+        background reads): closing waits for it, and a read after the close raises
+        ``sqlite3.ProgrammingError`` instead of crashing the process inside SQLite."""
+        return self._lock
+
     def close(self) -> None:
-        self.conn.close()
+        with self._lock:
+            self.conn.close()
 
     # --- runs ---------------------------------------------------------------------------------
 

@@ -39,12 +39,13 @@ def load_startup(store: Any | None, db_path: Path | None, system: SystemProbe,
             from qbench_tui.analysis import ResultFilter
             from qbench_tui.history import read_view, to_query
 
-            runs = {r["id"]: r for r in store.list_runs()}
-            # The first page only, in the table's first order (newest first): the rest is read
-            # as it is scrolled to, so the start costs the same at 20 results or 20,000.
-            view = read_view(store, to_query(ResultFilter(), "when", True), choices=True, frontier=False)
-            # Read here rather than on the UI thread when the browser shows it (70 ms at 20,000).
-            summary = store.model_summary(model) if model else None
+            with store.reading():  # a test (or the app's exit) may close the store meanwhile
+                runs = {r["id"]: r for r in store.list_runs()}
+                # The first page only, in the table's first order (newest first): the rest is read
+                # as it is scrolled to, so the start costs the same at 20 results or 20,000.
+                view = read_view(store, to_query(ResultFilter(), "when", True), choices=True, frontier=False)
+                # Read here rather than on the UI thread when the browser shows it (70 ms at 20,000).
+                summary = store.model_summary(model) if model else None
         except Exception as exc:  # noqa: BLE001 - shown as the store's error
             post(messages.StoreOpened(None, f"reading the store failed: {describe_error(exc)}"))
     post(messages.HistoryLoaded(view, runs, model, summary))

@@ -40,7 +40,11 @@ class FrontierStars:
             return
 
         def read() -> None:
-            ids = read_frontier(store, view)
+            try:
+                with store.reading():  # the store may be closed meanwhile (the app's exit)
+                    ids = read_frontier(store, view)
+            except Exception:  # noqa: BLE001 - no stars rather than a crashed worker
+                return
             try:
                 self.app.call_from_thread(self._stars_read, view, ids)
             except RuntimeError:  # the app has closed meanwhile
