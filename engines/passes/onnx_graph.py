@@ -52,3 +52,15 @@ def replace_nodes(graph, nodes: list) -> None:
     graph.node.extend(nodes)
     del graph.initializer[:]
     graph.initializer.extend(keep)
+
+
+def graph_links(graph) -> tuple[dict, dict, dict]:
+    """``graph``'s initializers by name, each tensor's producing node, and each tensor's consuming
+    nodes (in graph order): what a rewrite that matches a node's neighbours reads first."""
+    inits = {t.name: t for t in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return inits, producer, consumers

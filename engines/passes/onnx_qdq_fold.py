@@ -21,14 +21,11 @@ def fold_static_matmuls(path: Path) -> int:
     import onnx
     from onnx import helper, numpy_helper
 
+    from engines.passes.onnx_graph import graph_links
+
     proto = onnx.load(str(path))
     graph = proto.graph
-    inits = {t.name: t for t in graph.initializer}
-    producer = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    inits, producer, consumers = graph_links(graph)
     remove: list = []
     replace: dict[int, object] = {}  # id(matmul) → the fused node
     matmuls = 0

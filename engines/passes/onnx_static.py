@@ -58,14 +58,12 @@ def gather_before_dequantize(path: Path) -> int:
     import onnx
     from onnx import helper, numpy_helper
 
+    from engines.passes.onnx_graph import graph_links
+
     proto = onnx.load(str(path))
     graph = proto.graph
-    inits = {t.name: t for t in graph.initializer}
-    producer = {o: n for n in graph.node for o in n.output}
-    users: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            users[name] = users.get(name, 0) + 1
+    inits, producer, consumers = graph_links(graph)
+    users = {name: len(nodes) for name, nodes in consumers.items()}
     swapped = 0
     for gather in list(graph.node):
         dq = producer.get(gather.input[0]) if gather.op_type == "Gather" else None
