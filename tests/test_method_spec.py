@@ -237,17 +237,51 @@ def test_a_request_holds_recipes_and_stores_the_text_that_parses_back():
 
 
 def test_a_backends_options_belong_to_its_passes_not_to_other_runtimes_variants():
-    """``torch_backend`` is the torch passes' option, ``quant_format`` ONNX Runtime's: a variant on
-    another runtime leaves them at their defaults, so it is labelled (and identified) as what ran,
-    and a request holding both spellings measures that variant once."""
+    """``quantize_conv`` and ``quant_format`` are ONNX Runtime's passes' options: a variant on torch
+    leaves them at their defaults, so it is labelled (and identified) as what ran, and a request
+    holding both spellings measures that variant once."""
     from engines.bench.request import SweepRequest, plan_variants
     from engines.methods.recipe import parse_recipes
     from engines.passes import all_passes
 
     owners = {p.name: p.owns for p in all_passes().values() if p.owns}
-    assert owners["torchao-dynamic-int8"] == ("torch_backend",) and "quant_format" in owners["ort-static-int8"]
-    methods = parse_recipes(["dynamic-int8:torch_backend=torchao", "dynamic-int8", "static-int8:quant_format=qoperator"])
+    assert owners["ort-dynamic-int8"] == ("quantize_conv",) and "quant_format" in owners["ort-static-int8"]
+    methods = parse_recipes(["dynamic-int8:quantize_conv=true", "dynamic-int8", "static-int8:quant_format=qoperator"])
     request = SweepRequest(model="digits-mlp", methods=methods, runtimes=("torch", "onnxruntime"))
     assert [(v.recipe.label, v.runtime) for v in plan_variants(request)] == [
-        ("dynamic-int8(torchao)", "torch"), ("dynamic-int8", "onnxruntime"), ("dynamic-int8", "torch"),
+        ("dynamic-int8", "torch"), ("dynamic-int8(q-conv)", "onnxruntime"), ("dynamic-int8", "onnxruntime"),
         ("static-int8", "torch"), ("static-int8(qoperator)", "onnxruntime")]
+
+
+def test_a_runtimes_choice_lives_on_its_runtime_config_and_the_old_spelling_says_where():
+    """Which torch library applies dynamic int8 is the torch runtime's ``dynamic_int8`` setting, not
+    a method setting: typing the old ``torch_backend`` (recipe text, ``--set``, the Python API)
+    names the new place, a stored config holding it still loads, and no method config carries a
+    runtime's knob (a field whose help names one runtime first, "torch only", "ONNX Runtime only",
+    "ONNX Runtime, attention graphs", is an option a pass owns, so other runtimes' variants drop it)."""
+    from engines.bench.request import SweepRequest
+    from engines.core.config import config_from_dict, field_specs
+    from engines.methods.int8 import DynamicInt8Config
+    from engines.methods.recipe import parse_recipes
+    from engines.methods.registry import all_methods
+    from engines.passes import all_passes
+    from engines.runtimes import runtime_spec
+
+    torch_config = config_from_dict(runtime_spec("torch").config_class, {"dynamic_int8": "torchao"})
+    assert torch_config.dynamic_int8.value == "torchao"
+    for typed in (lambda: parse_recipes(["dynamic-int8:torch_backend=torchao"]),
+                  lambda: parse_recipes(["dynamic-int8"], {"dynamic-int8": {"torch_backend": "torchao"}})):
+        with pytest.raises(ValueError, match=r"torch runtime's dynamic_int8 .*--set torch\.dynamic_int8=torchao"):
+            typed()
+    stored = config_from_dict(DynamicInt8Config, {"per_channel": False, "torch_backend": "torchao", "version": 2})
+    assert stored == DynamicInt8Config(per_channel=False)
+    old_run = SweepRequest.from_dict({  # a run stored with the old spelling still resumes
+        "model": "digits-mlp", "methods": ["dynamic-int8:torch_backend=torchao", "fp32"], "runtimes": ["torch"],
+        "devices": ["cpu"], "batch_sizes": [1], "configs": {"dynamic-int8": {"torch_backend": "torchao"}}})
+    assert old_run.runtime_config("torch").dynamic_int8.value == "torchao"
+    assert [r.label for r in old_run.methods] == ["dynamic-int8", "fp32"]
+    owned = {name for p in all_passes().values() if p.config_class is not None for name in p.owns}
+    for spec in all_methods().values():
+        for field in field_specs(spec.config_class):
+            if field["help"].lower().startswith(("torch only", "torch pt2e only", "onnx runtime only", "onnx runtime,")):
+                assert field["name"] in owned, f"{spec.name}.{field['name']} is a runtime's knob no pass owns"

@@ -590,7 +590,7 @@ async def test_the_setup_reads_the_same_at_every_moment_of_start_up(store):
     the remembered one, drop-downs and fields below the fold included."""
     remembered = {"model": "digits-mlp", "methods": ["fp32", "dynamic-int8", "static-int8"],
                   "runtimes": ["onnxruntime"], "devices": ["cpu"], "batch_sizes": [1, 8],
-                  "configs": {"dynamic-int8": {"torch_backend": "torchao"},
+                  "configs": {"dynamic-int8": {"quantize_conv": True},
                               "static-int8": {"calibration_method": "entropy", "calibration_samples": 64}},
                   "threads": 2, "model_options": {"seq_len": 64}}
     app = _app(store, last_setup=remembered)

@@ -15,6 +15,7 @@ import numpy as np
 from engines.core.config import config_from_dict
 from engines.models.base import LoadedModel, iter_batches
 from engines.passes import Format, PassContext, get_pass
+from engines.runtimes import runtime_spec
 from engines.runtimes.base import Artifact
 
 EVAL_BATCH = 256
@@ -53,9 +54,12 @@ def source_artifact(model: LoadedModel, workdir: Path) -> Artifact:
 
 
 def _context(model: LoadedModel, workdir: Path, runtime: str, device: str, threads: int,
-             emit: Emitter | None = None, batch_sizes: tuple[int, ...] = (1,)) -> PassContext:
+             emit: Emitter | None = None, batch_sizes: tuple[int, ...] = (1,),
+             runtime_config: dict[str, Any] | None = None) -> PassContext:
+    """The passes' context; ``runtime_config`` is the variant's (plain, as the job carries it)."""
     progress = (lambda **data: emit("phase", phase="quantize", detail=data)) if emit else (lambda **data: None)
-    return PassContext(model, workdir, runtime, device, threads, progress, tuple(batch_sizes))
+    config = config_from_dict(runtime_spec(runtime).config_class, runtime_config)
+    return PassContext(model, workdir, runtime, device, threads, progress, tuple(batch_sizes), config)
 
 
 def apply_passes(model: LoadedModel, planned: list[dict[str, Any]], ctx: PassContext) -> tuple[Artifact, list[str]]:

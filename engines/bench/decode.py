@@ -108,6 +108,7 @@ def kv_artifact(model: Any, planned: list[dict[str, Any]], ctx: Any) -> tuple[Pa
                                                   for n in past_names(layers)]])
     workdir = Path(ctx.workdir) / "kv"
     workdir.mkdir(parents=True, exist_ok=True)
-    step_ctx = PassContext(step_model, workdir, ctx.runtime, ctx.device, ctx.threads, lambda **data: None)
+    step_ctx = PassContext(step_model, workdir, ctx.runtime, ctx.device, ctx.threads, lambda **data: None,
+                           runtime_config=ctx.runtime_config)
     artifact, _ = apply_passes(step_model, planned, step_ctx)
     return artifact.path, None

@@ -16,7 +16,8 @@ from engines.bench.measure import MeasureSettings
 from engines.core.config import config_from_dict, config_to_dict
 from engines.devices import physical_cores
 from engines.devices.apple import default_threads
-from engines.methods.recipe import Recipe, parse_recipes
+from engines.methods.recipe import FIELD_SEPARATOR, STEP_SEPARATOR, Recipe, parse_recipes
+from engines.methods.registry import find_method
 from engines.passes import for_runtime
 from engines.runtimes import RuntimeConfig, all_runtimes, runtime_spec
 
@@ -88,8 +89,37 @@ class SweepRequest:
         data["measure"] = MeasureSettings(**data.get("measure", {}))
         for key in ("runtimes", "devices", "batch_sizes"):
             data[key] = tuple(data[key])
-        data["methods"] = parse_recipes(data["methods"], data.get("configs"))
+        data["methods"], data["configs"], data["runtime_configs"] = _relocate_moved(
+            list(data["methods"]), dict(data.get("configs") or {}), dict(data.get("runtime_configs") or {}))
+        data["methods"] = parse_recipes(data["methods"], data["configs"])
         return cls(**data)
+
+
+def _relocate_moved(methods: list[str], configs: dict[str, dict[str, Any]],
+                    runtime_configs: dict[str, dict[str, Any]]) -> tuple[list[str], dict, dict]:
+    """A request stored before a method setting moved to a runtime's config (``MethodConfig.moved``:
+    ``dynamic-int8:torch_backend=torchao`` is now ``--set torch.dynamic_int8=torchao``) reads as
+    the request it would be today, so its run still resumes."""
+    runtime_configs = {name: dict(values) for name, values in runtime_configs.items()}
+
+    def move(method: str, key: str, value: Any) -> bool:
+        spec = find_method(method)
+        moved = spec.config_class.moved if spec is not None else {}
+        if key in moved:
+            runtime, setting = moved[key]
+            runtime_configs.setdefault(runtime, {})[setting] = value
+        return key in moved
+
+    configs = {m: {k: v for k, v in values.items() if not move(m, k, v)} for m, values in configs.items()}
+    texts = []
+    for text in methods:
+        steps = []
+        for step in text.split(STEP_SEPARATOR):
+            name, *assignments = step.split(FIELD_SEPARATOR)
+            kept = [a for a in assignments if not move(name.strip(), *a.partition("=")[::2])]
+            steps.append(FIELD_SEPARATOR.join([name, *kept]))
+        texts.append(STEP_SEPARATOR.join(steps))
+    return texts, configs, runtime_configs
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,7 @@ def open_recipe(model: LoadedModel, recipe: Recipe | str, runtime: str, device: 
     planned = catalog.plan_variant(recipe, runtime, device, source)
     if isinstance(planned, str):
         raise UnsupportedVariant(planned)
-    ctx = _context(model, workdir, runtime, device, threads)
+    ctx = _context(model, workdir, runtime, device, threads, runtime_config=runtime_config)
     artifact, _ = apply_passes(model, [p.to_dict() for p in planned.passes], ctx)
     add_kv_graph(model, [p.to_dict() for p in planned.passes], ctx, artifact)
     spec = runtime_spec(runtime)
@@ -191,7 +191,7 @@ def prepare(job: dict[str, Any], emit: Channel) -> Prepared:
     emit("runtime_info", info=info)
 
     phase("quantize")
-    ctx = _context(model, workdir, runtime, device, threads, emit, tuple(batch_sizes))
+    ctx = _context(model, workdir, runtime, device, threads, emit, tuple(batch_sizes), job.get("runtime_config"))
     t0 = time.perf_counter()
     artifact, applied = apply_passes(model, job["plan"], ctx)
     add_kv_graph(model, job["plan"], ctx, artifact)

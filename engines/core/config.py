@@ -25,6 +25,9 @@ class Config:
     """Base of every config. ``version`` changes when a field's meaning changes."""
 
     version: ClassVar[int] = 1
+    # Settings that moved to another config: old name -> (runtime, its setting). Stored data (it
+    # carries its version) drops them; a user who still spells one is told where it went.
+    moved: ClassVar[dict[str, tuple[str, str]]] = {}
 
     def changed_fields(self) -> dict[str, Any]:
         """The fields whose value differs from the default, as plain values."""
@@ -74,12 +77,25 @@ def config_from_dict(cls: type[Config], data: dict[str, Any] | None) -> Config:
         data = upgrade(data, version)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
+    for name in sorted(set(data) & set(cls.moved) - known):
+        if version is None:  # typed by a user, not read from storage
+            raise ValueError(moved_message(cls, name, data[name]))
+        data = {k: v for k, v in data.items() if k != name}
     unknown = set(data) - known
     if unknown:
         valid = ", ".join(sorted(known)) or "(none)"
         raise ValueError(f"unknown setting(s) for {cls.__name__}: {', '.join(sorted(unknown))}; valid: {valid}")
     kwargs = {name: coerce_field(hints[name], value) for name, value in data.items()}
     return cls(**kwargs)
+
+
+def moved_message(cls: type[Config], name: str, value: Any = "VALUE") -> str:
+    """Where ``cls``'s former setting ``name`` is now, in the CLI's and the Python API's spelling."""
+    runtime, setting = cls.moved[name]
+    value = plain(value)
+    return (f"{name} is no longer a {cls.__name__} setting: it is the {runtime} runtime's {setting} "
+            f"(CLI: --set {runtime}.{setting}={value}; app: the {runtime} runtime's settings; Python API: "
+            f"runtime_settings={{{runtime!r}: {{{setting!r}: {value!r}}}}})")
 
 
 def coerce_field(annotation: Any, value: Any) -> Any:

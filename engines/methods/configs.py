@@ -17,6 +17,7 @@ from engines.core.config import (  # noqa: F401 - the codecs, re-exported
     config_to_dict,
     field_specs,
     help_text,
+    moved_message,
     plain,
 )
 
@@ -44,13 +45,6 @@ class QuantFormat(str, enum.Enum):
 class ActivationType(str, enum.Enum):
     UINT8 = "uint8"
     INT8 = "int8"
-
-
-class TorchDynamicBackend(str, enum.Enum):
-    """Which PyTorch library applies dynamic int8."""
-
-    TORCH_AO = "torch.ao"  # quantize_dynamic: fbgemm/qnnpack kernels, fast in eager mode
-    TORCHAO = "torchao"  # Int8DynamicActivationInt8Weight: built for torch.compile
 
 
 def check_block(value: int, name: str) -> None:

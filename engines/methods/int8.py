@@ -10,7 +10,6 @@ from engines.methods.configs import (
     CalibrationMethod,
     MethodConfig,
     QuantFormat,
-    TorchDynamicBackend,
     check_block,
     help_text,
 )
@@ -51,6 +50,8 @@ class DynamicInt8Config(MethodConfig):
     """int8 weights; activation scales computed at run time from each input."""
 
     version = 2  # 2: ONNX Runtime leaves convolutions float unless quantize_conv
+    # Which torch library applies it is the torch runtime's choice (its results' ids are unchanged).
+    moved = {"torch_backend": ("torch", "dynamic_int8")}
 
     @staticmethod
     def upgrade(data: dict, version: int) -> dict:
@@ -71,13 +72,6 @@ class DynamicInt8Config(MethodConfig):
             "run time). Off quantizes MatMul/Gemm, as torch's dynamic quantization does: per-tensor run-time "
             "scales wreck depthwise convolutions (EfficientNet-Lite0: top-1 0.50 with, 1.00 without).",
             short=("linear-only", "q-conv")),
-    )
-    torch_backend: TorchDynamicBackend = field(
-        default=TorchDynamicBackend.TORCH_AO,
-        metadata=help_text(
-            "torch only: torch.ao quantize_dynamic (fast eager kernels; deprecated upstream) "
-            "or torchao (eager path is slow on CPU; meant for torch.compile)."
-        ),
     )
 
 

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from engines.core.config import plain
-from engines.methods.configs import MethodConfig, coerce_field, config_from_dict, config_to_dict, field_specs
+from engines.methods.configs import (
+    MethodConfig,
+    coerce_field,
+    config_from_dict,
+    config_to_dict,
+    field_specs,
+    moved_message,
+)
 from engines.methods.registry import MethodSpec, method_spec, spec_for_config
 
 STEP_SEPARATOR = "+"
@@ -117,6 +124,8 @@ def parse_recipe(text: str, defaults: dict[str, dict[str, Any]] | None = None) -
             key, sep, value = assignment.partition("=")
             if not sep:
                 raise ValueError(f"{text!r}: expected FIELD=VALUE after ':', got {assignment!r}")
+            if key not in fields and key in spec.config_class.moved:
+                raise ValueError(f"{text!r}: {moved_message(spec.config_class, key, value)}")
             if key not in fields:
                 valid = ", ".join(fields) or "(none)"
                 raise ValueError(f"{text!r}: {name} has no setting {key!r}; valid: {valid}")

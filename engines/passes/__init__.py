@@ -61,6 +61,9 @@ class PassContext:
     threads: int
     emit: Callable[..., None] = lambda *args, **kwargs: None  # progress events (QAT epochs, …)
     batch_sizes: tuple[int, ...] = (1,)  # the sweep's: a program with fixed shapes takes exactly these
+    # The variant's runtime config (engines.runtimes.RuntimeConfig; None: its defaults): a runtime's
+    # choice a pass carries out, e.g. the torch runtime's dynamic_int8 library.
+    runtime_config: Any = None
 
 
 PassFn = Callable[[PassContext, "Artifact", Any], "Artifact"]
@@ -79,7 +82,7 @@ class PassSpec:
     selects: Callable[[Any], bool] | None = None  # among alternatives for one config: is it this one?
     description: str = ""
     # Settings of its config that are this pass's own options (a backend's knobs: ONNX Runtime's
-    # quant_format, torch's torch_backend). A variant for a runtime none of their passes serves
+    # quant_format, torch PT2E's torch_bias_correction). A variant for a runtime none of their passes serves
     # leaves them at their defaults (:func:`for_runtime`): they are not part of what it measures.
     owns: tuple[str, ...] = ()
 
@@ -134,8 +137,8 @@ def get_pass(name: str) -> PassSpec:
 
 def for_runtime(recipe: Recipe, runtime: str) -> Recipe:
     """``recipe`` as a variant on ``runtime`` measures it: each step's pass options (``owns``) that
-    only passes for other runtimes read are back at their defaults (``dynamic-int8:torch_backend=
-    torchao`` on ONNX Runtime is ``dynamic-int8``), so the variant's id and label say what ran."""
+    only passes for other runtimes read are back at their defaults (``dynamic-int8:quantize_conv=
+    true`` on torch is ``dynamic-int8``), so the variant's id and label say what ran."""
     steps = []
     for step in recipe.steps:
         serving: dict[str, set[str]] = {}  # option -> the runtimes its owners serve

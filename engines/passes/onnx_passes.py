@@ -332,7 +332,7 @@ def ort_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Co
 
 @register_pass("ort-static-int8", config=StaticInt8Config, input=Format.ONNX, output=Format.ONNX,
                runtimes=_ORT, unsupported={"cuda": _ORT_CPU_ONLY},
-               owns=("quant_format", "activation_type", "gelu_inputs"))
+               owns=("quant_format", "activation_type", "gelu_inputs", "smooth_quant_alpha"))
 def ort_static_int8(ctx: PassContext, artifact: Artifact, config: StaticInt8Config) -> Artifact:
     """W8A8 with calibrated activation ranges (quantize_static, QDQ or QOperator)."""
     out = ctx.workdir / "model.static-int8.onnx"

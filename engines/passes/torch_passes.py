@@ -15,7 +15,7 @@ import platform
 import warnings
 from typing import Any
 
-from engines.methods.configs import CalibrationMethod, TorchDynamicBackend
+from engines.methods.configs import CalibrationMethod
 from engines.methods.floats import Bf16Config, Fp16Config
 from engines.methods.int4 import Int4Algorithm, Int4Config
 from engines.methods.int8 import DynamicInt8Config, StaticInt8Config, WeightInt8Config
@@ -126,10 +126,20 @@ def torchao_weight_int8(ctx: PassContext, artifact: Artifact, config: WeightInt8
     return _torchao(ctx, artifact, Int8WeightOnlyConfig(), "weight-int8", tables)
 
 
-@register_pass("torch-ao-dynamic-int8", config=DynamicInt8Config, input=Format.TORCH, output=Format.TORCH,
-               runtimes=_TORCH, unsupported=_NO_MPS_INT,
-               selects=lambda c: c.torch_backend is TorchDynamicBackend.TORCH_AO, owns=("torch_backend",))
-def torch_ao_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Config) -> Artifact:
+@register_pass("torch-dynamic-int8", config=DynamicInt8Config, input=Format.TORCH, output=Format.TORCH,
+               runtimes=_TORCH, unsupported=_NO_MPS_INT)
+def torch_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Config) -> Artifact:
+    """Dynamic int8 through the library the torch runtime's ``dynamic_int8`` setting names: torch.ao
+    quantize_dynamic (the default) or torchao."""
+    from engines.runtimes.pytorch import TorchDynamicBackend
+
+    library = getattr(ctx.runtime_config, "dynamic_int8", TorchDynamicBackend.TORCH_AO)
+    if library is TorchDynamicBackend.TORCHAO:
+        return _torchao_dynamic_int8(ctx, artifact)
+    return _torch_ao_dynamic_int8(ctx, artifact, config)
+
+
+def _torch_ao_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Config) -> Artifact:
     """Classic eager dynamic quantization: real int8 GEMMs (fbgemm/x86 on x86, qnnpack on ARM)."""
     import torch
 
@@ -149,10 +159,7 @@ def torch_ao_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicI
     return save_module(quantized, ctx, "dynamic-int8", notes, quantized_engine=engine)
 
 
-@register_pass("torchao-dynamic-int8", config=DynamicInt8Config, input=Format.TORCH, output=Format.TORCH,
-               runtimes=_TORCH, unsupported=_NO_MPS_INT,
-               selects=lambda c: c.torch_backend is TorchDynamicBackend.TORCHAO, owns=("torch_backend",))
-def torchao_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Config) -> Artifact:
+def _torchao_dynamic_int8(ctx: PassContext, artifact: Artifact) -> Artifact:
     """torchao Int8DynamicActivationInt8WeightConfig (meant for torch.compile)."""
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig
 

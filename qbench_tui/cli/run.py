@@ -77,7 +77,7 @@ def add_parsers(sub) -> None:
 def parse_settings(items: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """``--set NAME.FIELD=VALUE`` for a method or a runtime: (method settings, runtime settings)."""
     from engines import catalog
-    from engines.core.config import coerce_field, config_from_dict, field_specs
+    from engines.core.config import coerce_field, config_from_dict, field_specs, moved_message
 
     methods: dict[str, dict[str, Any]] = {}
     runtimes: dict[str, dict[str, Any]] = {}
@@ -94,6 +94,8 @@ def parse_settings(items: list[str]) -> tuple[dict[str, dict[str, Any]], dict[st
             valid = ", ".join([*catalog.METHODS, *catalog.RUNTIMES])
             raise UsageError(f"--set: unknown method or runtime {name!r}; valid: {valid}")
         specs = {s["name"]: s for s in field_specs(cls)}
+        if field_name not in specs and field_name in cls.moved:
+            raise UsageError(f"--set {item}: {moved_message(cls, field_name, value)}")
         if field_name not in specs:
             valid = ", ".join(specs) or "(none)"
             raise UsageError(f"--set: {name} has no setting {field_name!r}; valid: {valid}")
