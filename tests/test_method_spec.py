@@ -170,7 +170,8 @@ def test_the_recipes_the_rankings_propose_are_registered_methods():
 # the compute tables, the fallback table, and runtimes listing the methods they accept.
 FACT_TABLES = re.compile(
     r"""[!=]=\s*['"]fp32['"]|['"]fp32['"]\s*[!=]=|['"]fp32['"]\s+(?:not\s+)?in\b|\bin\s+[(\[{]\s*['"]fp32['"]"""
-    r"""|\bWEIGHT_ONLY\s*=|\bINT_COMPUTE\s*=|\bNEAREST\s*[:=]|\baccepts\s*=\s*[(\[]""")
+    r"""|\bWEIGHT_ONLY\s*=|\bINT_COMPUTE\s*=|\bNEAREST\s*[:=]|\baccepts\s*=\s*[(\[]"""
+    r"""|\bmethod\s*(?:=|!=|<>|\bIN\s*\()\s*'fp32'""")  # and in SQL
 ALLOWED = {
     "engines/passes/mixed_passes.py": "a mixed-precision layer pin ('fp32' or 'quant'), not the reference",
     "qbench_tui/screens/result_detail.py": "a mixed-precision plan's layer precision, not the reference",
@@ -182,9 +183,21 @@ def test_no_method_fact_is_kept_in_a_table_of_names():
     assert offenders == [], "ask the method's spec (method_spec(name).compute / .is_reference / .fallbacks)"
 
 
+def test_the_store_names_no_method():
+    """The store's SQL takes the reference (and any method) from the method specs: no registered
+    method's name is an SQL literal ('fp32') in engines/store/."""
+    from engines.methods.registry import all_methods
+
+    names = "|".join(re.escape(name) for name in all_methods())
+    literal = re.compile(rf"'(?:{names})'")
+    offenders = [line for line in source_lines_matching(literal, {}) if line.startswith("engines/store/")]
+    assert offenders == [], "read the reference from the method spec (engines.store.query.reference_sql)"
+
+
 def test_the_fact_grep_catches_what_it_forbids():
     for line in ('if r["method"] == "fp32":', "x = 'fp32' != m", 'if m in ("fp32", "fp16"):',
-                 'WEIGHT_ONLY = ("int4",)', 'NEAREST: dict = {}', '    accepts=("fp32", "fp16"),'):
+                 'WEIGHT_ONLY = ("int4",)', 'NEAREST: dict = {}', '    accepts=("fp32", "fp16"),',
+                 "\"AND f.method = 'fp32' \"", "WHERE method IN ('fp32', 'fp16')", "r.method<>'fp32'"):
         assert FACT_TABLES.search(line), line
     for line in ('Strategy("fp32", "cpu", "the reference")', 'keep: str = "fp32"', "accepts: Callable | None"):
         assert not FACT_TABLES.search(line), line

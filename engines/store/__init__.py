@@ -21,7 +21,16 @@ from engines.core.schema import Result, now_iso, public_json, variant_key  # noq
 from engines.store.migrations import MIGRATIONS, SCHEMA_VERSION, legacy_recipe
 from engines.store.opening import connect, describe
 from engines.store.outbox import enqueue, queue_summary
-from engines.store.query import DISTINCT_COLUMNS, MEASURED, QUALITY, ResultQuery, frontier_sql, select_sql
+from engines.store.query import (
+    DISTINCT_COLUMNS,
+    MEASURED,
+    QUALITY,
+    REFERENCES,
+    ResultQuery,
+    frontier_sql,
+    reference_sql,
+    select_sql,
+)
 
 APP_ID = "qbench"
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -334,13 +343,14 @@ class Store:
         return counts, _frontier((row_id, -negated, model) for _, negated, row_id, model in ok)
 
     def fp32_references(self, run_ids: Iterable[str]) -> list[dict[str, Any]]:
-        """The ok fp32 results of these runs: what their variants' speed-ups are measured against."""
+        """The ok float-reference results of these runs (the methods whose spec ``is_reference``):
+        what their variants' speed-ups are measured against."""
         out: list[dict[str, Any]] = []
         with self._lock:
             for chunk in _chunks(sorted({r for r in run_ids if r})):
                 marks = ",".join("?" * len(chunk))
-                sql = (f"SELECT * FROM results WHERE run_id IN ({marks}) AND method = 'fp32' AND status = 'ok' "
-                       "ORDER BY id")
+                sql = reference_sql(f"SELECT * FROM results WHERE run_id IN ({marks}) AND method IN ({REFERENCES}) "
+                                    "AND status = 'ok' ORDER BY id")
                 out.extend(Result.from_row(row).to_dict() for row in self._dicts(sql, chunk))
         return out
 

@@ -101,7 +101,7 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     # Filters (model has its index since version 1, status and finished_at since 2).
     for column in ("method", "label", "runtime", "device"):
         results.create_index([column], if_not_exists=True)
-    # A variant's fp32 reference: same run, method fp32, runtime, device, batch size.
+    # A variant's float reference: same run, the reference's method, runtime, device, batch size.
     results.create_index(["run_id", "method", "runtime", "device", "batch_size"],
                          index_name="results_fp32_reference", if_not_exists=True)
     db["runs"].create_index(["created_at"], if_not_exists=True)

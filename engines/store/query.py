@@ -11,12 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-# fp32's p50 (or size) in the same run, host, runtime, device and batch size: the reference a
+# Stands in SQL for the float reference's method names, which the method specs hold
+# (``register_method(..., is_reference=True)``): :func:`reference_sql` fills it in.
+REFERENCES = "/*reference methods*/"
+# The reference's p50 (or size) in the same run, host, runtime, device and batch size: what a
 # variant's speed-up and size ratio are taken against (index results_fp32_reference).
-_FP32 = ("(SELECT f.{col} FROM results f WHERE f.run_id = r.run_id AND f.method = 'fp32' "
-         "AND f.runtime = r.runtime AND f.device = r.device AND f.batch_size = r.batch_size "
-         "AND f.host IS r.host AND f.status = 'ok' AND f.{col} IS NOT NULL ORDER BY f.id DESC LIMIT 1)")
-FP32_P50 = _FP32.format(col="latency_p50_ms")
+_REFERENCE = ("(SELECT f.{col} FROM results f WHERE f.run_id = r.run_id AND f.method IN (" + REFERENCES + ") "
+              "AND f.runtime = r.runtime AND f.device = r.device AND f.batch_size = r.batch_size "
+              "AND f.host IS r.host AND f.status = 'ok' AND f.{col} IS NOT NULL ORDER BY f.id DESC LIMIT 1)")
+REFERENCE_P50 = _REFERENCE.format(col="latency_p50_ms")
 LABEL = "COALESCE(NULLIF(r.label, ''), r.method)"
 # engines.analysis.rules.quality in SQL: accuracy, else top-1 agreement, else cosine.
 QUALITY = "COALESCE(r.accuracy, r.agreement_top1, r.agreement_cosine)"
@@ -37,7 +40,7 @@ SORTS: dict[str, str] = {
     "p50": "r.latency_p50_ms",
     "p99": "r.latency_p99_ms",
     "iqr": "r.latency_iqr_ms / NULLIF(r.latency_p50_ms, 0)",
-    "speedup": f"CASE WHEN r.status = 'ok' THEN {FP32_P50} / NULLIF(r.latency_p50_ms, 0) END",
+    "speedup": f"CASE WHEN r.status = 'ok' THEN {REFERENCE_P50} / NULLIF(r.latency_p50_ms, 0) END",
     "throughput": "r.throughput_per_s",
     "size": "r.size_mb",
     "accuracy": "r.accuracy",
@@ -112,11 +115,20 @@ class ResultQuery:
     def order_by(self) -> str:
         if self.sort is None:
             return "r.id"
-        expr = SORTS[self.sort]
+        expr = reference_sql(SORTS[self.sort])
         return f"({expr}) IS NULL, ({expr}) {'DESC' if self.reverse else 'ASC'}, r.id"
 
     def needs_runs(self) -> bool:
         return self.sort == "when"
+
+
+def reference_sql(sql: str) -> str:
+    """``sql`` with :data:`REFERENCES` replaced by the registered references' names, quoted."""
+    if REFERENCES not in sql:
+        return sql
+    from engines.methods.registry import reference_methods
+
+    return sql.replace(REFERENCES, ", ".join("'" + name.replace("'", "''") + "'" for name in reference_methods()))
 
 
 def select_sql(query: ResultQuery, columns: str = "r.*", limit: int | None = None, offset: int = 0,
