@@ -87,8 +87,8 @@ def test_the_apps_sweep_controller_turns_the_wait_into_a_message(store, fast_mea
     other.acquire()
     posted: list = []
     controller = SweepController(posted.append, lambda job: threading.Thread(target=job).start(), store=store)
-    setup = SweepSetup(model="digits-mlp", methods=("fp32",), runtimes=("onnxruntime",), devices=("cpu",),
-                       batch_sizes=(1,), measure={**fast_measure.to_dict(), "repeat": 1})
+    setup = SweepSetup.of(model="digits-mlp", methods=("fp32",), runtimes=("onnxruntime",), devices=("cpu",),
+                          batch_sizes=(1,), measure={**fast_measure.to_dict(), "repeat": 1})
     controller.start(setup)
     try:
         deadline = time.monotonic() + 60

@@ -298,3 +298,23 @@ def test_a_runtimes_choice_lives_on_its_runtime_config_and_the_old_spelling_says
         for field in field_specs(spec.config_class):
             if field["help"].lower().startswith(("torch only", "torch pt2e only", "onnx runtime only", "onnx runtime,")):
                 assert field["name"] in owned, f"{spec.name}.{field['name']} is a runtime's knob no pass owns"
+
+
+def test_the_torch_runtimes_dynamic_int8_setting_picks_the_library_that_applies_it(tmp_path):
+    """One pass carries dynamic int8 out on torch; the variant's runtime config (not the method's)
+    says whether torch.ao's quantize_dynamic or torchao applies it, and the session runs either."""
+    import numpy as np
+
+    from engines.bench.worker import open_recipe
+    from engines.models import load_model, resolve_model
+
+    model = load_model(resolve_model("digits-mlp"))
+    batch = {name: values[:4] for name, values in model.eval_inputs.items()}
+    notes = {}
+    for library in ("torch.ao", "torchao"):
+        (tmp_path / library).mkdir()
+        artifact, session = open_recipe(model, "dynamic-int8", "torch", "cpu", 1, tmp_path / library,
+                                        runtime_config={"dynamic_int8": library})
+        assert np.isfinite(session.run(batch)).all()
+        notes[library] = " ".join(artifact.notes)
+    assert "torch.ao quantize_dynamic" in notes["torch.ao"] and "torchao Int8Dynamic" in notes["torchao"]

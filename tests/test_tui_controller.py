@@ -10,7 +10,8 @@ import pytest
 from qbench_tui import messages
 from qbench_tui.controllers.sweep import TRANSITIONS, SweepController, SweepSetup, SweepState, SweepStateError
 
-SETUP = SweepSetup("digits-mlp", ("fp32",), ("onnxruntime",), ("cpu",), (1,))
+SETUP = SweepSetup.of(model="digits-mlp", methods=("fp32",), runtimes=("onnxruntime",), devices=("cpu",),
+                      batch_sizes=(1,))
 
 
 class Recorder:

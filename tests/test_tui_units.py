@@ -198,23 +198,44 @@ def test_batch_sizes_parse_and_explain_mistakes():
 
 
 def test_setup_round_trips_through_json():
-    setup = SweepSetup("digits-mlp", ("fp32",), ("onnxruntime",), ("cpu",), (1, 8), {"int4": {"group_size": 64}})
+    setup = SweepSetup.of(model="digits-mlp", methods=("fp32",), runtimes=("onnxruntime",), batch_sizes=(1, 8),
+                          configs={"int4": {"group_size": 64}}, choose_device=True)
     assert json.loads(json.dumps(setup.to_dict()))["batch_sizes"] == [1, 8]
-    assert setup.measurement_count == 2
+    assert setup.measurement_count == 2 and setup.devices == ["cpu"]  # a field left out: the request's default
+    assert SweepSetup.from_dict(json.loads(json.dumps(setup.to_dict()))) == setup
+
+
+def test_the_setups_fields_are_the_requests():
+    """The set-up declares no field of the engine's request: each reads through from
+    SweepRequest's own fields (so a field added there is one the app can set), and a name the
+    request lacks is refused where it is given."""
+    import dataclasses
+
+    from engines.bench.request import SweepRequest
+
+    setup = SweepSetup.of(model="digits-mlp", methods=["fp32"], runtimes=["onnxruntime"])
+    request_fields = [f.name for f in dataclasses.fields(SweepRequest)]
+    assert not set(request_fields) & {f.name for f in dataclasses.fields(SweepSetup)}
+    for name in request_fields:
+        getattr(setup, name)  # every request field reads, given or not
+    assert setup.threads is None and setup.timeout_s == 900.0 and setup.measure["min_reps"] >= 1
+    with pytest.raises(SetupError, match="no setting batch_size"):
+        SweepSetup.of(model="digits-mlp", methods=["fp32"], runtimes=["onnxruntime"], batch_size=[1])
 
 
 def test_the_setup_becomes_the_engines_request():
     from qbench_tui.controllers.sweep import build_request
 
-    setup = SweepSetup("digits-mlp", ("int4",), ("onnxruntime",), ("cpu",), (1,), {"int4": {"group_size": 64}},
-                       threads=2, measure={"min_time_s": 0.05, "min_reps": 5}, model_options={"seq_len": 64})
+    setup = SweepSetup.of(model="digits-mlp", methods=("int4",), runtimes=("onnxruntime",), devices=("cpu",),
+                          batch_sizes=(1,), configs={"int4": {"group_size": 64}}, threads=2,
+                          measure={"min_time_s": 0.05, "min_reps": 5}, model_options={"seq_len": 64})
     request = build_request(setup)
     assert request.recipes()[0].steps[0].group_size == 64
     assert request.measure.min_time_s == 0.05 and request.threads == 2
     assert request.model_options == {"seq_len": 64}
     with pytest.raises(ValueError):
-        build_request(SweepSetup("digits-mlp", ("int4",), ("onnxruntime",), ("cpu",), (1,),
-                                 {"int4": {"group_size": 3}}))
+        build_request(SweepSetup.of(model="digits-mlp", methods=("int4",), runtimes=("onnxruntime",),
+                                    configs={"int4": {"group_size": 3}}))
 
 
 def test_errors_read_as_one_line():

@@ -84,11 +84,13 @@ class SweepRequest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepRequest:
-        """A stored (or sent) request: its recipe texts are parsed here, with its ``configs``."""
+        """A stored (or sent) request, or the app's set-up (plain data, fields left out take their
+        defaults): its recipe texts are parsed here, with its ``configs``."""
         data = dict(data)
-        data["measure"] = MeasureSettings(**data.get("measure", {}))
+        data["measure"] = MeasureSettings(**(data.get("measure") or {}))
         for key in ("runtimes", "devices", "batch_sizes"):
-            data[key] = tuple(data[key])
+            if key in data:
+                data[key] = tuple(data[key])
         data["methods"], data["configs"], data["runtime_configs"] = _relocate_moved(
             list(data["methods"]), dict(data.get("configs") or {}), dict(data.get("runtime_configs") or {}))
         data["methods"] = parse_recipes(data["methods"], data["configs"])

@@ -79,7 +79,6 @@ class PassSpec:
     runtimes: tuple[str, ...] | None = None  # who can run the output (None: any runtime of that format)
     unsupported: dict[str, str] = field(default_factory=dict)  # device -> reason
     check: Callable[[Any], str | None] | None = None  # config -> reason it cannot be done, or None
-    selects: Callable[[Any], bool] | None = None  # among alternatives for one config: is it this one?
     description: str = ""
     # Settings of its config that are this pass's own options (a backend's knobs: ONNX Runtime's
     # quant_format, torch PT2E's torch_bias_correction). A variant for a runtime none of their passes serves
@@ -101,8 +100,7 @@ _PASSES: dict[str, PassSpec] = {}
 
 def register_pass(name: str, *, config: type[Config] | None, input: Format, output: Format,
                   runtimes: tuple[str, ...] | None = None, unsupported: dict[str, str] | None = None,
-                  check: Callable[[Any], str | None] | None = None, selects: Callable[[Any], bool] | None = None,
-                  owns: tuple[str, ...] = ()):
+                  check: Callable[[Any], str | None] | None = None, owns: tuple[str, ...] = ()):
     """Function decorator registering a pass (see the module's docstring)."""
 
     def register(fn: PassFn) -> PassFn:
@@ -110,7 +108,7 @@ def register_pass(name: str, *, config: type[Config] | None, input: Format, outp
             raise ValueError(f"pass {name!r} is registered twice")
         doc = (fn.__doc__ or "").strip().split("\n")[0]
         _PASSES[name] = PassSpec(name, fn, config, input, output, runtimes, dict(unsupported or {}), check,
-                                 selects, doc, tuple(owns))
+                                 doc, tuple(owns))
         return fn
 
     return register
@@ -212,8 +210,6 @@ def plan(recipe: Recipe, source: Format, runtime: RuntimeSpec, device: str) -> P
                 config = None
             elif i < len(steps) and isinstance(steps[i], spec.config_class):
                 config = steps[i]
-                if spec.selects is not None and not spec.selects(config):
-                    continue
             else:
                 continue
             reason = spec.refusal(runtime.name, device, config)

@@ -21,7 +21,7 @@ import enum
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from textual.message import Message
@@ -79,23 +79,44 @@ class SetupError(ValueError):
 
 @dataclass(frozen=True)
 class SweepSetup:
-    """What the configurator holds: plain data, validated by the engine's SweepRequest."""
+    """What the configurator holds: the engine's :class:`~engines.bench.request.SweepRequest` as
+    plain data, and the choices the app makes around a sweep.
 
-    model: str
-    methods: tuple[str, ...]  # method names and method specs (``int4:group_size=128``), as the CLI takes them
-    runtimes: tuple[str, ...]
-    devices: tuple[str, ...]
-    batch_sizes: tuple[int, ...]
-    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    threads: int | None = None
-    measure: dict[str, Any] = field(default_factory=dict)
-    model_options: dict[str, Any] = field(default_factory=dict)  # seq_len, allow_pickle
-    runtime_configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # runtime -> non-default settings
+    ``request`` has the shape of ``SweepRequest.to_dict()`` (recipe texts as the CLI takes them,
+    ``int4:group_size=128``; the measurement settings as a dict), which ``SweepRequest.from_dict``
+    parses: SweepRequest is the one place its fields are declared, and they read through as
+    attributes here (``setup.methods``, ``setup.batch_sizes``; a field not given reads as the
+    request's default). Build one with :meth:`of`.
+    """
+
+    request: dict[str, Any]
     choose_device: bool = False  # devices "auto" (or several): report the best device when the sweep ends
     # methods "auto": its candidate recipes, searched (screened, finalists measured: engines.bench.autosearch)
     # beside the methods named with it, rather than all measured fully
     auto: tuple[str, ...] = ()
     explicit: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, *, choose_device: bool = False, auto: tuple[str, ...] = (), explicit: tuple[str, ...] = (),
+           **request: Any) -> SweepSetup:
+        """``SweepSetup.of(model=…, methods=[…], runtimes=[…], batch_sizes=[1, 8], configs={…})``: the
+        request's fields by their SweepRequest names (an unknown name raises SetupError)."""
+        unknown = sorted(set(request) - set(_request_defaults()))
+        if unknown:
+            raise SetupError(f"a sweep has no setting {', '.join(unknown)}; valid: {', '.join(_request_defaults())}")
+        plain = {k: list(v) if isinstance(v, tuple) else v for k, v in request.items()}
+        return cls(plain, choose_device, tuple(auto), tuple(explicit))
+
+    def __getattr__(self, name: str) -> Any:
+        request = self.__dict__.get("request")
+        if name.startswith("_") or request is None:
+            raise AttributeError(name)
+        if name in request:
+            return request[name]
+        defaults = _request_defaults()
+        if name not in defaults:
+            raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
+        return defaults[name]
 
     @property
     def variant_count(self) -> int:
@@ -106,10 +127,31 @@ class SweepSetup:
         return self.variant_count * len(self.batch_sizes)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key in ("methods", "runtimes", "devices", "batch_sizes"):
-            data[key] = list(data[key])
-        return data
+        """The request's fields and the app's choices, flat (the app's remembered set-up)."""
+        return {**self.request, "choose_device": self.choose_device, "auto": list(self.auto),
+                "explicit": list(self.explicit)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepSetup:
+        data = dict(data)
+        own = {name: data.pop(name) for name in ("choose_device", "auto", "explicit") if name in data}
+        return cls.of(**own, **data)
+
+
+def _request_defaults() -> dict[str, Any]:
+    """SweepRequest's fields and their defaults, as plain data (its ``to_dict`` shape); required
+    fields read as None. Light: the request module imports no engine library."""
+    import dataclasses
+
+    from engines.bench.request import SweepRequest
+
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(SweepRequest):
+        value = (f.default if f.default is not dataclasses.MISSING else
+                 f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        value = value.to_dict() if hasattr(value, "to_dict") else value
+        out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
 
 
 AUTO = "auto"  # engines.devices.strategies.AUTO: the CLI's --methods auto / --devices auto
@@ -172,19 +214,11 @@ def pin_spec(spec: str, plain: dict[str, Any], defaults: dict[str, Any]) -> str:
 
 
 def build_request(setup: SweepSetup):
-    """The engine's SweepRequest (imports engines.bench.runner: call it off the UI thread)."""
-    from engines.bench.measure import MeasureSettings
-    from engines.bench.runner import SweepRequest
-    from engines.methods.recipe import parse_recipes
+    """The engine's SweepRequest, parsed from the set-up's plain data by the request itself
+    (``SweepRequest.from_dict``: recipe texts become recipes there)."""
+    from engines.bench.request import SweepRequest
 
-    measure = MeasureSettings(**setup.measure) if setup.measure else MeasureSettings()
-    extra = {"model_options": setup.model_options} if setup.model_options else {}
-    return SweepRequest(
-        model=setup.model, methods=parse_recipes(setup.methods, setup.configs), runtimes=setup.runtimes,
-        devices=setup.devices,
-        batch_sizes=setup.batch_sizes, configs=setup.configs, runtime_configs=setup.runtime_configs,
-        threads=setup.threads, measure=measure, **extra,
-    )
+    return SweepRequest.from_dict(setup.request)
 
 
 class SweepController:
