@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from engines.methods.configs import (
     ActivationType,
@@ -51,7 +52,7 @@ class DynamicInt8Config(MethodConfig):
 
     version = 2  # 2: ONNX Runtime leaves convolutions float unless quantize_conv
     # Which torch library applies it is the torch runtime's choice (its results' ids are unchanged).
-    moved = {"torch_backend": ("torch", "dynamic_int8")}
+    moved: ClassVar[dict[str, tuple[str, str]]] = {"torch_backend": ("torch", "dynamic_int8")}
 
     @staticmethod
     def upgrade(data: dict, version: int) -> dict:

@@ -364,12 +364,11 @@ class SweepSetupPane(LatePlugins, ScrollHint, ExtraVariants, VerticalScroll):
             method = spec_method(spec)
             defaults = {f["name"]: f["default"] for f in configs.field_specs(catalog.METHODS[method].config_class)}
             variants.append(pin_spec(spec, configs_by_method.get(method, {}), defaults))
-        return SweepSetup.of(model=model, methods=(*methods, *variants), runtimes=tuple(runtimes),
-                             devices=tuple(devices), batch_sizes=batches, configs=configs_by_method, threads=threads,
-                             measure=measure, model_options=options, runtime_configs=runtime_configs,
-                             choose_device=AUTO in chosen_devices or len(devices) > 1,
-                             auto=tuple(st.spec for st in strategies), explicit=tuple(
-                                 [m for m in self._selected("methods") if m != AUTO] + variants))
+        return SweepSetup.of(model=model, methods=[*methods, *variants], runtimes=runtimes, devices=devices,
+                             batch_sizes=batches, configs=configs_by_method, threads=threads, measure=measure,
+                             model_options=options, runtime_configs=runtime_configs,
+                             choose_device=AUTO in chosen_devices or len(devices) > 1, auto=[st.spec for st in strategies],
+                             explicit=[m for m in self._selected("methods") if m != AUTO] + variants)
 
     def _field_value(self, field_id: str, default: str = "") -> str:
         """A field's text; before the fields below the fold are mounted, what they will show."""
