@@ -258,7 +258,8 @@ def test_a_backends_options_belong_to_its_passes_not_to_other_runtimes_variants(
     from engines.passes import all_passes
 
     owners = {p.name: p.owns for p in all_passes().values() if p.owns}
-    assert owners["ort-dynamic-int8"] == ("quantize_conv",) and "quant_format" in owners["ort-static-int8"]
+    assert owners["ort-dynamic-int8"] == ("quantize_conv", "reduce_range")
+    assert "quant_format" in owners["ort-static-int8"]
     methods = parse_recipes(["dynamic-int8:quantize_conv=true", "dynamic-int8", "static-int8:quant_format=qoperator"])
     request = SweepRequest(model="digits-mlp", methods=methods, runtimes=("torch", "onnxruntime"))
     assert [(v.recipe.label, v.runtime) for v in plan_variants(request)] == [
@@ -296,7 +297,8 @@ def test_a_runtimes_choice_lives_on_its_runtime_config_and_the_old_spelling_says
     owned = {name for p in all_passes().values() if p.config_class is not None for name in p.owns}
     for spec in all_methods().values():
         for field in field_specs(spec.config_class):
-            if field["help"].lower().startswith(("torch only", "torch pt2e only", "onnx runtime only", "onnx runtime,")):
+            one_runtime = ("torch only", "torch pt2e only", "onnx runtime only", "onnx runtime,", "onnx runtime:")
+            if field["help"].lower().startswith(one_runtime):
                 assert field["name"] in owned, f"{spec.name}.{field['name']} is a runtime's knob no pass owns"
 
 

@@ -201,7 +201,7 @@ def test_setup_round_trips_through_json():
     setup = SweepSetup.of(model="digits-mlp", methods=("fp32",), runtimes=("onnxruntime",), batch_sizes=(1, 8),
                           configs={"int4": {"group_size": 64}}, choose_device=True)
     assert json.loads(json.dumps(setup.to_dict()))["batch_sizes"] == [1, 8]
-    assert setup.measurement_count == 2 and setup.devices == ["cpu"]  # a field left out: the request's default
+    assert setup.measurement_count == 2 and setup.devices == ("cpu",)  # a field left out: the request's default
     assert SweepSetup.from_dict(json.loads(json.dumps(setup.to_dict()))) == setup
 
 

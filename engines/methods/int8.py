@@ -63,7 +63,7 @@ class DynamicInt8Config(MethodConfig):
                                                                short=("per-tensor", "per-channel")))
     reduce_range: bool = field(
         default=False,
-        metadata=help_text("7-bit weights: avoids int16 overflow on x86 CPUs without VNNI.",
+        metadata=help_text("ONNX Runtime: 7-bit weights, avoiding int16 overflow on x86 CPUs without VNNI.",
                            short=("full-range", "reduce-range")),
     )
     quantize_conv: bool = field(

@@ -309,7 +309,7 @@ def ort_int4(ctx: PassContext, artifact: Artifact, config: Int4Config) -> Artifa
 
 
 @register_pass("ort-dynamic-int8", config=DynamicInt8Config, input=Format.ONNX, output=Format.ONNX,
-               runtimes=_ORT, unsupported={"cuda": _ORT_CPU_ONLY}, owns=("quantize_conv",))
+               runtimes=_ORT, unsupported={"cuda": _ORT_CPU_ONLY}, owns=("quantize_conv", "reduce_range"))
 def ort_dynamic_int8(ctx: PassContext, artifact: Artifact, config: DynamicInt8Config) -> Artifact:
     """int8 weights, activation scales at run time (quantize_dynamic)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -82,9 +82,9 @@ class SweepSetup:
     """What the configurator holds: the engine's :class:`~engines.bench.request.SweepRequest` as
     plain data, and the choices the app makes around a sweep.
 
-    ``request`` has the shape of ``SweepRequest.to_dict()`` (recipe texts as the CLI takes them,
-    ``int4:group_size=128``; the measurement settings as a dict), which ``SweepRequest.from_dict``
-    parses: SweepRequest is the one place its fields are declared, and they read through as
+    ``request`` holds the request's fields as ``SweepRequest.from_dict`` reads them (recipe texts
+    as the CLI takes them, ``int4:group_size=128``; sequences as tuples; the measurement settings
+    as a dict): SweepRequest is the one place its fields are declared, and they read through as
     attributes here (``setup.methods``, ``setup.batch_sizes``; a field not given reads as the
     request's default). Build one with :meth:`of`.
     """
@@ -104,7 +104,7 @@ class SweepSetup:
         unknown = sorted(set(request) - set(_request_defaults()))
         if unknown:
             raise SetupError(f"a sweep has no setting {', '.join(unknown)}; valid: {', '.join(_request_defaults())}")
-        plain = {k: list(v) if isinstance(v, tuple) else v for k, v in request.items()}
+        plain = {k: tuple(v) if isinstance(v, list) else v for k, v in request.items()}  # as the request holds them
         return cls(plain, choose_device, tuple(auto), tuple(explicit))
 
     def __getattr__(self, name: str) -> Any:
@@ -128,8 +128,8 @@ class SweepSetup:
 
     def to_dict(self) -> dict[str, Any]:
         """The request's fields and the app's choices, flat (the app's remembered set-up)."""
-        return {**self.request, "choose_device": self.choose_device, "auto": list(self.auto),
-                "explicit": list(self.explicit)}
+        plain = {k: list(v) if isinstance(v, tuple) else v for k, v in self.request.items()}
+        return {**plain, "choose_device": self.choose_device, "auto": list(self.auto), "explicit": list(self.explicit)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepSetup:
@@ -139,8 +139,8 @@ class SweepSetup:
 
 
 def _request_defaults() -> dict[str, Any]:
-    """SweepRequest's fields and their defaults, as plain data (its ``to_dict`` shape); required
-    fields read as None. Light: the request module imports no engine library."""
+    """SweepRequest's fields and their defaults, as plain data (the measurement settings as a
+    dict); required fields read as None. Light: the request module imports no engine library."""
     import dataclasses
 
     from engines.bench.request import SweepRequest
@@ -149,8 +149,7 @@ def _request_defaults() -> dict[str, Any]:
     for f in dataclasses.fields(SweepRequest):
         value = (f.default if f.default is not dataclasses.MISSING else
                  f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        value = value.to_dict() if hasattr(value, "to_dict") else value
-        out[f.name] = list(value) if isinstance(value, tuple) else value
+        out[f.name] = value.to_dict() if hasattr(value, "to_dict") else value
     return out
 
 
