@@ -254,10 +254,6 @@ def sort_results(results: Sequence[Result], column: str | None, reverse: bool = 
     return present + missing
 
 
-def distinct(results: Iterable[Result], name: str) -> list[str]:
-    return sorted({str(r[name]) for r in results if r.get(name) is not None})
-
-
 # --- Pareto frontier ------------------------------------------------------------------------
 
 
