@@ -367,7 +367,7 @@ class SweepSetupPane(LatePlugins, ScrollHint, ExtraVariants, VerticalScroll):
         return SweepSetup.of(model=model, methods=[*methods, *variants], runtimes=runtimes, devices=devices,
                              batch_sizes=batches, configs=configs_by_method, threads=threads, measure=measure,
                              model_options=options, runtime_configs=runtime_configs,
-                             choose_device=AUTO in chosen_devices or len(devices) > 1, auto=[st.spec for st in strategies],
+                             choose_device=AUTO in chosen_devices or len(devices) > 1, auto=[s.spec for s in strategies],
                              explicit=[m for m in self._selected("methods") if m != AUTO] + variants)
 
     def _field_value(self, field_id: str, default: str = "") -> str:
