@@ -21,7 +21,16 @@ from engines.core.schema import Result, now_iso, public_json, variant_key  # noq
 from engines.store.migrations import MIGRATIONS, SCHEMA_VERSION, legacy_recipe
 from engines.store.opening import connect, describe
 from engines.store.outbox import enqueue, queue_summary
-from engines.store.query import DISTINCT_COLUMNS, MEASURED, QUALITY, ResultQuery, frontier_sql, select_sql
+from engines.store.query import (
+    DISTINCT_COLUMNS,
+    MEASURED,
+    QUALITY,
+    ResultQuery,
+    frontier_sql,
+    merge_pages,
+    newest_page_sql,
+    select_sql,
+)
 
 APP_ID = "qbench"
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -307,7 +316,14 @@ class Store:
         """The results ``query`` keeps, in its order, ``limit`` of them from ``offset``."""
         # Sorting ids, then reading the page's rows, keeps SQLite's sorter small (whole rows
         # carry JSON columns: 200 ms instead of 35 ms for the newest-first page at 20,000).
-        sql, args = select_sql(query or ResultQuery(), columns="r.id", limit=limit, offset=offset)
+        query = query or ResultQuery()
+        # The app's first view (everything, newest first) from the runs' time index. With a filter,
+        # SQLite's own plan is as fast or faster (it reads the filter's index first).
+        if query.sort == "when" and query.where()[0] == "1" and limit is not None:
+            with self._lock:
+                parts = [self.conn.execute(sql, args).fetchall() for sql, args in newest_page_sql(query, offset + limit)]
+                return self._rows_by_id(merge_pages(parts, query.reverse)[offset:offset + limit])
+        sql, args = select_sql(query, columns="r.id", limit=limit, offset=offset)
         with self._lock:
             return self._rows_by_id([row_id for (row_id,) in self.conn.execute(sql, args).fetchall()])
 
