@@ -200,16 +200,16 @@ def app_round(root: Path, db: Path, home: Path) -> dict[str, float]:
     try:
         out["first page s"] = app.wait_for("results  ·", 120)
         app.wait_for("digits-mlp", 60)
-        time.sleep(1.5)  # let start-up settle
+        time.sleep(3)  # let start-up settle (a key sent earlier may meet focus still moving)
         app.send("/")
         time.sleep(0.5)
         t0 = app.send(FILTER)  # four keys at once, as typed fast: each one filters
-        out["filter s"] = app.wait_for(f"{filtered} of ", 300, since=t0)
+        out["filter s"] = app.wait_for(f"{filtered} of ", 60, since=t0)
         time.sleep(1.0)
         app.key("Enter")  # back to the table, so S is a key and not text
         time.sleep(0.5)
         t0 = app.send("S")
-        out["sort s"] = app.wait_for("when ▲", 300, since=t0)
+        out["sort s"] = app.wait_for("when ▲", 60, since=t0)
         time.sleep(1.0)
         out["RSS MB"] = psutil.Process(app.pid).memory_info().rss / 2**20
     finally:

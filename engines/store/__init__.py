@@ -21,6 +21,7 @@ from engines.core.schema import Result, now_iso, public_json, variant_key  # noq
 from engines.store.migrations import MIGRATIONS, SCHEMA_VERSION, legacy_recipe
 from engines.store.opening import connect, describe
 from engines.store.outbox import enqueue, queue_summary
+from engines.store.planner import refresh_stats
 from engines.store.query import (
     DISTINCT_COLUMNS,
     MEASURED,
@@ -36,10 +37,6 @@ APP_ID = "qbench"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 RUN_STATUSES = ("running", "finished", "interrupted", "failed")
-# The planner's statistics are gathered from this many results on (below it any plan is fast), and
-# again whenever the table has doubled or halved since; ANALYZE looks at this many rows an index.
-STATS_MIN_ROWS = 1000
-STATS_ANALYSIS_LIMIT = 1000
 # A run's columns less its request and environment (``list_runs(brief=True)``).
 BRIEF_RUN_COLUMNS = ("id", "created_at", "finished_at", "status", "model", "pid", "host", "source", "message")
 
@@ -117,20 +114,9 @@ class Store:
         self.reap_stale_runs()
 
     def refresh_stats(self) -> bool:
-        """Analyze the results table (bounded: ``analysis_limit``) when the planner's statistics are
-        missing or the table has doubled or halved since; returns whether it did. Without them
-        SQLite picks indexes by rule of thumb, and a variant's fp32 reference was looked up through
-        the status index (every ok row) instead of the run's (a few rows): 20 ms a page at 20,000."""
+        """The planner's statistics, gathered if missing or stale (:mod:`engines.store.planner`)."""
         with self._lock:
-            rows = self.conn.execute("SELECT count(*) FROM results").fetchone()[0]
-            known = int(self._get_meta("stats_rows") or 0)  # the rows when last analyzed (sqlite_stat1's are estimates)
-            if rows < STATS_MIN_ROWS or known / 2 <= rows <= known * 2:
-                return False
-            with self.conn:
-                self.conn.execute(f"PRAGMA analysis_limit = {STATS_ANALYSIS_LIMIT}")
-                self.conn.execute("ANALYZE results")
-                self._set_meta("stats_rows", str(rows))
-        return True
+            return refresh_stats(self.conn)
 
     def _tables(self) -> set[str]:
         return {name for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -217,8 +203,7 @@ class Store:
                   status: str | None = None, with_counts: bool = False, brief: bool = False) -> list[dict[str, Any]]:
         """Runs, newest first; ``since`` (ISO time) keeps those created at or after it.
         ``with_counts`` adds ``results``: how many results each run stored (one grouped query).
-        ``brief``: without each run's request and environment (decoding those JSON texts is most of
-        the time at a thousand runs; :meth:`get_run` reads one run whole)."""
+        ``brief``: without request and environment (decoding them is most of the time at 1,000 runs)."""
         clauses, args = [], []
         for column, value in (("created_at >= ?", since), ("model = ?", model), ("status = ?", status)):
             if value is not None:
@@ -317,8 +302,7 @@ class Store:
         # Sorting ids, then reading the page's rows, keeps SQLite's sorter small (whole rows
         # carry JSON columns: 200 ms instead of 35 ms for the newest-first page at 20,000).
         query = query or ResultQuery()
-        # The app's first view (everything, newest first) from the runs' time index. With a filter,
-        # SQLite's own plan is as fast or faster (it reads the filter's index first).
+        # The app's first view (all, newest first) from the runs' time index (filtered: SQLite's plan).
         if query.sort == "when" and query.where()[0] == "1" and limit is not None:
             with self._lock:
                 parts = [self.conn.execute(sql, args).fetchall() for sql, args in newest_page_sql(query, offset + limit)]
@@ -328,8 +312,7 @@ class Store:
             return self._rows_by_id([row_id for (row_id,) in self.conn.execute(sql, args).fetchall()])
 
     def _rows_by_id(self, ids: list[Any]) -> list[dict[str, Any]]:
-        """The results of these row ids (or ``(id, …)`` tuples), decoded, in that order."""
-        ids = [i[0] if isinstance(i, tuple) else i for i in ids]
+        ids = [i[0] if isinstance(i, tuple) else i for i in ids]  # ids or (id, …) rows, in that order
         rows: dict[int, dict[str, Any]] = {}
         with self._lock:
             for chunk in _chunks(ids):
@@ -400,9 +383,8 @@ class Store:
             last_run = self.conn.execute(
                 "SELECT max(created_at) FROM runs WHERE id IN (SELECT DISTINCT run_id FROM results WHERE model = ?)",
                 [model]).fetchone()[0]
-            # Each variant's fastest (the lowest id among equals): ids and p50s only, from the index
-            # results_model_fastest (3 ms at 20,000 results; a window over whole rows took 90 ms),
-            # then those rows.
+            # Each variant's fastest (lowest id among equals) from results_model_fastest alone, then
+            # those rows: 3 ms at 20,000 results (a window over whole rows took 90 ms).
             fastest = self.conn.execute(
                 "SELECT id, min(latency_p50_ms) FROM results WHERE model = ? AND status = 'ok' "
                 "AND latency_p50_ms IS NOT NULL GROUP BY COALESCE(recipe_id, method), runtime, device, batch_size",

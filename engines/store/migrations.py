@@ -28,8 +28,9 @@ Version 9: ``results.energy``, a result's energy over its timed calls (joules pe
 the source, or why nothing could be read); old rows get ``{}`` (not measured).
 Version 10: two read indexes for history at scale: ``results_model_fastest`` (a model's fastest
 result of each variant, read from the index alone) and ``results_status_search`` (a typed
-filter's counts per status scan this index, a tenth of the table's bytes). The query planner's
-statistics are gathered (and kept fresh as the store grows) by ``Store.refresh_stats`` at opening.
+filter's counts per status and its newest-first page scan this index, a sixth of the table's
+bytes). The query planner's statistics are gathered (and kept fresh as the store grows) by
+``Store.refresh_stats`` at opening.
 """
 
 from __future__ import annotations
@@ -206,9 +207,15 @@ def _migration_energy(db: sqlite_utils.Database) -> None:
 FASTEST_INDEX = ("model", "status", "recipe_id", "method", "runtime", "device", "batch_size", "latency_p50_ms")
 
 
+# What a typed filter reads of each row: its counts per status, and its newest-first page (the run
+# and the result's own time), so its scan reads this index and never the rows (5 ms, not 22 ms,
+# for a word that 5,000 of 20,000 results match).
+SEARCH_INDEX = ("status", "search_text", "run_id", "started_at")
+
+
 def _migration_read_indexes(db: sqlite_utils.Database) -> None:
     db["results"].create_index(FASTEST_INDEX, index_name="results_model_fastest", if_not_exists=True)
-    db["results"].create_index(["status", "search_text"], index_name="results_status_search", if_not_exists=True)
+    db["results"].create_index(SEARCH_INDEX, index_name="results_status_search", if_not_exists=True)
     # The planner's statistics: Store.refresh_stats, right after the migrations.
 
 
