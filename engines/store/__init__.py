@@ -37,7 +37,6 @@ APP_ID = "qbench"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 RUN_STATUSES = ("running", "finished", "interrupted", "failed")
-# A run's columns less its request and environment (``list_runs(brief=True)``).
 BRIEF_RUN_COLUMNS = ("id", "created_at", "finished_at", "status", "model", "pid", "host", "source", "message")
 
 
@@ -301,8 +300,7 @@ class Store:
         """The results ``query`` keeps, in its order, ``limit`` of them from ``offset``."""
         # Sorting ids, then reading the page's rows, keeps SQLite's sorter small (whole rows
         # carry JSON columns: 200 ms instead of 35 ms for the newest-first page at 20,000).
-        query = query or ResultQuery()
-        # The app's first view (all, newest first) from the runs' time index (filtered: SQLite's plan).
+        query = query or ResultQuery()  # all, newest first (the app's first view): the runs' time index
         if query.sort == "when" and query.where()[0] == "1" and limit is not None:
             with self._lock:
                 parts = [self.conn.execute(sql, args).fetchall() for sql, args in newest_page_sql(query, offset + limit)]
