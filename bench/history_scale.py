@@ -200,11 +200,20 @@ def app_round(root: Path, db: Path, home: Path) -> dict[str, float]:
     try:
         out["first page s"] = app.wait_for("results  ·", 120)
         app.wait_for("digits-mlp", 60)
-        time.sleep(3)  # let start-up settle (a key sent earlier may meet focus still moving)
-        app.send("/")
-        time.sleep(0.5)
-        t0 = app.send(FILTER)  # four keys at once, as typed fast: each one filters
-        out["filter s"] = app.wait_for(f"{filtered} of ", 60, since=t0)
+        app.wait_for("run         ▼", 60)  # the filter selects, mounted after the first page
+        time.sleep(2)  # let start-up settle: a key sent earlier may meet the focus still moving
+        for attempt in range(3):  # "/" then the word; again if the focus moved away meanwhile
+            app.send("/")
+            time.sleep(0.5)
+            t0 = app.send(FILTER)  # four keys at once, as typed fast: applied once, as one filter
+            try:
+                out["filter s"] = app.wait_for(f"{filtered} of ", 20, since=t0)
+                break
+            except TimeoutError:
+                if attempt == 2:
+                    raise
+                print(f"  the filter was not typed into the filter box (attempt {attempt + 1}); again", flush=True)
+                app.key("Escape")
         time.sleep(1.0)
         app.key("Enter")  # back to the table, so S is a key and not text
         time.sleep(0.5)
@@ -274,9 +283,11 @@ def compare_apps(trees: list[Path], results: int, rounds: int) -> int:
     print(f"\n== {results} results, the app, median of {rounds} alternating rounds (load average now "
           f"{os.getloadavg()[0]:.1f}) ==")
     keys = list(got[trees[0]][0])
-    print(f"{'tree':<32}" + "".join(f"{k:>14}" for k in keys))
+    widths = [max(14, len(k) + 2) for k in keys]
+    print(f"{'tree':<32}" + "".join(f"{k:>{w}}" for k, w in zip(keys, widths, strict=True)))
     for tree in trees:
-        print(f"{str(tree)[-32:]:<32}" + "".join(f"{statistics.median(r[k] for r in got[tree]):>14.2f}" for k in keys))
+        print(f"{str(tree)[-32:]:<32}" + "".join(f"{statistics.median(r[k] for r in got[tree]):>{w}.2f}"
+                                                 for k, w in zip(keys, widths, strict=True)))
     return 0
 
 
