@@ -24,8 +24,11 @@ def refresh_stats(conn: sqlite3.Connection) -> bool:
     known = int(known[0]) if known else 0
     if rows < STATS_MIN_ROWS or known / 2 <= rows <= known * 2:
         return False
-    with conn:
-        conn.execute(f"PRAGMA analysis_limit = {STATS_ANALYSIS_LIMIT}")
-        conn.execute("ANALYZE results")
-        conn.execute("INSERT OR REPLACE INTO qbench_meta (key, value) VALUES (?, ?)", [META_KEY, str(rows)])
+    try:
+        with conn:
+            conn.execute(f"PRAGMA analysis_limit = {STATS_ANALYSIS_LIMIT}")
+            conn.execute("ANALYZE results")
+            conn.execute("INSERT OR REPLACE INTO qbench_meta (key, value) VALUES (?, ?)", [META_KEY, str(rows)])
+    except sqlite3.OperationalError:  # another process writes (busy past the timeout): next opening
+        return False
     return True
