@@ -381,8 +381,8 @@ class Store:
             last_run = self.conn.execute(
                 "SELECT max(created_at) FROM runs WHERE id IN (SELECT DISTINCT run_id FROM results WHERE model = ?)",
                 [model]).fetchone()[0]
-            # Each variant's fastest (lowest id among equals) from results_model_fastest alone, then
-            # those rows: 3 ms at 20,000 results (a window over whole rows took 90 ms).
+            # Each variant's fastest (one of equal p50s) from results_model_fastest alone, then those
+            # rows: 3 ms at 20,000 results (a window over whole rows took 90 ms).
             fastest = self.conn.execute(
                 "SELECT id, min(latency_p50_ms) FROM results WHERE model = ? AND status = 'ok' "
                 "AND latency_p50_ms IS NOT NULL GROUP BY COALESCE(recipe_id, method), runtime, device, batch_size",
