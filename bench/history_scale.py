@@ -5,11 +5,13 @@ Run:  python bench/history_scale.py [--results 20000] [--rounds 3] [--root PATH]
 A store is filled (1,000 runs of 20 results over 90 days: four models, six recipes, two
 runtimes, two batch sizes, some failed and unsupported), then, each round:
 
-* the real ``qbench`` program starts in a pseudo-terminal (120x40) on that store and the time
-  to its first page of results is taken (process start to the results' status line on screen);
-  then a four-letter filter is typed (``/`` then ``mini``, sent at once: time from the keys to
-  the final filtered count on screen), a sort is reversed (``S``: time to the sort arrow flipping) and the
-  app's resident memory is read;
+* the real ``qbench`` program starts in a real terminal (a tmux pane, 120x40, as
+  ``../shared/tools/paint_ratio.py`` measures) on that store and the time to its first page of
+  results is taken (the command's start to the results' status line on the screen tmux shows),
+  alternating with the same program on an empty store (the ratio's baseline); then a four-letter
+  filter is typed (``/`` then ``mini``, sent at once: time from the keys to the final filtered
+  count on screen), a sort is reversed (``S``: time to the sort arrow flipping) and the app's
+  resident memory is read;
 * ``qbench results --format json``, ``qbench results`` (table), ``qbench runs`` and, where the
   tree has them, ``--limit 50`` variants are timed end to end.
 
@@ -36,8 +38,68 @@ from pathlib import Path
 import psutil
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from tui_bench import PtyApp
+
+SIZE = (120, 40)
+
+
+class TmuxApp:
+    """The program in a tmux pane (a real terminal, as a user over SSH has): what counts is what
+    tmux shows (``capture-pane``), polled every 10 ms, as ``paint_ratio.py`` does. One tmux server
+    of its own (``-L``) for the whole bench, so the other sessions on the machine are not touched."""
+
+    socket = f"qbench-history-{os.getpid()}"
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, size: tuple[int, int] = SIZE):
+        import shlex
+        import uuid
+
+        self.name = "h" + uuid.uuid4().hex[:8]
+        unset = " ".join(f"-u {k}" for k in ("COLUMNS", "LINES", "PYTHONDONTWRITEBYTECODE"))
+        sets = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
+        command = f"cd {shlex.quote(str(cwd))} && exec env {unset} {sets} {shlex.join(argv)}"
+        self.start = time.perf_counter()
+        self._tmux("new-session", "-d", "-s", self.name, "-x", str(size[0]), "-y", str(size[1]), command)
+        self.pid = int(self._tmux("display-message", "-p", "-t", self.name, "#{pane_pid}").strip())
+
+    @classmethod
+    def _tmux(cls, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", cls.socket, *args], capture_output=True, text=True, check=False).stdout
+
+    def screen(self) -> str:
+        return self._tmux("capture-pane", "-p", "-t", self.name)
+
+    def wait_for(self, text: str, timeout: float, since: float | None = None) -> float:
+        """Seconds from ``since`` (perf_counter; default: the start) until ``text`` is on the screen."""
+        since = self.start if since is None else since
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            now = time.perf_counter()
+            if text in screen:
+                return now - since
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} not on the screen after {timeout} s:\n{screen}")
+            time.sleep(0.01)
+
+    def send(self, keys: str) -> float:
+        """Type ``keys`` (literally); returns the time they were sent."""
+        t0 = time.perf_counter()
+        self._tmux("send-keys", "-t", self.name, "-l", keys)
+        return t0
+
+    def key(self, name: str) -> None:
+        self._tmux("send-keys", "-t", self.name, name)
+
+    def close(self, timeout: float = 20) -> None:
+        self.key("q")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and psutil.pid_exists(self.pid):
+            time.sleep(0.05)
+        self._tmux("kill-session", "-t", self.name)
+
+    @classmethod
+    def shutdown(cls) -> None:
+        cls._tmux("kill-server")
 
 MODELS = {"digits-mlp": (0.05, 0.9), "digits-cnn": (0.4, 0.3), "tiny-lm": (3.0, 12.0),
           "all-MiniLM-L6-v2": (9.0, 90.0)}  # fp32 p50 ms, fp32 size MB
@@ -127,53 +189,53 @@ def filtered_count(db: Path) -> int:
         return conn.execute("SELECT count(*) FROM results WHERE model = 'all-MiniLM-L6-v2'").fetchone()[0]
 
 
+def _app_env(root: Path, home: Path) -> dict[str, str]:
+    return {"QBENCH_HOME": str(home), "PYTHONPATH": str(root), "PYTHONPYCACHEPREFIX": str(home / "pycache")}
+
+
 def app_round(root: Path, db: Path, home: Path) -> dict[str, float]:
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "PYTHONDONTWRITEBYTECODE")}
-    env.update(QBENCH_HOME=str(home), TERM="xterm-256color", PYTHONPATH=str(root),
-               PYTHONPYCACHEPREFIX=str(home / "pycache"))
-    app = PtyApp([sys.executable, "-m", "qbench_tui", "--db", str(db)], env, cwd=root, size=(120, 40))
+    app = TmuxApp([sys.executable, "-m", "qbench_tui", "--db", str(db)], _app_env(root, home), root)
     out: dict[str, float] = {}
     filtered = filtered_count(db)
     try:
-        out["first page s"] = app.wait_for("results  ·".encode(), 120)
-        app.wait_for(b"digits-mlp", 60)
-        time.sleep(1.5)  # let start-up settle
-        app.send("/")
-        time.sleep(0.5)
-        mark = len(app.output_total)
-        t0 = time.perf_counter()
-        app.send(FILTER)  # four keys at once, as typed fast: each one filters
-        out["filter s"] = app.wait_after(mark, f"{filtered} of ".encode(), 300) - (t0 - app.start)
+        out["first page s"] = app.wait_for("results  ·", 120)
+        app.wait_for("digits-mlp", 60)
+        app.wait_for("run         ▼", 60)  # the filter selects, mounted after the first page
+        time.sleep(2)  # let start-up settle: a key sent earlier may meet the focus still moving
+        for attempt in range(3):  # "/" then the word; again if the focus moved away meanwhile
+            app.send("/")
+            time.sleep(0.5)
+            t0 = app.send(FILTER)  # four keys at once, as typed fast: applied once, as one filter
+            try:
+                out["filter s"] = app.wait_for(f"{filtered} of ", 20, since=t0)
+                break
+            except TimeoutError:
+                if attempt == 2:
+                    raise
+                print(f"  the filter was not typed into the filter box (attempt {attempt + 1}); again", flush=True)
+                app.key("Escape")
         time.sleep(1.0)
-        app.send("\r")  # back to the table, so S is a key and not text
+        app.key("Enter")  # back to the table, so S is a key and not text
         time.sleep(0.5)
-        mark = len(app.output_total)
-        t0 = time.perf_counter()
-        app.send("S")
-        out["sort s"] = app.wait_after(mark, "when ▲".encode(), 300) - (t0 - app.start)
+        t0 = app.send("S")
+        out["sort s"] = app.wait_for("when ▲", 60, since=t0)
         time.sleep(1.0)
         out["RSS MB"] = psutil.Process(app.pid).memory_info().rss / 2**20
-        app.send("q")
     finally:
         app.close()
     return out
 
 
 def empty_round(root: Path, home: Path) -> float:
-    """Process start to the results' status line on an empty store (the ratio's baseline). The
-    store is made by the first (uncounted) round and kept: the later ones open it, as a user's
+    """The command's start to the results' status line on an empty store (the ratio's baseline).
+    The store is made by the first (uncounted) round and kept: the later ones open it, as a user's
     second start does (making the file and its schema is not what the ratio compares)."""
     db = home / "empty.db"
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "PYTHONDONTWRITEBYTECODE")}
-    env.update(QBENCH_HOME=str(home), TERM="xterm-256color", PYTHONPATH=str(root),
-               PYTHONPYCACHEPREFIX=str(home / "pycache"))
-    app = PtyApp([sys.executable, "-m", "qbench_tui", "--db", str(db)], env, cwd=root, size=(120, 40))
+    app = TmuxApp([sys.executable, "-m", "qbench_tui", "--db", str(db)], _app_env(root, home), root)
     try:
-        took = app.wait_for("results  ·".encode(), 120)
-        app.send("q")
+        return app.wait_for("results  ·", 120)
     finally:
         app.close()
-    return took
 
 
 def cli_round(root: Path, db: Path, home: Path, limit_flags: bool) -> dict[str, float]:
@@ -208,19 +270,24 @@ def compare_apps(trees: list[Path], results: int, rounds: int) -> int:
         subprocess.run([sys.executable, __file__, "--results", str(results), "--fill-only", str(home / "history.db")],
                        env=env, check=True, cwd=tree)
         stores[tree] = (home / "history.db", home)
-        app_round(tree, *stores[tree])  # fills the bytecode cache (not counted)
+        empty_round(tree, home)  # fills the bytecode cache and makes the empty store (not counted)
+        app_round(tree, *stores[tree])
     got: dict[Path, list[dict[str, float]]] = {tree: [] for tree in trees}
     for i in range(rounds):
         for tree in trees:
-            got[tree].append(app_round(tree, *stores[tree]))
+            empty = empty_round(tree, stores[tree][1])
+            got[tree].append({"empty s": empty, **app_round(tree, *stores[tree])})
+            got[tree][-1]["first page / empty"] = got[tree][-1]["first page s"] / empty
         print(f"  round {i + 1}: " + "; ".join(f"{str(t)[-20:]} " + ", ".join(f"{k} {v:.2f}" for k, v in got[t][-1].items())
                                               for t in trees), flush=True)
     print(f"\n== {results} results, the app, median of {rounds} alternating rounds (load average now "
           f"{os.getloadavg()[0]:.1f}) ==")
     keys = list(got[trees[0]][0])
-    print(f"{'tree':<32}" + "".join(f"{k:>14}" for k in keys))
+    widths = [max(14, len(k) + 2) for k in keys]
+    print(f"{'tree':<32}" + "".join(f"{k:>{w}}" for k, w in zip(keys, widths, strict=True)))
     for tree in trees:
-        print(f"{str(tree)[-32:]:<32}" + "".join(f"{statistics.median(r[k] for r in got[tree]):>14.2f}" for k in keys))
+        print(f"{str(tree)[-32:]:<32}" + "".join(f"{statistics.median(r[k] for r in got[tree]):>{w}.2f}"
+                                                 for k, w in zip(keys, widths, strict=True)))
     return 0
 
 
@@ -238,6 +305,13 @@ def main() -> int:
     if args.fill_only:  # run by the parent with PYTHONPATH set to the measured tree
         fill(args.fill_only, args.results)
         return 0
+    try:
+        return measure(args)
+    finally:
+        TmuxApp.shutdown()
+
+
+def measure(args: argparse.Namespace) -> int:
     if args.compare:
         return compare_apps([args.root.resolve(), args.compare.resolve()], args.results, args.rounds)
     root = args.root.resolve()

@@ -21,6 +21,7 @@ from engines.core.schema import Result, now_iso, public_json, variant_key  # noq
 from engines.store.migrations import MIGRATIONS, SCHEMA_VERSION, legacy_recipe
 from engines.store.opening import connect, describe
 from engines.store.outbox import enqueue, queue_summary
+from engines.store.planner import refresh_stats
 from engines.store.query import (
     DISTINCT_COLUMNS,
     MEASURED,
@@ -28,6 +29,8 @@ from engines.store.query import (
     REFERENCES,
     ResultQuery,
     frontier_sql,
+    merge_pages,
+    newest_page_sql,
     reference_sql,
     select_sql,
 )
@@ -36,6 +39,7 @@ APP_ID = "qbench"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 RUN_STATUSES = ("running", "finished", "interrupted", "failed")
+BRIEF_RUN_COLUMNS = ("id", "created_at", "finished_at", "status", "model", "pid", "host", "source", "message")
 
 
 class StoreError(Exception):
@@ -107,7 +111,13 @@ class Store:
             for index in range(version, SCHEMA_VERSION):
                 MIGRATIONS[index](self.db)
                 self._set_meta("schema_version", str(index + 1))
+        self.refresh_stats()
         self.reap_stale_runs()
+
+    def refresh_stats(self) -> bool:
+        """The planner's statistics, gathered if missing or stale (:mod:`engines.store.planner`)."""
+        with self._lock:
+            return refresh_stats(self.conn)
 
     def _tables(self) -> set[str]:
         return {name for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -191,21 +201,23 @@ class Store:
         return _decode_run(rows[0]) if rows else None
 
     def list_runs(self, limit: int | None = None, since: str | None = None, model: str | None = None,
-                  status: str | None = None, with_counts: bool = False) -> list[dict[str, Any]]:
+                  status: str | None = None, with_counts: bool = False, brief: bool = False) -> list[dict[str, Any]]:
         """Runs, newest first; ``since`` (ISO time) keeps those created at or after it.
-        ``with_counts`` adds ``results``: how many results each run stored (one grouped query)."""
+        ``with_counts`` adds ``results``: how many results each run stored (one grouped query).
+        ``brief``: without request and environment (decoding them is most of the time at 1,000 runs)."""
         clauses, args = [], []
         for column, value in (("created_at >= ?", since), ("model = ?", model), ("status = ?", status)):
             if value is not None:
                 clauses.append(column)
                 args.append(value)
         where = " AND ".join(clauses) or "1"
-        sql = f"SELECT * FROM runs WHERE {where} ORDER BY created_at DESC, id DESC"
+        columns = ", ".join(BRIEF_RUN_COLUMNS) if brief else "*"
+        sql = f"SELECT {columns} FROM runs WHERE {where} ORDER BY created_at DESC, id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
         with self._lock:
-            runs = [_decode_run(r) for r in self._dicts(sql, args)]
+            runs = self._dicts(sql, args) if brief else [_decode_run(r) for r in self._dicts(sql, args)]
             if with_counts and runs:
                 counts = self._run_counts([r["id"] for r in runs])
                 for r in runs:
@@ -290,10 +302,19 @@ class Store:
         """The results ``query`` keeps, in its order, ``limit`` of them from ``offset``."""
         # Sorting ids, then reading the page's rows, keeps SQLite's sorter small (whole rows
         # carry JSON columns: 200 ms instead of 35 ms for the newest-first page at 20,000).
-        sql, args = select_sql(query or ResultQuery(), columns="r.id", limit=limit, offset=offset)
+        query = query or ResultQuery()  # all, newest first (the app's first view): the runs' time index
+        if query.sort == "when" and query.where()[0] == "1" and limit is not None:
+            with self._lock:
+                parts = [self.conn.execute(sql, args).fetchall() for sql, args in newest_page_sql(query, offset + limit)]
+                return self._rows_by_id(merge_pages(parts, query.reverse)[offset:offset + limit])
+        sql, args = select_sql(query, columns="r.id", limit=limit, offset=offset)
         with self._lock:
-            ids = [row_id for (row_id,) in self.conn.execute(sql, args).fetchall()]
-            rows: dict[int, dict[str, Any]] = {}
+            return self._rows_by_id([row_id for (row_id,) in self.conn.execute(sql, args).fetchall()])
+
+    def _rows_by_id(self, ids: list[Any]) -> list[dict[str, Any]]:
+        ids = [i[0] if isinstance(i, tuple) else i for i in ids]  # ids or (id, …) rows, in that order
+        rows: dict[int, dict[str, Any]] = {}
+        with self._lock:
             for chunk in _chunks(ids):
                 marks = ",".join("?" * len(chunk))
                 rows.update((row["id"], row) for row in self._dicts(f"SELECT * FROM results WHERE id IN ({marks})",
@@ -363,11 +384,13 @@ class Store:
             last_run = self.conn.execute(
                 "SELECT max(created_at) FROM runs WHERE id IN (SELECT DISTINCT run_id FROM results WHERE model = ?)",
                 [model]).fetchone()[0]
-            best = [Result.from_row(row).to_dict() for row in self._dicts(
-                "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY COALESCE(recipe_id, method), runtime, "
-                "device, batch_size ORDER BY latency_p50_ms, id) AS rank FROM results WHERE model = ? "
-                "AND status = 'ok' AND latency_p50_ms IS NOT NULL) WHERE rank = 1 ORDER BY latency_p50_ms, id",
-                [model])]
+            # Each variant's fastest (one of equal p50s) from results_model_fastest alone, then those
+            # rows: 3 ms at 20,000 results (a window over whole rows took 90 ms).
+            fastest = self.conn.execute(
+                "SELECT id, min(latency_p50_ms) FROM results WHERE model = ? AND status = 'ok' "
+                "AND latency_p50_ms IS NOT NULL GROUP BY COALESCE(recipe_id, method), runtime, device, batch_size",
+                [model]).fetchall()
+            best = self._rows_by_id(sorted(fastest, key=lambda pair: (pair[1], pair[0])))
         return {"runs": runs, "measurements": measurements, "last_run": last_run, "best": best}
 
     # --- fleet hosts: what each worker is and does (written by the process that owns the store) ----
@@ -405,7 +428,7 @@ class Store:
         return {variant_key(r) for r in self.results(run_id)}
 
 
-def _chunks(items: list[str], size: int = 500) -> Iterable[list[str]]:
+def _chunks(items: list[Any], size: int = 500) -> Iterable[list[Any]]:
     """SQLite caps the parameters of one statement (999 in older builds)."""
     for start in range(0, len(items), size):
         yield items[start:start + size]

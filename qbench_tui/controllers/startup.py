@@ -40,7 +40,7 @@ def load_startup(store: Any | None, db_path: Path | None, system: SystemProbe,
             from qbench_tui.history import read_view, to_query
 
             with store.reading():  # a test (or the app's exit) may close the store meanwhile
-                runs = {r["id"]: r for r in store.list_runs()}
+                runs = {r["id"]: r for r in store.list_runs(brief=True)}  # the detail reads its run whole
                 # The first page only, in the table's first order (newest first): the rest is read
                 # as it is scrolled to, so the start costs the same at 20 results or 20,000.
                 view = read_view(store, to_query(ResultFilter(), "when", True), choices=True, frontier=False)

@@ -197,7 +197,9 @@ class ResultsPane(FrontierStars, ResultsDialogs, Vertical):
         if rebuild_filters:
             self._rebuild_filter_options()
         self.refresh_view()
-        self._read_stars_later()
+        # After the frame with the new count and rows: the thread's Python half (sorting the kept
+        # rows, the Pareto walk) would otherwise take the GIL while that frame is drawn.
+        self.call_after_refresh(self._read_stars_later)
 
     def read_next_page(self) -> None:
         """Append the view's next page to the table (the cursor or the scroll neared the end)."""

@@ -46,7 +46,10 @@ class ResultsDialogs:
                   "AND device = ? AND batch_size = ?", params=[result["model"], recipe, runtime, device, batch])
         earlier = [r for r in earlier if result_key(r) != result_key(result)]
         earlier.sort(key=lambda r: r.get("finished_at") or "", reverse=True)
-        self.app.push_screen(ResultDetailScreen(result, self.runs.get(result.get("run_id") or ""), earlier))
+        run_id = result.get("run_id") or ""
+        # The runs the pane holds are brief (no request nor environment): the detail shows both.
+        run = (self.store.get_run(run_id) if self.store is not None and run_id else None) or self.runs.get(run_id)
+        self.app.push_screen(ResultDetailScreen(result, run, earlier))
 
     def choose_sort(self) -> None:
         from qbench_tui.screens.sort import SortScreen
