@@ -134,7 +134,8 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
             for _, name in breakpoints:
                 self.set_class(name in chosen, name, update=False)
         yield Static("", id="topbar")
-        yield Tabs(*(Tab(title, id=f"tab-{pane}") for pane, (title, _) in PANES.items()), id="pane-tabs")
+        if self.tabbed:  # else made when the terminal first becomes small (hidden in the grid: 6 widgets)
+            yield self._pane_tabs("models")
         contents = {
             "models": ModelBrowser(id="model-browser"),
             "setup": SweepSetupPane(self.system, self.settings.measure_settings(), id="sweep-setup",
@@ -399,8 +400,22 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         if event.button.id == "starter-button":
             self.action_starter_sweep()
 
+    def _pane_tabs(self, active: str) -> Tabs:
+        return Tabs(*(Tab(title, id=f"tab-{pane}") for pane, (title, _) in PANES.items()),
+                    active=f"tab-{active}", id="pane-tabs")
+
+    def on_resize(self) -> None:
+        # The breakpoint classes are set by now (Screen._on_resize runs first).
+        if self.tabbed and not self.query("#pane-tabs"):
+            shown = next((p for p in PANES if self.query_one(f"#{p}").has_class("-active")), "models")
+            self.mount(self._pane_tabs(shown), before="#workspace")
+
+    def _activate_tab(self, pane: str) -> None:
+        for tabs in self.query("#pane-tabs").results(Tabs):
+            tabs.active = f"tab-{pane}"
+
     def action_pane(self, pane: str) -> None:
-        self.query_one("#pane-tabs", Tabs).active = f"tab-{pane}"
+        self._activate_tab(pane)
         self._show_pane(pane)
         target = PANES[pane][1]
         if pane == "results" and not self.results_pane.query_one(ResultsTable).display:
@@ -424,7 +439,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         widget = widgets.first()
         pane = next((p for p in PANES if self.query_one(f"#{p}") in widget.ancestors), None)
         if pane and self.tabbed:
-            self.query_one("#pane-tabs", Tabs).active = f"tab-{pane}"
+            self._activate_tab(pane)
             self._show_pane(pane)
         target = widget if widget.focusable else next((w for w in widget.query("*") if w.focusable), None)
         if target is not None:
