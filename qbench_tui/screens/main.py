@@ -22,7 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Static, Tab, Tabs
 from textual.worker import Worker, WorkerState
 
-from qbench_tui import messages
+from qbench_tui import gc_pause, messages
 from qbench_tui.commands import PaletteCommand, main_screen_commands
 from qbench_tui.controllers.startup import StartupLoad, warm_runner
 from qbench_tui.controllers.sweep import SweepController, describe_error
@@ -169,6 +169,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
             self.meters.arm_sampler(max(0.01, FIRST_READING_S - elapsed))  # a timer of 0 s divides by zero
         self.refresh_topbar()
         self.query_one("#model-list").focus()
+        self.call_after_refresh(gc_pause.resume)  # the collector, paused by the entry point
 
     def _post_startup(self, message: Message) -> None:
         """Where what the start-up thread reads after the first frame goes: the first device
