@@ -109,3 +109,13 @@ def _keys(app):
 
 def _row(app, key):
     return app.main.query_one(ResultsTable).get_row(key)
+
+
+@async_test
+async def test_quitting_before_the_late_widgets_are_mounted_ends_without_an_error(tmp_path: Path):
+    # The Sweep setup's lower part is mounted after the first frame; an app that quits at once
+    # (q pressed as the screen appears) takes it down meanwhile: nothing may be looked up in it then.
+    app = make_app(store=Store(tmp_path / "q.db"), settings=test_settings(), system=fixed_system())
+    async with app.run_test(size=(120, 40)):
+        pass  # leave as soon as the app runs
+    assert app._exception is None

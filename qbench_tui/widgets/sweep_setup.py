@@ -134,7 +134,10 @@ class SweepSetupPane(LatePlugins, ScrollHint, ExtraVariants, VerticalScroll):
         table, what apply_setup kept for it)."""
         if self.details_ready:
             return
-        await self.mount_all(self._details())
+        details = self._details()
+        await self.mount_all(details)
+        if not all(widget.is_attached for widget in details):
+            return  # the app quit meanwhile: its widgets are gone
         self.details_ready = self.support_known = True
         self.call_after_refresh(self._hint_scroll)
         pending, self._pending_details = self._pending_details, {}
