@@ -10,7 +10,7 @@ state machine. Every worker runs on this screen, so its errors end in one handle
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
@@ -19,7 +19,7 @@ from textual.containers import Container, Vertical
 from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Static, Tab, Tabs
+from textual.widgets import Button, Static
 from textual.worker import Worker, WorkerState
 
 from qbench_tui import gc_pause, messages
@@ -38,6 +38,9 @@ from qbench_tui.widgets.model_browser import ModelBrowser
 from qbench_tui.widgets.readout import set_text, short_path
 from qbench_tui.widgets.results import ResultsPane, ResultsTable
 from qbench_tui.widgets.sweep_setup import SweepSetupPane
+
+if TYPE_CHECKING:
+    from textual.widgets import Tabs
 
 # pane id -> (tab title, the widget that takes focus when the pane is chosen)
 PANES: dict[str, tuple[str, str]] = {
@@ -339,6 +342,8 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
             self.action_starter_sweep()
 
     def _pane_tabs(self, active: str) -> Tabs:
+        from textual.widgets import Tab, Tabs  # only small terminals show them
+
         return Tabs(*(Tab(title, id=f"tab-{pane}") for pane, (title, _) in PANES.items()),
                     active=f"tab-{active}", id="pane-tabs")
 
@@ -349,7 +354,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
             self.mount(self._pane_tabs(shown), before="#workspace")
 
     def _activate_tab(self, pane: str) -> None:
-        for tabs in self.query("#pane-tabs").results(Tabs):
+        for tabs in self.query("#pane-tabs"):
             tabs.active = f"tab-{pane}"
 
     def action_pane(self, pane: str) -> None:
