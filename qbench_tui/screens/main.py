@@ -1,10 +1,14 @@
-"""The main screen: the four panes (models, sweep setup, meters, results), the top bar, and the
-tabs that replace the grid on small terminals.
+"""The main screen: the frame around the four panes (models, sweep setup, meters, results): the
+top bar, the grid, the tabs that replace it on small terminals (made when first needed), the
+footer and the keys.
 
-It owns the panes and reacts to what the workers report: start-up loading (the store, the model
-zoo, the history), device samples (a one-shot timer re-armed after each sample, so samples never
-overlap) and the sweep, whose lifecycle is :class:`~qbench_tui.controllers.sweep.SweepController`'s
-state machine. Every worker runs on this screen, so its errors end in one handler here.
+Each pane owns its widgets and what only it reacts to: the model browser its history reads and
+the models opened by path (``widgets/model_browser.py``), the meters their device samples (a
+one-shot timer re-armed after each sample, so samples never overlap: ``widgets/meters.py``).
+The screen takes what the start-up thread read (the store, the model zoo, the history) and
+coordinates the sweep across the panes (``main_sweep.py``; its lifecycle is
+:class:`~qbench_tui.controllers.sweep.SweepController`'s state machine). Workers' unexpected
+errors bubble to one handler here.
 """
 
 from __future__ import annotations
