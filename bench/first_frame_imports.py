@@ -24,7 +24,10 @@ import sys
 
 # What is imported before the first frame: the modules the app imports, and what composing the
 # panes and the start-up thread import (the method catalog's plugins, the model zoo, the store).
-QBENCH = ("import qbench_tui.cli; from qbench_tui.app import make_app; from engines import catalog; "
+# The app defers the entry-point scan of installed packages' metadata (importlib.metadata) until
+# after the first frame (QBenchApp's constructor calls defer_entry_points): so does this.
+QBENCH = ("import qbench_tui.cli; from engines.core import discovery; discovery.defer_entry_points(); "
+          "from qbench_tui.app import make_app; from engines import catalog; "
           "catalog.METHODS; catalog.RUNTIMES; import engines.models, engines.store")
 HELLO = "from textual.app import App; from textual.widgets import Footer, Header, Static"
 LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")

@@ -109,3 +109,57 @@ def _keys(app):
 
 def _row(app, key):
     return app.main.query_one(ResultsTable).get_row(key)
+
+
+@async_test
+async def test_quitting_before_the_late_widgets_are_mounted_ends_without_an_error(tmp_path: Path):
+    # The Sweep setup's lower part is mounted after the first frame; an app that quits at once
+    # (q pressed as the screen appears) takes it down meanwhile: nothing may be looked up in it then.
+    app = make_app(store=Store(tmp_path / "q.db"), settings=test_settings(), system=fixed_system())
+    async with app.run_test(size=(120, 40)):
+        pass  # leave as soon as the app runs
+    assert app._exception is None
+
+
+@async_test
+async def test_the_pane_tabs_are_made_when_a_wide_terminal_first_becomes_small(tmp_path: Path):
+    # Hidden in the grid, the tabs are not made at a wide start; a small terminal makes them, on
+    # the pane shown, and they work as at a small start.
+    from textual.widgets import Tabs
+
+    app = make_app(store=Store(tmp_path / "q.db"), settings=test_settings(), system=fixed_system())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_ready(pilot)
+        assert not app.main.tabbed and not app.query("#pane-tabs")
+        await pilot.resize_terminal(80, 24)
+        await wait_for(pilot, lambda: app.query("#pane-tabs"), what="the tabs")
+        await pilot.pause()
+        assert app.query_one("#pane-tabs", Tabs).active == "tab-models"
+        await pilot.press("4")
+        assert app.query_one("#pane-tabs", Tabs).active == "tab-results"
+        assert [p for p in ("models", "setup", "meters", "results") if app.query_one(f"#{p}").display] == ["results"]
+
+
+@async_test
+async def test_the_remembered_theme_is_in_the_first_parse_and_a_switch_still_restyles(tmp_path: Path):
+    # The theme is chosen before the stylesheets are first parsed (no re-parse of them all at
+    # start): its classes and colours are there from the first frame, and the palette's switch
+    # still re-parses and restyles.
+    app = make_app(store=Store(tmp_path / "q.db"), settings=test_settings(theme="qbench-light"),
+                   system=fixed_system())
+    reparses = []
+    reparse = app.stylesheet.reparse
+    app.stylesheet.reparse = lambda: (reparses.append(1), reparse())[1]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_ready(pilot)
+        assert reparses == []  # every stylesheet parsed once, with the theme's variables
+        assert app.theme == "qbench-light" and app.has_class("-theme-qbench-light", "-light-mode")
+        assert not app.has_class("-dark-mode")
+        light_bg = app.screen.query_one("#models").styles.background
+        surface = app.stylesheet._variables["surface"]
+        assert surface == app.get_css_variables()["surface"]  # the light theme's variables, parsed once
+        app.set_theme("qbench-dark")
+        await pilot.pause()
+        assert app.has_class("-theme-qbench-dark", "-dark-mode") and not app.has_class("-light-mode")
+        assert reparses and app.stylesheet._variables["surface"] != surface
+        assert app.screen.query_one("#models").styles.background != light_bg

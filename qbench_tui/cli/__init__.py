@@ -96,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_tui(args) -> int:
-    from qbench_tui import cpu_clock
+    from qbench_tui import cpu_clock, gc_pause
 
     cpu_clock.prime()  # before Textual's import: the meters' first reading covers the start-up
+    gc_pause.pause()  # until the first frame is drawn
     from qbench_tui.app import run_app
 
     return run_app(db=getattr(args, "db", None))

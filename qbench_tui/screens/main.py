@@ -1,29 +1,32 @@
-"""The main screen: the four panes (models, sweep setup, meters, results), the top bar, and the
-tabs that replace the grid on small terminals.
+"""The main screen: the frame around the four panes (models, sweep setup, meters, results): the
+top bar, the grid, the tabs that replace it on small terminals (made when first needed), the
+footer and the keys.
 
-It owns the panes and reacts to what the workers report: start-up loading (the store, the model
-zoo, the history), device samples (a one-shot timer re-armed after each sample, so samples never
-overlap) and the sweep, whose lifecycle is :class:`~qbench_tui.controllers.sweep.SweepController`'s
-state machine. Every worker runs on this screen, so its errors end in one handler here.
+Each pane owns its widgets and what only it reacts to: the model browser its history reads and
+the models opened by path (``widgets/model_browser.py``), the meters their device samples (a
+one-shot timer re-armed after each sample, so samples never overlap: ``widgets/meters.py``).
+The screen takes what the start-up thread read (the store, the model zoo, the history) and
+coordinates the sweep across the panes (``main_sweep.py``; its lifecycle is
+:class:`~qbench_tui.controllers.sweep.SweepController`'s state machine). Workers' unexpected
+errors bubble to one handler here.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container, Vertical
 from textual.content import Content
+from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Static, Tab, Tabs
+from textual.widgets import Button, Static
 from textual.worker import Worker, WorkerState
 
-from qbench_tui import messages
-from qbench_tui.analysis import ModelHistory
+from qbench_tui import gc_pause, messages
 from qbench_tui.commands import PaletteCommand, main_screen_commands
 from qbench_tui.controllers.startup import StartupLoad, warm_runner
 from qbench_tui.controllers.sweep import SweepController, describe_error
@@ -39,6 +42,9 @@ from qbench_tui.widgets.model_browser import ModelBrowser
 from qbench_tui.widgets.readout import set_text, short_path
 from qbench_tui.widgets.results import ResultsPane, ResultsTable
 from qbench_tui.widgets.sweep_setup import SweepSetupPane
+
+if TYPE_CHECKING:
+    from textual.widgets import Tabs
 
 # pane id -> (tab title, the widget that takes focus when the pane is chosen)
 PANES: dict[str, tuple[str, str]] = {
@@ -104,9 +110,6 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         self.store_error: str | None = None
         self.built = False  # the panes' contents are mounted (on_mount)
         self.loaded = False  # store opened, models listed, history read (tests wait on this)
-        self.model_options: dict[str, dict[str, Any]] = {}  # per model opened by path (allow_pickle)
-        self._model_history: tuple[tuple[str, int, int], ModelHistory] | None = None  # the last one read
-        self._history_asked = 0  # model-history reads asked in the background; a late answer is dropped
         self._pending_results: list[dict[str, Any]] = []  # announced by the sweep, shown by flush_results
         self._results_timer: Any | None = None
         self.sweep = SweepController(self.post_message, self._spawn_sweep, system.monotonic)
@@ -134,12 +137,15 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
             for _, name in breakpoints:
                 self.set_class(name in chosen, name, update=False)
         yield Static("", id="topbar")
-        yield Tabs(*(Tab(title, id=f"tab-{pane}") for pane, (title, _) in PANES.items()), id="pane-tabs")
+        if self.tabbed:  # else made when the terminal first becomes small (hidden in the grid: 6 widgets)
+            yield self._pane_tabs("models")
         contents = {
-            "models": ModelBrowser(id="model-browser"),
+            "models": ModelBrowser(self.system, lambda: (self.results_pane.total, len(self.results_pane.runs)),
+                                   id="model-browser"),
             "setup": SweepSetupPane(self.system, self.settings.measure_settings(), id="sweep-setup",
                                     stacked=SweepSetupPane.stacks_in(setup_frame_width(self.app.size))),
-            "meters": DeviceMeters(self.system, id="device-meters"),
+            "meters": DeviceMeters(self.system, self.settings.sample_interval_s, lambda: self.sweeping,
+                                   id="device-meters"),
             "results": ResultsPane(id="results-pane"),
         }
         with Container(id="workspace"):
@@ -158,17 +164,24 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         # history, the first device reading) is shown in the first frame: handled here, before the
         # screen is first drawn. A slow store (or a slow first reading) is not waited for beyond
         # STARTUP_WAIT_S: the thread posts the rest, shown a frame later.
-        read, sample_coming = self._startup.take(STARTUP_WAIT_S, self.post_message)
+        read, sample_coming = self._startup.take(STARTUP_WAIT_S, self._post_startup)
         for message in read:
-            getattr(self, message.handler_name)(message)
+            target = self.meters if isinstance(message, messages.DeviceSampled) else self
+            getattr(target, message.handler_name)(message)
         if not sample_coming and not any(isinstance(m, messages.DeviceSampled) for m in read):
             # The first CPU reading covers the time since the process primed psutil (the entry
             # point does, before importing Textual).
             primed_at = getattr(self.system, "primed_at", None)
             elapsed = self.system.monotonic() - primed_at if primed_at is not None else 0.0
-            self._arm_sampler(max(0.01, FIRST_READING_S - elapsed))  # a timer of 0 s divides by zero
+            self.meters.arm_sampler(max(0.01, FIRST_READING_S - elapsed))  # a timer of 0 s divides by zero
         self.refresh_topbar()
         self.query_one("#model-list").focus()
+        self.call_after_refresh(gc_pause.resume)  # the collector, paused by the entry point
+
+    def _post_startup(self, message: Message) -> None:
+        """Where what the start-up thread reads after the first frame goes: the first device
+        reading to the meters, which sample from then on; the rest to this screen."""
+        (self.meters if isinstance(message, messages.DeviceSampled) else self).post_message(message)
 
     @property
     def ready(self) -> bool:
@@ -257,10 +270,9 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
             self.results_pane.query_one("#results-empty").display = True
             self.results_pane.query_one(ResultsTable).display = False
         self.loaded = True
+        self.browser.store, self.browser.history_ready = self.store, True
         if message.model and message.model_summary is not None:
-            summary = message.model_summary
-            self._model_history = (self._history_key(message.model),
-                                   ModelHistory(**summary) if summary else ModelHistory(0, 0, None, []))
+            self.browser.history_read(message.model, message.model_summary)
         self.show_model_history()
         self.refresh_topbar()
         self.refresh_bindings()
@@ -270,49 +282,22 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         # pressed meanwhile reads the set-up from what they will show (current_setup).
         self.call_after_refresh(self.query_one(SweepSetupPane).mount_details)
 
-    # --- model browser -------------------------------------------------------------------------
-
-    def on_model_browser_model_chosen(self, message: ModelBrowser.ModelChosen) -> None:
-        self.show_model_history()
+    # --- model browser (the pane owns its history reads and the models opened by path) ---------
 
     def show_model_history(self, background: bool = False) -> None:
-        spec = self.browser.selected
-        if spec is None or not self.loaded:
-            return
-        # Three indexed queries, however long the history (the model's rows are never all read).
-        # Asked again for the same model and the same number of results (choosing the model
-        # at start-up and the history arriving both ask): the answer read last time is shown.
-        key = self._history_key(spec.name)
-        if self._model_history is None or self._model_history[0] != key:
-            self._history_asked += 1  # an answer still on its way is older than this one
-            if background and self.store is not None:
-                # While a sweep stores results the UI thread does not wait on the store: what is
-                # shown stays until the answer comes (model_history_read).
-                self._read_model_history(key, self._history_asked)
-                return
-            summary = self.store.model_summary(spec.name) if self.store is not None else None
-            self._model_history = (key, ModelHistory(**summary) if summary else ModelHistory(0, 0, None, []))
-        self.browser.show_details(spec, self._model_history[1])
+        self.browser.show_history(background)
 
-    @work(thread=True, group="model-history", exit_on_error=False)
-    def _read_model_history(self, key: tuple[str, int, int], asked: int) -> None:
-        self.post_message(messages.ModelHistoryRead(key, self.store.model_summary(key[0]), asked))
-
-    def on_model_history_read(self, message: messages.ModelHistoryRead) -> None:
-        if message.asked != self._history_asked:
-            return  # a later read is on its way
-        self._model_history = (message.key, ModelHistory(**message.summary))
-        self.show_model_history()  # shown if the model is still the one chosen (else read for it)
-
-    def _history_key(self, model: str) -> tuple[str, int, int]:
-        return model, self.results_pane.total, len(self.results_pane.runs)
+    @property
+    def model_options(self) -> dict[str, dict[str, Any]]:
+        """The options each model opened by path was opened with (allow_pickle)."""
+        return self.browser.model_options
 
     def action_open_model(self, error: str | None = None, value: str = "", allow_pickle: bool = False) -> None:
         from qbench_tui.screens.open_model import OpenModelScreen
 
         def opened(answer: tuple[str, dict] | None) -> None:
             if answer:
-                self._resolve_model(*answer)
+                self.browser.resolve(*answer)
 
         self.app.push_screen(OpenModelScreen(error, value, allow_pickle), opened)
 
@@ -321,27 +306,9 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
 
         def pulled(repo_id: str | None) -> None:
             if repo_id:  # now in the HF cache: resolved by name like any cached model
-                self._resolve_model(repo_id, {})
+                self.browser.resolve(repo_id, {})
 
         self.app.push_screen(PullModelScreen(), pulled)
-
-    @work(thread=True, group="open-model", exit_on_error=False)
-    def _resolve_model(self, path: str, options: dict[str, Any]) -> None:
-        try:
-            spec = self.system.resolve_model(os.path.expanduser(path), options or None)
-        except Exception as exc:  # noqa: BLE001 - loaders raise many kinds; all are shown
-            self.post_message(messages.ModelOpened(path, error=describe_error(exc), options=options))
-            return
-        self.post_message(messages.ModelOpened(path, spec=spec, options=options))
-
-    def on_model_opened(self, message: messages.ModelOpened) -> None:
-        if message.spec is None:
-            self.action_open_model(error=message.error, value=message.path,
-                                   allow_pickle=bool(message.options.get("allow_pickle")))
-            return
-        self.model_options[message.spec.name] = dict(message.options)
-        self.browser.add_model(message.spec)
-        self.notify(f"opened {message.spec.name} ({message.spec.task})", timeout=3)
 
     def select_model(self, name: str) -> None:
         if self.browser.select(name):
@@ -369,29 +336,8 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         error = describe_error(event.worker.error) if event.worker.error else "unknown error"
         if event.worker.group == "sweep":
             self.post_message(messages.SweepFailed(self.sweep.run_id, error))
-        elif event.worker.group == "sampler":
-            self._arm_sampler(self.settings.sample_interval_s * 5)  # keep trying, less often
         else:
             self.notify(error, title=f"{event.worker.group} failed", severity="error", timeout=10)
-
-    # --- device sampling -----------------------------------------------------------------------
-
-    def _arm_sampler(self, delay: float) -> None:
-        self.set_timer(delay, self._sampler_worker, name="device-sampler")
-
-    @work(thread=True, group="sampler", exit_on_error=False)
-    def _sampler_worker(self) -> None:
-        self.post_message(messages.DeviceSampled(self.system.sample()))
-
-    def on_device_sampled(self, message: messages.DeviceSampled) -> None:
-        if message.sample is None:  # the start-up thread's first reading failed: keep trying, less often
-            self._arm_sampler(self.settings.sample_interval_s * 5)
-            return
-        self.meters.update_sample(message.sample)
-        # Re-armed only now: a slow sample (nvidia-smi, a loaded machine) delays the next one.
-        # Between sweeps the meters tick at half the rate: nothing is being measured.
-        interval = self.settings.sample_interval_s
-        self._arm_sampler(interval if self.sweeping else 2 * interval)
 
     # --- panes -----------------------------------------------------------------------------------
 
@@ -399,8 +345,24 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         if event.button.id == "starter-button":
             self.action_starter_sweep()
 
+    def _pane_tabs(self, active: str) -> Tabs:
+        from textual.widgets import Tab, Tabs  # only small terminals show them
+
+        return Tabs(*(Tab(title, id=f"tab-{pane}") for pane, (title, _) in PANES.items()),
+                    active=f"tab-{active}", id="pane-tabs")
+
+    def on_resize(self) -> None:
+        # The breakpoint classes are set by now (Screen._on_resize runs first).
+        if self.tabbed and not self.query("#pane-tabs"):
+            shown = next((p for p in PANES if self.query_one(f"#{p}").has_class("-active")), "models")
+            self.mount(self._pane_tabs(shown), before="#workspace")
+
+    def _activate_tab(self, pane: str) -> None:
+        for tabs in self.query("#pane-tabs"):
+            tabs.active = f"tab-{pane}"
+
     def action_pane(self, pane: str) -> None:
-        self.query_one("#pane-tabs", Tabs).active = f"tab-{pane}"
+        self._activate_tab(pane)
         self._show_pane(pane)
         target = PANES[pane][1]
         if pane == "results" and not self.results_pane.query_one(ResultsTable).display:
@@ -424,7 +386,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         widget = widgets.first()
         pane = next((p for p in PANES if self.query_one(f"#{p}") in widget.ancestors), None)
         if pane and self.tabbed:
-            self.query_one("#pane-tabs", Tabs).active = f"tab-{pane}"
+            self._activate_tab(pane)
             self._show_pane(pane)
         target = widget if widget.focusable else next((w for w in widget.query("*") if w.focusable), None)
         if target is not None:

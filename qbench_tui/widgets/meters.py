@@ -11,15 +11,18 @@ import time
 from collections import deque
 from typing import Any
 
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar, Sparkline, Static
+from textual.worker import Worker, WorkerState
 
 from engines.core.events import PHASES
 from engines.devices.sampling import DeviceSample
+from qbench_tui import messages
 from qbench_tui.analysis import fmt_duration, fmt_num
 from qbench_tui.widgets.readout import set_text
 
@@ -128,11 +131,16 @@ class MeterRows(Widget):
 
 
 class DeviceMeters(VerticalScroll):
-    """The meters pane. ``update_sample`` and the ``sweep_*`` methods are called by the app."""
+    """The meters pane. It samples the devices itself (a one-shot timer re-armed after each
+    sample, so samples never overlap); the ``sweep_*`` methods are called by the screen."""
 
-    def __init__(self, system: Any, **kwargs: Any):
+    def __init__(self, system: Any, interval_s: float = 1.0, sweeping: Any = None, **kwargs: Any):
+        """``interval_s``: seconds between samples while a sweep runs (twice that between sweeps);
+        ``sweeping``: a callable saying whether a sweep is under way (None: never)."""
         super().__init__(**kwargs)
         self.system = system
+        self.interval_s = interval_s
+        self._sweeping = sweeping or (lambda: False)
         self.sample: DeviceSample | None = None
         self.latencies: deque[float] = deque(maxlen=LATENCY_HISTORY)
         self.cpu_history: deque[float] = deque(maxlen=CPU_HISTORY)
@@ -177,6 +185,27 @@ class DeviceMeters(VerticalScroll):
         self._latency_title()
 
     # --- device samples ----------------------------------------------------------------------
+
+    def arm_sampler(self, delay: float) -> None:
+        self.set_timer(delay, self._sampler_worker, name="device-sampler")
+
+    @work(thread=True, group="sampler", exit_on_error=False)
+    def _sampler_worker(self) -> None:
+        self.post_message(messages.DeviceSampled(self.system.sample()))
+
+    def on_device_sampled(self, message: messages.DeviceSampled) -> None:
+        if message.sample is None:  # the start-up thread's first reading failed: keep trying, less often
+            self.arm_sampler(self.interval_s * 5)
+            return
+        self.update_sample(message.sample)
+        # Re-armed only now: a slow sample (nvidia-smi, a loaded machine) delays the next one.
+        # Between sweeps the meters tick at half the rate: nothing is being measured.
+        self.arm_sampler(self.interval_s if self._sweeping() else 2 * self.interval_s)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "sampler" and event.state == WorkerState.ERROR:
+            event.stop()  # a failed sample is not the user's news: keep trying, less often
+            self.arm_sampler(self.interval_s * 5)
 
     def update_sample(self, sample: DeviceSample) -> None:
         self.sample = sample

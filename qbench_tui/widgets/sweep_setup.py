@@ -84,10 +84,9 @@ class SweepSetupPane(LatePlugins, ScrollHint, ExtraVariants, VerticalScroll):
             yield Label("batch sizes", classes="field-name")
             yield Input("1", placeholder="e.g. 1, 8, 32", id="batch-sizes", compact=True,
                         classes="field-control")
-        # The rest lies below the pane's fold at the usual sizes (the support table, the forms,
-        # the collapsed measurement settings: 90 of the app's 190 widgets at start): mounted by
-        # mount_details once the four panes are drawn, in this order, under this pane, so the
-        # first full frame styles and lays out half as many widgets.
+        # The rest lies below the pane's fold at the usual sizes (the support table, the forms, the
+        # collapsed measurement settings: 90 of the app's 190 widgets at start): mounted by
+        # mount_details once the panes are drawn, so the first frame styles half as many widgets.
 
     def _details(self) -> list[Widget]:
         """The widgets under the batch sizes, in their order (see :meth:`mount_details`)."""
@@ -131,10 +130,12 @@ class SweepSetupPane(LatePlugins, ScrollHint, ExtraVariants, VerticalScroll):
 
     async def mount_details(self) -> None:
         """Mount what lies below the fold, then show the set-up in it (the forms, the support
-        table, what apply_setup kept for it)."""
+        table, what apply_setup kept for it); not if the app quit meanwhile (they are gone)."""
         if self.details_ready:
             return
-        await self.mount_all(self._details())
+        await self.mount_all(details := self._details())
+        if not all(widget.is_attached for widget in details):
+            return
         self.details_ready = self.support_known = True
         self.call_after_refresh(self._hint_scroll)
         pending, self._pending_details = self._pending_details, {}
@@ -250,8 +251,7 @@ class SweepSetupPane(LatePlugins, ScrollHint, ExtraVariants, VerticalScroll):
         self.refresh_summary()
 
     def _refresh_runtime_forms(self) -> None:
-        """A settings form per chosen runtime that has knobs (torch.compile, ORT kernels), mounted
-        the first time the runtime is chosen, like the method forms."""
+        """A form per chosen runtime with knobs (torch.compile, ORT kernels), mounted when first chosen."""
         chosen = set(self._selected("runtimes"))
         holder = self.query_one("#runtime-settings", Vertical)
         shown = False
