@@ -24,6 +24,7 @@ too (the outlier case SmoothQuant alone does not cure: their outliers are per to
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -105,8 +106,8 @@ def run_cnn(args: list[str]) -> int:
             print(done.stdout[-4000:])
             return done.returncode or 1
         payload = json.loads(done.stdout)
-    env = payload.get("environment") or {}
-    print(f"efficientnet-lite0, {env.get('cpu', {}).get('brand') if isinstance(env.get('cpu'), dict) else ''}")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"efficientnet-lite0, run {payload.get('run_id')}; load average after the run: {load}")
     print("\n".join(cnn_table(payload)))
     return 0
 
