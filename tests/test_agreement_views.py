@@ -37,3 +37,17 @@ def test_probabilities_are_read_as_they_are_and_no_confident_view_gives_none():
     assert agreement["confident_views"] == 0 and agreement["top1_confident"] is None
     sure = np.eye(8, dtype=np.float32)[:3]  # probabilities already: not softmaxed again (1 → 0.25)
     assert evaluate(_model(3), sure, sure)["agreement"]["confident_views"] == 3
+
+
+def test_the_store_keeps_the_three_views_of_agreement(tmp_path):
+    from engines.store import Store
+
+    store = Store(tmp_path / "q.db")
+    store.create_run("r", "m", {"model": "m"}, {}, "test")
+    agreement = {"top1": 0.9, "sqnr_db": 20.0, "cosine": 0.99, "top1_confident": 1.0, "confident_views": 21,
+                 "top5": 1.0}
+    store.add_result("r", {"model": "m", "method": "static-int8", "runtime": "onnxruntime", "device": "cpu",
+                           "batch_size": 1, "status": "ok", "agreement": agreement, "metrics": {"top5_agreement": 1.0}})
+    (result,) = store.results("r")
+    store.close()
+    assert result["agreement"] == agreement and result["metrics"] == {"top5_agreement": 1.0}

@@ -23,6 +23,9 @@ from typing import Any
 RESULT_STATUSES = ("ok", "failed", "unsupported", "interrupted")
 LATENCY_KEYS = ("p50", "p90", "p99", "mean", "std", "iqr", "min", "max", "samples")
 AGREEMENT_KEYS = ("top1", "sqnr_db", "cosine")
+# A classifier's further agreement figures (top1_confident, confident_views, top5) have no column:
+# the row keeps them in its metrics JSON under this key, and reading the row puts them back.
+AGREEMENT_MORE = "agreement_more"
 # Per-phase memory (MB): RSS after imports, the model load's and the session's growth, the
 # timing loop's peak (absolute, and above the loop's start), the framework's device memory.
 MEMORY_KEYS = ("baseline_mb", "load_mb", "open_mb", "payload_mb", "session_base_mb", "timing_peak_mb",
@@ -123,8 +126,11 @@ class Result:
 
     def to_row(self) -> dict[str, Any]:
         row: dict[str, Any] = {}
+        more = {k: v for k, v in (self.agreement or {}).items() if k not in AGREEMENT_KEYS}
         for name, kind in ROW_FIELDS.items():
             value = getattr(self, name)
+            if name == "metrics" and more:
+                value = {**value, AGREEMENT_MORE: more}
             row[name] = json.dumps(value, default=str) if kind is str and name in _JSON_FIELDS else value
         latency = self.latency_ms or {}
         for key in LATENCY_KEYS:
@@ -151,7 +157,8 @@ class Result:
         data["latency_ms"] = latency if latency["p50"] is not None else None
         agreement = {k: row.get(f"agreement_{k}") for k in AGREEMENT_KEYS}
         has_agreement = agreement["top1"] is not None or agreement["cosine"] is not None
-        data["agreement"] = agreement if has_agreement else None
+        more = data["metrics"].pop(AGREEMENT_MORE, None)
+        data["agreement"] = {**agreement, **(more or {})} if has_agreement else None
         data["id"], data["run_id"] = row.get("id"), row.get("run_id")
         return cls(**data)
 

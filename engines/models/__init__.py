@@ -75,7 +75,7 @@ BUILTIN_MODELS: dict[str, ModelSpec] = {
 MODEL_OPTIONS = {
     "seq_len": "tokens per input row for text models and symbolic dimensions of files (default 128)",
     "allow_pickle": "load pickled checkpoints (runs code stored in the file)",
-    "images": "held-out photo views for image classifiers (default 46: each shipped photo and its mirror)",
+    "images": "held-out photo views for image classifiers (default 200: 25 shipped photos × 8 views)",
     "prompt_tokens": "causal LMs: prompt length for the generation timings (time to first token)",
     "new_tokens": "causal LMs: tokens generated for the decode timings (with and without a KV cache)",
 }
