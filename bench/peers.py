@@ -184,6 +184,25 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
 
 
+def verdict(table: list[tuple[str, float, float, float]]) -> str:
+    """qbench's fastest row at cosine ≥ MIN_COSINE against the peers' fastest at ≥ that cosine
+    (rows: name, p50 ms, × fp32, cosine; fp32 rows and qbench's own are not peers)."""
+    ours = [r for r in table if r[0].startswith("qbench") and r[3] >= MIN_COSINE]
+    theirs = [r for r in table if not r[0].startswith(("qbench", "ORT fp32"))]
+    if not ours:
+        return f"verdict: no qbench variant kept cosine ≥ {MIN_COSINE}"
+    best = min(ours, key=lambda r: r[1])
+    rivals = [r for r in theirs if r[3] >= MIN_COSINE]
+    if not rivals:
+        return (f"verdict: qbench's best {best[0]} ({best[1]:.2f} ms, cosine {best[3]:.4f}); "
+                f"no peer kept cosine ≥ {MIN_COSINE}")
+    peer = min(rivals, key=lambda r: r[1])
+    where = "at or below" if best[1] <= peer[1] else "above"
+    return (f"verdict: qbench's best {best[0]} {best[1]:.2f} ms (cosine {best[3]:.4f}) is {where} the best peer at "
+            f"cosine ≥ {MIN_COSINE}, {peer[0]} {peer[1]:.2f} ms (cosine {peer[3]:.4f}): {peer[1] / best[1]:.3f}× its "
+            f"speed{'' if best[3] >= peer[3] else ', at a lower cosine'}")
+
+
 def cpu_line() -> str:
     """lscpu's model name and the int8/bf16 flags that decide the kernels (amx, avx512_vnni, avx512_bf16)."""
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
@@ -248,6 +267,7 @@ def main() -> None:
     for name, ms, ratio, cos in table:
         mark = "  ← qbench's best at cosine ≥ 0.99" if name == best else ""
         print(f"{name:58s} {ms:8.2f} {ratio:7.2f} {cos:8.4f}{mark}")
+    print(verdict(table))
     for note in notes:
         print("note:", note)
     if torch_sessions:
