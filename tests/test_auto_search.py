@@ -53,6 +53,15 @@ def test_standardized_sweep_leaves_out_torch_int4_on_a_cpu_saying_why():
     assert cpu_left_out("static-int8:activation_type=int8:per_channel=true", "onnxruntime", "cpu")
 
 
+def test_a_search_that_measured_nothing_says_so_rather_than_that_nothing_kept_quality():
+    runs = [{"phase": "screening", "run_id": "a", "status": "interrupted", "results": 0},
+            {"phase": "finals", "run_id": "b", "status": "interrupted", "results": 0}]
+    lines = summary_lines({"best": None, "runners_up": [], "runs": runs, "wall_s": 90, "budget_s": 90})
+    assert lines[0].startswith("best: nothing was measured") and "another" in lines[0]
+    runs[1]["results"] = 2  # finals measured, none kept quality: the other sentence
+    assert summary_lines({"best": None, "runners_up": [], "runs": runs})[0].startswith("best: none of the finals")
+
+
 def test_session_settings_candidates_are_valid_onnx_runtime_settings():
     import onnxruntime as ort
 
