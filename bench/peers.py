@@ -6,7 +6,10 @@ so that the machine's load falls on all of them alike. Quality is the cosine of 
 embedding to the plain fp32 graph's on qbench's held-out sentences.
 
 * qbench: the recipes ``--methods auto`` proposes on an x86 CPU with VNNI, made by qbench's own
-  passes; the best one that keeps cosine ≥ 0.99 is marked.
+  passes; the best one that keeps cosine ≥ 0.99 is marked. Its torch variants (auto's static int8,
+  which inductor lowers to oneDNN's int8 kernels, bf16, and torch fp32 for reference) are not ONNX
+  files: they run through qbench's own torch session (``open_recipe``) in the same interleaved
+  rounds, with the same threads (``torch.set_num_threads``) and the same inputs, and say so.
 * hand-written ONNX Runtime: ``optimize_model`` (bert, heads/hidden given) + ``quantize_dynamic``.
 * Optimum (``optimum-onnx``): ORTOptimizer O1/O2/O3, each followed by ORTQuantizer's avx512_vnni
   dynamic preset; sentence-transformers' ``export_dynamic_quantized_onnx_model`` (avx512_vnni) on
@@ -35,6 +38,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 QBENCH_RECIPES = ("dynamic-int8", "fuse", "fuse+dynamic-int8", "static-int8")
+# auto's torch candidates on an x86 CPU (engines.devices.strategies), timed through qbench's torch session
+QBENCH_TORCH_RECIPES = ("fp32", "static-int8", "bf16")
 MIN_COSINE = 0.99
 
 # Run in the peer interpreter: Optimum's optimizer levels and quantizer preset, sentence-transformers'
@@ -97,6 +102,38 @@ def qbench_variants(model, workdir: Path, threads: int) -> dict[str, Path]:
     return out
 
 
+class TorchVariant:
+    """A qbench torch variant behind the ``run``/``get_inputs`` face the ONNX sessions show here."""
+
+    def __init__(self, session, input_names):
+        self._session, self._names = session, list(input_names)
+
+    def get_inputs(self):
+        return [type("Input", (), {"name": n}) for n in self._names]
+
+    def run(self, _outputs, feed):
+        return [self._session.run(feed)]
+
+
+def qbench_torch_variants(model, workdir: Path, threads: int) -> tuple[dict[str, TorchVariant], list[str]]:
+    """auto's torch recipes opened through qbench's own torch session (int8: inductor → oneDNN)."""
+    from engines.bench.worker import open_recipe
+
+    out, notes = {}, []
+    for spec in QBENCH_TORCH_RECIPES:
+        folder = workdir / f"torch-{spec}"
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            artifact, sess = open_recipe(model, spec, "torch", "cpu", threads, folder)
+        except Exception as exc:  # noqa: BLE001 - say which and go on
+            notes.append(f"qbench torch {spec}: {type(exc).__name__}: {exc}"[:300])
+            continue
+        how = artifact.facts.get("int8_kernels") or ("eager" if not artifact.facts.get("simulated") else
+                                                     "eager Q/DQ simulation")
+        out[f"qbench {spec} · torch ({how})"] = TorchVariant(sess, model.input_names)
+    return out, notes
+
+
 def hand_written(fp32: Path, workdir: Path) -> dict[str, Path]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model
@@ -147,6 +184,34 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
 
 
+def verdict(table: list[tuple[str, float, float, float]]) -> str:
+    """qbench's fastest row at cosine ≥ MIN_COSINE against the peers' fastest at ≥ that cosine
+    (rows: name, p50 ms, × fp32, cosine; fp32 rows and qbench's own are not peers)."""
+    ours = [r for r in table if r[0].startswith("qbench") and r[3] >= MIN_COSINE]
+    theirs = [r for r in table if not r[0].startswith(("qbench", "ORT fp32"))]
+    if not ours:
+        return f"verdict: no qbench variant kept cosine ≥ {MIN_COSINE}"
+    best = min(ours, key=lambda r: r[1])
+    rivals = [r for r in theirs if r[3] >= MIN_COSINE]
+    if not rivals:
+        return (f"verdict: qbench's best {best[0]} ({best[1]:.2f} ms, cosine {best[3]:.4f}); "
+                f"no peer kept cosine ≥ {MIN_COSINE}")
+    peer = min(rivals, key=lambda r: r[1])
+    where = "at or below" if best[1] <= peer[1] else "above"
+    return (f"verdict: qbench's best {best[0]} {best[1]:.2f} ms (cosine {best[3]:.4f}) is {where} the best peer at "
+            f"cosine ≥ {MIN_COSINE}, {peer[0]} {peer[1]:.2f} ms (cosine {peer[3]:.4f}): {peer[1] / best[1]:.3f}× its "
+            f"speed{'' if best[3] >= peer[3] else ', at a lower cosine'}")
+
+
+def cpu_line() -> str:
+    """lscpu's model name and the int8/bf16 flags that decide the kernels (amx, avx512_vnni, avx512_bf16)."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    wanted = [f for f in flags if f.startswith("amx") or f in ("avx512_vnni", "avx_vnni", "avx512_bf16")]
+    return f"{name}, {os.cpu_count()} cores; {', '.join(wanted) or 'no amx/vnni/bf16 flags'}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--peer-python", default=os.environ.get("QBENCH_PEER_PYTHON"))
@@ -167,6 +232,9 @@ def main() -> None:
     files.update(made)
 
     sessions = {name: session(path, args.threads) for name, path in files.items()}
+    torch_sessions, torch_notes = qbench_torch_variants(model, workdir, args.threads)
+    sessions.update(torch_sessions)
+    notes += torch_notes
     ev = model.eval_inputs
     rows = len(next(iter(ev.values())))
     outs = {name: np.concatenate([embed(s, {k: v[i:i + 16] for k, v in ev.items()}) for i in range(0, rows, 16)])
@@ -193,13 +261,18 @@ def main() -> None:
     load = os.getloadavg()
     print(f"all-MiniLM-L6-v2, batch 1, seq {one['input_ids'].shape[1]}, {args.threads} threads, "
           f"{args.rounds} interleaved rounds × {args.calls} calls; load average {load[0]:.1f} at the end; "
-          f"ONNX Runtime {__import__('onnxruntime').__version__}")
+          f"ONNX Runtime {__import__('onnxruntime').__version__}, torch {__import__('torch').__version__}")
+    print(f"CPU: {cpu_line()}")
     print(f"{'variant':58s} {'p50 ms':>8s} {'× fp32':>7s} {'cosine':>8s}")
     for name, ms, ratio, cos in table:
         mark = "  ← qbench's best at cosine ≥ 0.99" if name == best else ""
         print(f"{name:58s} {ms:8.2f} {ratio:7.2f} {cos:8.4f}{mark}")
+    print(verdict(table))
     for note in notes:
         print("note:", note)
+    if torch_sessions:
+        print("note: the torch rows are not ONNX files: qbench's torch session (same rounds, threads, inputs); "
+              "× fp32 is over the ORT fp32 row")
     shutil.rmtree(workdir, ignore_errors=True)
 
 

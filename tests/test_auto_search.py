@@ -40,6 +40,28 @@ def test_bf16_is_a_candidate_only_where_the_cpu_computes_it():
     assert "0.17×" in CPU_LEFT_OUT["int4"]
 
 
+def test_standardized_sweep_leaves_out_torch_int4_on_a_cpu_saying_why():
+    from engines.analysis.families import candidates
+    from engines.devices.strategies import cpu_left_out
+
+    found, refused = candidates("encoder", ["cpu"], ["onnxruntime", "torch"])
+    planned = {(c.spec, c.runtime) for c in found}
+    assert ("int4", "torch") not in planned and ("int4", "onnxruntime") in planned
+    why = next(r["reason"] for r in refused if r["spec"] == "int4" and r["runtime"] == "torch")
+    assert why.startswith("left out on this CPU") and "0.17×" in why
+    assert cpu_left_out("int4", "torch", "cuda") is None
+    assert cpu_left_out("static-int8:activation_type=int8:per_channel=true", "onnxruntime", "cpu")
+
+
+def test_a_search_that_measured_nothing_says_so_rather_than_that_nothing_kept_quality():
+    runs = [{"phase": "screening", "run_id": "a", "status": "interrupted", "results": 0},
+            {"phase": "finals", "run_id": "b", "status": "interrupted", "results": 0}]
+    lines = summary_lines({"best": None, "runners_up": [], "runs": runs, "wall_s": 90, "budget_s": 90})
+    assert lines[0].startswith("best: nothing was measured") and "another" in lines[0]
+    runs[1]["results"] = 2  # finals measured, none kept quality: the other sentence
+    assert summary_lines({"best": None, "runners_up": [], "runs": runs})[0].startswith("best: none of the finals")
+
+
 def test_session_settings_candidates_are_valid_onnx_runtime_settings():
     import onnxruntime as ort
 

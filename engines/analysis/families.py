@@ -132,6 +132,7 @@ def candidates(family: str, devices: list[str], runtimes: list[str] | None = Non
     Order: fp32 on the preferred runtime first, then its family's recipes, the next runtime's
     fp32 and recipes interleaved two steps behind (a speed-up needs fp32 on the same runtime)."""
     from engines import catalog
+    from engines.devices.strategies import cpu_left_out
     from engines.methods.recipe import parse_recipe
     from engines.passes import Format
 
@@ -145,6 +146,8 @@ def candidates(family: str, devices: list[str], runtimes: list[str] | None = Non
         for r_rank, runtime in enumerate(order):
             for k, (spec, why) in enumerate(recipes):
                 reason = catalog.unsupported_reason(parse_recipe(spec), runtime, device, source)
+                if not reason and (slow := cpu_left_out(spec, runtime, device)):
+                    reason = f"left out on this CPU (slower than fp32 here): {slow}"
                 if reason:
                     refused.append({"spec": spec, "runtime": runtime, "device": device, "reason": reason})
                     continue

@@ -310,6 +310,9 @@ def summary_lines(report: dict[str, Any], limit: int = 12) -> list[str]:
         ratio = f", {best['vs_fastest_fp32']:.2f}× the fastest fp32 ({report['fastest_fp32']})" \
             if best.get("vs_fastest_fp32") else ""
         lines.append(f"best: {best['variant']} — {best['p50_ms']:.3f} ms, {best['quality']}{ratio}")
+    elif report.get("runs") and not any(r.get("results") for r in report["runs"]):
+        lines.append("best: nothing was measured: every sweep of the search stopped before a measurement "
+                     "finished (the budget ran out; a sweep waiting for another on this machine counts)")
     else:
         lines.append("best: none of the finals kept quality and beat fp32")
     if report.get("fused_fp32"):

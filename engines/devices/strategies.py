@@ -92,6 +92,18 @@ CPU_LEFT_OUT = {
     "static-int8:activation_type=int8:per_channel=true": "s8 activations (MLAS S8S8) ran slower than fp32 on "
                                                            "x86; the u8 (U8S8) form is the candidate",
 }
+# Of those, the ones that are slow on one runtime only (the standardized sweeps keep them elsewhere).
+CPU_LEFT_OUT_RUNTIMES = {"int4": ("torch",)}
+
+
+def cpu_left_out(spec: str, runtime: str, device: str) -> str | None:
+    """Why auto leaves ``spec`` on ``runtime`` out on this CPU (measured slower than fp32), or None."""
+    if device != "cpu":
+        return None
+    key = spec if spec in CPU_LEFT_OUT else spec.split(":")[0]
+    if key not in CPU_LEFT_OUT or runtime not in CPU_LEFT_OUT_RUNTIMES.get(key, (runtime,)):
+        return None
+    return CPU_LEFT_OUT[key]
 
 
 def session_settings(cores: int | None = None) -> list[dict[str, object]]:
