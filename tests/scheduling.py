@@ -1,0 +1,80 @@
+"""The order in which pytest-xdist hands modules to its workers: the longest first.
+
+``--dist loadscope`` gives each worker whole modules (a module's fixtures, a real sweep or a
+server, are built once) and, by default, in the order of their test counts. A module of a few
+tests that each run a real sweep then starts last while the other worker sits idle: with two
+workers, the run lasts as long as its last module. Here the next module a worker gets is the one
+that took longest, by the durations of its tests in the last run on this checkout (kept in
+pytest's cache by the controller), else by :data:`KNOWN_SECONDS` (a clean clone: CI), else by its
+test count (a fraction of a second a test).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CACHE_KEY = "qbench/test_seconds"
+
+# A module's seconds (setup, call and teardown of its tests, with its module fixtures) in the
+# suite's full run on two loaded cores: the order of a clean clone's first run. Only the long
+# ones; the rest go by their test counts.
+KNOWN_SECONDS = {
+    "tests/test_real_minilm.py": 200,
+    "tests/test_coreml_passes.py": 120,
+    "tests/test_cli_sweep.py": 110,
+    "tests/test_vision_models.py": 100,
+    "tests/test_mlx_mixed.py": 80,
+    "tests/test_kv_cache.py": 90,
+    "tests/test_export.py": 90,
+    "tests/test_techniques_fusion.py": 70,
+    "tests/test_real_tiny_lm.py": 60,
+    "tests/test_auto_search.py": 60,
+    "tests/test_tui_e2e_tmux.py": 60,
+    "tests/test_real_hf.py": 60,
+    "tests/test_mlx_transformers.py": 60,
+    "tests/test_llamacpp.py": 50,
+}
+UNKNOWN_TEST_SECONDS = 0.3
+
+_durations: dict[str, float] = {}
+
+
+def record_durations(report: Any) -> None:
+    """Each test's seconds, setup + call + teardown (the controller sees every worker's reports)."""
+    _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
+
+
+def save_durations(config: Any) -> None:
+    """Into pytest's cache, over the figures of the tests that ran again (a partial run keeps the rest)."""
+    cache = getattr(config, "cache", None)
+    if cache is None or not _durations:
+        return
+    kept = cache.get(CACHE_KEY, {})
+    cache.set(
+        CACHE_KEY, {**(kept if isinstance(kept, dict) else {}), **{k: round(v, 2) for k, v in _durations.items()}}
+    )
+
+
+def longest_first_scheduler(config: Any, log: Any) -> Any:
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    cache = getattr(config, "cache", None)
+    seconds = cache.get(CACHE_KEY, {}) if cache is not None else {}
+    seconds = seconds if isinstance(seconds, dict) else {}
+
+    class LongestFirst(LoadScopeScheduling):
+        def _weight(self, scope: str) -> float:
+            tests = self.workqueue[scope]
+            known = [seconds[t] for t in tests if t in seconds]
+            if len(known) * 2 >= len(tests):  # measured here: those tests, the rest as the average
+                return sum(known) * len(tests) / len(known)
+            return KNOWN_SECONDS.get(scope, UNKNOWN_TEST_SECONDS * len(tests))
+
+        def _assign_work_unit(self, node: Any) -> None:
+            heaviest = max(self.workqueue, key=self._weight)
+            self.workqueue.move_to_end(heaviest, last=False)
+            super()._assign_work_unit(node)
+
+    return LongestFirst(config, log)
