@@ -117,6 +117,18 @@ def _keep_trained_models() -> None:
 
 # Only into this session's own, fresh home (not a QBENCH_HOME the caller set).
 _OWN_HOME = Path(os.environ["QBENCH_HOME"]) == _SESSION_HOME
+
+# A fresh run's workers train into the run's cache itself: each home's model folder is a link to
+# it, so a worker that needs tiny-lm while another trains it waits on the trainer's lock
+# (engines/models/tiny_lm.py) and loads its weights, instead of training a second copy at once.
+if _OWN_HOME and os.environ.get("QBENCH_TEST_FRESH_MODELS") == "1" and _model_cache() is not None:
+    for _name in ("digits-mlp", "digits-cnn", "tiny-lm"):
+        _target, _link = _model_cache() / _name, _SESSION_HOME / "models" / _name
+        _target.mkdir(parents=True, exist_ok=True)
+        _link.parent.mkdir(parents=True, exist_ok=True)
+        if not _link.exists():
+            _link.symlink_to(_target, target_is_directory=True)
+
 if _OWN_HOME:
     _restore_trained_models()
 
