@@ -13,7 +13,9 @@ The suite runs in parallel (pytest-xdist, ``-n auto --dist loadscope`` in pyproj
 runs in one process, for ``--pdb`` or ``-s``). Each worker is a session with its own QBENCH_HOME (its
 own store, measurement lock and exports); a model one worker trained is copied into the cache after
 its test and into the other workers' homes before their next test, so it is trained once per run.
-A module's tests run on one worker, so its module-scoped fixtures (a sweep, a server) are built once.
+A module's tests run on one worker, so its module-scoped fixtures (a sweep, a server) are built once;
+the modules are handed out longest first (``pytest_xdist_make_scheduler`` below), so that a long
+module of few tests (a real sweep) does not start last while the other worker sits idle.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
+
+from tests.scheduling import longest_first_scheduler, record_durations, save_durations
 
 # Set before any engines module computes a path; child processes inherit it. An xdist worker inherits
 # its controller's variables: a home the suite made there is replaced by the worker's own, and a
@@ -113,8 +117,37 @@ def _keep_trained_models() -> None:
 
 # Only into this session's own, fresh home (not a QBENCH_HOME the caller set).
 _OWN_HOME = Path(os.environ["QBENCH_HOME"]) == _SESSION_HOME
+
+# A fresh run's workers train into the run's cache itself: each home's model folder is a link to
+# it, so a worker that needs tiny-lm while another trains it waits on the trainer's lock
+# (engines/models/tiny_lm.py) and loads its weights, instead of training a second copy at once.
+if _OWN_HOME and os.environ.get("QBENCH_TEST_FRESH_MODELS") == "1" and _model_cache() is not None:
+    for _name in ("digits-mlp", "digits-cnn", "tiny-lm"):
+        _target, _link = _model_cache() / _name, _SESSION_HOME / "models" / _name
+        _target.mkdir(parents=True, exist_ok=True)
+        _link.parent.mkdir(parents=True, exist_ok=True)
+        if not _link.exists():
+            _link.symlink_to(_target, target_is_directory=True)
+
 if _OWN_HOME:
     _restore_trained_models()
+
+# The fp32 ONNX exports (engines/models/onnx_cache.py: a transformer's first ONNX Runtime variant
+# loads it in torch and exports it, tens of seconds on two loaded cores) are shared by the run's
+# workers, as one worker's modules already share them: each worker's $QBENCH_HOME/models/onnx is a
+# link to one folder of the run, removed when the run ends. The cache writes each export whole (a
+# rename) under a key of the weights' files, the options and the library versions.
+if not os.environ.get("QBENCH_TEST_RUN_SHARED"):
+    os.environ["QBENCH_TEST_RUN_SHARED"] = tempfile.mkdtemp(prefix="qbench-test-run-shared-")
+    _RUN_SHARED_OWNED = True
+else:
+    _RUN_SHARED_OWNED = False
+if _OWN_HOME:
+    _shared_onnx = Path(os.environ["QBENCH_TEST_RUN_SHARED"]) / "onnx"
+    _shared_onnx.mkdir(parents=True, exist_ok=True)
+    (_SESSION_HOME / "models").mkdir(parents=True, exist_ok=True)
+    if not (_SESSION_HOME / "models" / "onnx").exists():
+        (_SESSION_HOME / "models" / "onnx").symlink_to(_shared_onnx, target_is_directory=True)
 
 
 @pytest.fixture(autouse=True)
@@ -131,8 +164,12 @@ def _share_trained_models():
 def pytest_sessionfinish(session, exitstatus):
     if _OWN_HOME:
         _keep_trained_models()
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # the run's controller (or the one process)
+        save_durations(session.config)
     if _RUN_MODELS_OWNED and not os.environ.get("PYTEST_XDIST_WORKER"):  # the run's controller, last
         shutil.rmtree(os.environ["QBENCH_TEST_RUN_MODELS"], ignore_errors=True)
+    if _RUN_SHARED_OWNED and not os.environ.get("PYTEST_XDIST_WORKER"):
+        shutil.rmtree(os.environ["QBENCH_TEST_RUN_SHARED"], ignore_errors=True)
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # Tracking is on by default for users; the suite's sweeps would each start an MLflow sender.
 # The tracking tests name their own URIs.
@@ -181,3 +218,12 @@ def pytest_collection_modifyitems(config, items):
             reason = item.get_closest_marker(marker) and _hardware_missing(marker)
             if reason:
                 item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadscope``, the longest modules first (by what each test took in the last run here)."""
+    return longest_first_scheduler(config, log)
+
+
+def pytest_runtest_logreport(report):
+    record_durations(report)

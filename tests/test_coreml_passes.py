@@ -57,6 +57,7 @@ def read_back(path) -> tuple[dict[str, int], str | None, list[list[int]]]:
     return floats, flexibility, shapes
 
 
+@pytest.mark.slow  # five conversions, two of them k-means palettes (4 and 8 bits): minutes on loaded cores
 def test_conversion_and_compression_shrink_the_package_and_the_ops_show_it(tmp_path):
     model = load_model(resolve_model("digits-mlp"))
     fp32, applied = _artifact(model, "fp32", tmp_path)
@@ -83,6 +84,7 @@ def test_w8a8_carries_quantize_ops_and_fp16_is_a_conversion(tmp_path):
         or "minmax" in catalog.unsupported_reason(parse_recipe("static-int8:calibration_method=entropy"), "coreml", "cpu")
 
 
+@pytest.mark.slow  # seven conversions; the quick loop keeps the w8a8 / fp16 conversions and the refusal
 def test_neural_engine_programs_compute_in_float16_with_the_sweeps_batch_sizes_enumerated(tmp_path):
     model = load_model(resolve_model("digits-mlp"))
     for recipe in ("fp32", "fp16", "weight-int8", "palettize:nbits=6", "static-int8:calibration_samples=64"):

@@ -19,7 +19,8 @@ METHODS = "fp32,dynamic-int8,static-int8,int4"
 @pytest.fixture(scope="module")
 def minilm_sweep(tmp_path_factory):
     db = tmp_path_factory.mktemp("minilm") / "q.db"
-    proc, payload = qbench_json("run", "--model", "all-MiniLM-L6-v2", "--methods", METHODS,
+    # 32 tokens a row hold the longest sentence of the retrieval set (128, the default, is mostly padding)
+    proc, payload = qbench_json("run", "--model", "all-MiniLM-L6-v2", "--methods", METHODS, "--seq-len", "32",
                                 "--runtimes", "onnxruntime,torch", "--db", str(db), *FAST)
     return proc, payload, db
 

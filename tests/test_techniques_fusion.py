@@ -37,8 +37,9 @@ def test_a_graph_without_transformer_blocks_says_no_fusion_applies():
 @pytest.mark.slow
 @pytest.mark.real_model
 def test_fused_minilm_carries_the_fused_operators_and_lists_the_fusions(tmp_path):
+    # 32 tokens a row, as test_real_minilm's sweep: the run's workers share that fp32 ONNX export
     proc, payload = qbench_json("run", "--model", "all-MiniLM-L6-v2", "--methods", "fuse,fuse+dynamic-int8",
-                                "--runtimes", "onnxruntime", "--db", str(tmp_path / "q.db"), *FAST)
+                                "--seq-len", "32", "--runtimes", "onnxruntime", "--db", str(tmp_path / "q.db"), *FAST)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = {r["label"]: r for r in payload["results"]}
     fused, quantized = table["fuse"], table["fuse+dynamic-int8"]
