@@ -301,8 +301,8 @@ class Store:
         with self._lock:
             return self._rows_by_id([row_id for (row_id,) in self.conn.execute(sql, args).fetchall()])
 
-    def _rows_by_id(self, ids: list[Any]) -> list[dict[str, Any]]:
-        ids = [i[0] if isinstance(i, tuple) else i for i in ids]  # ids or (id, …) rows, in that order
+    def _rows_by_id(self, ids: list[int]) -> list[dict[str, Any]]:
+        """These results, decoded, in the order of ``ids``."""
         rows: dict[int, dict[str, Any]] = {}
         with self._lock:
             for chunk in _chunks(ids):
@@ -380,7 +380,7 @@ class Store:
                 "SELECT id, min(latency_p50_ms) FROM results WHERE model = ? AND status = 'ok' "
                 "AND latency_p50_ms IS NOT NULL GROUP BY COALESCE(recipe_id, method), runtime, device, batch_size",
                 [model]).fetchall()
-            best = self._rows_by_id(sorted(fastest, key=lambda pair: (pair[1], pair[0])))
+            best = self._rows_by_id([row_id for row_id, _ in sorted(fastest, key=lambda pair: (pair[1], pair[0]))])
         return {"runs": runs, "measurements": measurements, "last_run": last_run, "best": best}
 
     # --- fleet hosts: what each worker is and does (written by the process that owns the store) ----
