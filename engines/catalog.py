@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from engines.core.formats import Format
 from engines.devices import detect_devices, device_info
 from engines.methods.recipe import Recipe
 from engines.methods.registry import MethodSpec, all_methods
-from engines.passes import Format, Plan, plan
+from engines.passes import Plan, plan
 from engines.runtimes import RuntimeSpec, all_runtimes, runtime_spec
 
 if TYPE_CHECKING:

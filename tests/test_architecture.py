@@ -228,3 +228,18 @@ def test_the_engines_modules_import_each_other_without_a_cycle():
 
 def test_the_cycle_listing_itself():
     assert _cycles({"a": {"b"}, "b": {"a", "c"}, "c": set(), "d": {"d2"}, "d2": {"d"}}) == [{"a", "b"}, {"d", "d2"}]
+
+
+def test_runtimes_and_models_know_artifact_formats_without_the_passes():
+    """A runtime declares the formats it opens, a model the format it comes in: both take
+    ``Format`` from the core module below them, never from the passes package above (not even
+    for type hints), so passes ↔ runtimes is no circle."""
+    offenders = {}
+    for module, path in _sources().items():
+        if not module.startswith(("engines.runtimes", "engines.models")):
+            continue
+        bad = sorted(n for n in _imports(module, path, type_checking=True)
+                     if n == "engines.passes" or n.startswith("engines.passes."))
+        if bad:
+            offenders[module] = bad
+    assert offenders == {}

@@ -132,9 +132,9 @@ def candidates(family: str, devices: list[str], runtimes: list[str] | None = Non
     Order: fp32 on the preferred runtime first, then its family's recipes, the next runtime's
     fp32 and recipes interleaved two steps behind (a speed-up needs fp32 on the same runtime)."""
     from engines import catalog
+    from engines.core.formats import Format
     from engines.devices.strategies import cpu_left_out
     from engines.methods.recipe import parse_recipe
-    from engines.passes import Format
 
     source = source_format or Format.TORCH
     names = list(runtimes or catalog.RUNTIMES)

@@ -46,7 +46,7 @@ def reference_outputs(model, workdir: Path) -> np.ndarray:
 def source_artifact(model: LoadedModel, workdir: Path) -> Artifact:
     """The loaded model as the first artifact of the chain: its ONNX file, or its torch module."""
     if model.module is None:
-        from engines.passes.onnx_passes import export_fp32
+        from engines.models.onnx_export import export_fp32
 
         return Artifact(export_fp32(model, workdir), format=Format.ONNX.value)  # copies the file
     # Saved (for its size) only if no pass replaces it: see apply_passes.

@@ -33,8 +33,8 @@ class ModelSpec:
 
     @property
     def source_format(self):
-        """The format the model comes in (engines.passes.Format): an ONNX file, else a torch module."""
-        from engines.passes import Format
+        """The format the model comes in (engines.core.formats.Format): an ONNX file, else a torch module."""
+        from engines.core.formats import Format
 
         return Format.ONNX if self.path and self.path.lower().endswith(".onnx") else Format.TORCH
 

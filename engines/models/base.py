@@ -70,7 +70,7 @@ class LoadedModel:
     def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
         """The first ``batch_size`` held-out rows (tiled when the set is smaller)."""
         if self.fixed_batch is not None and batch_size != self.fixed_batch:
-            from engines.runtimes.base import UnsupportedVariant
+            from engines.core.errors import UnsupportedVariant
 
             raise UnsupportedVariant(
                 f"the model's graph fixes the batch size at {self.fixed_batch}; batch size "

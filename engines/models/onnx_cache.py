@@ -74,12 +74,12 @@ def onnx_model(name: str, key_parts: dict[str, Any], build: Callable[[], LoadedM
 
 
 def _write(model: LoadedModel, folder: Path) -> None:
-    from engines.passes import onnx_passes
+    from engines.models.onnx_export import export_fp32
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        onnx_passes.export_fp32(model, tmp)
+        export_fp32(model, tmp)
         if model.task == "causal-lm" and model.details.get("kv_cache"):
             from engines.models.kv_cache import KV_GRAPH, export_kv_onnx
 

@@ -14,7 +14,6 @@ which only the child process that measures a variant calls.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import importlib
 import pkgutil
 from collections import deque
@@ -25,29 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from engines.core import discovery
 from engines.core.config import Config, config_to_dict
+from engines.core.formats import Format  # re-exported: the pass modules take it from here
 
 if TYPE_CHECKING:
     from engines.methods.recipe import Recipe
     from engines.models.base import LoadedModel
     from engines.runtimes import RuntimeSpec
     from engines.runtimes.base import Artifact
-
-
-class Format(str, enum.Enum):
-    """What an artifact is: the currency passes exchange and runtimes open."""
-
-    TORCH = "torch"  # an nn.Module in memory (its state dict on disk, for the size)
-    ONNX = "onnx"
-    COREML = "coreml"
-    TFLITE = "tflite"
-    MLX = "mlx"
-    GGUF = "gguf"
-
-    @property
-    def title(self) -> str:
-        return {"torch": "PyTorch module", "onnx": "ONNX graph", "coreml": "Core ML package",
-                "tflite": "TFLite flatbuffer", "mlx": "MLX module",
-                "gguf": "GGUF file"}[self.value]
 
 
 @dataclass

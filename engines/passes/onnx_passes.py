@@ -11,53 +11,23 @@ Everything heavy (torch, onnx, onnxruntime) is imported inside the functions.
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from engines.methods.floats import Fp16Config
 from engines.methods.int4 import Int4Algorithm, Int4Config
 from engines.methods.int8 import DynamicInt8Config, StaticInt8Config, WeightInt8Config
+from engines.models.onnx_export import export_fp32  # noqa: F401 - re-exported: bench scripts and tests use it here
 from engines.passes import Format, PassContext, register_pass
 from engines.passes.onnx_graph import gemm_to_matmul
 from engines.passes.onnx_static import CalibrationReader as _CalibrationReader  # noqa: F401 - mixed_passes reads it here
 from engines.passes.onnx_static import quantize_static
 from engines.runtimes.base import Artifact, UnsupportedVariant
 
-if TYPE_CHECKING:
-
-    from engines.models.base import LoadedModel
-
-OPSET = 17
 _ORT = ("onnxruntime",)  # graphs with com.microsoft ops or ORT-only layouts
 _ORT_CPU_ONLY = "ONNX Runtime's int8 quantized operators run on the CPU execution provider only"
 
 # The quantizers log every skipped node at INFO; keep the child's log readable.
 logging.getLogger("onnxruntime").setLevel(logging.WARNING)
-
-
-def export_fp32(model: LoadedModel, workdir: Path, module=None) -> Path:
-    """The fp32 ONNX graph: the model's own file, or a torch export with a dynamic batch axis
-    (of ``module`` where given: a fine-tuned copy of the model's module)."""
-    if model.onnx_source is not None and module is None:
-        target = workdir / "model.onnx"
-        shutil.copyfile(model.onnx_source, target)
-        data = model.onnx_source.with_name(model.onnx_source.name + ".data")
-        if data.exists():
-            shutil.copyfile(data, target.with_name(target.name + ".data"))
-        return target
-    import torch
-
-    target = workdir / "model.onnx"
-    example = model.example_inputs(2)
-    args = tuple(torch.from_numpy(example[name]) for name in model.input_names)
-    # The TorchScript-based exporter takes ~0.1 s where the dynamo one takes ~10 s on 2 cores.
-    torch.onnx.export(
-        module if module is not None else model.module, args, str(target), input_names=model.input_names,
-        output_names=[model.output_name], dynamic_axes=model.dynamic_axes(),
-        opset_version=OPSET, dynamo=False,
-    )
-    return target
 
 
 def count_ops(path: Path) -> dict[str, int]:

@@ -20,8 +20,8 @@ from engines.core import discovery
 from engines.core.config import Config
 
 if TYPE_CHECKING:
+    from engines.core.formats import Format
     from engines.methods.registry import MethodSpec
-    from engines.passes import Format
 
 
 @dataclass(frozen=True)

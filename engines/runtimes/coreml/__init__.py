@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass, field
 
 from engines.core.config import help_text
-from engines.passes import Format
+from engines.core.formats import Format
 from engines.runtimes import RuntimeConfig, RuntimeSpec
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from engines.passes import Format
+from engines.core.formats import Format
 from engines.runtimes import RuntimeSpec
 
 NAME = "llama.cpp"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engines.core.config import help_text
-from engines.passes import Format
+from engines.core.formats import Format
 from engines.runtimes import RuntimeConfig, RuntimeSpec
 
 

@@ -9,7 +9,7 @@ from engines.export.targets.base import ExportTarget
 
 def planning_runtime():
     """LiteRT as a planning target (not a registered, benchmarked runtime: it exists for export)."""
-    from engines.passes import Format
+    from engines.core.formats import Format
     from engines.runtimes import RuntimeSpec
 
     return RuntimeSpec(name="litert", title="LiteRT (TFLite)", formats=(Format.TFLITE,), devices=("cpu",),
