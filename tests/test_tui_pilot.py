@@ -186,7 +186,7 @@ async def test_model_browser_details_history_and_open_by_path(filled_store):
         await pilot.press("enter")
         await wait_for(pilot, lambda: not isinstance(app.screen, OpenModelScreen))
         assert app.main.browser.selected.name == "all-MiniLM-L6-v2"
-        assert app.main.model_options["all-MiniLM-L6-v2"] == {"allow_pickle": True}
+        assert app.main.browser.model_options["all-MiniLM-L6-v2"] == {"allow_pickle": True}
 
 
 # --- method configurator --------------------------------------------------------------------
