@@ -227,6 +227,9 @@ class MainScreen(Screen[None]):
             path=short_path(self.db_path) if self.db_path else "no store",
             runs=f"{runs} run{'s' if runs != 1 else ''}", queued=queued or ""))
 
+    def on_tracking_synced(self) -> None:
+        self.refresh_topbar()  # the results pane's MLflow queue changed (the top bar shows it)
+
     def _theme_changed(self, theme: Any) -> None:
         if self.loaded:
             self.results_pane.refresh_view()  # table cells carry theme colours
