@@ -633,3 +633,28 @@ async def test_the_footer_shows_its_keys_once_as_the_app_starts(store):
         assert all(keys[name] is first[name] for name in keys) and keys.keys() == first.keys()
         enabled = {name for name, key in keys.items() if not key.has_class("-disabled") and not key._disabled}
         assert {"r", "b", "q", "question_mark"} <= enabled and "c" not in enabled
+
+
+@async_test
+async def test_the_screens_keys_show_and_work_whatever_pane_has_the_focus(filled_store):
+    """The keys the footer shows are the screen's (each delegating to its pane), so focusing
+    another pane changes none of them; only a pane's own keys (space marks a row) come and go.
+    A key moved into one pane would show, and work, only while that pane has the focus."""
+    from textual.widgets._footer import FooterKey
+
+    app = _app(filled_store)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        shown = [b.key for b in MainScreen.BINDINGS if b.show]  # type: ignore[union-attr]
+        seen = {}
+        for key, pane in (("1", "models"), ("2", "setup"), ("3", "meters"), ("4", "results")):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.focused is not None and app.query_one(f"#{pane}") in app.focused.ancestors_with_self
+            seen[pane] = [k.key for k in app.query(FooterKey)]
+        mine = {pane: [k for k in keys if k in shown] for pane, keys in seen.items()}
+        assert mine["models"] == mine["setup"] == mine["meters"] == mine["results"]
+        assert {"r", "c", "o", "slash", "g", "question_mark", "q"} <= set(mine["models"])
+        assert "space" in seen["results"] and "space" not in seen["models"]
+        await pilot.press("1", "g")  # the results pane's chart, from the model browser
+        await wait_for(pilot, lambda: isinstance(app.screen, ParetoChartScreen), what="the chart")

@@ -170,7 +170,7 @@ class SweepCoordinator:
         feed.set_run_status(message.run_id, message.status)
         screen.notify(counts, title=f"sweep finished · run {message.run_id}", timeout=6)
         if self.choose_device:  # devices "auto" or several: which one suits the model
-            feed.show_device_choice(message.run_id)
+            feed.rank_devices(message.run_id)
         self._ended()
 
     def on_sweep_cancelled(self, message: messages.SweepCancelled) -> None:

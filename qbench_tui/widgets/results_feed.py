@@ -24,7 +24,7 @@ class ResultsFeed:
     """Owned by the results pane (``pane.feed``). ``on_shown(first)`` is called after a timed
     flush showed results (``first``: the store had none before)."""
 
-    def __init__(self, pane: Any, on_shown: Callable[[bool], None] | None = None):
+    def __init__(self, pane: Any, on_shown: Callable[[bool], None] | None = None):  # pane: the ResultsPane
         self.pane = pane
         self.on_shown = on_shown
         self.pending: list[dict[str, Any]] = []  # announced, not yet shown
@@ -72,7 +72,7 @@ class ResultsFeed:
         if run is not None:
             run["status"] = status
 
-    def show_device_choice(self, run_id: str, objective: str = "latency") -> dict[str, Any] | None:
+    def rank_devices(self, run_id: str, objective: str = "latency") -> dict[str, Any] | None:
         """Rank the run's devices (engines.analysis.device_choice, as ``qbench run --devices auto``)
         and show the best with its evidence under the results."""
         from engines.analysis.device_choice import choose_device

@@ -19,7 +19,7 @@ from qbench_tui.controllers.tracking import TrackingController, queue_text
 class ResultsTracking:
     """Owned by the results pane (``pane.tracking``); its workers and messages are the pane's."""
 
-    def __init__(self, pane: Any, controller: TrackingController | None):
+    def __init__(self, pane: Any, controller: TrackingController | None):  # pane: the ResultsPane
         self.pane = pane
         self.controller = controller
         self.store: Any | None = None  # the store whose queue is sent (given by sync)
