@@ -154,7 +154,7 @@ class MainScreen(Screen[None]):
         # The panes are mounted (compose's widgets are, before this runs).
         self.built = True
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
-        self.query_one(SweepSetupPane).apply_setup(self.settings.last_setup or STARTER_SETUP)
+        self.setup_pane.apply_setup(self.settings.last_setup or STARTER_SETUP)
         # What the start-up thread read while the panes were composed (the store, the models, the
         # history, the first device reading) is shown in the first frame: handled here, before the
         # screen is first drawn. A slow store (or a slow first reading) is not waited for beyond
@@ -174,14 +174,13 @@ class MainScreen(Screen[None]):
         self.call_after_refresh(gc_pause.resume)  # the collector, paused by the entry point
 
     def _post_startup(self, message: Message) -> None:
-        """Where what the start-up thread reads after the first frame goes: the first device
-        reading to the meters, which sample from then on; the rest to this screen."""
+        """What the start-up thread reads after the first frame: a device reading to the meters, the rest here."""
         (self.meters if isinstance(message, messages.DeviceSampled) else self).post_message(message)
 
     @property
     def ready(self) -> bool:
         """Everything is mounted and loaded: store, models, history (its Pareto stars too), the set-up's lower part."""
-        return self.loaded and self.query_one(SweepSetupPane).details_ready and self.results_pane.view.frontier_known
+        return self.loaded and self.setup_pane.details_ready and self.results_pane.view.frontier_known
 
     @property
     def results_pane(self) -> ResultsPane:
@@ -277,9 +276,9 @@ class MainScreen(Screen[None]):
         # The set-up's widgets below its fold (half the app's widgets), once the frame with the
         # models, the history and the welcome is drawn: mounted before it, they delayed it. A key
         # pressed meanwhile reads the set-up from what they will show (current_setup).
-        self.call_after_refresh(self.query_one(SweepSetupPane).mount_details)
+        self.call_after_refresh(self.setup_pane.mount_details)
 
-    # --- keys that work in every pane, delegating to it ------------------------------------------
+    # --- keys that work in every pane: each delegates to its pane (or opens a dialog over all) ---
 
     def action_open_model(self) -> None:
         self.browser.open_model()
@@ -316,8 +315,6 @@ class MainScreen(Screen[None]):
     def show_run(self, run_id: str) -> None:
         self.results_pane.show_run(run_id)
         self.action_pane("results")
-
-    # --- the screen's own dialogs (over every pane) ------------------------------------------------
 
     def action_hosts(self) -> None:
         from qbench_tui.screens.hosts import HostsScreen
