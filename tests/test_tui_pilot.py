@@ -658,3 +658,23 @@ async def test_the_screens_keys_show_and_work_whatever_pane_has_the_focus(filled
         assert "space" in seen["results"] and "space" not in seen["models"]
         await pilot.press("1", "g")  # the results pane's chart, from the model browser
         await wait_for(pilot, lambda: isinstance(app.screen, ParetoChartScreen), what="the chart")
+
+
+@async_test
+async def test_an_unexpected_error_in_a_panes_worker_is_shown_by_the_screen(filled_store, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch):
+    """Worker.StateChanged does not bubble: the results pane hands its workers' unexpected errors
+    (here the export's) to the screen's one handler, which shows them and keeps the app up."""
+    from qbench_tui.screens import export
+
+    def broken(path, results):
+        raise RuntimeError("the disk said no")
+
+    monkeypatch.setattr(export, "write_results", broken)
+    app = _app(filled_store)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        pane = app.main.results_pane
+        pane._export_worker(tmp_path / "out.csv", pane.view.query)
+        await wait_for(pilot, lambda: _notified(app, "the disk said no"), what="the error shown")
+        assert any(n.title == "export failed" for n in app._notifications) and app.is_running

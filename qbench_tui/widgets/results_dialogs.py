@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual import work
+from textual.worker import Worker, WorkerState
 
 from engines.core.schema import variant_key
 from qbench_tui import messages
@@ -42,6 +43,8 @@ class ResultsDialogs:
         def notify(self, message: str, **kwargs: Any) -> None: ...
         def post_message(self, message: Any) -> bool: ...
         def query_one(self, selector: str, expect_type: Any = None) -> Any: ...
+        @property
+        def screen(self) -> Any: ...
 
     def open_result(self, result: dict[str, Any]) -> None:
         """Everything about one result, with the same variant's measurements in other runs."""
@@ -155,6 +158,12 @@ class ResultsDialogs:
             self.notify("select an ok result in the results table first", title="export model", timeout=5)
             return
         self.app.push_screen(ExportModelScreen(result, db_path))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # Worker.StateChanged does not bubble: an unexpected error of the pane's workers (an
+        # export, MLflow's) goes on to the screen's one handler, which shows it.
+        if event.state == WorkerState.ERROR:
+            self.screen.post_message(event)
 
     def on_tracking_synced(self, message: messages.TrackingSynced) -> None:
         self.tracking.synced(message)  # not stopped: the screen's top bar shows the queue
