@@ -58,7 +58,7 @@ def main_screen_commands(screen: Any, panes: dict[str, tuple[str, str]],
                        screen.action_starter_sweep, not results.total),
         PaletteCommand("Export results…", "Write the shown results to CSV or JSON (e)", screen.action_export, True),
         PaletteCommand("Export selected variant as a model…", "ONNX / TFLite / Core ML / MLX, validated, with deploy "
-                       "templates (the row under the cursor)", screen.action_export_model, True),
+                       "templates (the row under the cursor)", lambda: results.export_model(screen.db_path), True),
         PaletteCommand("Open model by path…", "An ONNX, TorchScript/ExportedProgram file or a Hugging Face folder (o)",
                        screen.action_open_model, True),
         PaletteCommand("Pull model from the Hub…", "Download ORG/NAME into your Hugging Face cache (p)",
@@ -91,5 +91,5 @@ def main_screen_commands(screen: Any, panes: dict[str, tuple[str, str]],
                                    lambda rid=run["id"]: screen.show_run(rid), False))
         if run.get("status") in ("interrupted", "failed") and run.get("source") != "remote":
             cmds.append(PaletteCommand(f"Resume run {run['id']}", f"Measure what {run.get('model')}'s run is missing",
-                                       lambda rid=run["id"]: screen.resume_run(rid), True))
+                                       lambda rid=run["id"]: screen.coordinator.resume(rid), True))
     return cmds

@@ -198,7 +198,7 @@ async def test_the_app_reads_a_large_store_a_page_at_a_time(big: Store):
 
         # Exporting writes the whole view, not the page.
         out = Path(big.path).parent / "export.json"
-        app.main._export_worker(out, pane.view.query)
+        pane._export_worker(out, pane.view.query)
         await wait_for(pilot, lambda: out.exists() and out.stat().st_size > 0, what="the export")
         exported = json.loads(out.read_text())
         exported = exported["results"] if isinstance(exported, dict) else exported

@@ -88,7 +88,7 @@ def test_tracking_leaves_mlflow_to_its_child_processes():
     """The CLI's parser (every command module), the app's tracking screens and the light tracking
     modules load no MLflow: it is imported by the sender and registry processes only."""
     code = ("from qbench_tui.cli import build_parser\nbuild_parser()\n"
-            "import qbench_tui.cli.tracking, qbench_tui.screens.tracking, qbench_tui.screens.main_tracking\n"
+            "import qbench_tui.cli.tracking, qbench_tui.screens.tracking, qbench_tui.widgets.results_tracking\n"
             "import qbench_tui.controllers.tracking, engines.tracking, engines.tracking.fields, engines.store.outbox")
     loaded = _roots(_modules_after(code))
     assert not loaded & {*HEAVY, "sqlalchemy", "alembic"}, sorted(loaded & {*HEAVY, "sqlalchemy", "alembic"})

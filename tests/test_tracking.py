@@ -165,7 +165,7 @@ async def test_register_from_the_app_and_compare_registry_versions(embedded_swee
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_ready(pilot)
         assert app.main.tracking.uri == default_uri()
-        await wait_for(pilot, lambda: not app.main._tracking_busy, 60, "the start-up check of the queue")
+        await wait_for(pilot, lambda: not app.main.results_pane.tracking.busy, 60, "the start-up check of the queue")
         assert "queued" not in str(app.main.query_one("#topbar").render())
         table = app.main.results_pane.query_one(DataTable)
         names = {}
@@ -178,18 +178,18 @@ async def test_register_from_the_app_and_compare_registry_versions(embedded_swee
             result = app.main.results_pane.cursor_result()
             if result is None or result["id"] not in wanted:
                 continue
-            app.main.action_register_result()
+            app.main.results_pane.tracking.register_result()
             await wait_for(pilot, lambda: isinstance(app.screen, RegisterScreen) and bool(
                 app.screen.query("#register-alias")), 5, "the register dialog")
             app.screen.query_one("#register-name", Input).value = "digits-app"
             app.screen.query_one("#register-alias", Input).focus()
             await pilot.press("enter")
             done = len(names)
-            await wait_for(pilot, lambda: len(getattr(app.main, "registered_versions", [])) > done, 240,
+            await wait_for(pilot, lambda: len(app.main.results_pane.tracking.registered_versions) > done, 240,
                            "the registration")
-            names[app.main.registered_versions[-1]["version"]] = result["method"]
+            names[app.main.results_pane.tracking.registered_versions[-1]["version"]] = result["method"]
         assert list(names.values()) == ["fp32"]
-        app.main.action_registry()
+        app.main.results_pane.tracking.show_registry()
         await wait_for(pilot, lambda: isinstance(app.screen, RegistryScreen) and app.screen.loaded, 120,
                        "the registry")
         screen = app.screen

@@ -57,7 +57,7 @@ async def test_the_app_offers_auto_and_shows_the_best_device(store):
         store.create_run("run-auto", "digits-mlp", request, ENVIRONMENT, "tui")
         for device, method, p50 in (("cpu", "fp32", 0.20), ("mps", "fp32", 0.09), ("mps", "fp16", 0.05)):
             store.add_result("run-auto", {**_result(method, "ok", p50, 0.97, 4.3, runtime="torch"), "device": device})
-        choice = app.main.show_device_choice("run-auto")
+        choice = app.main.results_pane.feed.rank_devices("run-auto")
         await pilot.pause()
         assert choice["device"] == "mps"
         line = app.query_one("#device-choice", Static)

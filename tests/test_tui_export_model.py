@@ -49,7 +49,7 @@ async def test_export_model_from_the_results_table(tmp_path: Path):
         async with app.run_test(size=WIDE) as pilot:
             await wait_ready(pilot)
             await wait_for(pilot, lambda: app.query_one("#results-table", DataTable).row_count == 1, what="the result")
-            app.main.action_export_model()
+            app.main.results_pane.export_model(app.main.db_path)
             await wait_for(pilot, lambda: isinstance(app.screen, ExportModelScreen), what="the dialog")
             screen = app.screen
             await wait_for(pilot, lambda: bool(screen.query("#export-out")), what="the dialog's widgets")

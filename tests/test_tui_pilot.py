@@ -186,7 +186,7 @@ async def test_model_browser_details_history_and_open_by_path(filled_store):
         await pilot.press("enter")
         await wait_for(pilot, lambda: not isinstance(app.screen, OpenModelScreen))
         assert app.main.browser.selected.name == "all-MiniLM-L6-v2"
-        assert app.main.model_options["all-MiniLM-L6-v2"] == {"allow_pickle": True}
+        assert app.main.browser.model_options["all-MiniLM-L6-v2"] == {"allow_pickle": True}
 
 
 # --- method configurator --------------------------------------------------------------------
@@ -633,3 +633,48 @@ async def test_the_footer_shows_its_keys_once_as_the_app_starts(store):
         assert all(keys[name] is first[name] for name in keys) and keys.keys() == first.keys()
         enabled = {name for name, key in keys.items() if not key.has_class("-disabled") and not key._disabled}
         assert {"r", "b", "q", "question_mark"} <= enabled and "c" not in enabled
+
+
+@async_test
+async def test_the_screens_keys_show_and_work_whatever_pane_has_the_focus(filled_store):
+    """The keys the footer shows are the screen's (each delegating to its pane), so focusing
+    another pane changes none of them; only a pane's own keys (space marks a row) come and go.
+    A key moved into one pane would show, and work, only while that pane has the focus."""
+    from textual.widgets._footer import FooterKey
+
+    app = _app(filled_store)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        shown = [b.key for b in MainScreen.BINDINGS if b.show]  # type: ignore[union-attr]
+        seen = {}
+        for key, pane in (("1", "models"), ("2", "setup"), ("3", "meters"), ("4", "results")):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.focused is not None and app.query_one(f"#{pane}") in app.focused.ancestors_with_self
+            seen[pane] = [k.key for k in app.query(FooterKey)]
+        mine = {pane: [k for k in keys if k in shown] for pane, keys in seen.items()}
+        assert mine["models"] == mine["setup"] == mine["meters"] == mine["results"]
+        assert {"r", "c", "o", "slash", "g", "question_mark", "q"} <= set(mine["models"])
+        assert "space" in seen["results"] and "space" not in seen["models"]
+        await pilot.press("1", "g")  # the results pane's chart, from the model browser
+        await wait_for(pilot, lambda: isinstance(app.screen, ParetoChartScreen), what="the chart")
+
+
+@async_test
+async def test_an_unexpected_error_in_a_panes_worker_is_shown_by_the_screen(filled_store, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch):
+    """Worker.StateChanged does not bubble: the results pane hands its workers' unexpected errors
+    (here the export's) to the screen's one handler, which shows them and keeps the app up."""
+    from qbench_tui.screens import export
+
+    def broken(path, results):
+        raise RuntimeError("the disk said no")
+
+    monkeypatch.setattr(export, "write_results", broken)
+    app = _app(filled_store)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_ready(pilot)
+        pane = app.main.results_pane
+        pane._export_worker(tmp_path / "out.csv", pane.view.query)
+        await wait_for(pilot, lambda: _notified(app, "the disk said no"), what="the error shown")
+        assert any(n.title == "export failed" for n in app._notifications) and app.is_running

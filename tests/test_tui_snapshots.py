@@ -77,7 +77,7 @@ async def _running(pilot) -> None:
     await wait_for(pilot, lambda: app.main.meters.state == "running" and app.main.meters.done == 1)
     # The result and the phase are drawn within a second or so (results, phase changes and
     # latencies are coalesced: meters.QUIET_S), and the model's history is read in a worker.
-    await wait_for(pilot, lambda: app.main._results_timer is None and not app.main.meters._pending
+    await wait_for(pilot, lambda: app.main.results_pane.feed.timer is None and not app.main.meters._pending
                    and not app.main.workers, what="the coalesced redraws")
     await pilot.pause()
 
@@ -92,7 +92,7 @@ async def _failed(pilot) -> None:
     await pilot.pause()
     await wait_for(pilot, lambda: app.main.meters.state == "failed")
     # the stored failure's reload, then its Pareto stars (read in a worker)
-    await wait_for(pilot, lambda: app.main._results_timer is None and not app.main.workers
+    await wait_for(pilot, lambda: app.main.results_pane.feed.timer is None and not app.main.workers
                    and app.main.results_pane.view.frontier_known, what="the stars")
 
 

@@ -2,12 +2,11 @@
 top bar, the grid, the tabs that replace it on small terminals (made when first needed), the
 footer and the keys.
 
-Each pane owns its widgets and what only it reacts to: the model browser its history reads and
-the models opened by path (``widgets/model_browser.py``), the meters their device samples (a
-one-shot timer re-armed after each sample, so samples never overlap: ``widgets/meters.py``).
-The screen takes what the start-up thread read (the store, the model zoo, the history) and
-coordinates the sweep across the panes (``main_sweep.py``; its lifecycle is
-:class:`~qbench_tui.controllers.sweep.SweepController`'s state machine). Workers' unexpected
+Each pane owns its widgets, its dialogs and the messages only it handles (the model browser:
+models and their history; the meters: device samples; the results pane: the table, its dialogs
+and exports, a sweep's results as they come, MLflow's queue). The screen composes them and
+routes what crosses panes: what the start-up thread read, the sweep (``main_sweep.py``), and the
+keys that work whatever pane has the focus (each delegates to its pane). Workers' unexpected
 errors bubble to one handler here.
 """
 
@@ -16,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container, Vertical
@@ -31,9 +30,7 @@ from qbench_tui.commands import PaletteCommand, main_screen_commands
 from qbench_tui.controllers.startup import StartupLoad, warm_runner
 from qbench_tui.controllers.sweep import SweepController, describe_error
 from qbench_tui.controllers.tracking import TrackingController
-from qbench_tui.screens.main_results import ResultsReactions
-from qbench_tui.screens.main_sweep import SweepReactions
-from qbench_tui.screens.main_tracking import TrackingReactions
+from qbench_tui.screens.main_sweep import SweepCoordinator
 from qbench_tui.settings import STARTER_SETUP, AppSettings
 from qbench_tui.system import SystemProbe
 from qbench_tui.widgets.footer import CompactFooter
@@ -54,8 +51,6 @@ PANES: dict[str, tuple[str, str]] = {
     "results": ("4 Results", "#results-table"),
 }
 WARM_RUNNER_AFTER_S = 0.5  # after the history is shown: the first full frame is drawn by then
-
-
 FIRST_READING_S = 0.2  # the shortest span a first CPU reading covers (psutil counts in 10 ms ticks)
 STARTUP_WAIT_S = 0.5  # the longest the first frame waits for the start-up thread (a slow store)
 TOTAL_BORDER_AND_PADDING = 4  # a pane's round border and its padding of 1 on each side (main.tcss)
@@ -69,7 +64,7 @@ def setup_frame_width(size: Any) -> int:
     return frame - TOTAL_BORDER_AND_PADDING
 
 
-class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[None]):
+class MainScreen(Screen[None]):
     """The app's one full screen; the dialogs are modal screens pushed over it."""
 
     # Below 100 columns or 28 rows the four panes become tabs.
@@ -110,11 +105,11 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         self.store_error: str | None = None
         self.built = False  # the panes' contents are mounted (on_mount)
         self.loaded = False  # store opened, models listed, history read (tests wait on this)
-        self._pending_results: list[dict[str, Any]] = []  # announced by the sweep, shown by flush_results
-        self._results_timer: Any | None = None
-        self.sweep = SweepController(self.post_message, self._spawn_sweep, system.monotonic)
-        self.tracking = TrackingController(settings)  # MLflow: the sweep's sinks queue, children send
-        self.tracking_queue: list[dict[str, Any]] = []
+        # The sweep's worker posts its messages here; the screen hands each to the panes it concerns.
+        self.coordinator = SweepCoordinator(self)
+        self.sweep = SweepController(self.post_message, self.coordinator.spawn, system.monotonic)
+        # MLflow: the sweep's sinks queue each result; the results pane sends the queue.
+        self.tracking = TrackingController(settings)
         self.sweep.sinks_for = self.tracking.sinks
         # The store, the models, the history and the first device reading are read while Textual
         # composes and mounts the panes (on_mount takes what is read by then).
@@ -146,7 +141,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
                                     stacked=SweepSetupPane.stacks_in(setup_frame_width(self.app.size))),
             "meters": DeviceMeters(self.system, self.settings.sample_interval_s, lambda: self.sweeping,
                                    id="device-meters"),
-            "results": ResultsPane(id="results-pane"),
+            "results": ResultsPane(self.tracking, self._results_shown, id="results-pane"),
         }
         with Container(id="workspace"):
             for pane, (title, _) in PANES.items():
@@ -159,7 +154,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         # The panes are mounted (compose's widgets are, before this runs).
         self.built = True
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
-        self.query_one(SweepSetupPane).apply_setup(self.settings.last_setup or STARTER_SETUP)
+        self.setup_pane.apply_setup(self.settings.last_setup or STARTER_SETUP)
         # What the start-up thread read while the panes were composed (the store, the models, the
         # history, the first device reading) is shown in the first frame: handled here, before the
         # screen is first drawn. A slow store (or a slow first reading) is not waited for beyond
@@ -179,18 +174,21 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         self.call_after_refresh(gc_pause.resume)  # the collector, paused by the entry point
 
     def _post_startup(self, message: Message) -> None:
-        """Where what the start-up thread reads after the first frame goes: the first device
-        reading to the meters, which sample from then on; the rest to this screen."""
+        """What the start-up thread reads after the first frame: a device reading to the meters, the rest here."""
         (self.meters if isinstance(message, messages.DeviceSampled) else self).post_message(message)
 
     @property
     def ready(self) -> bool:
         """Everything is mounted and loaded: store, models, history (its Pareto stars too), the set-up's lower part."""
-        return self.loaded and self.query_one(SweepSetupPane).details_ready and self.results_pane.view.frontier_known
+        return self.loaded and self.setup_pane.details_ready and self.results_pane.view.frontier_known
 
     @property
     def results_pane(self) -> ResultsPane:
         return self.query_one(ResultsPane)
+
+    @property
+    def setup_pane(self) -> SweepSetupPane:
+        return self.query_one(SweepSetupPane)
 
     @property
     def meters(self) -> DeviceMeters:
@@ -221,12 +219,15 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
         else:
             state = "[$text-muted]idle[/]"
         runs = len(self.results_pane.runs) if self.loaded else 0
-        queued = self.tracking_line()  # results waiting for MLflow (and why)
+        queued = self.results_pane.tracking.line()  # results waiting for MLflow (and why)
         set_text(topbar, Content.from_markup(  # one line (CSS): no layout pass
             "[b $text-primary]qbench[/] [$text-muted]store[/] $path [$text-muted]· $runs ·[/] " + state
             + (" [$text-warning]· $queued[/]" if queued else ""),
             path=short_path(self.db_path) if self.db_path else "no store",
             runs=f"{runs} run{'s' if runs != 1 else ''}", queued=queued or ""))
+
+    def on_tracking_synced(self) -> None:
+        self.refresh_topbar()  # the results pane's MLflow queue changed (the top bar shows it)
 
     def _theme_changed(self, theme: Any) -> None:
         if self.loaded:
@@ -243,16 +244,12 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
             self.db_path = Path(message.path)
         if message.store is None:
             self.store_error = message.error or "the store could not be opened"
-            self.results_pane.query_one("#welcome", Static).update(Content.from_markup(
-                "[b $text-error]The result store cannot be used[/]\n$e\n\n"
-                "[$text-muted]Models and methods can still be browsed; sweeps need a store. Start qbench "
-                "with --db PATH to use another file.[/]", e=self.store_error))
-            self.results_pane.query_one("#starter-button").display = False
+            self.results_pane.show_store_error(self.store_error)
             self.notify(self.store_error, title="store", severity="error", timeout=10)
         else:
             self.store = self.sweep.store = message.store
             self.results_pane.set_welcome(short_path(self.db_path))
-            self.sync_tracking()  # what an earlier session could not send to MLflow
+            self.results_pane.tracking.sync(self.store)  # what an earlier session could not send to MLflow
         self.refresh_topbar()
 
     def _startup_model(self) -> str:
@@ -267,54 +264,101 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
     def on_history_loaded(self, message: messages.HistoryLoaded) -> None:
         self.results_pane.set_history(self.store, message.view, message.runs)
         if self.store_error:
-            self.results_pane.query_one("#results-empty").display = True
-            self.results_pane.query_one(ResultsTable).display = False
+            self.results_pane.show_store_error()
         self.loaded = True
         self.browser.store, self.browser.history_ready = self.store, True
         if message.model and message.model_summary is not None:
             self.browser.history_read(message.model, message.model_summary)
-        self.show_model_history()
+        self.browser.show_history()
         self.refresh_topbar()
         self.refresh_bindings()
         self.set_timer(WARM_RUNNER_AFTER_S, self._warm_runner, name="warm-runner")
         # The set-up's widgets below its fold (half the app's widgets), once the frame with the
         # models, the history and the welcome is drawn: mounted before it, they delayed it. A key
         # pressed meanwhile reads the set-up from what they will show (current_setup).
-        self.call_after_refresh(self.query_one(SweepSetupPane).mount_details)
+        self.call_after_refresh(self.setup_pane.mount_details)
 
-    # --- model browser (the pane owns its history reads and the models opened by path) ---------
+    # --- keys that work in every pane: each delegates to its pane (or opens a dialog over all) ---
 
-    def show_model_history(self, background: bool = False) -> None:
-        self.browser.show_history(background)
-
-    @property
-    def model_options(self) -> dict[str, dict[str, Any]]:
-        """The options each model opened by path was opened with (allow_pickle)."""
-        return self.browser.model_options
-
-    def action_open_model(self, error: str | None = None, value: str = "", allow_pickle: bool = False) -> None:
-        from qbench_tui.screens.open_model import OpenModelScreen
-
-        def opened(answer: tuple[str, dict] | None) -> None:
-            if answer:
-                self.browser.resolve(*answer)
-
-        self.app.push_screen(OpenModelScreen(error, value, allow_pickle), opened)
+    def action_open_model(self) -> None:
+        self.browser.open_model()
 
     def action_pull_model(self) -> None:
-        from qbench_tui.screens.pull_model import PullModelScreen
-
-        def pulled(repo_id: str | None) -> None:
-            if repo_id:  # now in the HF cache: resolved by name like any cached model
-                self.browser.resolve(repo_id, {})
-
-        self.app.push_screen(PullModelScreen(), pulled)
+        self.browser.pull_model()
 
     def select_model(self, name: str) -> None:
         if self.browser.select(name):
             self.action_pane("models")
 
-    # --- the sweep (its keys and reactions are in main_sweep.py) --------------------------------
+    def action_focus_filter(self) -> None:
+        self.action_pane("results")
+        self.results_pane.query_one("#filter-text").focus()
+
+    def action_clear_filters(self) -> None:
+        self.results_pane.clear_filters()
+
+    def action_sort(self) -> None:
+        self.results_pane.choose_sort()
+
+    def action_reverse_sort(self) -> None:
+        self.results_pane.reverse_sort()
+
+    def action_chart(self) -> None:
+        self.results_pane.show_chart()
+
+    def action_compare(self) -> None:
+        self.results_pane.compare_marked()
+
+    def action_export(self) -> None:
+        self.results_pane.export_shown()
+
+    def show_run(self, run_id: str) -> None:
+        self.results_pane.show_run(run_id)
+        self.action_pane("results")
+
+    def action_hosts(self) -> None:
+        from qbench_tui.screens.hosts import HostsScreen
+
+        self.app.push_screen(HostsScreen(self.store))
+
+    def action_insights(self) -> None:
+        from qbench_tui.screens.insights import InsightsScreen
+
+        selected = self.browser.selected if self.built else None
+        self.app.push_screen(InsightsScreen(self.store, getattr(selected, "name", None)))
+
+    # --- the sweep (what it does to each pane is in main_sweep.py) -----------------------------
+
+    def action_run_sweep(self) -> None:
+        self.coordinator.run()
+
+    def action_starter_sweep(self) -> None:
+        self.coordinator.starter()
+
+    def action_cancel_sweep(self) -> None:
+        self.coordinator.cancel()
+
+    def action_quit(self) -> None:
+        self.coordinator.quit()
+
+    @on(messages.SweepWaiting)
+    @on(messages.SweepStarted)
+    @on(messages.VariantStarted)
+    @on(messages.PhaseChanged)
+    @on(messages.LatenciesMeasured)
+    @on(messages.ResultRecorded)
+    @on(messages.SweepFinished)
+    @on(messages.SweepCancelled)
+    @on(messages.SweepFailed)
+    def route_sweep_message(self, message: Message) -> None:
+        """The worker's messages come here (the screen owns the sweep); each goes to its panes."""
+        self.coordinator.route(message)
+
+    def _results_shown(self, first: bool) -> None:
+        """A batch of the sweep's results is shown: the model's history changed; the starter key may go."""
+        self.browser.show_history(background=True)
+        if first:
+            self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel_sweep":
@@ -357,12 +401,7 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
             shown = next((p for p in PANES if self.query_one(f"#{p}").has_class("-active")), "models")
             self.mount(self._pane_tabs(shown), before="#workspace")
 
-    def _activate_tab(self, pane: str) -> None:
-        for tabs in self.query("#pane-tabs"):
-            tabs.active = f"tab-{pane}"
-
     def action_pane(self, pane: str) -> None:
-        self._activate_tab(pane)
         self._show_pane(pane)
         target = PANES[pane][1]
         if pane == "results" and not self.results_pane.query_one(ResultsTable).display:
@@ -376,17 +415,18 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
             self._show_pane(event.tab.id.removeprefix("tab-"))
 
     def _show_pane(self, pane: str) -> None:
+        for tabs in self.query("#pane-tabs"):  # no change (and no TabActivated) when chosen by its tab
+            tabs.active = f"tab-{pane}"
         for name in PANES:
             self.query_one(f"#{name}").set_class(name == pane, "-active")
 
-    def _focus_field(self, field: str) -> None:
+    def focus_field(self, field: str) -> None:
         widgets = self.query(f"#{field}")
         if not widgets:
             return
         widget = widgets.first()
         pane = next((p for p in PANES if self.query_one(f"#{p}") in widget.ancestors), None)
         if pane and self.tabbed:
-            self._activate_tab(pane)
             self._show_pane(pane)
         target = widget if widget.focusable else next((w for w in widget.query("*") if w.focusable), None)
         if target is not None:
@@ -403,5 +443,5 @@ class MainScreen(SweepReactions, TrackingReactions, ResultsReactions, Screen[Non
 
     def palette_commands(self, extra: list[PaletteCommand]) -> list[PaletteCommand]:
         """The palette's entries for this screen, ``extra`` (the app's) among them."""
-        return main_screen_commands(self, PANES, [*extra, *self.tracking_commands()]) if self.built else []
+        return main_screen_commands(self, PANES, [*extra, *self.results_pane.tracking.commands()]) if self.built else []
 

@@ -7,6 +7,7 @@ latest reading and bounded histories, and redraws from them.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 from typing import Any
@@ -279,6 +280,19 @@ class DeviceMeters(VerticalScroll):
         self._latency_title()
         self.refresh_job()
         self._memory_rows()  # the bench row, shown from the start (laid out with the job readout)
+
+    def sweep_planned(self, setup: Any | None, model: str = "") -> None:
+        """A sweep is starting (a ``SweepSetup``; None: ``model``'s run resumed), before the
+        worker's first event: the readout sized for every variant of the set-up at once."""
+        if setup is None:
+            self.sweep_started("", model, 0, 0, [], [])
+            return
+        labels = [" · ".join(v) for v in itertools.product(setup.methods, setup.runtimes, setup.devices)]
+        self.sweep_started("", setup.model, setup.measurement_count, 0, labels, list(setup.batch_sizes))
+
+    def cancelling(self) -> None:
+        self.message = "cancelling: stopping the benchmark process…"
+        self.refresh_job()
 
     def variant_started(self, method: str, runtime: str, device: str, index: int, count: int,
                         batch_sizes: list[int]) -> None:

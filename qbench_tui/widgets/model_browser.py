@@ -171,6 +171,26 @@ class ModelBrowser(Vertical):
 
     # --- models opened by path -----------------------------------------------------------------
 
+    def open_model(self, error: str | None = None, value: str = "", allow_pickle: bool = False) -> None:
+        """Ask for a model file or folder (again, with ``error`` and what was typed) and open it."""
+        from qbench_tui.screens.open_model import OpenModelScreen
+
+        def opened(answer: tuple[str, dict] | None) -> None:
+            if answer:
+                self.resolve(*answer)
+
+        self.app.push_screen(OpenModelScreen(error, value, allow_pickle), opened)
+
+    def pull_model(self) -> None:
+        """Ask for a Hub model (ORG/NAME) to download; once in the HF cache it opens like any cached model."""
+        from qbench_tui.screens.pull_model import PullModelScreen
+
+        def pulled(repo_id: str | None) -> None:
+            if repo_id:
+                self.resolve(repo_id, {})
+
+        self.app.push_screen(PullModelScreen(), pulled)
+
     @work(thread=True, group="open-model", exit_on_error=False)
     def resolve(self, path: str, options: dict[str, Any]) -> None:
         """Resolve a model file, folder or cached Hub name in a worker (ModelOpened)."""
@@ -184,9 +204,9 @@ class ModelBrowser(Vertical):
     def on_model_opened(self, message: messages.ModelOpened) -> None:
         if message.spec is None:
             message.stop()
-            # Asked again, with what was typed and the error (the screen owns its dialogs).
-            self.screen.action_open_model(error=message.error, value=message.path,
-                                          allow_pickle=bool(message.options.get("allow_pickle")))
+            # Asked again, with what was typed and the error.
+            self.open_model(error=message.error, value=message.path,
+                            allow_pickle=bool(message.options.get("allow_pickle")))
             return
         self.model_options[message.spec.name] = dict(message.options)
         self.add_model(message.spec)

@@ -6,9 +6,9 @@ far and reads the next one when the cursor or the scroll comes near its end."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -25,7 +25,12 @@ from qbench_tui.fit import clip, fit_table
 from qbench_tui.history import PAGE_SIZE, ResultsView, read_more, read_view, to_query
 from qbench_tui.widgets.readout import set_text
 from qbench_tui.widgets.results_dialogs import ResultsDialogs
+from qbench_tui.widgets.results_feed import ResultsFeed
 from qbench_tui.widgets.results_frontier import FrontierStars
+from qbench_tui.widgets.results_tracking import ResultsTracking
+
+if TYPE_CHECKING:
+    from qbench_tui.controllers.tracking import TrackingController
 
 LOAD_AHEAD = 20  # rows before the end of those read at which the next page is read
 # A typed filter is applied this long after the last key: keys read in one burst make one filter.
@@ -66,22 +71,15 @@ class ResultsTable(DataTable):
 
 
 class ResultsPane(FrontierStars, ResultsDialogs, Vertical):
-    """Shows one view of the store (filtered, sorted) a page at a time; holds only those pages."""
+    """Shows one view of the store (filtered, sorted) a page at a time; holds only those pages.
+    Owns the running sweep's results as they come (``feed``; ``on_shown`` follows each batch
+    shown) and MLflow's queue (``tracking``, sent through the ``tracking`` controller)."""
 
-    @dataclass
-    class ResultOpened(Message):
-        result: dict[str, Any]
-
-    @dataclass
-    class ExportChosen(Message):
-        """The user chose where to export the shown results (the screen reads and writes them in
-        a worker: every result of the view, not only the pages read)."""
-
-        path: Path
-        query: Any  # engines.store.query.ResultQuery
-
-    def __init__(self, **kwargs: Any):
+    def __init__(self, tracking: TrackingController | None = None, on_shown: Callable[[bool], None] | None = None,
+                 **kwargs: Any):
         super().__init__(**kwargs)
+        self.feed = ResultsFeed(self, on_shown)
+        self.tracking = ResultsTracking(self, tracking)
         self.store: Any | None = None
         self.runs: dict[str, dict[str, Any]] = {}
         self.filter = ResultFilter()
@@ -390,7 +388,7 @@ class ResultsPane(FrontierStars, ResultsDialogs, Vertical):
         event.stop()
         result = self._by_key.get(event.row_key.value) if event.row_key.value else None
         if result is not None:
-            self.post_message(self.ResultOpened(result))
+            self.open_result(result)
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         event.stop()

@@ -1,6 +1,9 @@
 """The dialogs the results pane opens: a result's detail, the sort picker, the chart, the
-comparison and the export; and the best-device line under the table. Each reads what it needs from the store (a run's results, a
-variant's earlier measurements, the chart's points), not from the rows the table holds."""
+comparison, the export of the shown rows (written by a thread worker of the pane) and of the
+selected variant as a model; and the lines shown instead of or under the table (the store
+unusable, the best device). Each reads what it needs
+from the store (a run's results, a variant's earlier measurements, the chart's points), not from
+the rows the table holds. The answers of the pane's workers (an export, MLflow's) come back here."""
 
 from __future__ import annotations
 
@@ -8,12 +11,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from textual import work
+from textual.worker import Worker, WorkerState
+
 from engines.core.schema import variant_key
+from qbench_tui import messages
 from qbench_tui.analysis import result_key
+from qbench_tui.controllers.sweep import describe_error
 from qbench_tui.history import CHART_SAMPLE
 
 if TYPE_CHECKING:
     from qbench_tui.history import ResultsView
+    from qbench_tui.widgets.results_tracking import ResultsTracking
 
 
 class ResultsDialogs:
@@ -23,11 +32,10 @@ class ResultsDialogs:
     view: ResultsView
     sort_column: str | None
     sort_reverse: bool
+    tracking: ResultsTracking
     app: Any
 
     if TYPE_CHECKING:  # provided by the pane (declared here for the type checker only)
-        ExportChosen: Any
-
         def _query(self) -> Any: ...
         def set_sort(self, column: str, reverse: bool | None = None) -> None: ...
         def marked_results(self) -> list[dict[str, Any]]: ...
@@ -35,6 +43,8 @@ class ResultsDialogs:
         def notify(self, message: str, **kwargs: Any) -> None: ...
         def post_message(self, message: Any) -> bool: ...
         def query_one(self, selector: str, expect_type: Any = None) -> Any: ...
+        @property
+        def screen(self) -> Any: ...
 
     def open_result(self, result: dict[str, Any]) -> None:
         """Everything about one result, with the same variant's measurements in other runs."""
@@ -104,7 +114,8 @@ class ResultsDialogs:
         self.app.push_screen(CompareScreen(a, b, self.run_results(a.get("run_id")), self.run_results(b.get("run_id"))))
 
     def export_shown(self) -> None:
-        """Ask where to export the shown results; the answer is posted as :class:`ExportChosen`."""
+        """Ask where to export the shown results; a worker writes every result of the view (not
+        only the pages read) there."""
         from qbench_tui.screens.export import ExportScreen, export_folder
 
         count, query = self.view.size, self._query()
@@ -115,9 +126,66 @@ class ResultsDialogs:
 
         def chosen(path: Path | None) -> None:
             if path is not None:
-                self.post_message(self.ExportChosen(path, query))
+                self._export_worker(path, query)
 
         self.app.push_screen(ExportScreen(default, count), chosen)
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def _export_worker(self, path: Path, query: Any) -> None:
+        from qbench_tui.screens.export import write_results
+
+        try:
+            results = self.store.query_results(query) if self.store is not None else []
+            write_results(path, results)
+        except (OSError, ValueError, TypeError) as exc:
+            self.post_message(messages.ResultsExported(str(path), 0, describe_error(exc)))
+            return
+        self.post_message(messages.ResultsExported(str(path), len(results)))
+
+    def on_results_exported(self, message: messages.ResultsExported) -> None:
+        message.stop()
+        if message.error:
+            self.notify(message.error, title="export failed", severity="error", timeout=10)
+        else:
+            self.notify(f"{message.count} result(s) → {message.path}", title="exported", timeout=6)
+
+    def export_model(self, db_path: Path | None) -> None:
+        """Export the variant under the cursor as a model (ONNX, TFLite, Core ML, MLX), validated."""
+        from qbench_tui.screens.export_model import ExportModelScreen
+
+        result = self.cursor_result()
+        if result is None or result.get("status") != "ok":
+            self.notify("select an ok result in the results table first", title="export model", timeout=5)
+            return
+        self.app.push_screen(ExportModelScreen(result, db_path))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # Worker.StateChanged does not bubble: an unexpected error of the pane's workers (an
+        # export, MLflow's) goes on to the screen's one handler, which shows it.
+        if event.state == WorkerState.ERROR:
+            self.screen.post_message(event)
+
+    def on_tracking_synced(self, message: messages.TrackingSynced) -> None:
+        self.tracking.synced(message)  # not stopped: the screen's top bar shows the queue
+
+    def on_model_registered(self, message: messages.ModelRegistered) -> None:
+        message.stop()
+        self.tracking.registered(message)
+
+    def show_store_error(self, error: str | None = None) -> None:
+        """The store cannot be used: say why (``error``) where the welcome would be, without the
+        starter; once the history is read (without ``error``), the welcome rather than a table."""
+        from textual.content import Content
+
+        if error is None:
+            self.query_one("#results-empty").display = True
+            self.query_one("#results-table").display = False
+            return
+        self.query_one("#welcome").update(Content.from_markup(
+            "[b $text-error]The result store cannot be used[/]\n$e\n\n"
+            "[$text-muted]Models and methods can still be browsed; sweeps need a store. Start qbench "
+            "with --db PATH to use another file.[/]", e=error))
+        self.query_one("#starter-button").display = False
 
     def show_device_choice(self, model: str, choice: dict[str, Any] | None) -> None:
         """The best device for ``model`` and its evidence (engines.analysis.device_choice), or hide it."""
