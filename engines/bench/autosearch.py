@@ -210,8 +210,9 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
         ids = {id(r): setting for r in found}
         rows.update({r.get("id"): r for r in found})
         for e in judge(found, ids):
-            if e["p50_ms"] and e["why"] is None:  # against the default session's screening (another sweep)
-                gain = rules.speedup(rows.get(ort_best["result"]), rows[e["result"]])["ratio"]
+            found_gain = rules.speedup(rows.get(ort_best["result"]), rows[e["result"]]) if e["p50_ms"] else None
+            if found_gain and e["why"] is None:  # against the default session's screening (another sweep)
+                gain = found_gain["ratio"]
                 e["vs_default"] = round(gain, 3)
                 if gain < SETTING_GAIN:
                     e["why"] = f"no faster than the default session ({gain:.2f}×)"
@@ -343,8 +344,11 @@ def _ratio_text(report: dict[str, Any]) -> str:
         return f", {best['vs_fastest_fp32']:.2f}× the fastest fp32 ({report['fastest_fp32']})"
     if not s:
         return ""
-    paired = f", paired over {s['rounds']} interleaved rounds" if s.get("rounds") else ", not paired (no shared rounds)"
-    text = f", {rules.fmt_speedup(s)} the fastest fp32 ({report['fastest_fp32']}){paired}"
+    if not s.get("same_run", True):  # a session setting's finalist: its own sweep, with that setting
+        paired = ", timed in another sweep than that fp32 (not interleaved)"
+    else:
+        paired = f", paired over {s['rounds']} interleaved rounds" if s.get("rounds") else ", not paired (no shared rounds)"
+    text = f", {rules.fmt_speedup({**s, 'same_run': True})} the fastest fp32 ({report['fastest_fp32']}){paired}"
     if s.get("ref_unsteady"):  # the paired median outvotes a disturbed round; the two medians would not
         text += (f"; that fp32's rounds spread {s['ref_spread']:.0%} (a noisy reference: the ratio is the "
                  "median of the paired rounds, the interval their range)")
