@@ -305,8 +305,10 @@ def _report(finals: list[dict[str, Any]], screened: list[dict[str, Any]], chosen
     lost: list[dict[str, Any]] = []
     for e in ranked[1:]:
         behind = rules.speedup(rows.get(e["result"]), rows[best["result"]]) if e["result"] in rows else None
+        apart = "" if not behind or behind["same_run"] else ", timed in another sweep"
         lost.append({**e, "why": f"slower than the best: {e['p50_ms']:.3f} ms vs {best['p50_ms']:.3f} ms"
-                                 + (f" (the best is {rules.fmt_speedup(behind)} as fast)" if behind else "")})
+                                 + (f" (the best is {rules.fmt_speedup({**behind, 'same_run': True})} as fast{apart})"
+                                    if behind else "")})
     lost += [e for e in finals if e["why"] and e["why"] != "the fp32 reference"]
     final_names = {e["variant"] for e in finals}
     cut = max((e["p50_ms"] for e in chosen), default=None)
