@@ -62,6 +62,89 @@ def test_a_search_that_measured_nothing_says_so_rather_than_that_nothing_kept_qu
     assert summary_lines({"best": None, "runners_up": [], "runs": runs})[0].startswith("best: none of the finals")
 
 
+def test_a_search_where_nothing_runs_here_skips_the_finals_and_says_so(tmp_path):
+    """Every candidate refused in the screening (a device this machine lacks): no second sweep
+    builds the same variants to be refused again; the refusals are the results and the answer."""
+    from engines.bench.autosearch import search
+
+    store = Store(tmp_path / "q.db")
+    try:
+        prepared = api.prepare("digits-mlp", methods=["auto"], runtimes=["torch"], devices=["mps"], **QUICK)
+        found = search(prepared.request, prepared.explicit, [s.spec for s in prepared.strategies],
+                       _runner(store), settings=[])
+    finally:
+        store.close()
+    report = found["report"]
+    assert [r["phase"] for r in report["runs"]] == ["screening"] and report["best"] is None
+    assert report["finals_skipped"] and found["results"]
+    assert all(r["status"] == "unsupported" for r in found["results"])
+    lines = summary_lines(report)
+    assert lines[0].startswith("best: none: the screening measured nothing here") and "no finals" in lines[0]
+
+
+def test_a_noisy_fp32_reference_is_named_beside_the_paired_ratio():
+    from engines.analysis import rules
+
+    def row(rid, method, runtime, p50s, spread=None, stored=None):
+        return {"id": rid, "run_id": "r", "model": "m", "host": "h", "runtime": runtime, "device": "cpu",
+                "batch_size": 1, "status": "ok", "method": method, "recipe": [{"method": method}],
+                "latency_ms": {"p50": sorted(p50s)[len(p50s) // 2]}, "spread": spread,
+                "metrics": {"speedup_vs_fp32": stored} if stored else {},
+                "rounds": [{"round": i, "latency": {"p50": v}} for i, v in enumerate(p50s)]}
+
+    # the fp32's third round is disturbed: its median is 20 ms, but round by round int8 is 2× it
+    fp32 = row(1, "fp32", "onnxruntime", [16.0, 20.0, 30.0], spread=0.7)
+    torch_fp32 = row(2, "fp32", "torch", [18.0, 18.0, 18.0], spread=0.0)
+    int8 = row(3, "dynamic-int8", "onnxruntime", [8.0, 10.0, 15.0], stored={"ratio": 9.0, "low": 9, "high": 9})
+    found = rules.speedup_over(fp32, int8)
+    assert found["ref_unsteady"] and found["ref_spread"] == 0.7
+    # the ratio stored beside a result is against its own runtime's fp32 only
+    assert rules.speedup(torch_fp32, int8)["ratio"] == 18.0 / 10.0
+    assert rules.speedup(fp32, int8)["ratio"] == 9.0
+    report = {"best": {"variant": "dynamic-int8 · onnxruntime · cpu", "p50_ms": 10.0, "quality": "cosine 0.99",
+                       "vs_fastest_fp32": 2.0, "speedup": {**rules.speedup_over(fp32, {**int8, "metrics": {}})}},
+              "fastest_fp32": "fp32 · onnxruntime · cpu", "runners_up": [], "runs": []}
+    assert report["best"]["speedup"]["ratio"] == 2.0  # the median of the per-round ratios (2, 2, 2)
+    first = summary_lines(report)[0]
+    assert "2.00× the fastest fp32" in first and "paired over 3 interleaved rounds" in first, first
+    assert "spread 70%" in first and "noisy reference" in first, first
+
+
+@pytest.mark.slow  # four real variants of digits-mlp on ONNX Runtime
+def test_auto_finals_time_fp32_and_the_finalists_in_the_same_rounds(tmp_path):
+    """The finals interleave: fp32 and each finalist are timed once in every round (at least
+    FINALS_ROUNDS, whatever --repeat the request had), and the best's ratio over the fastest fp32
+    is the median of the per-round ratios, with their range."""
+    import statistics
+
+    from engines.bench.autosearch import FINALS_ROUNDS, search
+
+    store = Store(tmp_path / "q.db")
+    try:
+        prepared = api.prepare("digits-mlp", methods=["auto"], runtimes=["onnxruntime"], **QUICK)
+        found = search(prepared.request, prepared.explicit, ["fp32", "dynamic-int8"], _runner(store),
+                       finalists=1, settings=[])
+    finally:
+        store.close()
+    report = found["report"]
+    assert [r["phase"] for r in report["runs"]] == ["screening", "finals"]
+    finals = {r["label"]: r for r in found["results"] if r["status"] == "ok"}
+    assert "fp32" in finals and len(finals) >= 2, list(finals)
+    rounds = {label: [x["round"] for x in r["rounds"]] for label, r in finals.items()}
+    first = rounds["fp32"]
+    assert len(first) >= FINALS_ROUNDS and all(v == first for v in rounds.values()), rounds
+    best = report["best"]
+    if best is None:  # digits-mlp's int8 slower than fp32 here: the paired figure is then its runner-up's
+        return
+    ref, mine = finals["fp32"], next(r for r in found["results"] if r.get("id") == best["result"])
+    paired = [a["latency"]["p50"] / b["latency"]["p50"] for a, b in zip(ref["rounds"], mine["rounds"])]
+    s = best["speedup"]
+    assert s["rounds"] == len(paired) and s["ratio"] == round(statistics.median(paired), 3)
+    assert s["low"] == round(min(paired), 3) and s["high"] == round(max(paired), 3)
+    assert best["vs_fastest_fp32"] == s["ratio"] and report["fastest_fp32_spread"] == ref["spread"]
+    assert "interleaved rounds" in summary_lines(report)[0]
+
+
 def test_session_settings_candidates_are_valid_onnx_runtime_settings():
     import onnxruntime as ort
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from engines.bench.rounds import speedup as paired_speedup
+from engines.core.schema import UNSTABLE_SPREAD
 
 Result = dict[str, Any]
 
@@ -123,11 +124,25 @@ def speedup(ref: Result | None, r: Result) -> dict[str, Any] | None:
     same_run = ref.get("run_id") == r.get("run_id")
     if ref is r or (ref.get("id") is not None and ref.get("id") == r.get("id")):
         return {"ratio": 1.0, "low": 1.0, "high": 1.0, "rounds": 0, "same_run": True}
-    stored = (r.get("metrics") or {}).get("speedup_vs_fp32")
-    if isinstance(stored, dict) and same_run and stored.get("ratio"):
+    stored = (r.get("metrics") or {}).get("speedup_vs_fp32")  # against its own runtime's fp32 only
+    own = is_reference(ref) and reference_key(ref) == reference_key(r)
+    if isinstance(stored, dict) and same_run and own and stored.get("ratio"):
         return {**{k: stored.get(k) for k in ("ratio", "low", "high", "rounds")}, "same_run": True}
     paired = paired_speedup(ref, r)
     return {**paired, "same_run": same_run} if paired else None
+
+
+def speedup_over(ref: Result | None, r: Result) -> dict[str, Any] | None:
+    """:func:`speedup` with the reference's own steadiness beside it: ``ref_spread`` (its rounds'
+    p50s, (max - min) / median) and ``ref_unsteady`` (that spread above the house's
+    ``UNSTABLE_SPREAD``: a noisy reference moves every ratio taken against it; the paired ratio
+    and its interval are then the figures to read, not the two medians)."""
+    found = speedup(ref, r)
+    if found is None or ref is None:
+        return found
+    ref_spread = ref.get("spread")
+    return {**found, "ref_spread": ref_spread,
+            "ref_unsteady": bool(ref_spread is not None and ref_spread > UNSTABLE_SPREAD)}
 
 
 def fmt_speedup(s: dict[str, Any] | None) -> str:

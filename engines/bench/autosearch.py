@@ -8,7 +8,12 @@ fully, report the best variant that keeps the quality bar and why each other can
    level); a setting that beats the default by :data:`SETTING_GAIN` joins the finalists.
 3. Finals: the explicit methods of the request, fp32 and the ``finalists`` fastest candidates that
    keep quality (:func:`engines.analysis.rules.keeps_quality`) and beat fp32 in screening are
-   measured with the request's own settings. The best is the fastest of them that keeps quality.
+   measured with the request's own settings, in one sweep of at least :data:`FINALS_ROUNDS`
+   rounds: every round times each of them once, in a shuffled order (:mod:`engines.bench.rounds`),
+   so the best's speed-up over the fastest fp32 is the median of per-round ratios with their range
+   (:func:`engines.analysis.rules.speedup_over`), and the fp32's own spread is reported beside it.
+   The best is the fastest of them that keeps quality. When the screening measured nothing
+   (every candidate refused or failed here), there is nothing to measure again: no finals.
 
 A budget (seconds) bounds the whole search: screening stops at :data:`SCREEN_SHARE` of it (what
 it did not reach is reported "not screened"), the settings phase runs only when the time left
@@ -24,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from engines.analysis import rules
 from engines.analysis.rules import agreement, bar_text, is_reference, keeps_quality
 
 SweepFn = Callable[[Any, threading.Event], tuple[str, str, list[dict[str, Any]]]]  # (request, cancel) -> run
@@ -36,6 +42,15 @@ SCREEN_MIN_REPS = 5
 # of the fused int8 recipes (is the gain the fusion's or the integer kernels'?).
 FLOAT_REFERENCES = ("fuse",)
 MARGIN_S = 5.0  # a sweep told to stop ends its child and stores the run: a few seconds
+# The finals' rounds (at least; a request's own --repeat above it stands). The timing time is split
+# across the rounds, so more rounds cost little; five pairs give a median that outvotes two
+# disturbed rounds on a shared machine, and a range to judge the ratio by.
+FINALS_ROUNDS = 5
+
+
+def finals_measure(measure: Any) -> Any:
+    """The request's own timing, split into at least :data:`FINALS_ROUNDS` interleaved rounds."""
+    return dataclasses.replace(measure, repeat=max(measure.repeat, FINALS_ROUNDS))
 
 
 def screening_measure(measure: Any) -> Any:
@@ -55,14 +70,6 @@ def _name(r: dict[str, Any], settings: dict[str, Any] | None = None) -> str:
     return f"{r['label']} · {r['runtime']} · {r['device']}" + (f" [{extra}]" if extra else "")
 
 
-def _where(r: dict[str, Any]) -> tuple[str, str, int]:
-    return (r["runtime"], r["device"], r.get("batch_size") or 1)
-
-
-def _fp32(results: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, Any]]:
-    return {_where(r): r for r in results if is_reference(r) and _p50(r)}
-
-
 def _quality_text(r: dict[str, Any]) -> str:
     found = agreement(r)
     return f"{found[0]} {found[1]:.4f}" if found else "no agreement figure"
@@ -72,16 +79,16 @@ def judge(results: list[dict[str, Any]], settings: dict[int, dict[str, Any]] | N
     """Every result as a candidate: ``{"variant", "result", "p50_ms", "vs_fp32", "keeps", "why"}``
     (``why`` is None for one that is in the running: ok, keeps quality, faster than fp32)."""
     settings = settings or {}
-    refs = _fp32(results)
+    refs = rules.references(results)
     out = []
     for r in results:
         extra = settings.get(id(r), {})
         entry = {"variant": _name(r, extra), "label": r["label"], "runtime": r["runtime"], "device": r["device"],
                  "settings": extra, "result": r.get("id"), "run_id": r.get("run_id"), "p50_ms": _p50(r),
                  "quality": _quality_text(r), "vs_fp32": None, "keeps": False, "why": None}
-        ref = refs.get(_where(r))
-        if entry["p50_ms"] and ref:
-            entry["vs_fp32"] = round(_p50(ref) / entry["p50_ms"], 3)
+        ratio = rules.speedup(refs.get(id(r)), r) if entry["p50_ms"] else None
+        if ratio:
+            entry["vs_fp32"] = round(ratio["ratio"], 3)
         if r.get("status") != "ok":
             first = (r.get("error") or r.get("status") or "").splitlines()[0][:160] if r.get("error") else ""
             entry["why"] = f"refused ({r.get('status')}): {first}" if first else f"refused ({r.get('status')})"
@@ -164,6 +171,7 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
     screened = sweep("screening", screen_req, screen_stop)
     per_variant = (time.monotonic() - t0) / max(1, len(screened))
     entries = judge(screened)
+    rows = {r.get("id"): r for r in screened}  # every result of the search by its id: the ratios' inputs
     planned = len(screen_req.recipes()) * len(request.runtimes) * len(request.devices) * len(request.batch_sizes)
     not_screened = max(0, planned - len(screened))
 
@@ -178,6 +186,11 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
 
     # Session settings: the best ONNX Runtime candidate under each setting, screened the same way.
     ort_best = next((e for e in _ranked(entries) if e["runtime"] == "onnxruntime"), None)
+    # Nothing ran in a screening that finished (every candidate refused or failed here, e.g. a device
+    # this machine lacks): the finals would build the same variants again to be refused again.
+    unscreened = [m for m in explicit if m not in specs]
+    nothing_ran = (not any(r.get("status") == "ok" for r in screened) and not unscreened
+                   and runs[-1]["status"] != "interrupted")
     setting_entries: list[dict[str, Any]] = []
     for setting in settings if ort_best else []:
         remaining = left()
@@ -195,9 +208,11 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
         say(f"auto: screening {ort_best['label']} on onnxruntime with {_words(setting)}")
         found = sweep("settings", req, remaining - MARGIN_S if remaining is not None else None)
         ids = {id(r): setting for r in found}
+        rows.update({r.get("id"): r for r in found})
         for e in judge(found, ids):
-            if e["p50_ms"] and e["why"] is None:
-                gain = ort_best["p50_ms"] / e["p50_ms"]
+            found_gain = rules.speedup(rows.get(ort_best["result"]), rows[e["result"]]) if e["p50_ms"] else None
+            if found_gain and e["why"] is None:  # against the default session's screening (another sweep)
+                gain = found_gain["ratio"]
                 e["vs_default"] = round(gain, 3)
                 if gain < SETTING_GAIN:
                     e["why"] = f"no faster than the default session ({gain:.2f}×)"
@@ -208,12 +223,18 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
     # Finals: explicit methods, fp32 and the best candidates, with the request's own measuring.
     best_setting = next(iter(_ranked(setting_entries)), None)
     remaining = left()
-    if remaining is not None and remaining < MARGIN_S * 2:
+    skipped = None
+    if nothing_ran:
+        skipped = "the screening measured nothing here (every candidate was refused or failed): no finals"
+        say(f"auto: {skipped}")
+        finals = []
+    elif remaining is not None and remaining < MARGIN_S * 2:
         say("auto: the budget is spent before the finals: the screening figures stand")
         finals = []
     else:
-        say(f"auto: measuring {len(final_specs)} recipe(s) fully: {', '.join(final_specs)}")
-        final_req = dataclasses.replace(request, methods=_recipes(final_specs, request))
+        say(f"auto: measuring {len(final_specs)} recipe(s) fully, in interleaved rounds: {', '.join(final_specs)}")
+        final_req = dataclasses.replace(request, methods=_recipes(final_specs, request),
+                                        measure=finals_measure(request.measure))
         finals = sweep("finals", final_req, remaining - MARGIN_S if remaining is not None else None)
     final_settings: dict[int, dict[str, Any]] = {}
     if best_setting and (left() is None or left() > per_variant * 2 + MARGIN_S):
@@ -227,6 +248,7 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
                 **{k: v for k, v in setting.items() if k != "threads"}}},
             threads=threads if threads else request.threads)
         say(f"auto: measuring {best_setting['label']} with {_words(setting)} fully")
+        req = dataclasses.replace(req, measure=finals_measure(request.measure))
         extra = sweep("finals-settings", req, left() - MARGIN_S if left() is not None else None)
         final_settings = {id(r): setting for r in extra if not is_reference(r)}
         finals_judged = judge(finals) + [e for e in judge(extra, final_settings) if e["settings"]]
@@ -238,6 +260,7 @@ def search(request: Any, explicit: list[str], candidates: list[str], run_sweep: 
                                    f"{best_setting.get('vs_default', 0):.2f}× the default session)")
         finals_judged = judge(finals)
     report = _report(finals_judged, entries + setting_entries, chosen, finals)
+    report["finals_skipped"] = skipped
     from engines.devices.strategies import CPU_LEFT_OUT
 
     asked = set(explicit) | set(candidates)
@@ -269,15 +292,23 @@ def _words(setting: dict[str, Any]) -> str:
 
 def _report(finals: list[dict[str, Any]], screened: list[dict[str, Any]], chosen: list[dict[str, Any]],
             final_results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The best final that keeps quality, the runners-up and why each lost (slower, quality, refused)."""
+    """The best final that keeps quality, the runners-up and why each lost (slower, quality, refused).
+
+    Ratios between finals pair their rounds (:func:`engines.analysis.rules.speedup_over`): the
+    best's ``speedup`` over the fastest fp32 is the median of per-round ratios, ``low``–``high``
+    their range, with the fp32's own spread (``ref_spread``, ``ref_unsteady``)."""
+    rows = {r.get("id"): r for r in final_results}
     refs = [e for e in finals if e["why"] == "the fp32 reference" and e["p50_ms"]]
     fastest_fp32 = min(refs, key=lambda e: e["p50_ms"]) if refs else None
     ranked = _ranked(finals)
     best = ranked[0] if ranked else None
     lost: list[dict[str, Any]] = []
     for e in ranked[1:]:
-        lost.append({**e, "why": f"slower than the best: {e['p50_ms']:.3f} ms vs {best['p50_ms']:.3f} ms "
-                                 f"({best['p50_ms'] / e['p50_ms']:.2f}× the best)"})
+        behind = rules.speedup(rows.get(e["result"]), rows[best["result"]]) if e["result"] in rows else None
+        apart = "" if not behind or behind["same_run"] else ", timed in another sweep"
+        lost.append({**e, "why": f"slower than the best: {e['p50_ms']:.3f} ms vs {best['p50_ms']:.3f} ms"
+                                 + (f" (the best is {rules.fmt_speedup({**behind, 'same_run': True})} as fast{apart})"
+                                    if behind else "")})
     lost += [e for e in finals if e["why"] and e["why"] != "the fp32 reference"]
     final_names = {e["variant"] for e in finals}
     cut = max((e["p50_ms"] for e in chosen), default=None)
@@ -296,10 +327,34 @@ def _report(finals: list[dict[str, Any]], screened: list[dict[str, Any]], chosen
     out = {"best": None, "runners_up": lost, "fused_fp32": fused and {
                k: fused[k] for k in ("variant", "p50_ms", "vs_fp32", "quality")}, "fastest_fp32": fastest_fp32 and fastest_fp32["variant"],
            "fastest_fp32_ms": fastest_fp32 and fastest_fp32["p50_ms"]}
+    ref_row = rows.get(fastest_fp32["result"]) if fastest_fp32 else None
+    if ref_row is not None:
+        out["fastest_fp32_spread"] = ref_row.get("spread")
     if best:
-        out["best"] = {**best, "vs_fastest_fp32": round(fastest_fp32["p50_ms"] / best["p50_ms"], 3)
-                       if fastest_fp32 else None}
+        found = rules.speedup_over(ref_row, rows[best["result"]]) if ref_row is not None else None
+        out["best"] = {**best, "vs_fastest_fp32": round(found["ratio"], 3) if found else None,
+                       "speedup": found and {k: round(v, 3) if isinstance(v, float) else v for k, v in found.items()}}
     return out
+
+
+def _ratio_text(report: dict[str, Any]) -> str:
+    """``, 2.10× [1.95–2.31] the fastest fp32 (…), paired over 5 rounds`` and the fp32's spread
+    when it is large; the plain ratio for a report without the paired figures."""
+    best = report["best"]
+    s = best.get("speedup")
+    if not s and best.get("vs_fastest_fp32"):
+        return f", {best['vs_fastest_fp32']:.2f}× the fastest fp32 ({report['fastest_fp32']})"
+    if not s:
+        return ""
+    if not s.get("same_run", True):  # a session setting's finalist: its own sweep, with that setting
+        paired = ", timed in another sweep than that fp32 (not interleaved)"
+    else:
+        paired = f", paired over {s['rounds']} interleaved rounds" if s.get("rounds") else ", not paired (no shared rounds)"
+    text = f", {rules.fmt_speedup({**s, 'same_run': True})} the fastest fp32 ({report['fastest_fp32']}){paired}"
+    if s.get("ref_unsteady"):  # the paired median outvotes a disturbed round; the two medians would not
+        text += (f"; that fp32's rounds spread {s['ref_spread']:.0%} (a noisy reference: the ratio is the "
+                 "median of the paired rounds, the interval their range)")
+    return text
 
 
 def summary_lines(report: dict[str, Any], limit: int = 12) -> list[str]:
@@ -307,9 +362,9 @@ def summary_lines(report: dict[str, Any], limit: int = 12) -> list[str]:
     lines = []
     best = report.get("best")
     if best:
-        ratio = f", {best['vs_fastest_fp32']:.2f}× the fastest fp32 ({report['fastest_fp32']})" \
-            if best.get("vs_fastest_fp32") else ""
-        lines.append(f"best: {best['variant']} — {best['p50_ms']:.3f} ms, {best['quality']}{ratio}")
+        lines.append(f"best: {best['variant']} — {best['p50_ms']:.3f} ms, {best['quality']}{_ratio_text(report)}")
+    elif report.get("finals_skipped"):
+        lines.append(f"best: none: {report['finals_skipped']}")
     elif report.get("runs") and not any(r.get("results") for r in report["runs"]):
         lines.append("best: nothing was measured: every sweep of the search stopped before a measurement "
                      "finished (the budget ran out; a sweep waiting for another on this machine counts)")
