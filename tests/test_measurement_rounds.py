@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from engines.analysis import paired
 from engines.bench import rounds
 from engines.core.schema import Result
 from engines.methods.recipe import parse_recipes
@@ -41,7 +42,7 @@ def test_speedup_is_the_median_of_per_round_ratios():
     # the machine slows by 2x in round 1: both variants see it, the paired ratio does not
     base = {"rounds": [_round(0, 2.0), _round(1, 4.0), _round(2, 2.0)]}
     fast = {"rounds": [_round(0, 1.0), _round(1, 2.0), _round(2, 1.1)]}
-    s = rounds.speedup(base, fast)
+    s = paired.speedup(base, fast)
     assert s["ratio"] == pytest.approx(2.0) and s["rounds"] == 3 and s["low"] == pytest.approx(2 / 1.1)
     assert rounds.round_order(["a", "b", "c", "d"], 0) == rounds.round_order(["a", "b", "c", "d"], 0)
     assert {tuple(rounds.round_order(list("abcd"), i)) for i in range(6)} != {tuple("abcd")}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engines.analysis.figures import FRACTION, figure, interval
-from engines.bench.rounds import round_p50s
+from engines.analysis.paired import round_p50s
 from engines.core.schema import display_label, variant_key
 
 Result = dict[str, Any]

@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from engines.bench.rounds import speedup as paired_speedup
+from engines.analysis.paired import speedup as paired_speedup
 from engines.core.schema import UNSTABLE_SPREAD
 
 Result = dict[str, Any]

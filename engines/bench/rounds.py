@@ -1,4 +1,5 @@
-"""Repeated timing rounds: how a variant's rounds become one result, and speedups between variants.
+"""Repeated timing rounds: how a variant's rounds become one result (speed-ups between variants pair
+the rounds in engines/analysis/paired.py).
 
 A sweep with ``--repeat K`` times every variant K times in short blocks, interleaved across the
 sweep's variants in a shuffled order, so that a slowdown of the machine lasting seconds hits all
@@ -74,31 +75,3 @@ def combine(rounds: Sequence[dict[str, Any]]) -> tuple[dict[str, float], float |
     if all(under_load(r) for r in used):
         flags.append("under-load")
     return latency, s, flags
-
-
-def round_p50s(result: dict[str, Any]) -> dict[int, float]:
-    """Round number -> p50 of each of a result's rounds (or its single p50 when it has none).
-
-    All rounds, loaded or not: a ratio pairs two blocks timed moments apart, so load that lasts
-    seconds cancels out of it, and the median over the pairs outvotes a block it did not."""
-    rounds = result.get("rounds") or []
-    if not rounds:
-        p50 = (result.get("latency_ms") or {}).get("p50")
-        return {0: p50} if p50 else {}
-    return {r["round"]: r["latency"]["p50"] for r in rounds if r.get("latency")}
-
-
-def speedup(baseline: dict[str, Any], variant: dict[str, Any]) -> dict[str, float] | None:
-    """How many times faster ``variant`` is than ``baseline``: the median of the per-round ratios.
-
-    Rounds are paired by number (both were timed in the same round, minutes apart at most), so
-    a slow stretch of the machine cancels out of each ratio. Falls back to the ratio of the
-    medians when the two share no round. Returns {"ratio", "low", "high", "rounds"} or None."""
-    base, var = round_p50s(baseline), round_p50s(variant)
-    paired = [base[r] / var[r] for r in base if r in var and var[r] > 0]
-    if paired:
-        return {"ratio": statistics.median(paired), "low": min(paired), "high": max(paired), "rounds": len(paired)}
-    b, v = (baseline.get("latency_ms") or {}).get("p50"), (variant.get("latency_ms") or {}).get("p50")
-    if b and v:
-        return {"ratio": b / v, "low": b / v, "high": b / v, "rounds": 0}
-    return None
