@@ -22,18 +22,8 @@ from engines.store.migrations import MIGRATIONS, SCHEMA_VERSION, legacy_recipe
 from engines.store.opening import connect, describe, import_sqlite_utils
 from engines.store.outbox import enqueue, queue_summary
 from engines.store.planner import refresh_stats
-from engines.store.query import (
-    DISTINCT_COLUMNS,
-    MEASURED,
-    QUALITY,
-    REFERENCES,
-    ResultQuery,
-    frontier_sql,
-    merge_pages,
-    newest_page_sql,
-    reference_sql,
-    select_sql,
-)
+from engines.store.query import DISTINCT_COLUMNS, MEASURED, QUALITY, REFERENCES, ResultQuery
+from engines.store.query import frontier_sql, merge_pages, newest_page_sql, reference_sql, select_sql
 
 APP_ID = "qbench"
 SQLITE_MAGIC = b"SQLite format 3\x00"
