@@ -44,6 +44,13 @@ if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCAC
     os.environ["PYTHONPYCACHEPREFIX"] = _PYCACHE
     sys.dont_write_bytecode, sys.pycache_prefix = False, _PYCACHE
 
+# torch's OpenMP threads in the suite's own processes (the workers train the built-in models and run
+# torch in-process; the `qbench` subprocesses inherit it) sleep at the end of a parallel region
+# instead of spinning, as every measuring child does (engines.bench.child.child_environment): two
+# workers of two threads each on two cores, a spinning pool waits for its descheduled threads at
+# every barrier (training digits-mlp took 2-7x longer on a loaded machine). Before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # Set before any engines module computes a path; child processes inherit it. An xdist worker inherits
 # its controller's variables: a home the suite made there is replaced by the worker's own, and a
 # QBENCH_HOME the caller set is kept (one process) or gets a folder in it for each worker.
