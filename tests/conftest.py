@@ -24,6 +24,7 @@ import hashlib
 import os
 import platform
 import shutil
+import sys
 import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -31,6 +32,24 @@ from pathlib import Path
 import pytest
 
 from tests.scheduling import longest_first_scheduler, record_durations, save_durations
+
+# Bytecode: where the environment forbids writing it (PYTHONDONTWRITEBYTECODE), every process of
+# the run (each xdist worker, each `qbench` subprocess, each sweep's fork server) compiles every
+# module it imports from source, about 40 % of a CLI sweep's CPU. The run's processes write it into
+# a cache outside the tree instead (``$QBENCH_TEST_PYCACHE``, default ``<tmp>/qbench-test-pycache``;
+# Python checks each entry against its source), as bench/tui_bench.py does for its warm runs.
+if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCACHEPREFIX"):
+    _PYCACHE = os.environ.get("QBENCH_TEST_PYCACHE") or str(Path(tempfile.gettempdir()) / "qbench-test-pycache")
+    del os.environ["PYTHONDONTWRITEBYTECODE"]
+    os.environ["PYTHONPYCACHEPREFIX"] = _PYCACHE
+    sys.dont_write_bytecode, sys.pycache_prefix = False, _PYCACHE
+
+# torch's OpenMP threads in the suite's own processes (the workers train the built-in models and run
+# torch in-process; the `qbench` subprocesses inherit it) sleep at the end of a parallel region
+# instead of spinning, as every measuring child does (engines.bench.child.child_environment): two
+# workers of two threads each on two cores, a spinning pool waits for its descheduled threads at
+# every barrier (training digits-mlp took 2-7x longer on a loaded machine). Before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Set before any engines module computes a path; child processes inherit it. An xdist worker inherits
 # its controller's variables: a home the suite made there is replaced by the worker's own, and a

@@ -9,9 +9,41 @@ import sqlite3
 import subprocess
 import sys
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
+import pytest
+
 FAST = ("--min-time", "0.05", "--min-reps", "5")
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported, found without importing it: a module-level skip that costs
+    the collection nothing (``pytest.importorskip`` imports it; coremltools takes tens of seconds,
+    and every xdist worker collects every module)."""
+    try:
+        return find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False
+
+
+def needs(*modules: str, reason: str | None = None) -> pytest.MarkDecorator:
+    """A skip marker for a test module (``pytestmark``) or a test: skipped, saying which, when one of
+    ``modules`` is not installed."""
+    missing = [m for m in modules if not installed(m)]
+    return pytest.mark.skipif(bool(missing), reason=reason or f"{', '.join(missing)} is not installed")
+
+
+def lazy_module(name: str):
+    """A stand-in for ``import name`` at a test module's top that imports it on first use (not at
+    collection)."""
+    import importlib
+
+    class _Lazy:
+        def __getattr__(self, attr):
+            return getattr(importlib.import_module(name), attr)
+
+    return _Lazy()
 
 
 def qbench(*args: str, env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess:

@@ -12,8 +12,6 @@ import platform
 import numpy as np
 import pytest
 
-pytest.importorskip("coremltools", reason="coremltools is not installed (`uv sync --extra coreml`)")
-
 from engines import catalog
 from engines.bench.runner import SweepRequest, SweepRunner
 from engines.bench.worker import _context, apply_passes
@@ -21,6 +19,10 @@ from engines.methods.recipe import parse_recipe, parse_recipes
 from engines.models import load_model, resolve_model
 from engines.passes import Plan
 from engines.runtimes.base import UnsupportedVariant
+from tests.helpers import needs
+
+# Found, not imported, at collection: coremltools imports torch, scikit-learn and scipy (tens of seconds).
+pytestmark = [needs("coremltools", reason="coremltools is not installed (`uv sync --extra coreml`)")]
 
 
 def _artifact(model, recipe: str, tmp_path, device: str = "cpu", batch_sizes: tuple[int, ...] = (1,)):

@@ -10,29 +10,44 @@ the same attributes and calls ``plan_shares`` reads on a Mac.
 
 from __future__ import annotations
 
+import functools
+
 import pytest
-
-pytest.importorskip("coremltools", reason="coremltools is not installed (`uv sync --extra coreml`)")
-
-from coremltools.models import compute_device as cd
-from coremltools.models import compute_plan as cp
 
 from engines.analysis import placement
 from engines.analysis.device_choice import choose_device
 from engines.analysis.recommend import recommend
 from engines.core.schema import Result
 from engines.runtimes.coreml.session import plan_shares
+from tests.helpers import needs
+
+# Found, not imported, at collection: coremltools imports torch, scikit-learn and scipy (tens of
+# seconds); its classes are imported by the first test that builds a plan.
+pytestmark = [needs("coremltools", reason="coremltools is not installed (`uv sync --extra coreml`)")]
+
+# The device classes a plan's ops name, by the name coremltools gives them (resolved by _coreml).
+ANE, GPU, CPU = "MLNeuralEngineComputeDevice", "MLGPUComputeDevice", "MLCPUComputeDevice"
+FUTURE = "MLFutureAcceleratorComputeDevice"
 
 
-class MLFutureAcceleratorComputeDevice(cd.MLComputeDevice):
-    """A device class a later coremltools may add: plan_shares must not drop or mislabel it."""
+@functools.cache
+def _coreml():
+    from coremltools.models import compute_device as cd
+    from coremltools.models import compute_plan as cp
+
+    class MLFutureAcceleratorComputeDevice(cd.MLComputeDevice):
+        """A device class a later coremltools may add: plan_shares must not drop or mislabel it."""
+
+    devices = {name: getattr(cd, name) for name in (ANE, GPU, CPU)} | {FUTURE: MLFutureAcceleratorComputeDevice}
+    return cp, devices
 
 
-def _device(cls):
-    return object.__new__(cls)  # the real class; its __init__ wants the macOS proxy
+def _device(name: str):
+    return object.__new__(_coreml()[1][name])  # the real class; its __init__ wants the macOS proxy
 
 
 def _op(name: str, blocks=()):
+    cp = _coreml()[0]
     return cp.MLModelStructureProgramOperation(inputs={}, operator_name=name, outputs=[], blocks=list(blocks),
                                                __proxy__=None)
 
@@ -41,22 +56,24 @@ class _Proxy:
     """What libcoremlpython's _MLComputePlanProxy answers, as data: op → (device class, cost weight)."""
 
     def __init__(self, program, usage, cost):
+        cp = _coreml()[0]
         self.model_structure = cp.MLModelStructure(neuralnetwork=None, program=program, pipeline=None)
         self._usage, self._cost = usage, cost
 
     def get_compute_device_usage_for_mlprogram_operation(self, op):
         device = self._usage.get(id(op))
-        return None if device is None else cp.MLComputePlanDeviceUsage(
+        return None if device is None else _coreml()[0].MLComputePlanDeviceUsage(
             preferred_compute_device=_device(device), supported_compute_devices=[_device(device)])
 
     def get_estimated_cost_for_mlprogram_operation(self, op):
         weight = self._cost.get(id(op))
-        return None if weight is None else cp.MLComputePlanCost(weight=weight)
+        return None if weight is None else _coreml()[0].MLComputePlanCost(weight=weight)
 
 
-def make_plan(ops: list[tuple[str, type | None, float | None]], nested: list[tuple[str, type, float]] = ()):
-    """An MLComputePlan over one function whose ops are (name, preferred device class, cost weight);
-    ``nested`` ops sit in a block inside the last op (a loop body)."""
+def make_plan(ops: list[tuple[str, str | None, float | None]], nested: list[tuple[str, str, float]] = ()):
+    """An MLComputePlan over one function whose ops are (name, preferred device class's name, cost
+    weight); ``nested`` ops sit in a block inside the last op (a loop body)."""
+    cp = _coreml()[0]
     inner = [_op(n) for n, _, _ in nested]
     built = [_op(n) for n, _, _ in ops[:-1]] + [_op(ops[-1][0], [cp.MLModelStructureProgramBlock(
         inputs=[], operations=inner, output_names=[])] if inner else [])]
@@ -70,9 +87,6 @@ def make_plan(ops: list[tuple[str, type | None, float | None]], nested: list[tup
     return plan
 
 
-ANE, GPU, CPU = cd.MLNeuralEngineComputeDevice, cd.MLGPUComputeDevice, cd.MLCPUComputeDevice
-
-
 def test_plan_shares_weighs_each_ops_device_by_its_estimated_cost():
     plan = make_plan([("const", None, None), ("cast", CPU, 0.02), ("linear", ANE, 0.60), ("relu", ANE, 0.08),
                       ("linear", GPU, 0.20), ("softmax", CPU, 0.10)])
@@ -84,8 +98,8 @@ def test_plan_shares_weighs_each_ops_device_by_its_estimated_cost():
 
 
 def test_an_unknown_device_is_counted_as_other_and_named_and_nested_blocks_count():
-    plan = make_plan([("linear", ANE, 0.3), ("while_loop", MLFutureAcceleratorComputeDevice, 0.1)],
-                     nested=[("matmul", MLFutureAcceleratorComputeDevice, 0.5), ("add", CPU, None)])
+    plan = make_plan([("linear", ANE, 0.3), ("while_loop", FUTURE, 0.1)],
+                     nested=[("matmul", FUTURE, 0.5), ("add", CPU, None)])
     shares = plan_shares(plan)
     assert shares["ops"] == 4 and shares["ops_without_cost"] == 1
     assert shares["unknown_devices"] == ["MLFutureAcceleratorComputeDevice"]

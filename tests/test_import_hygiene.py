@@ -92,3 +92,15 @@ def test_tracking_leaves_mlflow_to_its_child_processes():
             "import qbench_tui.controllers.tracking, engines.tracking, engines.tracking.fields, engines.store.outbox")
     loaded = _roots(_modules_after(code))
     assert not loaded & {*HEAVY, "sqlalchemy", "alembic"}, sorted(loaded & {*HEAVY, "sqlalchemy", "alembic"})
+
+
+def test_writing_to_the_store_loads_no_pandas_and_pandas_still_imports_after():
+    """A process that writes results (every `qbench run`) opens sqlite-utils without pandas (a
+    second of imports per process that sqlite-utils needs only for pandas' timestamps); a later
+    ``import pandas`` (the Python API's ``to_pandas``) still works."""
+    code = ("import tempfile, os\nfrom engines.store import Store\n"
+            "s = Store(os.path.join(tempfile.mkdtemp(), 'q.db'))\ns.create_run('r1', 'digits-mlp', {}, {}, 'cli')\n"
+            "import sys\nassert 'pandas' not in sys.modules, 'pandas loaded by a write'\n"
+            "import pandas\nassert pandas.DataFrame({'a': [1]}).shape == (1, 1)")
+    loaded = _roots(_modules_after(code))
+    assert "sqlite_utils" in loaded and "pandas" in loaded

@@ -14,16 +14,15 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("gguf", reason="gguf is not installed (`uv sync --extra llamacpp`)")
-pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (`uv sync --extra llamacpp`)")
-
 from engines.bench.worker import open_recipe, reference_outputs, run_outputs
 from engines.models import load_model, resolve_model
 from engines.runtimes.base import UnsupportedVariant
 from engines.runtimes.llamacpp.gguf_write import fold_bias, tensor_types
-from tests.helpers import FAST, by_key, qbench, qbench_json
+from tests.helpers import FAST, by_key, needs, qbench, qbench_json
 
-pytestmark = [pytest.mark.real_model]
+# Found, not imported, at collection (every xdist worker collects every module).
+pytestmark = [pytest.mark.real_model, needs("gguf", reason="gguf is not installed (`uv sync --extra llamacpp`)"),
+              needs("llama_cpp", reason="llama-cpp-python is not installed (`uv sync --extra llamacpp`)")]
 
 ROWS = 4  # held-out windows the agreement checks use (each is a full 128-byte context)
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("mlx.core", reason="mlx is not installed (`uv sync --extra mlx`)")
+from engines import catalog
+from engines.bench.worker import open_recipe, reference_outputs, run_outputs
+from engines.methods.recipe import parse_recipe
+from engines.models import load_model, resolve_model
+from tests.helpers import needs
 
-from engines import catalog  # noqa: E402
-from engines.bench.worker import open_recipe, reference_outputs, run_outputs  # noqa: E402
-from engines.methods.recipe import parse_recipe  # noqa: E402
-from engines.models import load_model, resolve_model  # noqa: E402
+# Found, not imported, at collection (every xdist worker collects every module).
+pytestmark = [needs("mlx.core", reason="mlx is not installed (`uv sync --extra mlx`)")]
 
 DIGITS_LAYERS = ["layers.0", "layers.2", "layers.4"]
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("mlx.core", reason="mlx is not installed (`uv sync --extra mlx`)")
+from engines.bench.runner import SweepRequest, SweepRunner
+from engines.bench.worker import open_recipe, reference_outputs, run_outputs
+from engines.methods.recipe import parse_recipe, parse_recipes
+from engines.models import load_model, resolve_model
+from tests.helpers import needs
 
-from engines.bench.runner import SweepRequest, SweepRunner  # noqa: E402
-from engines.bench.worker import open_recipe, reference_outputs, run_outputs  # noqa: E402
-from engines.methods.recipe import parse_recipe, parse_recipes  # noqa: E402
-from engines.models import load_model, resolve_model  # noqa: E402
+# Found, not imported, at collection (every xdist worker collects every module).
+pytestmark = [needs("mlx.core", reason="mlx is not installed (`uv sync --extra mlx`)")]
 
 
 def _variant(name: str, recipe: str, tmp_path, device: str = "cpu"):

@@ -10,13 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("mlx.core", reason="mlx is not installed (`uv sync --extra mlx`)")
-pytest.importorskip("mlx_lm", reason="mlx-lm is not installed (`uv sync --extra mlx`)")
+from engines.bench.worker import open_recipe, reference_outputs, run_outputs
+from engines.methods.recipe import parse_recipes
+from engines.models import load_model, resolve_model
+from engines.runtimes.base import UnsupportedVariant
+from tests.helpers import needs
 
-from engines.bench.worker import open_recipe, reference_outputs, run_outputs  # noqa: E402
-from engines.methods.recipe import parse_recipes  # noqa: E402
-from engines.models import load_model, resolve_model  # noqa: E402
-from engines.runtimes.base import UnsupportedVariant  # noqa: E402
+# Found, not imported, at collection (every xdist worker collects every module).
+pytestmark = [needs("mlx.core", reason="mlx is not installed (`uv sync --extra mlx`)"), needs("mlx_lm", reason="mlx-lm is not installed (`uv sync --extra mlx`)")]
 
 
 def save_llama(directory) -> None:

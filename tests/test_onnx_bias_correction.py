@@ -1,13 +1,14 @@
 """ONNX Runtime static int8's convolution bias correction, on a small real depthwise conv graph."""
 
 import numpy as np
-import onnx
-import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
-from onnxruntime import quantization as ortq
 
 from engines.passes.onnx_bias_correction import correct_conv_biases
 from engines.passes.onnx_passes import _CalibrationReader
+from tests.helpers import lazy_module
+
+# ONNX and ONNX Runtime are imported on first use, not at collection (every xdist worker collects).
+onnx, ort, ortq = lazy_module("onnx"), lazy_module("onnxruntime"), lazy_module("onnxruntime.quantization")
+helper, numpy_helper = lazy_module("onnx.helper"), lazy_module("onnx.numpy_helper")
 
 
 def _depthwise(path, seed=0):
@@ -19,8 +20,8 @@ def _depthwise(path, seed=0):
     w[:, 0, 0, 1] = -w[:, 0, 1, 1] + rng.normal(0, 0.05, 16)
     graph = helper.make_graph(
         [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="dw", group=16, pads=[1, 1, 1, 1], strides=[2, 2])],
-        "dw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 16, 12, 12])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        "dw", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 16, 12, 12])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
         [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.zeros(16, np.float32), "b")])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
@@ -49,8 +50,8 @@ def test_bias_correction_removes_the_mean_error_of_int8_weights(tmp_path):
 
 def test_graphs_without_convolutions_are_left_alone(tmp_path):
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
                               [numpy_helper.from_array(np.ones((4, 2), np.float32), "w")])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "mm.onnx"))
     calib = [{"x": np.ones((2, 4), np.float32)}]

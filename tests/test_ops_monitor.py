@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import pytest
 
-prometheus_client = pytest.importorskip("prometheus_client")
+from tests.helpers import needs
+
+# Found, not imported, at collection (every xdist worker collects every module).
+pytestmark = [needs("prometheus_client")]
 
 
 class FakeService:
     """prometheus-client metrics shaped like the exported service's; ``fetch`` is the scrape."""
 
     def __init__(self, result_id: str = "1"):
-        from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+        from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
+
+        self.generate_latest = generate_latest
 
         self.registry = CollectorRegistry()
         self.latency = Histogram("qbench_request_latency_seconds", "t", ["endpoint"], registry=self.registry,
@@ -29,7 +34,7 @@ class FakeService:
 
     def fetch(self, url: str) -> str:
         assert url.endswith("/metrics")
-        return prometheus_client.generate_latest(self.registry).decode()
+        return self.generate_latest(self.registry).decode()
 
 
 def test_the_exposition_is_read_by_shape():

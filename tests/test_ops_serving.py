@@ -17,13 +17,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import needs
 from test_tui_support import async_test
 
-for _name in ("fastapi", "uvicorn", "prometheus_client", "dvc"):
-    pytest.importorskip(_name)
-pytest.importorskip("engines.export")
-
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+# Found, not imported, at collection (every xdist worker collects every module).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), needs("fastapi", "uvicorn", "prometheus_client", "dvc")]
 
 
 def _free_port() -> int:

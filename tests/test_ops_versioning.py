@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("dvc")
+from tests.helpers import needs
+
+# Found, not imported, at collection (every xdist worker collects every module).
+pytestmark = [needs("dvc")]
 
 
 def _store_with_result(db: Path) -> int:

@@ -7,32 +7,40 @@ import warnings
 
 import pytest
 
-torch = pytest.importorskip("torch")
-nn = torch.nn
+from tests.helpers import needs
+
+# torch is imported by the tests, not at collection (seconds, in every xdist worker).
+pytestmark = [needs("torch")]
 
 
-class Depthwise(nn.Module):
+def Depthwise():
     """A 3x3 depthwise conv (stride 2, padded) whose filters have one or two large taps, as after BN
     folding: int8 rounding shifts each filter's sum, hence its answer to flat inputs. The second conv
     has no bias: correction gives it one."""
+    import torch
+    from torch import nn
 
-    def __init__(self):
-        super().__init__()
-        gen = torch.Generator().manual_seed(0)
-        self.dw = nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16)
-        self.pw = nn.Conv2d(16, 8, 1, bias=False)
-        w = torch.randn(16, 1, 3, 3, generator=gen) * 0.05
-        w[:, 0, 1, 1] = torch.rand(16, generator=gen) * 10 + 5
-        w[:, 0, 0, 1] = -w[:, 0, 1, 1] + torch.randn(16, generator=gen) * 0.05
-        with torch.no_grad():
-            self.dw.weight.copy_(w)
-            self.dw.bias.zero_()
+    class Depthwise(nn.Module):
+        def __init__(self):
+            super().__init__()
+            gen = torch.Generator().manual_seed(0)
+            self.dw = nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16)
+            self.pw = nn.Conv2d(16, 8, 1, bias=False)
+            w = torch.randn(16, 1, 3, 3, generator=gen) * 0.05
+            w[:, 0, 1, 1] = torch.rand(16, generator=gen) * 10 + 5
+            w[:, 0, 0, 1] = -w[:, 0, 1, 1] + torch.randn(16, generator=gen) * 0.05
+            with torch.no_grad():
+                self.dw.weight.copy_(w)
+                self.dw.bias.zero_()
 
-    def forward(self, x):
-        return self.pw(self.dw(x))
+        def forward(self, x):
+            return self.pw(self.dw(x))
+
+    return Depthwise()
 
 
 def _quantized(model, calibration, correct: bool, restricted: bool = True):
+    import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     from engines.methods.int8 import StaticInt8Config
@@ -55,6 +63,8 @@ def _quantized(model, calibration, correct: bool, restricted: bool = True):
 
 
 def test_bias_correction_removes_the_mean_error_of_int8_weights():
+    import torch
+
     model = Depthwise().eval()
     gen = torch.Generator().manual_seed(1)
     # positive, mostly flat activations (after ReLU6) with some texture
@@ -72,6 +82,8 @@ def test_bias_correction_removes_the_mean_error_of_int8_weights():
 
 def _int8_weights(converted):
     """(int8 weight, its dequantize node's args) of each convolution of a converted graph."""
+    import torch
+
     found = []
     for node in converted.graph.nodes:
         if node.op == "call_function" and node.target is torch.ops.aten.conv2d.default:
@@ -84,6 +96,8 @@ def _int8_weights(converted):
 def test_restricted_range_puts_each_channels_largest_weight_on_the_grid(restricted):
     """[-127, 127]: scale max|w|/127, so the largest tap of each filter (the one that carries a depthwise
     filter after BN folding) is exact; with the x86 default [-128, 127] (scale max|w|/127.5) it is half a step off."""
+    import torch
+
     model = Depthwise().eval()
     calibration = [3 + torch.randn(4, 16, 12, 12, generator=torch.Generator().manual_seed(1)) * 0.3]
     converted, _ = _quantized(model, calibration, correct=False, restricted=restricted)

@@ -5,39 +5,45 @@ from __future__ import annotations
 
 import copy
 
-import pytest
+from tests.helpers import needs
 
-torch = pytest.importorskip("torch")
-nn = torch.nn
-
-
-class PaddedConv(nn.Conv2d):
-    """efficientnet-pytorch's Conv2dStaticSamePadding in miniature: padding as a pre-op."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.static_padding = nn.ZeroPad2d((0, 1, 0, 1))
-
-    def forward(self, x):
-        return nn.functional.conv2d(self.static_padding(x), self.weight, self.bias, self.stride, self.padding,
-                                    self.dilation, self.groups)
+# torch is imported by the test, not at collection (seconds, in every xdist worker).
+pytestmark = [needs("torch")]
 
 
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1, self.bn1 = PaddedConv(3, 8, 2), nn.BatchNorm2d(8)
-        self.conv2, self.bn2 = PaddedConv(8, 8, 2, groups=8), nn.BatchNorm2d(8)
-        self.act = nn.ReLU6()  # one module, called twice: one partition with two outputs
-        self.head = nn.Linear(8, 4)
+def Net():
+    """A small CNN whose convolutions hide behind a Conv2d subclass and share one activation module."""
+    from torch import nn
 
-    def forward(self, x):
-        x = self.act(self.bn1(self.conv1(x)))
-        x = self.act(self.bn2(self.conv2(x)))
-        return self.head(x.mean((2, 3)))
+    class PaddedConv(nn.Conv2d):
+        """efficientnet-pytorch's Conv2dStaticSamePadding in miniature: padding as a pre-op."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.static_padding = nn.ZeroPad2d((0, 1, 0, 1))
+
+        def forward(self, x):
+            return nn.functional.conv2d(self.static_padding(x), self.weight, self.bias, self.stride, self.padding,
+                                        self.dilation, self.groups)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1 = PaddedConv(3, 8, 2), nn.BatchNorm2d(8)
+            self.conv2, self.bn2 = PaddedConv(8, 8, 2, groups=8), nn.BatchNorm2d(8)
+            self.act = nn.ReLU6()  # one module, called twice: one partition with two outputs
+            self.head = nn.Linear(8, 4)
+
+        def forward(self, x):
+            x = self.act(self.bn1(self.conv1(x)))
+            x = self.act(self.bn2(self.conv2(x)))
+            return self.head(x.mean((2, 3)))
+
+    return Net()
 
 
 def test_conv_subclasses_and_shared_activations_are_quantized():
+    import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
 

@@ -8,32 +8,40 @@ import dataclasses
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+from tests.helpers import lazy_module, needs
+
+# Found, not imported, at collection (torch and ONNX Runtime take seconds in every xdist worker);
+# imported on first use.
+pytestmark = [needs("torch", "onnx", "onnxruntime")]
+onnx, ort = lazy_module("onnx"), lazy_module("onnxruntime")
 
 VOCAB, HIDDEN, SEQ = 300, 32, 8
 
 
-class _Encoder(torch.nn.Module):
-    """Embedding → LayerNorm → one-head attention (+ residual) → LayerNorm → GELU FFN, mean-pooled;
-    channel 3 of the LayerNorm output is an outlier (bias 8), as in BERT-class encoders."""
+def _encoder():
+    import torch
 
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.emb = torch.nn.Embedding(VOCAB, HIDDEN)
-        self.ln1, self.ln2 = torch.nn.LayerNorm(HIDDEN), torch.nn.LayerNorm(HIDDEN)
-        with torch.no_grad():
-            self.ln1.bias[3] = 8.0
-        self.q, self.k, self.v, self.o = (torch.nn.Linear(HIDDEN, HIDDEN) for _ in range(4))
-        self.up, self.down = torch.nn.Linear(HIDDEN, 4 * HIDDEN), torch.nn.Linear(4 * HIDDEN, HIDDEN)
+    class _Encoder(torch.nn.Module):
+        """Embedding → LayerNorm → one-head attention (+ residual) → LayerNorm → GELU FFN, mean-pooled;
+        channel 3 of the LayerNorm output is an outlier (bias 8), as in BERT-class encoders."""
 
-    def forward(self, ids):
-        x = self.ln1(self.emb(ids))
-        scores = torch.softmax(self.q(x) @ self.k(x).transpose(1, 2) / HIDDEN**0.5, dim=-1)
-        x = self.ln2(x + self.o(scores @ self.v(x)))
-        return (x + self.down(torch.nn.functional.gelu(self.up(x)))).mean(dim=1)
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.emb = torch.nn.Embedding(VOCAB, HIDDEN)
+            self.ln1, self.ln2 = torch.nn.LayerNorm(HIDDEN), torch.nn.LayerNorm(HIDDEN)
+            with torch.no_grad():
+                self.ln1.bias[3] = 8.0
+            self.q, self.k, self.v, self.o = (torch.nn.Linear(HIDDEN, HIDDEN) for _ in range(4))
+            self.up, self.down = torch.nn.Linear(HIDDEN, 4 * HIDDEN), torch.nn.Linear(4 * HIDDEN, HIDDEN)
+
+        def forward(self, ids):
+            x = self.ln1(self.emb(ids))
+            scores = torch.softmax(self.q(x) @ self.k(x).transpose(1, 2) / HIDDEN**0.5, dim=-1)
+            x = self.ln2(x + self.o(scores @ self.v(x)))
+            return (x + self.down(torch.nn.functional.gelu(self.up(x)))).mean(dim=1)
+
+    return _Encoder()
 
 
 def _model():
@@ -41,7 +49,7 @@ def _model():
 
     rng = np.random.default_rng(0)
     ids = rng.integers(0, VOCAB, size=(96, SEQ)).astype(np.int64)
-    return LoadedModel(name="tiny-encoder", task="embedding", module=_Encoder().eval(),
+    return LoadedModel(name="tiny-encoder", task="embedding", module=_encoder().eval(),
                        inputs=[InputSpec("ids", ("batch", SEQ), "int64")], output_name="y",
                        eval_inputs={"ids": ids[64:]}, calibration_inputs={"ids": ids[:64]})
 

@@ -8,8 +8,10 @@ import pytest
 from engines import catalog
 from engines.methods.recipe import parse_recipe
 from tests.conformance.contract import run_recipe
+from tests.helpers import needs
 
-pytest.importorskip("bitsandbytes")
+# Found, not imported, at collection (bitsandbytes imports torch and its kernels: seconds).
+pytestmark = [needs("bitsandbytes")]
 
 
 @pytest.mark.parametrize("recipe, max_size", [("nf4", 0.16), ("nf4:double_quant=true", 0.15), ("bnb-int8", 0.27)])

@@ -6,13 +6,14 @@ from __future__ import annotations
 import copy
 
 import pytest
-import torch
 
 from engines.passes.packed_int4 import load_packed, pack_nibbles, unpack_nibbles
 from tests.conformance.contract import run_recipe, small_model
 
 
 def test_nibbles_round_trip_every_int4_value_and_odd_counts():
+    import torch  # here, not at collection
+
     values = torch.arange(-8, 8, dtype=torch.int8).repeat(3)[:-1]  # 47 values: an odd count
     packed = pack_nibbles(values)
     assert packed.dtype == torch.uint8 and packed.numel() == 24
@@ -20,6 +21,8 @@ def test_nibbles_round_trip_every_int4_value_and_odd_counts():
 
 
 def test_int4_file_is_packed_and_loads_back_to_identical_outputs():
+    import torch  # here, not at collection
+
     fp32 = run_recipe("fp32", "torch")
     int4 = run_recipe("int4", "torch")
     artifact = int4["artifact"]
@@ -34,6 +37,8 @@ def test_int4_file_is_packed_and_loads_back_to_identical_outputs():
 
 
 def test_a_file_of_another_kind_is_refused(tmp_path):
+    import torch  # here, not at collection
+
     path = tmp_path / "plain.pt"
     torch.save({"w": torch.zeros(2)}, path)
     with pytest.raises(ValueError, match="not a qbench packed int4 file"):

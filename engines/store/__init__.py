@@ -19,7 +19,7 @@ from typing import Any
 from engines.analysis.rules import pareto
 from engines.core.schema import Result, now_iso, public_json, variant_key  # noqa: F401 - re-exported
 from engines.store.migrations import MIGRATIONS, SCHEMA_VERSION, legacy_recipe
-from engines.store.opening import connect, describe
+from engines.store.opening import connect, describe, import_sqlite_utils
 from engines.store.outbox import enqueue, queue_summary
 from engines.store.planner import refresh_stats
 from engines.store.query import DISTINCT_COLUMNS, MEASURED, QUALITY, REFERENCES, ResultQuery
@@ -57,9 +57,7 @@ class Store:
         sqlite-utils imports numpy (0.8 s, 2 s on a loaded machine), and reading never needs it,
         so the app shows its history without waiting for it."""
         if self._db is None:
-            import sqlite_utils
-
-            self._db = sqlite_utils.Database(self.conn)
+            self._db = import_sqlite_utils().Database(self.conn)
         return self._db
 
     # --- opening, checks and migrations ---------------------------------------------------

@@ -9,10 +9,30 @@ import errno
 import os
 import shutil
 import sqlite3
+import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 BUSY_TIMEOUT_S = 30.0  # how long a second process waits for the one creating or migrating the store
+
+
+def import_sqlite_utils() -> Any:
+    """sqlite-utils (the writes and migrations go through it), imported without pandas where pandas
+    is not loaded yet: sqlite-utils imports pandas, when installed, only to map ``pandas.Timestamp``
+    to TEXT, which the store never writes, and pandas costs each process that writes a result a
+    second (three on a loaded machine). A later ``import pandas`` works as usual."""
+    if "sqlite_utils" in sys.modules or "pandas" in sys.modules:
+        import sqlite_utils
+
+        return sqlite_utils
+    sys.modules["pandas"] = None  # type: ignore[assignment]  # an import of pandas stops here
+    try:
+        import sqlite_utils
+    finally:
+        if "pandas" in sys.modules and sys.modules["pandas"] is None:
+            del sys.modules["pandas"]
+    return sqlite_utils
 
 
 def writable(path: Path) -> bool:
