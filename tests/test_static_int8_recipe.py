@@ -79,6 +79,12 @@ def test_smoothquant_is_exact_in_float_and_flattens_the_outlier_channel(tmp_path
                             batches)
     spread = {name: r.max() / np.median(r) for name, r in ranges.items()}
     assert max(spread[m.output[0]] for m in muls) < max(spread[m.input[0]] for m in muls)
+    # the output projection reads probs @ V: its 1/s went into V's weight columns and bias, not a Mul;
+    # ln1's and ln2's outputs also feed a residual, so theirs stay Muls
+    producer = {o: n for n in graph.node for o in n.output}
+    o_proj = next(n for n in graph.node if n.name == "/o/MatMul")
+    assert record["folded"] == 1 and producer[o_proj.input[0]].op_type == "MatMul"
+    assert len(muls) == record["tensors"] - record["folded"]
 
 
 def test_static_int8_on_an_attention_graph_records_its_choices(tmp_path):

@@ -156,7 +156,8 @@ def quantize_static(model, config: StaticInt8Config, fp32: Path, out: Path, work
         notes.append(f"{corrected} convolution biases corrected for int8 weight rounding")
     if smoothing:
         notes.append(f"SmoothQuant α {smoothing['alpha']}: {smoothing['matmuls']} matmuls on "
-                     f"{smoothing['tensors']} inputs smoothed")
+                     f"{smoothing['tensors']} inputs smoothed ({smoothing['folded']} by the preceding "
+                     "matmul's weight columns, the rest by a Mul)")
     gathered = gather_before_dequantize(out) if attention else 0
     if gathered:
         notes.append(f"{gathered} embedding tables gathered as int8, then dequantized (the rows only)")
