@@ -18,7 +18,18 @@ embedding to the plain fp32 graph's on qbench's held-out sentences.
   ``uv venv /tmp/peers && uv pip install --python /tmp/peers/bin/python "optimum-onnx[onnxruntime]"
   onnxruntime==<qbench's> torch sentence-transformers``); without it they are skipped, saying so.
 
-Usage: ``uv run python bench/peers.py [--peer-python PATH] [--threads 2] [--rounds 12] [--calls 5]``
+Session settings: every ONNX file runs in ONNX Runtime's default session (intra-op pool spinning)
+and, with ``--spinning both`` (the default above one thread), again with
+``session.intra_op.allow_spinning`` 0, the setting ``--methods auto`` screens (rows marked
+"· spinning off"): on a shared machine a spinning pool waits at every parallel section for the
+thread a neighbour holds (MiniLM static int8, 2 threads, load 8 on 2 cores: ~80 → ~40 ms alone in
+its process). At one thread there is no pool to spin. The verdict takes the fastest row of each side
+whatever its session, so each side gets the better setting. Beside the p50 wall time each row shows
+its p50 CPU time per call (the process's, all threads): under load the wall time is mostly waiting
+for a core, while the CPU time is the work done (a spinning pool's spinning included).
+
+Usage: ``uv run python bench/peers.py [--peer-python PATH] [--threads 2] [--rounds 12] [--calls 5]
+[--spinning on|off|both]``
 """
 
 from __future__ import annotations
@@ -158,13 +169,18 @@ def peers(python: str | None, fp32: Path, hf_dir: Path, workdir: Path) -> tuple[
     return {k: Path(v) for k, v in made.items() if not v.startswith("failed")}, notes
 
 
-def session(path: Path, threads: int):
+SPIN_OFF = " · spinning off"
+
+
+def session(path: Path, threads: int, spinning: bool = True):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -184,9 +200,9 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
 
 
-def verdict(table: list[tuple[str, float, float, float]]) -> str:
+def verdict(table: list[tuple]) -> str:
     """qbench's fastest row at cosine ≥ MIN_COSINE against the peers' fastest at ≥ that cosine
-    (rows: name, p50 ms, × fp32, cosine; fp32 rows and qbench's own are not peers)."""
+    (rows: name, p50 ms, × fp32, cosine, cpu ms; fp32 rows and qbench's own are not peers)."""
     ours = [r for r in table if r[0].startswith("qbench") and r[3] >= MIN_COSINE]
     theirs = [r for r in table if not r[0].startswith(("qbench", "ORT fp32"))]
     if not ours:
@@ -218,7 +234,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--calls", type=int, default=5, help="timed calls per variant per round")
+    parser.add_argument("--spinning", choices=("on", "off", "both"), default=None,
+                        help="ONNX Runtime's intra-op pool spinning for the ONNX rows (default: both above "
+                             "one thread, on at one)")
     args = parser.parse_args()
+    spin = args.spinning or ("both" if args.threads > 1 else "on")
     from engines.models import load_model, resolve_model
     from engines.passes.onnx_passes import export_fp32
 
@@ -231,7 +251,12 @@ def main() -> None:
     made, notes = peers(args.peer_python, fp32, Path(model.details["directory"]), workdir)
     files.update(made)
 
-    sessions = {name: session(path, args.threads) for name, path in files.items()}
+    sessions = {}
+    for name, path in files.items():
+        if spin in ("on", "both"):
+            sessions[name] = session(path, args.threads)
+        if spin in ("off", "both"):
+            sessions[name + SPIN_OFF] = session(path, args.threads, spinning=False)
     torch_sessions, torch_notes = qbench_torch_variants(model, workdir, args.threads)
     sessions.update(torch_sessions)
     notes += torch_notes
@@ -241,32 +266,36 @@ def main() -> None:
             for name, s in sessions.items()}
     one = {k: v[:1] for k, v in ev.items()}
     times: dict[str, list[float]] = {name: [] for name in sessions}
+    cpu: dict[str, list[float]] = {name: [] for name in sessions}
     for s in sessions.values():
         embed(s, one)
     order = list(sessions)
     for r in range(args.rounds):
         for name in (order if r % 2 == 0 else order[::-1]):
             for _ in range(args.calls):
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 embed(sessions[name], one)
                 times[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
     base_name = order[0]
     base = float(np.median(times[base_name]))
     table = []
     for name in order:
         p50 = float(np.median(times[name]))
-        table.append((name, p50 * 1e3, base / p50, cosine(outs[base_name], outs[name])))
+        table.append((name, p50 * 1e3, base / p50, cosine(outs[base_name], outs[name]),
+                      float(np.median(cpu[name])) * 1e3))
     ours = [row for row in table if row[0].startswith("qbench") and row[3] >= MIN_COSINE]
     best = min(ours, key=lambda row: row[1])[0] if ours else None
     load = os.getloadavg()
     print(f"all-MiniLM-L6-v2, batch 1, seq {one['input_ids'].shape[1]}, {args.threads} threads, "
-          f"{args.rounds} interleaved rounds × {args.calls} calls; load average {load[0]:.1f} at the end; "
+          f"{args.rounds} interleaved rounds × {args.calls} calls, spinning {spin}; load average {load[0]:.1f} "
+          f"at the end; "
           f"ONNX Runtime {__import__('onnxruntime').__version__}, torch {__import__('torch').__version__}")
     print(f"CPU: {cpu_line()}")
-    print(f"{'variant':58s} {'p50 ms':>8s} {'× fp32':>7s} {'cosine':>8s}")
-    for name, ms, ratio, cos in table:
+    print(f"{'variant':74s} {'p50 ms':>8s} {'× fp32':>7s} {'cosine':>8s} {'cpu ms':>8s}")
+    for name, ms, ratio, cos, cpu_ms in table:
         mark = "  ← qbench's best at cosine ≥ 0.99" if name == best else ""
-        print(f"{name:58s} {ms:8.2f} {ratio:7.2f} {cos:8.4f}{mark}")
+        print(f"{name:74s} {ms:8.2f} {ratio:7.2f} {cos:8.4f} {cpu_ms:8.2f}{mark}")
     print(verdict(table))
     for note in notes:
         print("note:", note)

@@ -87,6 +87,19 @@ def test_smoothquant_is_exact_in_float_and_flattens_the_outlier_channel(tmp_path
                             batches)
     spread = {name: r.max() / np.median(r) for name, r in ranges.items()}
     assert max(spread[m.output[0]] for m in muls) < max(spread[m.input[0]] for m in muls)
+    # the output projection reads probs @ V: its 1/s went into V's weight columns and bias, not a Mul;
+    # ln1's and ln2's outputs also feed a residual, so theirs stay Muls
+    producer = {o: n for n in graph.node for o in n.output}
+    o_proj = next(n for n in graph.node if n.name == "/o/MatMul")
+    assert record["folded"] == 1 and producer[o_proj.input[0]].op_type == "MatMul"
+    assert len(muls) == record["tensors"] - record["folded"]
+    # fold=False (what the writer falls back to when the folded graph's outputs differ): a Mul each
+    unfolded = smooth_matmuls(fp32, tmp_path / "unfolded.onnx", batches, alpha=0.5, fold=False)
+    assert unfolded["folded"] == 0 and unfolded["tensors"] == record["tensors"]
+    assert sum(n.name.endswith("_smooth_Mul") for n in onnx.load(str(tmp_path / "unfolded.onnx")).graph.node) \
+        == unfolded["tensors"]
+    np.testing.assert_allclose(_run(tmp_path / "unfolded.onnx", model.eval_inputs),
+                               _run(tmp_path / "smooth.onnx", model.eval_inputs), rtol=1e-4, atol=1e-4)
 
 
 def test_static_int8_on_an_attention_graph_records_its_choices(tmp_path):

@@ -8,7 +8,8 @@ ops the dynamic one does, less its run-time range computation.
 
 Folding the SmoothQuant ``Mul`` into the ``QuantizeLinear`` as a per-channel scale (``(x · 1/s) / a``
 is ``x / (a · s)``) is exact too, but ONNX Runtime's per-axis ``QuantizeLinear`` is a slow path
-(MiniLM: 275 ms against 116 ms with the ``Mul``s, which cost ~10 µs each): the ``Mul``s stay.
+(MiniLM: 275 ms against 116 ms with the ``Mul``s, which cost ~10 µs each): the ``Mul``s stay
+where onnx_smoothquant.py could not fold ``1/s`` into a preceding matmul's weight columns.
 """
 
 from __future__ import annotations

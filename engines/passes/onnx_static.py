@@ -13,7 +13,8 @@ shipped sentences, cosine of the embeddings to fp32 on the held-out ones):
   each into ``MatMulIntegerToFloat``, as dynamic int8 does, instead of ``QLinearMatMul`` followed by a
   ``DequantizeLinear`` (cosine 0.988 → 0.989, and faster), and onnx_qdq_fold.py takes the bias in;
 - SmoothQuant (onnx_smoothquant.py) on the static matmuls' inputs: 0.989 → 0.996 at α 0.5
-  (0.995 at α 0.3), above dynamic int8's 0.993. Calibration method: MinMax 0.9894, Percentile 0.9896
+  (0.995 at α 0.3), above dynamic int8's 0.993; the out-projection's ``1/s`` goes into the value
+  weights, the rest are ``Mul`` nodes. Calibration method: MinMax 0.9894, Percentile 0.9896
   (twice the calibration time), Entropy alike; per-tensor weights 0.959.
 
 On EfficientNet-Lite0 (200 held-out photo views, 36 where fp32 is confident; one view is 0.005 of
@@ -156,7 +157,8 @@ def quantize_static(model, config: StaticInt8Config, fp32: Path, out: Path, work
         notes.append(f"{corrected} convolution biases corrected for int8 weight rounding")
     if smoothing:
         notes.append(f"SmoothQuant α {smoothing['alpha']}: {smoothing['matmuls']} matmuls on "
-                     f"{smoothing['tensors']} inputs smoothed")
+                     f"{smoothing['tensors']} inputs smoothed ({smoothing['folded']} by the preceding "
+                     "matmul's weight columns, the rest by a Mul)")
     gathered = gather_before_dequantize(out) if attention else 0
     if gathered:
         notes.append(f"{gathered} embedding tables gathered as int8, then dequantized (the rows only)")
