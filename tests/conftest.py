@@ -176,42 +176,6 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_TRACKING_URI", "off")
 
 
-def shared_sweep(name: str, *args: str) -> tuple[int, str, dict]:
-    """``qbench run ARGS --json -`` made once per test run and shared by its workers: (exit code,
-    the end of stderr, the JSON). The first test to ask runs it under a file lock in the run's
-    shared folder; the others, in any worker, wait for it and read what it printed."""
-    import fcntl
-    import json
-
-    from tests.helpers import qbench_json
-
-    root = Path(os.environ["QBENCH_TEST_RUN_SHARED"]) / "sweeps"
-    root.mkdir(parents=True, exist_ok=True)
-    stem = root / f"{name}-{hashlib.sha256(json.dumps(args).encode()).hexdigest()[:12]}"
-    with open(stem.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        done = stem.with_suffix(".json")
-        if not done.exists():
-            proc, payload = qbench_json("run", *args, "--db", str(stem.with_suffix(".db")))
-            staging = stem.with_suffix(".tmp")
-            staging.write_text(json.dumps({"returncode": proc.returncode, "stderr": proc.stderr[-4000:],
-                                           "payload": payload}))
-            staging.rename(done)
-        kept = json.loads(done.read_text())
-    return kept["returncode"], kept["stderr"], kept["payload"]
-
-
-@pytest.fixture(scope="session")
-def efficientnet_sweep() -> tuple[int, str, dict]:
-    """EfficientNet-Lite0 (ImageNet weights) swept once per run: fp32, dynamic and static int8 on
-    torch and ONNX Runtime over the default held-out views (every photo in every view); the vision
-    tests and the static-int8 quality tests read the same results. Short timing windows: no test
-    reads a latency."""
-    return shared_sweep("efficientnet-lite0", "--model", "efficientnet-lite0", "--methods",
-                        "fp32,dynamic-int8,static-int8", "--runtimes", "torch,onnxruntime",
-                        "--min-time", "0.1", "--min-reps", "3", "--repeat", "1")
-
-
 @pytest.fixture(scope="session")
 def qbench_home() -> Path:
     return Path(os.environ["QBENCH_HOME"])

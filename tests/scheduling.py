@@ -28,7 +28,7 @@ KNOWN_SECONDS = {
     "tests/conformance/test_contract.py": 140,
     "tests/test_insights.py": 115,
     "tests/test_techniques_mixed.py": 100,
-    "tests/test_vision_models.py": 130,  # with test_effnet_static_quality.py (SHARED_SCOPES)
+    "tests/test_vision_models.py": 100,
     "tests/test_mlx_mixed.py": 90,
     "tests/test_kv_cache.py": 80,
     "tests/test_tui_pilot.py": 65,
@@ -45,10 +45,6 @@ KNOWN_SECONDS = {
     "tests/test_method_spec.py": 25,
 }
 UNKNOWN_TEST_SECONDS = 0.3
-# Modules that read one artifact of the run (a session fixture of conftest.py: the EfficientNet
-# sweep) are one work unit: one worker runs them one after the other, the first builds it, the
-# second reads it, and no worker sits idle on the other's lock.
-SHARED_SCOPES = {"tests/test_effnet_static_quality.py": "tests/test_vision_models.py"}
 
 _durations: dict[str, float] = {}
 
@@ -79,10 +75,6 @@ def longest_first_scheduler(config: Any, log: Any) -> Any:
     seconds = seconds if isinstance(seconds, dict) else {}
 
     class LongestFirst(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            scope = super()._split_scope(nodeid)
-            return SHARED_SCOPES.get(scope, scope)
-
         def _weight(self, scope: str) -> float:
             tests = self.workqueue[scope]
             known = [seconds[t] for t in tests if t in seconds]

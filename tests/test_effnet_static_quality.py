@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from engines.models.vision import CALIBRATION_VIEWS, EVAL_VIEWS, MAX_IMAGES, photo_views
-from tests.helpers import by_key
+from tests.helpers import by_key, qbench_json
 
 pytestmark = [pytest.mark.real_model]
 
@@ -20,10 +20,11 @@ def test_held_out_and_calibration_views_are_different_crops():
 
 
 @pytest.mark.slow
-def test_static_int8_reports_confident_views_and_keeps_them(efficientnet_sweep):
-    # the run's one EfficientNet-Lite0 sweep (tests/conftest.py), over the default held-out views
-    returncode, stderr, payload = efficientnet_sweep
-    assert returncode == 0, stderr
+def test_static_int8_reports_confident_views_and_keeps_them(tmp_path):
+    proc, payload = qbench_json("run", "--model", "efficientnet-lite0", "--methods", "fp32,static-int8",
+                                "--runtimes", "onnxruntime", "--db", str(tmp_path / "q.db"),
+                                "--min-time", "0.1", "--min-reps", "3", "--repeat", "1")
+    assert proc.returncode == 0, proc.stderr[-4000:]
     table = by_key(payload["results"])
     static = table[("static-int8", "onnxruntime")]
     assert static["status"] == "ok", static["error"]
