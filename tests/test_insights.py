@@ -236,9 +236,10 @@ def test_auto_keeps_a_variant_budget_across_two_families(auto_sweep):
 @pytest.mark.slow
 def test_auto_time_budget_stops_on_time_and_resumes(tmp_path):
     db = tmp_path / "q.db"
-    # 30 s: more than a fork server's start (2-3 s quiet, 12 s on a loaded machine), less than the
-    # two variants' 10 s of timing each plus their loads: the budget always cuts the run off.
-    budget = 30
+    # 20 s: the sweep is told to stop at 16 s (the 4 s stop margin), more than a fork server's start
+    # (2-3 s quiet, 12 s on a loaded machine), less than the two variants' 10 s of timing each plus
+    # their loads: the budget always cuts the run off (a longer budget checks nothing more).
+    budget = 20
     t0 = time.monotonic()
     proc, data = qbench_json("auto", "--models", "digits-mlp", "--budget", f"{budget}s", "--runtimes", "onnxruntime",
                              "--min-time", "10", "--min-reps", "5", "--repeat", "1", "--db", str(db), timeout=300)
