@@ -275,9 +275,23 @@ async def test_the_app_versions_and_serves_the_selected_result(served, monkeypat
                     break
             pane = app.main.results_pane
             table = pane.query_one(ResultsTable)
-            rows = [key.value for key in table.rows]
-            index = next(i for i, key in enumerate(rows) if pane._by_key[key]["id"] == ids["fp32"])
-            table.move_cursor(row=index, animate=False)
+            # The history may still be filling the table (a later page redraws it and puts the cursor
+            # back on the first row): put the cursor on fp32 until it stays there.
+            steady = 0
+            for _ in range(200):
+                result = pane.cursor_result()
+                if result is not None and result.get("id") == ids["fp32"]:
+                    steady += 1
+                    if steady == 3:
+                        break
+                else:
+                    steady = 0
+                    rows = [key.value for key in table.rows]
+                    index = next((i for i, key in enumerate(rows) if pane._by_key[key]["id"] == ids["fp32"]), None)
+                    if index is not None:
+                        table.move_cursor(row=index, animate=False)
+                await pilot.pause(0.1)
+            assert pane.cursor_result()["id"] == ids["fp32"]
             commands = {c.title: c for c in app.palette_commands()}
             commands["Version the selected result with DVC"].callback()
             for _ in range(1200):

@@ -13,17 +13,12 @@ from typing import Any
 import numpy as np
 
 from engines.core.config import config_from_dict
-from engines.models.base import LoadedModel, iter_batches
+from engines.models.base import EVAL_BATCH, LoadedModel, iter_batches, run_outputs
 from engines.passes import Format, PassContext, get_pass
 from engines.runtimes import runtime_spec
 from engines.runtimes.base import Artifact
 
-EVAL_BATCH = 256
 Emitter = Callable[..., None]  # the worker's channel: emit(event, **data)
-
-
-def run_outputs(session, data: dict[str, np.ndarray], batch_size: int = EVAL_BATCH) -> np.ndarray:
-    return np.concatenate([session.run(batch) for batch in iter_batches(data, batch_size)])
 
 
 def reference_outputs(model, workdir: Path) -> np.ndarray:

@@ -120,3 +120,11 @@ def iter_batches(data: dict[str, np.ndarray], batch_size: int):
     n = rows(data)
     for start in range(0, n, batch_size):
         yield {k: v[start : start + batch_size] for k, v in data.items()}
+
+
+EVAL_BATCH = 256  # rows per call when a whole held-out set goes through a session
+
+
+def run_outputs(session, data: dict[str, np.ndarray], batch_size: int = EVAL_BATCH) -> np.ndarray:
+    """A session's outputs on ``data``, ``batch_size`` rows at a time (any object with ``run(batch)``)."""
+    return np.concatenate([session.run(batch) for batch in iter_batches(data, batch_size)])

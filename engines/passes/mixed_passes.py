@@ -257,7 +257,7 @@ def ort_mixed(ctx: PassContext, artifact: Artifact, config: MixedConfig) -> Arti
     from onnx import numpy_helper
 
     from engines.analysis.sensitivity import fake_quantize_weight, sqnr_db
-    from engines.bench.worker import run_outputs
+    from engines.models.base import run_outputs
     from engines.passes.onnx_passes import _quantized, gemm_to_matmul
     from engines.runtimes.ort.session import OnnxSession
 
