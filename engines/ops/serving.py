@@ -112,7 +112,9 @@ def service_command(export_dir: Path, host: str, port: int) -> tuple[list[str], 
     if not app.exists():
         raise ServeError(f"{export_dir} has no {SERVICE_APP}: export the variant again (qbench serve --refresh)")
     model = Path(export_dir) / "model.onnx"
-    env = {**os.environ, "MODEL_PATH": str(model.resolve())}
+    # The service imports app.py from the export itself: no __pycache__ may be written there, or the
+    # served export would no longer be the bytes its version hash (qbench version) stands for.
+    env = {**os.environ, "MODEL_PATH": str(model.resolve()), "PYTHONDONTWRITEBYTECODE": "1"}
     argv = [sys.executable, "-m", "uvicorn", "app:app", "--host", host, "--port", str(port),
             "--no-access-log", "--log-level", "warning"]
     return argv, app.parent, env
