@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,13 @@ import pytest
 FAST = ("--min-time", "0.05", "--min-reps", "5")
 
 
-def installed(module: str) -> bool:
-    """Whether ``module`` can be imported, found without importing it: a module-level skip that costs
-    the collection nothing (``pytest.importorskip`` imports it; coremltools takes tens of seconds,
-    and every xdist worker collects every module)."""
-    try:
-        return find_spec(module) is not None
-    except ModuleNotFoundError:  # its parent package is missing
-        return False
-
-
 def needs(*modules: str, reason: str | None = None) -> pytest.MarkDecorator:
     """A skip marker for a test module (``pytestmark``) or a test: skipped, saying which, when one of
-    ``modules`` is not installed."""
-    missing = [m for m in modules if not installed(m)]
+    ``modules`` is not installed. Found without importing them (``pytest.importorskip`` imports; coremltools
+    takes tens of seconds, and every xdist worker collects every module)."""
+    from engines.devices import package_installed
+
+    missing = [m for m in modules if not package_installed(m)]
     return pytest.mark.skipif(bool(missing), reason=reason or f"{', '.join(missing)} is not installed")
 
 

@@ -115,8 +115,12 @@ def device_info(name: str) -> DeviceInfo | None:
 
 
 def package_installed(module: str) -> bool:
-    """True when ``module`` can be imported, checked without importing it."""
-    return importlib.util.find_spec(module) is not None
+    """True when ``module`` can be imported, checked without importing it (``a.b``: False when ``a``
+    itself is missing)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False
 
 
 def physical_cores() -> int:
